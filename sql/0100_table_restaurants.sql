@@ -1,0 +1,9 @@
+create table public.restaurants (
+    id uuid primary key default gen_random_uuid(),
+    name text not null
+        constraint restaurant_name_is_not_blank check (btrim(name) <> ''),
+    created_at timestamptz not null default now(),
+    updated_at timestamptz not null default now()
+);
+
+comment on table public.restaurants is 'The main app''s restaurants. loyverse-sync reads id and name.';

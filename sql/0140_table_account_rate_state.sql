@@ -1,0 +1,14 @@
+create table loyverse.account_rate_state (
+    account_id bigint primary key references loyverse.accounts (id) on delete cascade,
+    tokens double precision not null,
+    refreshed_at timestamptz not null,
+    throttled_until timestamptz,
+    slow_until timestamptz,
+    requests_total bigint not null default 0,
+    rate_limited_total bigint not null default 0,
+    last_rate_limited_at timestamptz
+);
+
+comment on table loyverse.account_rate_state is
+    'The shared token bucket of each account (see rate_governor_take). Negative tokens are '
+    'reservations already handed out.';

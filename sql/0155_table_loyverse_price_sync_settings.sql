@@ -1,0 +1,43 @@
+create table loyverse.loyverse_price_sync_settings (
+    restaurant_id uuid primary key references public.restaurants (id) on delete cascade,
+    enabled boolean not null default true,
+    sync_direction text not null default 'TO_LOYVERSE'
+        constraint sync_direction_is_valid check (sync_direction in ('TO_LOYVERSE', 'FROM_LOYVERSE', 'BIDIRECTIONAL')),
+    sync_frequency text not null default 'REALTIME'
+        constraint sync_frequency_is_valid check (sync_frequency in ('REALTIME', 'BATCH_5MIN', 'BATCH_HOURLY', 'MANUAL')),
+    include_category_ids uuid[] not null default '{}',
+    exclude_category_ids uuid[] not null default '{}',
+    price_rounding_rule text not null default 'NONE'
+        constraint price_rounding_rule_is_valid check (price_rounding_rule in ('NONE', 'NEAREST_0.05', 'NEAREST_0.10', 'UP', 'DOWN')),
+    notify_on_error boolean not null default false,
+    notification_email text
+        constraint notification_email_is_valid check (notification_email is null or notification_email ~ '^[^@[:space:]]+@[^@[:space:]]+\.[^@[:space:]]+$'),
+    max_attempts integer not null default 8
+        constraint max_attempts_is_between_1_and_50 check (max_attempts between 1 and 50),
+    priority integer not null default 0
+        constraint priority_is_between_minus_100_and_100 check (priority between -100 and 100),
+    paused boolean not null default false,
+    paused_at timestamptz,
+    prices_include_tax boolean not null default true,
+    alert_failure_rate double precision not null default 0.2
+        constraint alert_failure_rate_is_a_fraction check (alert_failure_rate > 0 and alert_failure_rate <= 1),
+    alert_queue_depth integer not null default 1000
+        constraint alert_queue_depth_is_positive check (alert_queue_depth > 0),
+    alert_oldest_pending_seconds integer not null default 900
+        constraint alert_oldest_pending_seconds_is_positive check (alert_oldest_pending_seconds > 0),
+    alert_dead_letters integer not null default 1
+        constraint alert_dead_letters_is_positive check (alert_dead_letters > 0),
+    created_at timestamptz not null default now(),
+    updated_at timestamptz not null default now(),
+    constraint notify_on_error_needs_an_email check (not notify_on_error or notification_email is not null),
+    constraint categories_are_not_both_included_and_excluded check (not (include_category_ids && exclude_category_ids))
+);
+
+comment on table loyverse.loyverse_price_sync_settings is
+    'Per-restaurant price-sync settings (the plan''s PriceSyncSettings). Change them through '
+    'loyverse.update_price_sync_settings() or `loyverse-sync sync settings set`.';
+
+comment on column loyverse.loyverse_price_sync_settings.include_category_ids is 'Empty = every category.';
+
+comment on column loyverse.loyverse_price_sync_settings.prices_include_tax is
+    'Whether our prices include tax; decides how imported prices treat Loyverse ADDED taxes.';

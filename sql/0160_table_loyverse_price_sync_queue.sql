@@ -1,0 +1,65 @@
+create table loyverse.loyverse_price_sync_queue (
+    id bigint generated always as identity primary key,
+    product_id uuid not null references public.products (id) on delete cascade,
+    restaurant_id uuid not null references public.restaurants (id) on delete cascade,
+    account_id bigint not null references loyverse.accounts (id) on delete cascade,
+    status text not null default 'pending'
+        constraint queue_status_is_valid check (status in ('pending', 'processing', 'done', 'failed', 'dead', 'conflict', 'cancelled')),
+    source text not null default 'trigger'
+        constraint queue_source_is_valid check (source in ('trigger', 'manual', 'retry', 'resolve', 'requeue')),
+    priority integer not null default 0,
+    version bigint not null default 1
+        constraint queue_version_is_positive check (version > 0),
+    old_price numeric(12, 2),
+    new_price numeric(12, 2) not null
+        constraint queue_new_price_is_nonnegative check (new_price >= 0),
+    price_to_send numeric(12, 3) not null
+        constraint queue_price_to_send_is_nonnegative check (price_to_send >= 0),
+    attempts integer not null default 0
+        constraint queue_attempts_is_nonnegative check (attempts >= 0),
+    max_attempts integer not null default 8
+        constraint queue_max_attempts_is_positive check (max_attempts > 0),
+    last_error text,
+    last_error_code text,
+    error_details jsonb,
+    next_attempt_at timestamptz not null default now(),
+    lease_until timestamptz,
+    claimed_by text,
+    created_at timestamptz not null default now(),
+    updated_at timestamptz not null default now(),
+    completed_at timestamptz,
+    constraint processing_rows_have_a_lease check (status <> 'processing' or lease_until is not null)
+);
+
+-- One pending row per product: the coalescing unit. Claimed rows are never mutated; a
+-- change that arrives meanwhile makes a new pending row.
+create unique index loyverse_price_sync_queue_product_id_pending_idx
+    on loyverse.loyverse_price_sync_queue (product_id) where status = 'pending';
+
+-- The claim: due pending rows of one account, highest priority first.
+create index loyverse_price_sync_queue_claim_idx
+    on loyverse.loyverse_price_sync_queue (account_id, priority desc, next_attempt_at, id) where status = 'pending';
+
+create index loyverse_price_sync_queue_lease_until_idx
+    on loyverse.loyverse_price_sync_queue (lease_until) where status = 'processing';
+
+create index loyverse_price_sync_queue_product_id_processing_idx
+    on loyverse.loyverse_price_sync_queue (product_id) where status = 'processing';
+
+create index loyverse_price_sync_queue_restaurant_id_status_idx
+    on loyverse.loyverse_price_sync_queue (restaurant_id, status) where status in ('failed', 'dead', 'conflict');
+
+create index loyverse_price_sync_queue_completed_at_idx
+    on loyverse.loyverse_price_sync_queue (completed_at) where status in ('done', 'cancelled');
+
+comment on table loyverse.loyverse_price_sync_queue is
+    'Price changes waiting for, in, or done with their write to Loyverse. Internal: query '
+    'loyverse.price_sync_status and the other views.';
+
+comment on column loyverse.loyverse_price_sync_queue.old_price is 'Price before the first change this row coalesces.';
+
+comment on column loyverse.loyverse_price_sync_queue.new_price is 'Price after the last change this row coalesces.';
+
+comment on column loyverse.loyverse_price_sync_queue.price_to_send is 'new_price after the restaurant''s rounding rule and the currency''s decimals.';
+
+comment on column loyverse.loyverse_price_sync_queue.version is 'Bumped by each coalesced change.';
