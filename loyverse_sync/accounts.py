@@ -92,7 +92,9 @@ def get_account(
     row = queries.execute(conn, "accounts", "get_account", {"id": account_id}).fetchone()
     assert row is not None
     r = dict(row)
-    token = crypto.decrypt(r["token_ciphertext"], r["token_key_id"], keys or crypto.load_keys(), account=r["name"])
+    token = crypto.decrypt(
+        r["token_ciphertext"], r["token_key_id"], keys or crypto.load_keys(), account=r["name"]
+    )
     return Account(
         id=r["id"],
         name=r["name"],
@@ -108,7 +110,9 @@ def list_accounts(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
     return [dict(r) for r in queries.execute(conn, "accounts", "list_accounts").fetchall()]
 
 
-def update_merchant(conn: psycopg.Connection[Any], account_id: int, merchant: dict[str, Any]) -> None:
+def update_merchant(
+    conn: psycopg.Connection[Any], account_id: int, merchant: dict[str, Any]
+) -> None:
     """Record what GET /merchant/ said (id, name, currency) and that the token works."""
     currency = merchant.get("currency") or {}
     queries.execute(
@@ -135,7 +139,9 @@ def rotate_key(conn: psycopg.Connection[Any], *, old_keys: list[bytes], new_key:
         updated = 0
         for r in rows:
             rd = dict(r)
-            token = crypto.decrypt(rd["token_ciphertext"], rd["token_key_id"], old_keys, account=rd["name"])
+            token = crypto.decrypt(
+                rd["token_ciphertext"], rd["token_key_id"], old_keys, account=rd["name"]
+            )
             ciphertext, key_id = crypto.encrypt(token, [new_key])
             queries.execute(
                 conn,

@@ -78,7 +78,9 @@ def _ensure_database(admin_conninfo: str, dbname: str) -> None:
     with psycopg.connect(admin_conninfo, autocommit=True) as conn:
         exists = conn.execute("select 1 from pg_database where datname = %s", (dbname,)).fetchone()
         if not exists:
-            conn.execute(psycopg.sql.SQL("create database {}").format(psycopg.sql.Identifier(dbname)))
+            conn.execute(
+                psycopg.sql.SQL("create database {}").format(psycopg.sql.Identifier(dbname))
+            )
 
 
 def local_server(dbname: str = DEFAULT_DATABASE) -> Database | None:
@@ -155,7 +157,9 @@ def yoyo_uri(conninfo: str) -> str:
     else:
         netloc_host = host
     auth = user + (f":{password}" if password else "")
-    netloc = (auth + "@" if auth else "") + netloc_host + (f":{port}" if port and netloc_host else "")
+    netloc = (
+        (auth + "@" if auth else "") + netloc_host + (f":{port}" if port and netloc_host else "")
+    )
     if port and not netloc_host:
         query["port"] = port
     qs = ("?" + urllib.parse.urlencode(query)) if query else ""

@@ -41,9 +41,15 @@ SERVER = _server_params()
 TEST_DBNAME = f"lvs_test_{os.getpid()}"
 
 
-def load_schema(host: str, port: int, user: str, dbname: str, password: str | None = None, **_: Any) -> None:
+def load_schema(
+    host: str, port: int, user: str, dbname: str, password: str | None = None, **_: Any
+) -> None:
     """pytest-postgresql loader: the real migrations, into the session's template."""
-    db.migrate(pg_conninfo.make_conninfo(host=host, port=port, user=user, dbname=dbname, password=password or None))
+    db.migrate(
+        pg_conninfo.make_conninfo(
+            host=host, port=port, user=user, dbname=dbname, password=password or None
+        )
+    )
 
 
 pg_server = factories.postgresql_noproc(
@@ -59,7 +65,11 @@ postgresql = factories.postgresql("pg_server")
 
 def server_conninfo(dbname: str) -> str:
     return pg_conninfo.make_conninfo(
-        host=SERVER["host"], port=SERVER["port"], user=SERVER["user"], password=SERVER["password"], dbname=dbname
+        host=SERVER["host"],
+        port=SERVER["port"],
+        user=SERVER["user"],
+        password=SERVER["password"],
+        dbname=dbname,
     )
 
 
@@ -100,4 +110,8 @@ def empty_database() -> Iterator[str]:
         yield server_conninfo(name)
     finally:
         with psycopg.connect(admin, autocommit=True) as c:
-            c.execute(psycopg.sql.SQL("drop database if exists {} with (force)").format(psycopg.sql.Identifier(name)))
+            c.execute(
+                psycopg.sql.SQL("drop database if exists {} with (force)").format(
+                    psycopg.sql.Identifier(name)
+                )
+            )

@@ -1,0 +1,73 @@
+"""`loyverse-sync restaurant ...`: add, list, link to a Loyverse store."""
+
+from __future__ import annotations
+
+import click
+import psycopg
+
+from loyverse_sync import accounts
+from loyverse_sync.cli import _common
+
+
+@click.group("restaurant")
+def restaurant() -> None:
+    """Restaurants of the main app and their Loyverse store."""
+
+
+@restaurant.command("add")
+@click.option("--name", required=True, help="The restaurant's name.")
+def add(name: str) -> None:
+    """Create a restaurant (for set-ups where the main app does not create them yet)."""
+    with _common.connection() as conn:
+        try:
+            restaurant_id = accounts.add_restaurant(conn, name)
+        except psycopg.errors.CheckViolation as exc:
+            raise _common.UsageProblem(f"invalid --name: {exc.diag.constraint_name}") from None
+    click.echo(f"restaurant {name!r} added: {restaurant_id}")
+
+
+@restaurant.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def list_(as_json: bool) -> None:
+    """List restaurants with their Loyverse link and product counts."""
+    with _common.connection() as conn:
+        rows = accounts.list_restaurants(conn)
+    if as_json:
+        _common.echo_json(rows)
+    else:
+        _common.echo_table(
+            rows, empty="no restaurants yet: `loyverse-sync restaurant add --name ...`"
+        )
+
+
+@restaurant.command("link")
+@click.argument("restaurant_ref", metavar="RESTAURANT")
+@click.option("--account", "account_ref", required=True, help="Account id or name.")
+@click.option("--store", "store_id", required=True, help="Loyverse store id.")
+@click.option("--no-check", is_flag=True, help="Do not check the store exists in Loyverse.")
+def link(restaurant_ref: str, account_ref: str, store_id: str, no_check: bool) -> None:
+    """Link RESTAURANT (id or name) to a Loyverse account's store."""
+    with _common.connection() as conn:
+        restaurant_id = accounts.resolve_restaurant_id(conn, restaurant_ref)
+        account_id = accounts.resolve_account_id(conn, account_ref)
+        store_name = None
+        if not no_check:
+            account_obj = accounts.get_account(conn, account_id)
+            from loyverse_sync.loyverse import client as lv_client
+
+            with lv_client.LoyverseClient(account_obj.base_url, account_obj.token) as lv:
+                stores = {s["id"]: s for s in lv.list_stores()}
+            if store_id not in stores:
+                known = ", ".join(f"{s['id']} ({s.get('name')})" for s in stores.values()) or "none"
+                raise click.BadParameter(
+                    f"store {store_id} is not in account {account_obj.name}; its stores: {known}",
+                    param_hint="--store",
+                )
+            store_name = stores[store_id].get("name")
+        try:
+            accounts.link_restaurant(conn, restaurant_id, account_id, store_id, store_name)
+        except psycopg.errors.UniqueViolation:
+            raise _common.UsageProblem(
+                f"store {store_id} is already linked to another restaurant of this account"
+            ) from None
+    click.echo(f"restaurant {restaurant_ref} linked to account {account_ref}, store {store_id}")
