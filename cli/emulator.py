@@ -1,0 +1,319 @@
+"""`loyverse-sync emulator ...`: run the Loyverse emulator and script a running one."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+from typing import Any
+
+import click
+import httpx
+
+from loyverse_sync.emulator import admin, server, state
+
+
+class _OneLineError(click.ClickException):
+    """Bad usage: one line on stderr, exit code 2."""
+
+    exit_code = 2
+
+
+class _Command(click.Command):
+    """Reports usage errors as one line (`Error: ...`) with exit code 2."""
+
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.UsageError as exc:
+            raise _OneLineError(exc.format_message().replace("\n", " ")) from None
+
+
+emulator = click.Group("emulator", help="Run and script the Loyverse emulator.")
+
+
+def _menu(ctx: click.Context, param: click.Parameter, value: str) -> str | int:
+    if value in ("demo", "empty"):
+        return value
+    try:
+        size = int(value)
+    except ValueError:
+        raise click.BadParameter("must be demo, empty or a number of items") from None
+    if not 0 <= size <= 100_000:
+        raise click.BadParameter("must be between 0 and 100000")
+    return size
+
+
+def _positive(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    if value is not None and value <= 0:
+        raise click.BadParameter("must be > 0")
+    return value
+
+
+@emulator.command("serve", cls=_Command)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8787,
+    show_default=True,
+    help="0 picks a free port.",
+)
+@click.option(
+    "--menu",
+    "menu_spec",
+    default="demo",
+    callback=_menu,
+    show_default=True,
+    help="demo, empty or N items for the first merchant.",
+)
+@click.option(
+    "--seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Seed of the menu generator and fault RNG.",
+)
+@click.option(
+    "--state",
+    "state_file",
+    type=click.Path(dir_okay=False),
+    help="Load state from FILE if it exists; save to it on exit.",
+)
+@click.option(
+    "--state-from",
+    type=click.Path(exists=True, file_okay=False),
+    help="Load the first merchant from Loyverse-format JSON files in DIR.",
+)
+@click.option("--token", help="Fix the first merchant's first token (else random).")
+@click.option(
+    "--time-scale",
+    type=float,
+    default=1.0,
+    callback=_positive,
+    show_default=True,
+    help="Divide the rate-limit window (100: 300 requests per 3 s).",
+)
+@click.option("--merchants", type=click.IntRange(1, 50), default=2, show_default=True)
+@click.option(
+    "--stores",
+    type=click.IntRange(1, 50),
+    default=2,
+    show_default=True,
+    help="Stores of the first merchant.",
+)
+@click.option(
+    "--retry-after",
+    type=float,
+    callback=_positive,
+    help="Send Retry-After: S on 429 (off by default).",
+)
+@click.option(
+    "--stores-merge",
+    type=click.Choice(state.STORES_MERGE_CHOICES),
+    default="merge",
+    show_default=True,
+    help="How a partial stores[] on a variant POST is applied.",
+)
+@click.option(
+    "--default-price-moves-stores/--no-default-price-moves-stores",
+    default=False,
+    show_default=True,
+    help="Changing default_price rewrites store prices equal to the old default.",
+)
+def serve(
+    host: str,
+    port: int,
+    menu_spec: str | int,
+    seed: int,
+    state_file: str | None,
+    state_from: str | None,
+    token: str | None,
+    time_scale: float,
+    merchants: int,
+    stores: int,
+    retry_after: float | None,
+    stores_merge: str,
+    default_price_moves_stores: bool,
+) -> None:
+    """Serve the emulator until Ctrl-C or SIGTERM."""
+    try:
+        emu = server.EmulatorServer(
+            host=host, port=port, menu=menu_spec, seed=seed, time_scale=time_scale, token=token,
+            merchants=merchants, stores=stores, state_file=state_file, state_from=state_from,
+            stores_merge=stores_merge, default_price_moves_stores=default_price_moves_stores,
+            retry_after=retry_after,
+        )  # fmt: skip
+        emu.start()
+    except (OSError, ValueError) as exc:
+        raise _OneLineError(str(exc)) from None
+    done = threading.Event()
+    previous = (
+        signal.signal(signal.SIGTERM, lambda *_: done.set())
+        if threading.current_thread() is threading.main_thread()
+        else None
+    )
+    try:
+        for m in emu.merchants:
+            currency = m["currency"]
+            click.echo(
+                f"merchant {m['merchant_id']}  {m['business_name']}  {currency['code']} ({currency['decimal_places']} decimals)"
+            )
+            click.echo(f"  stores: {', '.join(m['store_ids'])}")
+            click.echo(f"  tokens: {', '.join(m['tokens'])}")
+        click.echo(f"base URL:  {emu.base_url}")
+        click.echo(f"admin URL: {emu.admin_url}")
+        sys.stdout.flush()
+        while not done.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        emu.stop()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _admin_call(url: str, call: Any) -> Any:
+    try:
+        with admin.AdminClient(url) as client:
+            return call(client)
+    except admin.AdminError as exc:
+        raise _OneLineError(str(exc)) from None
+    except httpx.HTTPError as exc:
+        raise click.ClickException(f"cannot reach the emulator at {url}: {exc}") from None
+
+
+_url_option = click.option(
+    "--url", required=True, help="The emulator's admin URL, e.g. http://127.0.0.1:8787/_emulator."
+)
+_merchant_option = click.option(
+    "--merchant", "merchant_id", help="Merchant id (default: the first merchant)."
+)
+
+
+@emulator.command("faults", cls=_Command)
+@_url_option
+@_merchant_option
+@click.option("--p500", type=click.FloatRange(0, 1), help="Probability of a 500.")
+@click.option("--p429", type=click.FloatRange(0, 1), help="Probability of a 429.")
+@click.option(
+    "--ptimeout",
+    type=click.FloatRange(0, 1),
+    help="Probability of hanging --hang seconds, then closing.",
+)
+@click.option(
+    "--pdrop",
+    type=click.FloatRange(0, 1),
+    help="Probability of closing the socket without a response.",
+)
+@click.option(
+    "--pslow", type=click.FloatRange(0, 1), help="Probability of answering after --delay seconds."
+)
+@click.option(
+    "--delay", "delay_seconds", type=click.FloatRange(0), help="Delay of a slow response (s)."
+)
+@click.option(
+    "--hang", "hang_seconds", type=click.FloatRange(0), help="Hang time of a timeout (s)."
+)
+@click.option("--fail-next", type=click.IntRange(0), help="Fail the next N matching requests.")
+@click.option("--fail-next-kind", type=click.Choice(["500", "429", "timeout", "drop", "slow"]))
+@click.option(
+    "--fail-after-write",
+    type=click.FloatRange(0, 1),
+    help="Probability of applying a write, then answering 500/dropping.",
+)
+@click.option(
+    "--fail-after-write-next", type=click.IntRange(0), help="Do that to the next N writes."
+)
+@click.option("--fail-after-write-kind", type=click.Choice(["500", "drop"]))
+@click.option(
+    "--method", "methods", multiple=True, help="Only requests with this method (repeatable)."
+)
+@click.option(
+    "--path-prefix", help="Only paths (relative to /v1.0) starting with this, e.g. /variants."
+)
+@click.option("--seed", type=click.IntRange(0), help="Reseed the fault RNG.")
+@click.option("--clear", is_flag=True, help="Reset all faults first.")
+def faults_cmd(
+    url: str, merchant_id: str | None, methods: tuple[str, ...], clear: bool, **settings: Any
+) -> None:
+    """Set fault injection for one merchant; prints the resulting settings."""
+    values = {k: v for k, v in settings.items() if v is not None}
+    if methods:
+        values["methods"] = list(methods)
+    result = _admin_call(url, lambda c: c.set_faults(merchant_id, clear=clear, **values))
+    click.echo(json.dumps(result, indent=2))
+
+
+@emulator.command("modes", cls=_Command)
+@_url_option
+@_merchant_option
+@click.option("--stores-merge", type=click.Choice(state.STORES_MERGE_CHOICES))
+@click.option("--default-price-moves-stores/--no-default-price-moves-stores", default=None)
+@click.option(
+    "--retry-after", type=float, callback=_positive, help="Seconds sent in Retry-After on 429."
+)
+@click.option("--no-retry-after", is_flag=True, help="Stop sending Retry-After.")
+@click.option("--rate-limit", type=click.IntRange(1), help="Requests per window (default 300).")
+@click.option("--no-rate-limit", is_flag=True, help="Disable the rate limit.")
+def modes_cmd(
+    url: str,
+    merchant_id: str | None,
+    stores_merge: str | None,
+    default_price_moves_stores: bool | None,
+    retry_after: float | None,
+    no_retry_after: bool,
+    rate_limit: int | None,
+    no_rate_limit: bool,
+) -> None:
+    """Show or switch the [UNKNOWN]-behaviour modes of one merchant."""
+    values: dict[str, Any] = {}
+    if stores_merge is not None:
+        values["stores_merge"] = stores_merge
+    if default_price_moves_stores is not None:
+        values["default_price_moves_stores"] = default_price_moves_stores
+    if retry_after is not None or no_retry_after:
+        values["retry_after"] = None if no_retry_after else retry_after
+    if rate_limit is not None or no_rate_limit:
+        values["rate_limit"] = None if no_rate_limit else rate_limit
+    if values:
+        result = _admin_call(url, lambda c: c.set_modes(merchant_id, **values))
+    else:
+        result = _admin_call(url, lambda c: c.modes(merchant_id))
+    click.echo(json.dumps(result, indent=2))
+
+
+@emulator.command("requests", cls=_Command)
+@_url_option
+@_merchant_option
+@click.option("--since", type=click.IntRange(0), default=0, help="Only entries with id > SINCE.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of one line per request.")
+def requests_cmd(url: str, merchant_id: str | None, since: int, as_json: bool) -> None:
+    """Print the emulator's request log."""
+    rows = _admin_call(url, lambda c: c.requests(since=since, merchant_id=merchant_id))
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+        return
+    for row in rows:
+        target = row["path"] + (f"?{row['query']}" if row["query"] else "")
+        fault = f"  fault={row['fault']}" if row.get("fault") else ""
+        click.echo(
+            f"{row['id']:>6} {row['time']} {row['method']:<6} {target} -> {row['status']}  {row['merchant_id']}{fault}"
+        )
+
+
+@emulator.command("state", cls=_Command)
+@_url_option
+@_merchant_option
+def state_cmd(url: str, merchant_id: str | None) -> None:
+    """Print the state dump (items with variants and store prices, categories, ...) as JSON."""
+    result = _admin_call(url, lambda c: c.state(merchant_id))
+    click.echo(json.dumps(result, indent=2, ensure_ascii=False))

@@ -1,0 +1,117 @@
+"""Webhook delivery for the emulator: POSTs payloads from a background thread.
+
+Payloads are `{"merchant_id","type","created_at",<array>}`. A subscription created with an
+OAuth app token is signed: `X-Loyverse-Signature` is the lowercase hex HMAC-SHA1 of the raw
+body keyed by that app's client secret (API.md §8). Subscriptions made with a personal token
+are unsigned. Delivery never blocks the API response.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import queue
+import threading
+import time
+from typing import Any
+
+import httpx
+
+from loyverse_sync.emulator import state as st
+
+SIGNATURE_HEADER = "X-Loyverse-Signature"
+
+
+def sign(body: bytes, client_secret: str) -> str:
+    """The signature Loyverse puts in X-Loyverse-Signature (lowercase hex HMAC-SHA1)."""
+    return hmac.new(client_secret.encode("utf-8"), body, hashlib.sha1).hexdigest()
+
+
+class Dispatcher:
+    """One background thread delivering webhooks in order; attempts are logged in the state."""
+
+    def __init__(self, state: st.State, *, attempts: int = 3, timeout: float = 5.0) -> None:
+        self._state = state
+        self._attempts = attempts
+        self._timeout = timeout
+        self._queue: queue.Queue[tuple[str, bytes, str | None, str, str] | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def emit(
+        self, merchant: st.Merchant, hook_type: str, arrays: dict[str, Any], now_ms: int
+    ) -> int:
+        """Queue one delivery per ENABLED subscription of this type; call with the state lock held."""
+        subs = [
+            rec
+            for rec in merchant.collections["webhooks"].values()
+            if not rec.deleted and rec.data["type"] == hook_type and rec.data["status"] == "ENABLED"
+        ]
+        if not subs:
+            return 0
+        payload = {
+            "merchant_id": merchant.id,
+            "type": hook_type,
+            "created_at": st.iso_from_ms(now_ms),
+            **arrays,
+        }
+        body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        self._ensure_thread()
+        for rec in subs:
+            self._queue.put(
+                (rec.data["url"], body, rec.extra.get("client_secret"), rec.data["id"], merchant.id)
+            )
+        return len(subs)
+
+    def _ensure_thread(self) -> None:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="emulator-webhooks", daemon=True
+                )
+                self._thread.start()
+
+    def _run(self) -> None:
+        with httpx.Client(timeout=self._timeout, follow_redirects=False) as client:
+            while True:
+                job = self._queue.get()
+                if job is None:
+                    return
+                url, body, secret, hook_id, merchant_id = job
+                headers = {"Content-Type": "application/json"}
+                if secret is not None:
+                    headers[SIGNATURE_HEADER] = sign(body, secret)
+                status: int | None = None
+                error: str | None = None
+                for attempt in range(1, self._attempts + 1):
+                    try:
+                        status = client.post(url, content=body, headers=headers).status_code
+                        error = None
+                    except httpx.HTTPError as exc:
+                        status, error = None, f"{type(exc).__name__}: {exc}"
+                    if status is not None and 200 <= status < 300:
+                        break
+                    time.sleep(0.1 * attempt)
+                with self._state.lock:
+                    self._state.webhook_deliveries.append(
+                        {
+                            "time": st.iso_from_ms(time.time_ns() // 1_000_000),
+                            "merchant_id": merchant_id,
+                            "webhook_id": hook_id,
+                            "url": url,
+                            "signed": secret is not None,
+                            "status": status,
+                            "error": error,
+                            "attempts": attempt,
+                            "body": body.decode("utf-8"),
+                        }
+                    )
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Finish queued deliveries (up to `timeout`) and stop the thread."""
+        with self._lock:
+            thread, self._thread = self._thread, None
+        if thread is not None:
+            self._queue.put(None)
+            thread.join(timeout)
