@@ -1,0 +1,187 @@
+"""Operators' view: metrics exposition, health reasons, alerts once per breach, dashboard frame."""
+
+from __future__ import annotations
+
+import json
+import socket
+import uuid
+
+import httpx
+import pytest
+from click.testing import CliRunner
+from prometheus_client.parser import text_string_to_metric_families
+
+from loyverse_sync import accounts, ops
+from loyverse_sync.emulator import admin as emu_admin
+from loyverse_sync.emulator import server as emu_server
+
+
+@pytest.fixture
+def emulator():
+    with emu_server.EmulatorServer(menu=5, seed=3, stores=2, merchants=1) as emu:
+        yield emu
+
+
+@pytest.fixture
+def restaurant(conn, fernet_key, emulator):
+    """A linked restaurant with queue rows in every state and some API calls recorded."""
+    merchant = emulator.merchants[0]
+    account_id = accounts.add_account(
+        conn, name="acct", token=merchant["tokens"][0], base_url=emulator.base_url
+    )
+    rid = accounts.add_restaurant(conn, "Nord")
+    accounts.link_restaurant(conn, rid, account_id, merchant["store_ids"][0], "Main")
+    conn.execute(
+        "update loyverse.loyverse_price_sync_settings set notification_email = 'ops@example.com', alert_dead_letters = 2"
+    )
+    for i, status in enumerate(["done", "done", "done", "failed", "dead", "dead", "pending"]):
+        pid = conn.execute(
+            "insert into public.products (restaurant_id, name, price) values (%s, %s, 1) returning id",
+            (rid, f"p{i}"),
+        ).fetchone()["id"]
+        conn.execute(
+            """insert into loyverse.loyverse_price_sync_queue
+                   (product_id, restaurant_id, account_id, status, new_price, price_to_send, completed_at, last_error)
+               values (%s, %s, %s, %s, 1, 1, case when %s <> 'pending' then now() end, case when %s in ('failed','dead') then 'boom' end)""",
+            (pid, rid, account_id, status, status, status),
+        )
+    calls = [
+        {"method": "GET", "endpoint": "/items", "status": 200, "seconds": s}
+        for s in (0.03, 0.2, 0.4, 1.5)
+    ]
+    calls.append({"method": "POST", "endpoint": "/items", "status": 429, "seconds": 0.01})
+    conn.execute("select loyverse.record_api_calls(%s, %s::jsonb)", (account_id, json.dumps(calls)))
+    return {"id": rid, "account_id": account_id}
+
+
+def test_metrics_are_valid_exposition_with_queue_outcomes_requests_and_latency(dsn, restaurant):
+    families = {f.name: f for f in text_string_to_metric_families(ops.render_metrics(dsn))}
+    queue = {s.labels["status"]: s.value for s in families["loyverse_sync_queue_rows"].samples}
+    assert queue["pending"] == 1 and queue["dead"] == 2 and queue["failed"] == 1
+    outcomes = {
+        s.labels["outcome"]: s.value
+        for s in families["loyverse_sync_items"].samples
+        if s.name.endswith("_total")
+    }
+    assert outcomes == {"done": 3, "failed": 1, "dead": 2}
+    requests = {
+        (s.labels["method"], s.labels["status"]): s.value
+        for s in families["loyverse_sync_loyverse_requests"].samples
+        if s.name.endswith("_total")
+    }
+    assert requests == {("GET", "200"): 4, ("POST", "429"): 1}
+    buckets = {
+        s.labels["le"]: s.value
+        for s in families["loyverse_sync_loyverse_request_seconds"].samples
+        if s.name.endswith("_bucket") and s.labels["method"] == "GET"
+    }
+    assert buckets["0.05"] == 1 and buckets["0.5"] == 3 and buckets["+Inf"] == 4
+
+
+def test_metrics_are_served_over_http(dsn, restaurant):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = ops.serve_metrics(dsn, port)
+    try:
+        body = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    finally:
+        server.shutdown()
+        server.server_close()
+    names = {f.name for f in text_string_to_metric_families(body)}
+    assert {
+        "loyverse_sync_queue_rows",
+        "loyverse_sync_oldest_pending_seconds",
+        "loyverse_sync_rate_limited",
+    } <= names
+
+
+def test_api_latency_view_gives_p50_and_p95(conn, restaurant):
+    row = conn.execute("select * from loyverse.api_latency where method = 'GET'").fetchone()
+    assert row["calls"] == 4 and row["p50_seconds"] == 0.25 and row["p95_seconds"] == 2.5
+
+
+def test_health_fails_with_a_reason_when_no_worker_runs_and_passes_with_a_heartbeat(
+    conn, dsn, restaurant
+):
+    checks = {c.name: c for c in ops.health(dsn)}
+    assert not checks["worker"].ok and "worker" in checks["worker"].detail
+    assert checks["token:acct"].ok
+    conn.execute("insert into public.procrastinate_workers default values")
+    checks = {c.name: c for c in ops.health(dsn)}
+    assert checks["worker"].ok
+    conn.execute(
+        "update public.procrastinate_workers set last_heartbeat = now() - interval '5 minutes'"
+    )
+    checks = {c.name: c for c in ops.health(dsn)}
+    assert not checks["worker"].ok and "300 s ago" in checks["worker"].detail
+
+
+def test_health_notices_a_revoked_token(conn, dsn, restaurant, emulator):
+    with emu_admin.AdminClient(emulator.admin_url) as adm:
+        adm.revoke_token(emulator.merchants[0]["tokens"][0])
+    checks = {c.name: c for c in ops.health(dsn, token_ttl_seconds=0)}
+    assert not checks["token:acct"].ok and "401" in checks["token:acct"].detail
+    assert (
+        conn.execute("select token_valid from loyverse.accounts").fetchone()["token_valid"] is False
+    )
+
+
+def test_health_command_exits_1_with_reasons(dsn, restaurant, monkeypatch):
+    from loyverse_sync.cli import main
+
+    monkeypatch.setenv("DATABASE_URL", dsn)
+    result = CliRunner().invoke(main.cli, ["health", "--no-token-check"])
+    assert result.exit_code == 1
+    assert "FAIL  worker" in result.output and "UNHEALTHY" in result.output
+
+
+def test_an_alert_is_sent_once_per_breach_and_once_on_recovery(conn, restaurant):
+    changes = conn.execute("select * from loyverse.evaluate_alerts()").fetchall()
+    assert {(c["alert"], c["change"]) for c in changes} >= {("DEAD_LETTERS", "BREACHED")}
+    assert conn.execute("select * from loyverse.evaluate_alerts()").fetchall() == []
+    conn.execute(
+        "update loyverse.loyverse_price_sync_queue set status = 'cancelled' where status = 'dead'"
+    )
+    changes = conn.execute("select * from loyverse.evaluate_alerts()").fetchall()
+    assert ("DEAD_LETTERS", "RECOVERED") in {(c["alert"], c["change"]) for c in changes}
+    mails = conn.execute(
+        "select kind, subject from loyverse.loyverse_notification_outbox where payload->>'alert' = 'DEAD_LETTERS' order by id"
+    ).fetchall()
+    assert [m["kind"] for m in mails] == ["ALERT", "RECOVERY"]
+    assert "Nord" in mails[0]["subject"]
+
+
+def test_dashboard_once_shows_every_element_of_the_dashboard(dsn, restaurant, monkeypatch):
+    from loyverse_sync.cli import main
+
+    monkeypatch.setenv("DATABASE_URL", dsn)
+    result = CliRunner().invoke(main.cli, ["dashboard", "--once", "--width", "160"])
+    assert result.exit_code == 0, result.output
+    out = result.output
+    for element in (
+        "Restaurants",
+        "Nord",
+        "Queue",
+        "Processing rate",
+        "last hour",
+        "Rate budget per account",
+        "Recent sync history",
+        "Failed and dead items",
+        "[r] retry",
+        "boom",
+        "Sync statistics",
+        "success rate",
+        "[t] trigger sync",
+    ):
+        assert element in out, element
+
+
+def test_dashboard_for_an_unknown_restaurant_is_exit_2(dsn, monkeypatch):
+    from loyverse_sync.cli import main
+
+    monkeypatch.setenv("DATABASE_URL", dsn)
+    result = CliRunner().invoke(
+        main.cli, ["dashboard", "--once", "--restaurant", str(uuid.uuid4())]
+    )
+    assert result.exit_code == 2 and "no restaurant" in result.output
