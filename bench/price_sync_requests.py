@@ -1,0 +1,74 @@
+"""Loyverse requests per synced price change, counted in the emulator's request log.
+
+(a) chain-wide +5 % on N items x ~2.4 variants x 3 stores of one account (goal <= 0.2),
+(b) one isolated change (goal <= 2), (c) a backlog of single-variant changes, one per item
+(goal <= 1 + 1/250 per item). Naive baseline: GET + POST per variant and store = 2.0.
+Usage: .venv/bin/python bench/price_sync_requests.py [--items 500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import uuid
+
+import psycopg
+
+from loyverse_sync import db
+from loyverse_sync.emulator import server
+from loyverse_sync.pricesync import engine, testing
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--items", type=int, default=500)
+    parser.add_argument("--admin", default="host=127.0.0.1 user=postgres dbname=postgres")
+    args = parser.parse_args()
+    from loyverse_sync import crypto
+
+    os.environ.setdefault("LOYVERSE_SYNC_HOME", tempfile.mkdtemp())
+    os.environ["LOYVERSE_SYNC_KEY"] = crypto.new_key().decode()
+    name = f"bench_ps_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(args.admin, autocommit=True) as c:
+        c.execute(f"create database {name}")
+    dsn = psycopg.conninfo.make_conninfo(args.admin, dbname=name)
+    try:
+        db.migrate(dsn)
+        run(dsn, args.items)
+    finally:
+        with psycopg.connect(args.admin, autocommit=True) as c:
+            c.execute(f"drop database {name} with (force)")
+
+
+def run(dsn: str, n_items: int) -> None:
+    config = engine.EngineConfig()
+    with server.EmulatorServer(menu=n_items, seed=7, stores=3, time_scale=1000) as emu, \
+            db.connect(dsn, autocommit=True) as conn:
+        seed = testing.seed_from_emulator(conn, emu, stores=3, rate_limit_requests=300000,
+                                          rate_limit_window_seconds=300.0)
+        items = len(set(seed.items.values()))
+        variants = len(seed.items)
+
+        def measure(label: str, sql: str, params: tuple = ()) -> None:
+            start = len(emu.state.requests_since(0))
+            conn.execute(sql, params)
+            changes = conn.execute("select count(*) as n from loyverse.loyverse_price_sync_queue"
+                                   " where status = 'pending'").fetchone()["n"]
+            engine.drain_account(dsn, seed.account_id, config=config)
+            requests = len(emu.state.requests_since(0)) - start
+            print(f"{label:<48} changes={changes:>5} requests={requests:>4} "
+                  f"per change={requests / max(changes, 1):.3f}   naive=2.000")
+
+        print(f"{items} items, {variants / items:.2f} variants/item, 3 stores, {len(seed.products)} mapped prices")
+        measure("(a) chain-wide +5%", "update public.products set price = round(price * 1.05, 2) + 0.01")
+        pid = next(iter(seed.products.values()))
+        measure("(b) one isolated change", "update public.products set price = price + 1 where id = %s", (pid,))
+        one_per_item = list({item: pid for (vid, _), pid in seed.products.items()
+                             for item in [seed.items[vid]]}.values())
+        measure("(c) backlog: one variant of every item", "update public.products set price = price + 0.5"
+                " where id = any(%s::uuid[])", (one_per_item,))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,252 @@
+"""`loyverse-sync sync ...`: price sync status, triggers, retries, settings, pause/resume, conflicts.
+
+Every command is one call of the SQL API (loyverse.trigger_price_sync, retry_price_sync,
+update_price_sync_settings, ...) or one view; errors raised there name the field and are
+shown as one line with exit code 2.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from collections.abc import Callable
+from typing import Any
+
+import click
+import psycopg
+
+from loyverse_sync import accounts, queries
+from loyverse_sync.cli import _common
+
+# SQLSTATE classes of the SQL API's validation errors: data (22), integrity (23),
+# prerequisite state (55), no data found (P0002).
+_BAD_INPUT_CLASSES = ("22", "23", "55")
+
+
+def _call(conn: psycopg.Connection[Any], name: str, params: dict[str, Any]) -> Any:
+    try:
+        row = queries.execute(conn, "pricesync", name, params).fetchone()
+    except psycopg.Error as exc:
+        state = exc.sqlstate or ""
+        if state[:2] in _BAD_INPUT_CLASSES or state == "P0002":
+            message = exc.diag.message_primary or str(exc)
+            raise _common.UsageProblem(message.splitlines()[0]) from None
+        raise
+    return None if row is None else next(iter(row.values()))
+
+
+def _plain(value: Any) -> Any:
+    """Intervals as seconds (JSON has no duration type); the rest as _common renders it."""
+    if isinstance(value, datetime.timedelta):
+        return round(value.total_seconds(), 3)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _restaurant(conn: psycopg.Connection[Any], ref: str | None) -> str | None:
+    return None if ref is None else accounts.resolve_restaurant_id(conn, ref)
+
+
+def _product(conn: psycopg.Connection[Any], restaurant_id: str | None, ref: str | None) -> str | None:
+    if ref is None:
+        return None
+    if restaurant_id is None:
+        raise click.UsageError("--product needs --restaurant")
+    rows = queries.execute(conn, "pricesync", "resolve_product", {"restaurant_id": restaurant_id, "ref": ref}).fetchall()
+    if not rows:
+        raise _common.UsageProblem(f"no product {ref!r} in this restaurant (give its id, SKU or name)")
+    if len(rows) > 1 and str(rows[0]["id"]) != ref:
+        raise _common.UsageProblem(f"several products match {ref!r}: give the id or SKU")
+    return str(rows[0]["id"])
+
+
+restaurant_option = click.option("--restaurant", "-r", "restaurant", metavar="R",
+                                 help="Restaurant id or name.")
+json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+
+
+@click.group()
+def sync() -> None:
+    """Price sync to Loyverse: status, triggers, retries, settings, pause/resume, conflicts."""
+
+
+@sync.command()
+@restaurant_option
+@json_option
+def status(restaurant: str | None, as_json: bool) -> None:
+    """Queue and success figures per restaurant (the price_sync_status view)."""
+    with _common.connection() as conn:
+        rid = _restaurant(conn, restaurant)
+        rows = queries.execute(conn, "pricesync", "status", {"restaurant_id": rid}).fetchall()
+    if as_json:
+        _common.echo_json(_plain(rows))
+        return
+    _common.echo_table(rows, ["restaurant_name", "sync_frequency", "paused", "pending", "due", "processing",
+                              "failed", "dead", "conflicts", "oldest_pending_age", "last_success_at",
+                              "synced_last_hour", "success_rate_last_hour"],
+                       empty="(no restaurant is linked to Loyverse)")
+
+
+@sync.command()
+@restaurant_option
+@click.option("--full", is_flag=True, help="Also queue every mapped product not known to be in sync.")
+@json_option
+def trigger(restaurant: str | None, full: bool, as_json: bool) -> None:
+    """Sync a restaurant now (its pending changes jump the queue)."""
+    if restaurant is None:
+        raise click.UsageError("--restaurant is required")
+    with _common.connection() as conn:
+        rid = _restaurant(conn, restaurant)
+        due = _call(conn, "trigger", {"restaurant_id": rid, "full": full})
+    if as_json:
+        _common.echo_json({"restaurant_id": rid, "due": due})
+    else:
+        click.echo(f"{due} change(s) due now; a worker is on it.")
+
+
+@sync.command()
+@restaurant_option
+@click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
+@click.option("--page", type=click.IntRange(1), default=1, show_default=True)
+@json_option
+def history(restaurant: str | None, limit: int, page: int, as_json: bool) -> None:
+    """Sync batches, manual triggers and retries, newest first."""
+    with _common.connection() as conn:
+        rid = _restaurant(conn, restaurant)
+        rows = queries.execute(conn, "pricesync", "history",
+                               {"restaurant_id": rid, "limit": limit, "offset": (page - 1) * limit}).fetchall()
+    if as_json:
+        _common.echo_json(_plain(rows))
+        return
+    _common.echo_table(rows, ["log_id", "started_at", "sync_type", "status", "items_total", "items_succeeded",
+                              "items_failed", "items_skipped", "requests_made", "duration"])
+
+
+@sync.command()
+@restaurant_option
+@click.option("--product", "-p", metavar="P", help="One product (id, SKU or name); needs --restaurant.")
+@click.option("--failed", "which", flag_value="failed", help="Only failed changes.")
+@click.option("--dead", "which", flag_value="dead", help="Only dead-lettered changes.")
+@json_option
+def retry(restaurant: str | None, product: str | None, which: str | None, as_json: bool) -> None:
+    """Retry failed and dead-lettered changes (all, one restaurant, or one product)."""
+    with _common.connection() as conn:
+        rid = _restaurant(conn, restaurant)
+        pid = _product(conn, rid, product)
+        queued = _call(conn, "retry", {"restaurant_id": rid, "product_id": pid, "status": which})
+    if as_json:
+        _common.echo_json({"queued": queued})
+    else:
+        click.echo(f"{queued} change(s) queued again.")
+
+
+@sync.group()
+def settings() -> None:
+    """Show or change a restaurant's price-sync settings."""
+
+
+@settings.command("show")
+@restaurant_option
+@json_option
+def settings_show(restaurant: str | None, as_json: bool) -> None:
+    """Show the settings."""
+    if restaurant is None:
+        raise click.UsageError("--restaurant is required")
+    with _common.connection() as conn:
+        values = _call(conn, "settings", {"restaurant_id": _restaurant(conn, restaurant)})
+    _print_settings(values, as_json)
+
+
+def _parse_assignment(text: str) -> tuple[str, Any]:
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise click.BadParameter(f"{text!r}: expected key=value", param_hint="SETTINGS")
+    if key.endswith("_ids"):
+        return key, [part.strip() for part in raw.split(",") if part.strip()]
+    if raw.lower() in ("null", "none", ""):
+        return key, None
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return key, raw
+    return key, value if not isinstance(value, dict | list) else raw
+
+
+@settings.command("set")
+@restaurant_option
+@click.argument("assignments", nargs=-1, required=True, metavar="KEY=VALUE...")
+@json_option
+def settings_set(restaurant: str | None, assignments: tuple[str, ...], as_json: bool) -> None:
+    """Change settings, e.g. `sync settings set -r Nord sync_frequency=BATCH_5MIN price_rounding_rule=UP`.
+
+    Keys: enabled, sync_direction (TO_LOYVERSE|FROM_LOYVERSE|BIDIRECTIONAL), sync_frequency
+    (REALTIME|BATCH_5MIN|BATCH_HOURLY|MANUAL), price_rounding_rule (NONE|NEAREST_0.05|
+    NEAREST_0.10|UP|DOWN), include_category_ids / exclude_category_ids (comma-separated),
+    notify_on_error, notification_email, max_attempts, priority, prices_include_tax, alert_*.
+    """
+    if restaurant is None:
+        raise click.UsageError("--restaurant is required")
+    changes = dict(_parse_assignment(a) for a in assignments)
+    with _common.connection() as conn:
+        values = _call(conn, "update_settings", {"restaurant_id": _restaurant(conn, restaurant),
+                                                  "changes": json.dumps(changes)})
+    _print_settings(values, as_json)
+
+
+def _print_settings(values: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        _common.echo_json(values)
+        return
+    width = max(len(k) for k in values)
+    for key in sorted(values):
+        click.echo(f"{key.ljust(width)}  {_common._cell(values[key])}")
+
+
+def _toggle(name: str, verb: str, done: str, already: str) -> Callable[..., None]:
+    @restaurant_option
+    @json_option
+    def command(restaurant: str | None, as_json: bool) -> None:
+        if restaurant is None:
+            raise click.UsageError("--restaurant is required")
+        with _common.connection() as conn:
+            changed = _call(conn, name, {"restaurant_id": _restaurant(conn, restaurant)})
+        if as_json:
+            _common.echo_json({"changed": changed})
+        else:
+            click.echo(done if changed else already)
+
+    command.__doc__ = verb
+    return command
+
+
+sync.command("pause")(_toggle("pause", "Pause a restaurant's price sync (changes are queued, none is sent).",
+                              "Paused: changes are queued, none is sent.", "Already paused."))
+sync.command("resume")(_toggle("resume", "Resume a paused restaurant; what is due is sent at once.",
+                               "Resumed.", "Was not paused."))
+
+
+@sync.command()
+@restaurant_option
+@click.option("--product", "-p", metavar="P", help="One product (id, SKU or name).")
+@click.option("--all", "all_", is_flag=True, help="Every held conflict of the restaurant.")
+@click.option("--keep", type=click.Choice(["ours", "theirs"]), required=True,
+              help="ours: push our price over Loyverse's; theirs: take Loyverse's price.")
+@json_option
+def resolve(restaurant: str | None, product: str | None, all_: bool, keep: str, as_json: bool) -> None:
+    """Decide conflicts held for BIDIRECTIONAL restaurants (prices edited in Loyverse)."""
+    if restaurant is None:
+        raise click.UsageError("--restaurant is required")
+    if bool(product) == all_:
+        raise click.UsageError("give exactly one of --product P or --all")
+    with _common.connection() as conn:
+        rid = _restaurant(conn, restaurant)
+        pid = _product(conn, rid, product)
+        resolved = _call(conn, "resolve", {"restaurant_id": rid, "keep": keep, "product_id": pid})
+    if as_json:
+        _common.echo_json({"resolved": resolved})
+    else:
+        click.echo(f"{resolved} conflict(s) resolved: kept {keep}.")

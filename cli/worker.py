@@ -1,0 +1,39 @@
+"""`loyverse-sync worker`: the procrastinate worker running the price sync."""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+from loyverse_sync.cli import _common
+
+
+@click.command()
+@click.option("--concurrency", "-c", type=click.IntRange(1, 64), default=2, show_default=True,
+              help="Jobs run at once (different accounts sync in parallel; one account runs one job).")
+@click.option("--graceful-timeout", type=click.FloatRange(0), default=30.0, show_default=True,
+              help="On SIGTERM, seconds to let running jobs finish before they are told to stop "
+                   "(they then finish the item in flight and release the rest of the batch).")
+@click.option("--one-shot", is_flag=True, help="Run what is queued, then exit.")
+@click.option("--no-listen", is_flag=True, help="Poll only (no LISTEN/NOTIFY).")
+def worker(concurrency: int, graceful_timeout: float, one_shot: bool, no_listen: bool) -> None:
+    """Run the price-sync worker (procrastinate) until SIGTERM/SIGINT.
+
+    Runs the sync_loyverse_prices jobs that price changes queue, and the periodic sweep,
+    notification and retention tasks. Configure with DATABASE_URL (or PG*),
+    LOYVERSE_SYNC_KEY, and optionally LOYVERSE_SYNC_SMTP_* (see systemd/loyverse-sync.env.example).
+    """
+    from loyverse_sync.worker import app as app_mod
+
+    found = _common.database()
+    app = app_mod.build_app(found.conninfo, max_pool_size=max(4, concurrency + 3))
+    logging.getLogger("loyverse_sync").info("worker starting on %s", found.describe())
+    app.run_worker(
+        queues=["price_sync"],
+        concurrency=concurrency,
+        shutdown_graceful_timeout=graceful_timeout,
+        wait=not one_shot,
+        listen_notify=not no_listen,
+        delete_jobs="successful",
+    )

@@ -1,0 +1,380 @@
+"""The price-sync worker logic: drain one account's queue into Loyverse.
+
+Thin by design: the database decides what is due (``claim_price_sync_batch``) and records
+every outcome (``complete_price_sync_batch``); this module only moves prices. Per batch:
+claim whole Loyverse items of one account, read them in bulk (``GET /items?items_ids=``,
+250 per request), compute each variant's ``stores[]`` for every claimed store (several
+restaurants of the account merge into one write), write ONE ``POST /items`` per item
+restating every variant with its full ``stores[]`` (correct whether Loyverse merges or
+replaces store lists), verify the response, and report.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import decimal
+import logging
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from loyverse_sync import accounts, db, queries
+from loyverse_sync.loyverse import client as client_mod
+from loyverse_sync.loyverse import errors
+from loyverse_sync.loyverse import governor as governor_mod
+
+logger = logging.getLogger("loyverse_sync.pricesync")
+
+STORE_ENTRY_KEYS = ("store_id", "pricing_type", "price", "available_for_sale", "optimal_stock", "low_stock")
+# Failures that are the account's, not the row's: keep retrying (then dead-letter).
+ACCOUNT_ERRORS = (errors.Unauthorized, errors.Forbidden, errors.PaymentRequired)
+
+
+@dataclasses.dataclass
+class EngineConfig:
+    """Tuning of one drain; the defaults suit the documented 300 requests / 300 s."""
+
+    max_items: int = 250
+    lease_seconds: float = 120.0
+    scan_rows: int = 2000
+    backoff_base: float = 2.0
+    backoff_cap: float = 900.0
+    http_timeout: float = 15.0
+    http_max_attempts: int = 3
+    max_batches: int | None = None
+
+
+@dataclasses.dataclass
+class DrainResult:
+    """What one drain did: batches, rows, HTTP attempts and the summed outcome counts."""
+
+    batches: int = 0
+    rows: int = 0
+    requests: int = 0
+    counts: dict[str, int] = dataclasses.field(default_factory=dict)
+
+    def add(self, counts: dict[str, Any]) -> None:
+        for key, value in counts.items():
+            if isinstance(value, int) and key != "log_id":
+                self.counts[key] = self.counts.get(key, 0) + value
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+ClientFactory = Callable[[accounts.Account, Callable[[client_mod.RequestRecord], None]], client_mod.LoyverseClient]
+
+
+def _money(value: Any) -> decimal.Decimal | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        return decimal.Decimal(str(value)).quantize(decimal.Decimal("0.001"))
+    except (decimal.InvalidOperation, ValueError):
+        return None
+
+
+def _result(row: dict[str, Any], outcome: str, **fields: Any) -> dict[str, Any]:
+    out = {"id": row["id"], "outcome": outcome, "sent": False}
+    out.update({k: v for k, v in fields.items() if v is not None})
+    return out
+
+
+def _error_fields(exc: errors.LoyverseError) -> dict[str, Any]:
+    return {
+        "error": str(exc),
+        "code": exc.code or (f"HTTP_{exc.status}" if exc.status else type(exc).__name__.upper()),
+        "details": {"status": exc.status, "code": exc.code, "details": exc.details, "field": exc.field},
+    }
+
+
+def _is_retryable(exc: errors.LoyverseError) -> bool:
+    return bool(exc.retryable or exc.ambiguous or exc.status is None or isinstance(exc, ACCOUNT_ERRORS))
+
+
+def _store_price(entry: dict[str, Any] | None) -> decimal.Decimal | None:
+    if entry is None or entry.get("pricing_type", "FIXED") != "FIXED":
+        return None
+    return _money(entry.get("price"))
+
+
+class _Lease:
+    """Keeps the claim's lease alive while a batch waits for the rate budget."""
+
+    def __init__(self, conn: psycopg.Connection[Any], claimed_by: str, lease_seconds: float) -> None:
+        self.conn = conn
+        self.claimed_by = claimed_by
+        self.lease_seconds = lease_seconds
+        self.renewed = time.monotonic()
+        self.lost = False
+
+    def beat(self) -> bool:
+        """Extend the lease when a third of it has passed; False once it was lost."""
+        if self.lost:
+            return False
+        if time.monotonic() - self.renewed >= self.lease_seconds / 3:
+            row = queries.execute(
+                self.conn, "pricesync", "extend_lease",
+                {"claimed_by": self.claimed_by, "lease_seconds": self.lease_seconds},
+            ).fetchone()
+            self.renewed = time.monotonic()
+            self.lost = not row or not row["held"]
+            if self.lost:
+                logger.warning("price sync: lease of claim %s was lost", self.claimed_by)
+        return not self.lost
+
+
+def process_batch(
+    client: client_mod.LoyverseClient,
+    rows: list[dict[str, Any]],
+    *,
+    stop: threading.Event | None = None,
+    heartbeat: Callable[[], bool] | None = None,
+) -> list[dict[str, Any]]:
+    """Write one claimed batch to Loyverse; return one result per row (see complete_price_sync_batch)."""
+    results: list[dict[str, Any]] = []
+    by_item: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        if not row["enabled"] or row["sync_direction"] == "FROM_LOYVERSE":
+            results.append(_result(row, "cancel", error="price sync to Loyverse is disabled", code="DISABLED"))
+        else:
+            by_item.setdefault(row["loyverse_item_id"], []).append(row)
+    if not by_item:
+        return results
+    try:
+        items = {item["id"]: item for item in client.get_items(list(by_item))}
+    except errors.LoyverseError as exc:
+        outcome = "retry" if _is_retryable(exc) else "failed"
+        return results + [_result(r, outcome, **_error_fields(exc)) for rs in by_item.values() for r in rs]
+
+    pending = list(by_item.items())
+    for index, (item_id, item_rows) in enumerate(pending):
+        if (stop is not None and stop.is_set()) or (heartbeat is not None and not heartbeat()):
+            # graceful stop or lost lease: hand the rest back untouched
+            for _, rest in pending[index:]:
+                results += [_result(r, "release", error="released by a stopping worker") for r in rest]
+            break
+        results += _sync_item(client, item_id, items.get(item_id), item_rows)
+    return results
+
+
+def _sync_item(
+    client: client_mod.LoyverseClient, item_id: str, item: dict[str, Any] | None, rows: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    if item is None or item.get("deleted_at"):
+        return [
+            _result(r, "failed", code="NOT_FOUND", error=f"item {item_id} no longer exists in Loyverse",
+                    details={"item_id": item_id})
+            for r in rows
+        ]
+    variants = [v for v in item.get("variants") or [] if not v.get("deleted_at")]
+    by_variant = {v.get("variant_id"): v for v in variants}
+    before = {
+        (v.get("variant_id"), e.get("store_id")): _money(e.get("price"))
+        for v in variants for e in v.get("stores") or []
+    }
+    results: list[dict[str, Any]] = []
+    planned: dict[tuple[str, str], tuple[dict[str, Any], decimal.Decimal, dict[str, Any]]] = {}
+    for row in rows:
+        variant = by_variant.get(row["loyverse_variant_id"])
+        if variant is None:
+            results.append(_result(row, "failed", code="NOT_FOUND",
+                                   error=f"variant {row['loyverse_variant_id']} no longer exists in Loyverse",
+                                   details={"item_id": item_id, "variant_id": row["loyverse_variant_id"]}))
+            continue
+        store_id = row["loyverse_store_id"]
+        entry = next((e for e in variant.get("stores") or [] if e.get("store_id") == store_id), None)
+        current = _store_price(entry)
+        target = _money(row["price_to_send"])
+        assert target is not None
+        last = _money(row["last_synced_price"])
+        note: dict[str, Any] = {}
+        edited = last is not None and current is not None and current != last and current != target
+        if edited and row["source"] != "resolve":
+            if row["sync_direction"] == "BIDIRECTIONAL":
+                results.append(_result(row, "conflict", loyverse_price=str(current), code="CONFLICT",
+                                       error=f"price edited in Loyverse: {current} there, {last} last synced, "
+                                             f"{target} ours", details={"last_synced_price": str(last),
+                                                                        "our_price": str(target)}))
+                continue
+            note = {"code": "CONFLICT_OVERWRITTEN",
+                    "error": f"overwrote {current} edited in Loyverse (last synced {last})",
+                    "details": {"loyverse_price": str(current), "last_synced_price": str(last)}}
+        if current == target:
+            results.append(_result(row, "done", details={"unchanged": True}))
+            continue
+        planned[(row["loyverse_variant_id"], store_id)] = (row, target, note)
+    if not planned:
+        return results
+
+    body_variants = []
+    for variant in variants:
+        vid = variant.get("variant_id")
+        stores = [{k: e.get(k) for k in STORE_ENTRY_KEYS if k in e} for e in variant.get("stores") or []]
+        for (pvid, store_id), (_, target, _) in planned.items():
+            if pvid != vid:
+                continue
+            entry = next((e for e in stores if e.get("store_id") == store_id), None)
+            if entry is None:
+                entry = {"store_id": store_id, "available_for_sale": True}
+                stores.append(entry)
+            entry["pricing_type"] = "FIXED"
+            entry["price"] = target
+        body_variants.append({"variant_id": vid, "stores": stores})
+    body = {"id": item_id, "item_name": item.get("item_name"), "variants": body_variants}
+    try:
+        response = client.post_item(body)
+    except errors.LoyverseError as exc:
+        retry = _is_retryable(exc) and not isinstance(exc, errors.NotFound | errors.ValidationError)
+        sent = bool(exc.ambiguous)
+        return results + [
+            _result(r, "retry" if retry else "failed", sent=sent, **_error_fields(exc))
+            for r, _, _ in planned.values()
+        ]
+    return results + _verify(response, before, planned)
+
+
+def _verify(
+    response: dict[str, Any],
+    before: dict[tuple[Any, Any], decimal.Decimal | None],
+    planned: dict[tuple[str, str], tuple[dict[str, Any], decimal.Decimal, dict[str, Any]]],
+) -> list[dict[str, Any]]:
+    after = {
+        (v.get("variant_id"), e.get("store_id")): _money(e.get("price"))
+        for v in response.get("variants") or [] for e in v.get("stores") or []
+    }
+    collateral = [
+        f"variant {vid} store {sid}: {old} became {after.get((vid, sid))}"
+        for (vid, sid), old in before.items()
+        if (vid, sid) not in planned and (vid, sid) in after and after[(vid, sid)] != old
+    ]
+    results = []
+    for (vid, sid), (row, target, note) in planned.items():
+        got = after.get((vid, sid))
+        if got != target:
+            results.append(_result(row, "failed", sent=True, code="VERIFY_FAILED",
+                                   error=f"Loyverse answered price {got} for variant {vid} in store {sid}, "
+                                         f"we sent {target}",
+                                   details={"sent": str(target), "answered": None if got is None else str(got)}))
+        elif collateral:
+            results.append(_result(row, "failed", sent=True, code="VERIFY_FAILED",
+                                   error="the write changed other stores' prices: " + "; ".join(collateral[:5]),
+                                   details={"collateral": collateral[:20]}))
+        else:
+            results.append(_result(row, "done", sent=True, **note))
+    return results
+
+
+def default_client_factory(conninfo: str, config: EngineConfig) -> ClientFactory:
+    """Clients that pace every request through the account's shared PostgresGovernor."""
+
+    def make(account: accounts.Account, on_request: Callable[[client_mod.RequestRecord], None]) -> client_mod.LoyverseClient:
+        return client_mod.LoyverseClient(
+            account.base_url,
+            account.token,
+            governor=governor_mod.PostgresGovernor(conninfo, account.id),
+            timeout=config.http_timeout,
+            max_attempts=config.http_max_attempts,
+            on_request=on_request,
+        )
+
+    return make
+
+
+def worker_name() -> str:
+    """host:pid, the prefix of every claim token."""
+    import os
+
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def drain_account(
+    conninfo: str,
+    account_id: int,
+    *,
+    config: EngineConfig | None = None,
+    stop: threading.Event | None = None,
+    client_factory: ClientFactory | None = None,
+    name: str | None = None,
+) -> DrainResult:
+    """Claim and sync batches of one account until nothing is due (or ``stop`` is set)."""
+    config = config or EngineConfig()
+    result = DrainResult()
+    counter = {"n": 0}
+
+    def on_request(_: client_mod.RequestRecord) -> None:
+        counter["n"] += 1
+
+    with db.connect(conninfo, autocommit=True, application_name="loyverse_sync.pricesync") as conn:
+        account = accounts.get_account(conn, account_id)
+        factory = client_factory or default_client_factory(conninfo, config)
+        client = factory(account, on_request)
+        try:
+            while not (stop is not None and stop.is_set()):
+                if config.max_batches is not None and result.batches >= config.max_batches:
+                    break
+                claimed_by = f"{name or worker_name()}:{uuid.uuid4().hex[:12]}"
+                started = time.time()
+                rows = queries.execute(conn, "pricesync", "claim_batch", {
+                    "account_id": account_id, "claimed_by": claimed_by, "max_items": config.max_items,
+                    "lease_seconds": config.lease_seconds, "scan_rows": config.scan_rows,
+                }).fetchall()
+                if not rows:
+                    break
+                lease = _Lease(conn, claimed_by, config.lease_seconds)
+                before_requests = counter["n"]
+                try:
+                    outcomes = process_batch(client, rows, stop=stop, heartbeat=lease.beat)
+                except Exception as exc:  # a bug or the database: hand the rows back for a retry
+                    logger.exception("price sync batch failed")
+                    outcomes = [_result(r, "retry", error=f"worker error: {exc!r}"[:500], code="WORKER_ERROR")
+                                for r in rows]
+                counts = _complete(conn, claimed_by, outcomes, counter["n"] - before_requests, started, config)
+                result.batches += 1
+                result.rows += len(rows)
+                result.add(counts)
+        finally:
+            client.close()
+            governor = getattr(client, "governor", None)
+            if isinstance(governor, governor_mod.PostgresGovernor):
+                governor.close()
+    result.requests = counter["n"]
+    return result
+
+
+def _complete(
+    conn: psycopg.Connection[Any], claimed_by: str, outcomes: list[dict[str, Any]], requests: int,
+    started: float, config: EngineConfig,
+) -> dict[str, Any]:
+    import datetime as dt
+
+    params = {
+        "claimed_by": claimed_by,
+        "results": Jsonb(outcomes, dumps=_dumps),
+        "requests_made": requests,
+        "details": Jsonb({"worker": claimed_by.rsplit(":", 1)[0]}),
+        "started_at": dt.datetime.fromtimestamp(started, dt.UTC),
+        "backoff_base": config.backoff_base,
+        "backoff_cap": config.backoff_cap,
+    }
+    for attempt in (1, 2, 3):
+        try:
+            row = queries.execute(conn, "pricesync", "complete_batch", params).fetchone()
+            return dict(row["counts"]) if row else {}
+        except psycopg.errors.UniqueViolation:
+            # a trigger queued the same product between our check and update: try again
+            if attempt == 3:
+                raise
+    return {}
+
+
+def _dumps(value: Any) -> str:
+    import json
+
+    return json.dumps(value, default=lambda v: str(v) if isinstance(v, decimal.Decimal) else repr(v))

@@ -1,0 +1,26 @@
+-- Roll back the price sync: trigger, views and functions (the foundation's tables stay).
+drop trigger if exists _100_enqueue_price_sync on public.products;
+drop view if exists loyverse.price_sync_queue_health;
+drop view if exists loyverse.price_sync_problems;
+drop view if exists loyverse.price_sync_history;
+drop view if exists loyverse.price_sync_status;
+drop function if exists loyverse.enqueue_price_sync_digests(interval);
+drop function if exists loyverse.prune_price_sync_queue(interval, integer);
+drop function if exists loyverse.sweep_price_sync();
+drop function if exists loyverse.resolve_price_sync_conflicts(uuid, text, uuid);
+drop function if exists loyverse.resume_price_sync(uuid);
+drop function if exists loyverse.pause_price_sync(uuid);
+drop function if exists loyverse.update_price_sync_settings(uuid, jsonb);
+drop function if exists loyverse.price_sync_settings(uuid);
+drop function if exists loyverse.retry_price_sync(uuid, uuid, text);
+drop function if exists loyverse.trigger_price_sync(uuid, boolean);
+drop function if exists loyverse._price_sync_restaurant(uuid);
+drop function if exists loyverse.complete_price_sync_batch(text, jsonb, integer, jsonb, timestamptz, double precision, double precision);
+drop function if exists loyverse.extend_price_sync_lease(text, double precision);
+drop function if exists loyverse.claim_price_sync_batch(bigint, text, integer, double precision, integer);
+drop function if exists loyverse.release_expired_price_sync_leases(bigint);
+drop function if exists loyverse.enqueue_current_prices(uuid[], text, integer);
+drop function if exists loyverse.tg_products__enqueue_price_sync();
+drop function if exists loyverse.wake_price_sync(bigint);
+drop function if exists loyverse.price_sync_due_at(text);
+drop function if exists loyverse.round_price(numeric, text, integer);

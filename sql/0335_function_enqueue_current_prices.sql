@@ -1,0 +1,59 @@
+-- Queue the database's current price of some products (manual full sync, retry, conflict
+-- resolution, and a worker that lost its lease): the same upsert as the trigger, due now.
+create function loyverse.enqueue_current_prices(p_product_ids uuid[], p_source text, p_priority_boost integer default 0)
+returns integer
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+    v_count integer;
+    v_accounts bigint[];
+    v_account bigint;
+begin
+    with wanted as (
+        select p.id as product_id, m.restaurant_id, m.account_id, m.last_synced_price as old_price,
+               p.price as new_price,
+               loyverse.round_price(p.price, s.price_rounding_rule, a.decimal_places) as price_to_send,
+               s.priority + p_priority_boost as priority,
+               s.max_attempts,
+               not s.paused as wake
+          from public.products p
+          join loyverse.loyverse_item_mappings m on m.product_id = p.id
+          join loyverse.loyverse_price_sync_settings s on s.restaurant_id = m.restaurant_id
+          join loyverse.accounts a on a.id = m.account_id
+         where p.id = any (p_product_ids)
+           and s.enabled
+           and s.sync_direction in ('TO_LOYVERSE', 'BIDIRECTIONAL')
+    ), upserted as (
+        insert into loyverse.loyverse_price_sync_queue as q
+               (product_id, restaurant_id, account_id, source, priority, old_price, new_price,
+                price_to_send, max_attempts, next_attempt_at)
+        select w.product_id, w.restaurant_id, w.account_id, p_source, w.priority, w.old_price,
+               w.new_price, w.price_to_send, w.max_attempts, now()
+          from wanted w
+        on conflict (product_id) where status = 'pending' do update
+           set new_price = excluded.new_price,
+               price_to_send = excluded.price_to_send,
+               version = q.version + case when q.price_to_send = excluded.price_to_send then 0 else 1 end,
+               source = excluded.source,
+               priority = greatest(q.priority, excluded.priority),
+               next_attempt_at = now(),
+               updated_at = now()
+        returning q.product_id, q.account_id
+    )
+    select count(*), array_agg(distinct u.account_id) filter (where w.wake)
+      into v_count, v_accounts
+      from upserted u join wanted w on w.product_id = u.product_id;
+
+    if v_accounts is not null then
+        foreach v_account in array v_accounts loop
+            perform loyverse.wake_price_sync(v_account);
+        end loop;
+    end if;
+    return v_count;
+end;
+$$;
+comment on function loyverse.enqueue_current_prices(uuid[], text, integer) is
+    'Queue the current price of the given products (due now, priority raised by p_priority_boost) and '
+    'wake their accounts; returns the rows queued. Skips products whose restaurant does not sync to Loyverse.';

@@ -1,0 +1,48 @@
+-- Rows whose worker vanished (lease expired) become claimable again, counting an attempt;
+-- one superseded by a newer pending change is cancelled (the newer row carries the price).
+create function loyverse.release_expired_price_sync_leases(p_account_id bigint default null)
+returns integer
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+    v_count integer;
+begin
+    with expired as (
+        select q.id,
+               exists (select 1 from loyverse.loyverse_price_sync_queue p
+                        where p.product_id = q.product_id and p.status = 'pending') as superseded
+          from loyverse.loyverse_price_sync_queue q
+         where q.status = 'processing'
+           and q.lease_until < clock_timestamp()
+           and (p_account_id is null or q.account_id = p_account_id)
+           for update of q skip locked
+    ), released as (
+        update loyverse.loyverse_price_sync_queue q
+           set status = case when e.superseded then 'cancelled'
+                             when q.attempts + 1 >= q.max_attempts then 'dead'
+                             else 'pending' end,
+               attempts = q.attempts + 1,
+               lease_until = null,
+               claimed_by = null,
+               last_error = case when e.superseded then 'lease expired; superseded by a newer change'
+                                 else 'lease expired: the worker stopped or lost its connection' end,
+               last_error_code = 'LEASE_EXPIRED',
+               next_attempt_at = now(),
+               completed_at = case when e.superseded or q.attempts + 1 >= q.max_attempts then now() end,
+               updated_at = now()
+          from expired e
+         where q.id = e.id
+        returning 1
+    )
+    select count(*) into v_count from released;
+    return v_count;
+exception when unique_violation then
+    -- a trigger made a pending row for the same product meanwhile: try again next time
+    return 0;
+end;
+$$;
+comment on function loyverse.release_expired_price_sync_leases(bigint) is
+    'Make processing rows with an expired lease claimable again (attempts + 1; dead at max_attempts; '
+    'cancelled when a newer pending change exists). Returns the rows released.';

@@ -1,0 +1,57 @@
+-- Grants of the price-sync objects. Functions are not executable by PUBLIC; the SQL API is
+-- for the main app (loyverse_app) and the worker/CLI (loyverse_worker); the views are what
+-- loyverse_readonly may read.
+revoke execute on function
+    loyverse.round_price(numeric, text, integer),
+    loyverse.price_sync_due_at(text),
+    loyverse.wake_price_sync(bigint),
+    loyverse.tg_products__enqueue_price_sync(),
+    loyverse.enqueue_current_prices(uuid[], text, integer),
+    loyverse.release_expired_price_sync_leases(bigint),
+    loyverse.claim_price_sync_batch(bigint, text, integer, double precision, integer),
+    loyverse.extend_price_sync_lease(text, double precision),
+    loyverse.complete_price_sync_batch(text, jsonb, integer, jsonb, timestamptz, double precision, double precision),
+    loyverse._price_sync_restaurant(uuid),
+    loyverse.trigger_price_sync(uuid, boolean),
+    loyverse.retry_price_sync(uuid, uuid, text),
+    loyverse.price_sync_settings(uuid),
+    loyverse.update_price_sync_settings(uuid, jsonb),
+    loyverse.pause_price_sync(uuid),
+    loyverse.resume_price_sync(uuid),
+    loyverse.resolve_price_sync_conflicts(uuid, text, uuid),
+    loyverse.sweep_price_sync(),
+    loyverse.prune_price_sync_queue(interval, integer),
+    loyverse.enqueue_price_sync_digests(interval)
+  from public;
+
+grant execute on function
+    loyverse.round_price(numeric, text, integer),
+    loyverse.trigger_price_sync(uuid, boolean),
+    loyverse.retry_price_sync(uuid, uuid, text),
+    loyverse.price_sync_settings(uuid),
+    loyverse.update_price_sync_settings(uuid, jsonb),
+    loyverse.pause_price_sync(uuid),
+    loyverse.resume_price_sync(uuid),
+    loyverse.resolve_price_sync_conflicts(uuid, text, uuid)
+  to loyverse_app, loyverse_worker;
+
+grant execute on function
+    loyverse.price_sync_due_at(text),
+    loyverse.wake_price_sync(bigint),
+    loyverse.enqueue_current_prices(uuid[], text, integer),
+    loyverse.release_expired_price_sync_leases(bigint),
+    loyverse.claim_price_sync_batch(bigint, text, integer, double precision, integer),
+    loyverse.extend_price_sync_lease(text, double precision),
+    loyverse.complete_price_sync_batch(text, jsonb, integer, jsonb, timestamptz, double precision, double precision),
+    loyverse.sweep_price_sync(),
+    loyverse.prune_price_sync_queue(interval, integer),
+    loyverse.enqueue_price_sync_digests(interval)
+  to loyverse_worker;
+
+-- (revoke first: in a build from sql/, 0900's "all tables in schema" grant already reached them)
+revoke all on loyverse.price_sync_status, loyverse.price_sync_history, loyverse.price_sync_problems,
+    loyverse.price_sync_queue_health
+  from loyverse_app, loyverse_worker, loyverse_readonly;
+grant select on loyverse.price_sync_status, loyverse.price_sync_history, loyverse.price_sync_problems,
+    loyverse.price_sync_queue_health
+  to loyverse_readonly, loyverse_worker;

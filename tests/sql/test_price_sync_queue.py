@@ -1,0 +1,286 @@
+"""The price-sync queue in SQL: trigger, coalescing, wake-up, claim, completion, API."""
+
+from __future__ import annotations
+
+import decimal
+import json
+import threading
+
+import psycopg
+import pytest
+
+D = decimal.Decimal
+
+
+@pytest.fixture
+def world(conn, fernet_key):
+    """One account, two restaurants (stores s1, s2) of it, three mapped products each."""
+    from loyverse_sync import accounts
+
+    account_id = accounts.add_account(conn, name="acc", token="tok", base_url="http://127.0.0.1:9/v1.0")
+    out = {"account_id": account_id, "restaurants": [], "products": []}
+    for n, store in enumerate(("s1", "s2")):
+        rid = accounts.add_restaurant(conn, f"R{n}")
+        accounts.link_restaurant(conn, rid, account_id, store)
+        cat = conn.execute("insert into public.categories (restaurant_id, name) values (%s, 'c') returning id",
+                           (rid,)).fetchone()["id"]
+        out["restaurants"].append(rid)
+        for k in range(3):
+            pid = conn.execute("insert into public.products (restaurant_id, category_id, name, price)"
+                               " values (%s, %s, %s, 10) returning id", (rid, cat, f"p{k}")).fetchone()["id"]
+            conn.execute("insert into loyverse.loyverse_item_mappings (product_id, restaurant_id, account_id,"
+                         " loyverse_item_id, loyverse_variant_id, loyverse_store_id, last_synced_price)"
+                         " values (%s, %s, %s, %s, %s, %s, 10)", (pid, rid, account_id, f"item{k}", f"v{k}", store))
+            out["products"].append(pid)
+        out.setdefault("categories", []).append(cat)
+    return out
+
+
+def queue(conn):
+    return conn.execute("select * from loyverse.loyverse_price_sync_queue order by id").fetchall()
+
+
+def jobs(conn):
+    return conn.execute("select * from procrastinate_jobs where task_name = 'sync_loyverse_prices'").fetchall()
+
+
+def test_second_update_coalesces_into_the_pending_row(conn, world):
+    pid = world["products"][0]
+    conn.execute("update public.products set price = 11 where id = %s", (pid,))
+    conn.execute("update public.products set price = 12 where id = %s", (pid,))
+    (row,) = queue(conn)
+    assert (row["old_price"], row["new_price"], row["version"], row["status"]) == (10, 12, 2, "pending")
+    assert len(jobs(conn)) == 1
+
+
+def test_non_price_updates_and_unchanged_prices_queue_nothing(conn, world):
+    conn.execute("update public.products set name = name || '!'")
+    conn.execute("update public.products set price = price")
+    assert queue(conn) == [] and jobs(conn) == []
+
+
+def test_import_origin_is_not_queued(conn, world):
+    with conn.transaction():
+        conn.execute("select set_config('loyverse_sync.origin', 'loyverse', true)")
+        conn.execute("update public.products set price = 99")
+    assert queue(conn) == []
+
+
+def test_bulk_update_is_one_row_per_product_and_one_job_per_account(conn, world):
+    conn.execute("update public.products set price = price * 1.05")
+    assert len(queue(conn)) == 6
+    (job,) = jobs(conn)
+    assert job["queueing_lock"] == job["lock"] == f"loyverse_price_sync:{world['account_id']}"
+
+
+def test_claimed_rows_are_not_mutated_and_the_product_waits(conn, world):
+    pid = world["products"][0]
+    conn.execute("update public.products set price = 11 where id = %s", (pid,))
+    claimed = conn.execute("select * from loyverse.claim_price_sync_batch(%s, 'w1:a')", (world["account_id"],)).fetchall()
+    assert [r["product_id"] for r in claimed] == [pid]
+    conn.execute("update public.products set price = 13 where id = %s", (pid,))
+    rows = queue(conn)
+    assert [(r["status"], r["new_price"]) for r in rows] == [("processing", 11), ("pending", 13)]
+    # the newer row is not claimable while the older one is in flight
+    assert conn.execute("select * from loyverse.claim_price_sync_batch(%s, 'w2:b')", (world["account_id"],)).fetchall() == []
+    done = conn.execute("select loyverse.complete_price_sync_batch('w1:a', %s) as c",
+                        (json.dumps([{"id": rows[0]["id"], "outcome": "done", "sent": True}]),)).fetchone()["c"]
+    assert done["done"] == 1
+    again = conn.execute("select * from loyverse.claim_price_sync_batch(%s, 'w2:c')", (world["account_id"],)).fetchall()
+    assert [r["price_to_send"] for r in again] == [13]
+
+
+def test_claim_takes_every_store_of_an_item_and_highest_priority_first(conn, world):
+    conn.execute("update public.products set price = 20")
+    r1 = world["restaurants"][1]
+    conn.execute("update loyverse.loyverse_price_sync_queue set priority = 50 where restaurant_id = %s"
+                 " and product_id = %s", (r1, world["products"][5]))
+    claimed = conn.execute("select * from loyverse.claim_price_sync_batch(%s, 'w:1', 1)",
+                           (world["account_id"],)).fetchall()
+    assert {r["loyverse_item_id"] for r in claimed} == {"item2"}
+    assert {r["loyverse_store_id"] for r in claimed} == {"s1", "s2"}
+
+
+def test_concurrent_claims_never_share_a_row(conn, dsn, world):
+    conn.execute("update public.products set price = 21")
+    got: list[list[int]] = []
+
+    def claim(n: int) -> None:
+        with psycopg.connect(dsn, autocommit=True) as c:
+            for k in range(6):
+                got.append([r[0] for r in c.execute(
+                    "select id from loyverse.claim_price_sync_batch(%s, %s, 1)", (world["account_id"], f"w:{n}:{k}"))])
+
+    threads = [threading.Thread(target=claim, args=(n,)) for n in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    ids = [i for g in got for i in g]
+    assert len(ids) == len(set(ids)) == 6
+
+
+def test_lost_lease_does_not_clobber_and_requeues_what_was_sent(conn, world):
+    pid = world["products"][0]
+    conn.execute("update public.products set price = 11 where id = %s", (pid,))
+    (row,) = conn.execute("select * from loyverse.claim_price_sync_batch(%s, 'old:1', 250, 0.01)",
+                          (world["account_id"],)).fetchall()
+    conn.execute("select pg_sleep(0.05)")
+    (again,) = conn.execute("select * from loyverse.claim_price_sync_batch(%s, 'new:1')", (world["account_id"],)).fetchall()
+    assert again["id"] == row["id"] and again["attempts"] == 1
+    counts = conn.execute("select loyverse.complete_price_sync_batch('old:1', %s) as c",
+                          (json.dumps([{"id": row["id"], "outcome": "done", "sent": True}]),)).fetchone()["c"]
+    assert counts["lost"] == 1 and counts["done"] == 0
+    rows = queue(conn)
+    assert [(r["status"], r["source"]) for r in rows] == [("processing", "trigger"), ("pending", "requeue")]
+
+
+def test_retryable_failure_backs_off_then_dead_letters(conn, world):
+    pid = world["products"][0]
+    conn.execute("update loyverse.loyverse_price_sync_settings set max_attempts = 2")
+    conn.execute("update public.products set price = 11 where id = %s", (pid,))
+    for n, expected in ((1, "pending"), (2, "dead")):
+        conn.execute("update loyverse.loyverse_price_sync_queue set next_attempt_at = now()")
+        (row,) = conn.execute("select * from loyverse.claim_price_sync_batch(%s, %s)",
+                              (world["account_id"], f"w:{n}")).fetchall()
+        conn.execute("select loyverse.complete_price_sync_batch(%s, %s, p_backoff_base => 10)",
+                     (f"w:{n}", json.dumps([{"id": row["id"], "outcome": "retry", "code": "INTERNAL_SERVER_ERROR",
+                                             "error": "500"}])))
+        (row,) = queue(conn)
+        assert (row["status"], row["attempts"]) == (expected, n)
+    assert row["completed_at"] is not None
+
+
+@pytest.mark.parametrize(("rule", "dp", "price", "expected"), [
+    ("NONE", 2, "10.005", "10.01"),
+    ("NEAREST_0.05", 2, "10.02", "10.00"),
+    ("NEAREST_0.05", 2, "10.03", "10.05"),
+    ("NEAREST_0.05", 2, "10.025", "10.05"),
+    ("NEAREST_0.10", 2, "10.04", "10.00"),
+    ("NEAREST_0.10", 2, "10.05", "10.10"),
+    ("UP", 2, "10.01", "10.10"),
+    ("UP", 2, "10.10", "10.10"),
+    ("DOWN", 2, "10.19", "10.10"),
+    ("DOWN", 2, "10.10", "10.10"),
+    ("NEAREST_0.05", 1, "10.03", "10.0"),
+    ("UP", 0, "1250.01", "1251"),
+    ("DOWN", 0, "1250.99", "1250"),
+    ("NEAREST_0.10", 0, "1250.50", "1251"),
+    ("UP", 3, "1.001", "1.100"),
+])
+def test_rounding_rules(conn, rule, dp, price, expected):
+    got = conn.execute("select loyverse.round_price(%s::numeric, %s, %s) as p", (price, rule, dp)).fetchone()["p"]
+    assert got == D(expected) and str(got) == expected
+
+
+def test_rounding_shows_in_the_queue_row(conn, world):
+    rid, pid = world["restaurants"][0], world["products"][0]
+    conn.execute("select loyverse.update_price_sync_settings(%s, '{\"price_rounding_rule\": \"NEAREST_0.05\"}')", (rid,))
+    conn.execute("update public.products set price = 10.33 where id = %s", (pid,))
+    (row,) = queue(conn)
+    assert (row["new_price"], row["price_to_send"]) == (D("10.33"), D("10.35"))
+
+
+def test_category_filters_and_disabled_direction(conn, world):
+    r0, r1 = world["restaurants"]
+    c0 = world["categories"][0]
+    conn.execute("select loyverse.update_price_sync_settings(%s, %s)", (r0, json.dumps({"exclude_category_ids": [str(c0)]})))
+    conn.execute("select loyverse.update_price_sync_settings(%s, '{\"sync_direction\": \"FROM_LOYVERSE\"}')", (r1,))
+    conn.execute("update public.products set price = 30")
+    assert queue(conn) == []
+
+
+def test_batch_and_manual_frequencies_are_not_due_at_once(conn, world):
+    r0, r1 = world["restaurants"]
+    conn.execute("select loyverse.update_price_sync_settings(%s, '{\"sync_frequency\": \"BATCH_5MIN\"}')", (r0,))
+    conn.execute("select loyverse.update_price_sync_settings(%s, '{\"sync_frequency\": \"MANUAL\"}')", (r1,))
+    conn.execute("update public.products set price = 31")
+    assert jobs(conn) == []
+    waits = conn.execute("select next_attempt_at - now() as wait from loyverse.loyverse_price_sync_queue"
+                         " where restaurant_id = %s", (r0,)).fetchall()
+    assert all(0 < w["wait"].total_seconds() <= 300 for w in waits)
+    assert conn.execute("select next_attempt_at = 'infinity' as inf from loyverse.loyverse_price_sync_queue"
+                        " where restaurant_id = %s limit 1", (r1,)).fetchone()["inf"]
+    assert conn.execute("select loyverse.trigger_price_sync(%s) as n", (r1,)).fetchone()["n"] == 3
+    assert len(jobs(conn)) == 1
+
+
+def test_settings_errors_name_the_field_and_change_nothing(conn, world):
+    rid = world["restaurants"][0]
+    before = conn.execute("select loyverse.price_sync_settings(%s) as s", (rid,)).fetchone()["s"]
+    for changes, field in (({"sync_frequency": "WEEKLY"}, "sync_frequency"),
+                           ({"max_attempts": "many"}, "max_attempts"),
+                           ({"priority": 500, "enabled": False}, "priority"),
+                           ({"colour": "red"}, "colour"),
+                           ({"notify_on_error": True}, "notification_email")):
+        with pytest.raises(psycopg.Error) as info:
+            conn.execute("select loyverse.update_price_sync_settings(%s, %s)", (rid, json.dumps(changes)))
+        assert info.value.diag.message_primary.startswith(field + ":"), info.value.diag.message_primary
+        assert info.value.diag.column_name == field
+    assert conn.execute("select loyverse.price_sync_settings(%s) as s", (rid,)).fetchone()["s"] == before
+
+
+def test_pause_keeps_queueing_and_resume_wakes(conn, world):
+    rid = world["restaurants"][0]
+    assert conn.execute("select loyverse.pause_price_sync(%s) as c", (rid,)).fetchone()["c"] is True
+    conn.execute("update public.products set price = 40 where restaurant_id = %s", (rid,))
+    assert len(queue(conn)) == 3 and jobs(conn) == []
+    assert conn.execute("select * from loyverse.claim_price_sync_batch(%s, 'w:p')", (world["account_id"],)).fetchall() == []
+    assert conn.execute("select loyverse.resume_price_sync(%s) as c", (rid,)).fetchone()["c"] is True
+    assert len(jobs(conn)) == 1
+
+
+def test_app_role_can_update_prices_but_not_read_the_queue(conn, world):
+    with conn.transaction():
+        conn.execute("set local role loyverse_app")
+        conn.execute("update public.products set price = 50")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege), conn.transaction():
+            conn.execute("select 1 from loyverse.loyverse_price_sync_queue")
+    assert len(queue(conn)) == 6
+
+
+def test_readonly_role_reads_the_views_only(conn, world):
+    conn.execute("update public.products set price = 51")
+    with conn.transaction():
+        conn.execute("set local role loyverse_readonly")
+        for view in ("price_sync_status", "price_sync_history", "price_sync_problems", "price_sync_queue_health"):
+            conn.execute(f"select * from loyverse.{view}").fetchall()
+        status = conn.execute("select pending, due from loyverse.price_sync_status order by restaurant_name").fetchall()
+        assert [s["pending"] for s in status] == [3, 3]
+        with pytest.raises(psycopg.errors.InsufficientPrivilege), conn.transaction():
+            conn.execute("select loyverse.trigger_price_sync(%s)", (world["restaurants"][0],))
+
+
+def test_wake_function_exists_with_procrastinates_signature(conn):
+    row = conn.execute("select to_regprocedure('public.procrastinate_defer_jobs_v1(public.procrastinate_job_to_defer_v1[])')"
+                       " is not null as ok").fetchone()
+    assert row["ok"]
+
+
+def test_sweep_releases_expired_leases_and_prune_keeps_problems(conn, world):
+    conn.execute("update public.products set price = 60")
+    conn.execute("select * from loyverse.claim_price_sync_batch(%s, 'w:x', 250, 0.01)", (world["account_id"],))
+    conn.execute("select pg_sleep(0.05)")
+    conn.execute("delete from procrastinate_jobs")
+    result = conn.execute("select loyverse.sweep_price_sync() as r").fetchone()["r"]
+    assert result["released"] == 6 and result["woken"] == 1
+    conn.execute("update loyverse.loyverse_price_sync_queue set status = 'done', completed_at = now() - interval '8 days'"
+                 " where id in (select id from loyverse.loyverse_price_sync_queue limit 4)")
+    conn.execute("update loyverse.loyverse_price_sync_queue set status = 'failed', completed_at = now() - interval '8 days'"
+                 " where status = 'pending'")
+    assert conn.execute("select loyverse.prune_price_sync_queue() as n").fetchone()["n"] == 4
+    assert len(queue(conn)) == 2
+
+
+def test_digest_is_one_per_restaurant_per_interval(conn, world):
+    rid = world["restaurants"][0]
+    conn.execute("select loyverse.update_price_sync_settings(%s, '{\"notify_on_error\": true,"
+                 " \"notification_email\": \"ops@example.com\"}')", (rid,))
+    conn.execute("update public.products set price = 70")
+    conn.execute("update loyverse.loyverse_price_sync_queue set status = 'failed', completed_at = now(),"
+                 " last_error_code = 'NOT_FOUND', last_error = 'variant gone'")
+    assert conn.execute("select loyverse.enqueue_price_sync_digests() as n").fetchone()["n"] == 1
+    assert conn.execute("select loyverse.enqueue_price_sync_digests() as n").fetchone()["n"] == 0
+    (mail,) = conn.execute("select * from loyverse.loyverse_notification_outbox").fetchall()
+    assert mail["recipient"] == "ops@example.com" and "3 price change(s)" in mail["subject"]
+    assert "variant gone" in mail["body"]

@@ -1,0 +1,116 @@
+"""The procrastinate tasks of the price sync.
+
+* ``sync_loyverse_prices(account_id)``: deferred from SQL by ``loyverse.wake_price_sync``
+  with queueing_lock and lock ``loyverse_price_sync:<account>`` (one queued and one running
+  job per account; accounts run in parallel). Drains the account in a thread (the HTTP
+  client is synchronous); on cancellation (graceful-shutdown timeout) it tells the drain to
+  stop, which finishes the item in flight and releases the rest of its batch.
+* ``sweep_price_sync`` (every minute): expired leases, BATCH_* restaurants at their
+  boundary, backoffs that ended, lost wake-ups; stalled procrastinate jobs are retried.
+* ``send_price_sync_notifications`` (every minute): queue error digests, send the outbox.
+* ``prune_price_sync_queue`` (hourly): retention of done/cancelled rows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import os
+import threading
+from typing import Any
+
+import procrastinate
+
+from loyverse_sync import db, queries
+from loyverse_sync.pricesync import engine, notify
+
+logger = logging.getLogger("loyverse_sync.worker")
+
+QUEUE = "price_sync"
+SYNC_TASK = "sync_loyverse_prices"
+
+
+def engine_config_from_env(env: dict[str, str] | None = None) -> engine.EngineConfig:
+    """Engine tuning from LOYVERSE_SYNC_BATCH_ITEMS, _LEASE_SECONDS, _BACKOFF_BASE, _BACKOFF_CAP."""
+    env = dict(os.environ if env is None else env)
+    config = engine.EngineConfig()
+    for key, attr, cast in (
+        ("LOYVERSE_SYNC_BATCH_ITEMS", "max_items", int),
+        ("LOYVERSE_SYNC_LEASE_SECONDS", "lease_seconds", float),
+        ("LOYVERSE_SYNC_BACKOFF_BASE", "backoff_base", float),
+        ("LOYVERSE_SYNC_BACKOFF_CAP", "backoff_cap", float),
+    ):
+        if env.get(key):
+            setattr(config, attr, cast(env[key]))
+    return config
+
+
+def register(app: procrastinate.App, conninfo: str, config: engine.EngineConfig | None = None) -> None:
+    """Register the price-sync tasks on ``app`` (they use ``conninfo`` for their own SQL)."""
+    config = config or engine_config_from_env()
+
+    @app.task(name=SYNC_TASK, queue=QUEUE, pass_context=True,
+              retry=procrastinate.RetryStrategy(max_attempts=5, exponential_wait=2))
+    async def sync_loyverse_prices(context: procrastinate.JobContext, account_id: int) -> dict[str, Any]:
+        """Drain one account's due price changes into Loyverse."""
+        stop = threading.Event()
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(
+            None, functools.partial(engine.drain_account, conninfo, int(account_id), config=config, stop=stop)
+        )
+        try:
+            result = await asyncio.shield(future)
+        except asyncio.CancelledError:
+            stop.set()  # finish the item in flight, release the rest of the batch
+            with contextlib.suppress(Exception):
+                await asyncio.shield(future)
+            raise
+        logger.info("account %s: %s", account_id, result.as_dict())
+        return result.as_dict()
+
+    @app.periodic(cron="* * * * *", periodic_id="sweep")
+    @app.task(name="sweep_price_sync", queue=QUEUE, queueing_lock="sweep_price_sync", pass_context=True)
+    async def sweep_price_sync(context: procrastinate.JobContext, timestamp: int) -> dict[str, Any]:
+        """Safety net: leases, batch frequencies, backoffs, lost wake-ups, stalled jobs."""
+        result = await asyncio.to_thread(_sql, conninfo, "sweep")
+        stalled = 0
+        for job in await context.app.job_manager.get_stalled_jobs():
+            await context.app.job_manager.retry_job(job)
+            stalled += 1
+        return {**(result or {}), "stalled_jobs": stalled}
+
+    @app.periodic(cron="* * * * *", periodic_id="notifications")
+    @app.task(name="send_price_sync_notifications", queue=QUEUE, queueing_lock="send_price_sync_notifications")
+    async def send_price_sync_notifications(timestamp: int) -> dict[str, Any]:
+        """Queue error digests and send the email outbox (never blocks price sync)."""
+        return await asyncio.to_thread(run_notifications, conninfo)
+
+    @app.periodic(cron="17 * * * *", periodic_id="prune")
+    @app.task(name="prune_price_sync_queue", queue=QUEUE, queueing_lock="prune_price_sync_queue")
+    async def prune_price_sync_queue(timestamp: int) -> int:
+        """Retention: delete done and cancelled queue rows older than LOYVERSE_SYNC_RETENTION_DAYS (7)."""
+        days = float(os.environ.get("LOYVERSE_SYNC_RETENTION_DAYS", "7"))
+        return int(await asyncio.to_thread(_sql, conninfo, "prune", {"older_than_seconds": days * 86400,
+                                                                      "limit": 50000}) or 0)
+
+
+def _sql(conninfo: str, name: str, params: dict[str, Any] | None = None) -> Any:
+    with db.connect(conninfo, autocommit=True, application_name="loyverse_sync.worker") as conn:
+        row = queries.execute(conn, "pricesync", name, params).fetchone()
+        return None if row is None else next(iter(row.values()))
+
+
+def run_notifications(conninfo: str, settings: notify.SmtpSettings | None = None) -> dict[str, Any]:
+    """Queue digests (LOYVERSE_SYNC_DIGEST_INTERVAL seconds, default 3600) and send the outbox."""
+    interval = float(os.environ.get("LOYVERSE_SYNC_DIGEST_INTERVAL", "3600"))
+    settings = settings or notify.SmtpSettings.from_env()
+    with db.connect(conninfo, autocommit=True, application_name="loyverse_sync.notify") as conn:
+        queued = queries.execute(conn, "pricesync", "enqueue_digests", {"interval_seconds": interval}).fetchone()
+        out: dict[str, Any] = {"queued": queued["queued"] if queued else 0}
+        if settings is None:
+            out["skipped"] = "LOYVERSE_SYNC_SMTP_HOST is not set"
+            return out
+        out.update(notify.send_pending(conn, settings))
+        return out
