@@ -6,11 +6,20 @@ grant select, insert, update, delete on public.restaurants, public.categories, p
     public.products, public.modifier_groups, public.modifier_options, public.product_modifier_groups
     to loyverse_app, loyverse_worker;
 
-grant select, insert, update, delete on all tables in schema loyverse to loyverse_worker;
-
-revoke insert, update, delete on loyverse.procrastinate_migrations from loyverse_worker;
-
-grant usage, select on all sequences in schema loyverse to loyverse_worker;
+-- Named one by one (not "all tables in schema"), so sql/ and migrations/ grant the same
+-- whatever order objects are created in.
+grant select, insert, update, delete on loyverse.accounts, loyverse.account_rate_state,
+    loyverse.loyverse_restaurant_links, loyverse.loyverse_item_mappings,
+    loyverse.loyverse_price_sync_settings, loyverse.loyverse_price_sync_queue,
+    loyverse.loyverse_sync_logs, loyverse.loyverse_import_runs, loyverse.loyverse_import_journal,
+    loyverse.loyverse_notification_outbox
+    to loyverse_worker;
+grant select on loyverse.procrastinate_migrations to loyverse_worker;
+grant usage, select on sequence loyverse.accounts_id_seq, loyverse.loyverse_item_mappings_id_seq,
+    loyverse.loyverse_price_sync_queue_id_seq, loyverse.loyverse_sync_logs_id_seq,
+    loyverse.loyverse_import_runs_id_seq, loyverse.loyverse_import_journal_id_seq,
+    loyverse.loyverse_notification_outbox_id_seq
+    to loyverse_worker;
 
 grant execute on function loyverse.rate_governor_take(bigint, integer) to loyverse_worker;
 

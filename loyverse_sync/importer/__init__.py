@@ -1,1 +1,1 @@
-
+"""Menu import from Loyverse: snapshot (fetch, stage), plan, run, resume, undo."""

@@ -1,0 +1,20 @@
+-- Roll back 0030_menu_import: the import's view, functions and tables (snapshots and plans are lost).
+drop view if exists loyverse.import_runs;
+drop function if exists loyverse.import_undo(bigint, boolean);
+drop function if exists loyverse.import_finish(bigint);
+drop function if exists loyverse.import_apply_batch(bigint, integer);
+drop function if exists loyverse.import_apply_objects(bigint);
+drop function if exists loyverse.import_journal_refresh(bigint);
+drop function if exists loyverse.import_journal_before(bigint, text, text[], text);
+drop function if exists loyverse.import_plan_summary(bigint);
+drop function if exists loyverse.import_plan(bigint);
+drop function if exists loyverse.import_field_map_problems(jsonb);
+drop function if exists loyverse.jsonb_to_bool(jsonb);
+drop function if exists loyverse.jsonb_to_int(jsonb);
+drop function if exists loyverse.normalize_name(text);
+drop table if exists loyverse.loyverse_import_issues;
+drop table if exists loyverse.loyverse_import_plan_objects;
+drop table if exists loyverse.loyverse_import_plan;
+drop table if exists loyverse.loyverse_object_mappings;
+drop table if exists loyverse.loyverse_snapshot_objects;
+drop table if exists loyverse.loyverse_snapshots;

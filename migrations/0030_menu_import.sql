@@ -1,0 +1,1549 @@
+-- Menu import from Loyverse: snapshots, plan, object mappings, issues; SQL functions that plan,
+-- write (journaled, set-based), finish and undo an import run; the import_runs view; grants.
+-- depends: 0002_foundation
+
+-- ---- sql/0200_table_loyverse_snapshots.sql
+-- Menu snapshots fetched from Loyverse (import fetch): one row per fetch, with its time, so
+-- preview and run reuse a recent snapshot instead of fetching the whole menu again.
+create table loyverse.loyverse_snapshots (
+    id bigint generated always as identity primary key,
+    account_id bigint not null references loyverse.accounts (id) on delete cascade,
+    restaurant_id uuid references public.restaurants (id) on delete cascade,
+    store_id text,
+    merchant jsonb not null default '{}',
+    with_inventory boolean not null default false,
+    show_deleted boolean not null default true,
+    requests_made integer not null default 0,
+    pages integer not null default 0,
+    counts jsonb not null default '{}',
+    fetch_seconds double precision,
+    fetched_at timestamptz not null default now(),
+    constraint snapshot_requests_are_nonnegative check (requests_made >= 0 and pages >= 0)
+);
+
+create index loyverse_snapshots_account_id_fetched_at_idx on loyverse.loyverse_snapshots (account_id, fetched_at desc);
+
+comment on table loyverse.loyverse_snapshots is
+    'A whole Loyverse menu as fetched at fetched_at (raw objects in loyverse_snapshot_objects). '
+    'A snapshot row exists only once every page arrived: a failed fetch writes nothing.';
+comment on column loyverse.loyverse_snapshots.counts is 'Objects fetched per kind, e.g. {"item": 120, "category": 8}.';
+
+-- ---- sql/0205_table_loyverse_snapshot_objects.sql
+-- The raw JSON objects of a snapshot, exactly as Loyverse sent them (no cleaning here: the
+-- import functions validate them, so a hostile object is reported, not silently fixed).
+create table loyverse.loyverse_snapshot_objects (
+    snapshot_id bigint not null references loyverse.loyverse_snapshots (id) on delete cascade,
+    seq integer not null,
+    kind text not null
+        constraint snapshot_object_kind_is_valid check (kind in ('store', 'category', 'item', 'modifier', 'tax', 'inventory')),
+    loyverse_id text,
+    payload jsonb not null,
+    primary key (snapshot_id, seq)
+);
+
+create index loyverse_snapshot_objects_snapshot_id_kind_loyverse_id_idx
+    on loyverse.loyverse_snapshot_objects (snapshot_id, kind, loyverse_id);
+
+comment on table loyverse.loyverse_snapshot_objects is
+    'Raw Loyverse objects of a snapshot in fetch order (seq). loyverse_id is the object''s id when '
+    'it is a string (variant_id:store_id for inventory levels), else null.';
+
+-- ---- sql/0210_table_loyverse_object_mappings.sql
+-- Which of our categories, product groups, modifier groups and options came from which
+-- Loyverse object, so a re-import renames in place instead of creating another copy.
+create table loyverse.loyverse_object_mappings (
+    restaurant_id uuid not null references public.restaurants (id) on delete cascade,
+    kind text not null
+        constraint object_mapping_kind_is_valid check (kind in ('category', 'item', 'modifier', 'modifier_option')),
+    loyverse_id text not null,
+    local_id uuid not null,
+    import_run_id bigint references loyverse.loyverse_import_runs (id) on delete set null,
+    created_at timestamptz not null default now(),
+    primary key (restaurant_id, kind, loyverse_id)
+);
+
+create index loyverse_object_mappings_import_run_id_idx on loyverse.loyverse_object_mappings (import_run_id);
+
+comment on table loyverse.loyverse_object_mappings is
+    'Loyverse category / item / modifier / modifier option id -> our categories / product_groups / '
+    'modifier_groups / modifier_options row (local_id), per restaurant. Rows are only ever '
+    'inserted by an import; undo removes those its run inserted.';
+comment on column loyverse.loyverse_object_mappings.import_run_id is 'The import run that created this mapping.';
+
+-- ---- sql/0215_table_loyverse_import_plan.sql
+-- An import run's plan: one row per Loyverse variant, with its validated values, the
+-- conflict found, the decision and (after the write) its outcome. Built by import_plan().
+create table loyverse.loyverse_import_plan (
+    run_id bigint not null references loyverse.loyverse_import_runs (id) on delete cascade,
+    row_no integer not null,
+    item_id text,
+    variant_id text,
+    item_seq integer not null,
+    batch_no integer not null default 0,
+    item_name text,
+    name text,
+    sku text,
+    price numeric(12, 2),
+    loyverse_price numeric,
+    is_active boolean not null default true,
+    option1_value text,
+    option2_value text,
+    option3_value text,
+    category_ref text,
+    category_fallback boolean not null default false,
+    modifier_ids text[] not null default '{}',
+    extra jsonb not null default '{}',
+    errors text[] not null default '{}',
+    needs_attention boolean not null default false,
+    attention_reason text,
+    match_rule text
+        constraint plan_match_rule_is_valid check (match_rule in ('mapping', 'sku', 'name')),
+    matched_product_id uuid,
+    matched_name text,
+    matched_variant_id text,
+    decision text
+        constraint plan_decision_is_valid check (decision in ('create', 'update', 'skip', 'duplicate', 'fail')),
+    decision_reason text,
+    product_id uuid,
+    group_id uuid,
+    outcome text
+        constraint plan_outcome_is_valid check (outcome in ('created', 'updated', 'unchanged', 'skipped', 'duplicated', 'failed')),
+    done boolean not null default false,
+    primary key (run_id, row_no)
+);
+
+create index loyverse_import_plan_run_id_batch_no_idx on loyverse.loyverse_import_plan (run_id, batch_no) where not done;
+
+comment on table loyverse.loyverse_import_plan is
+    'Per run and Loyverse variant: validated values, conflict (match_rule: mapping, sku or name), '
+    'decision and outcome. product_id is chosen when planning, so a resumed run never duplicates.';
+comment on column loyverse.loyverse_import_plan.decision is
+    'create | update | skip | duplicate | fail; null = a conflict still undecided (manual mode).';
+
+-- ---- sql/0220_table_loyverse_import_plan_objects.sql
+-- An import run's plan for the objects around products: categories, product groups (one per
+-- multi-variant item), modifier groups and options; each matched by mapping or name, or new.
+create table loyverse.loyverse_import_plan_objects (
+    run_id bigint not null references loyverse.loyverse_import_runs (id) on delete cascade,
+    kind text not null
+        constraint plan_object_kind_is_valid check (kind in ('category', 'item', 'modifier', 'modifier_option')),
+    loyverse_id text not null,
+    parent_loyverse_id text,
+    name text not null,
+    price numeric(12, 2),
+    position integer,
+    option1_name text,
+    option2_name text,
+    option3_name text,
+    description text,
+    local_id uuid not null,
+    match_rule text
+        constraint plan_object_match_rule_is_valid check (match_rule in ('mapping', 'name')),
+    decision text not null
+        constraint plan_object_decision_is_valid check (decision in ('create', 'update')),
+    primary key (run_id, kind, loyverse_id)
+);
+
+comment on table loyverse.loyverse_import_plan_objects is
+    'Per run: the categories, product groups, modifier groups and options to create or update '
+    '(local_id is our row; match_rule says how an existing one was found).';
+
+-- ---- sql/0225_table_loyverse_import_issues.sql
+-- What an import run could not carry over faithfully, or rejected: the fidelity report and
+-- the validation errors, one row per finding.
+create table loyverse.loyverse_import_issues (
+    id bigint generated always as identity primary key,
+    run_id bigint not null references loyverse.loyverse_import_runs (id) on delete cascade,
+    severity text not null
+        constraint issue_severity_is_valid check (severity in ('error', 'warning', 'fidelity')),
+    code text not null,
+    item_id text,
+    variant_id text,
+    name text,
+    message text not null
+);
+
+create index loyverse_import_issues_run_id_idx on loyverse.loyverse_import_issues (run_id);
+
+comment on table loyverse.loyverse_import_issues is
+    'Findings of an import run: error (the variant was not imported), warning (imported, something '
+    'dropped), fidelity (imported, but cannot behave exactly as in Loyverse: VARIABLE price, composite, '
+    'sold by weight, several taxes, modifier unavailable in the store, deleted in Loyverse).';
+
+-- ---- sql/0600_function_normalize_name.sql
+-- The key names are compared by when an import looks for "the same name": case- and
+-- space-insensitive ("  Flat  White" = "flat white").
+create function loyverse.normalize_name(p_name text)
+returns text
+language sql
+immutable
+parallel safe
+set search_path = ''
+return lower(regexp_replace(btrim(p_name), '\s+', ' ', 'g'));
+
+comment on function loyverse.normalize_name(text) is
+    'Lower-cased, trimmed, inner whitespace collapsed: how the menu import compares names.';
+
+-- ---- sql/0601_function_jsonb_to_int.sql
+-- Safe reads of Loyverse JSON: a value of the wrong type (or out of range) is null, never
+-- an error, so one hostile object cannot abort a set-based import.
+create function loyverse.jsonb_to_int(p_value jsonb)
+returns integer
+language sql
+immutable
+parallel safe
+set search_path = ''
+return case when jsonb_typeof(p_value) = 'number' then
+            case when (p_value #>> '{}')::numeric between -2147483648 and 2147483647
+                 then round((p_value #>> '{}')::numeric)::integer end end;
+
+comment on function loyverse.jsonb_to_int(jsonb) is 'A JSON number as an integer; null for anything else or out of range.';
+
+-- ---- sql/0602_function_jsonb_to_bool.sql
+-- Safe read of a Loyverse JSON boolean (see jsonb_to_int).
+create function loyverse.jsonb_to_bool(p_value jsonb)
+returns boolean
+language sql
+immutable
+parallel safe
+set search_path = ''
+return case when jsonb_typeof(p_value) = 'boolean' then (p_value #>> '{}')::boolean end;
+
+comment on function loyverse.jsonb_to_bool(jsonb) is 'A JSON boolean as boolean; null for anything else.';
+
+-- ---- sql/0605_function_import_field_map_problems.sql
+-- Checks an import's --map (Loyverse field -> our products column) against both schemas:
+-- the Loyverse item/variant fields we know, and public.products as it is in this database.
+create function loyverse.import_field_map_problems(p_map jsonb)
+returns table (loyverse_field text, our_column text, problem text)
+language sql
+stable
+set search_path = ''
+as $$
+    with m as (
+        select e.key as f, e.value as c
+          from jsonb_each(case when jsonb_typeof(p_map) = 'object' then p_map else '{}'::jsonb end) e
+    ),
+    lv(f) as (
+        values ('item_name'), ('handle'), ('reference_id'), ('description'), ('form'), ('color'),
+               ('image_url'), ('id'), ('option1_name'), ('option2_name'), ('option3_name'),
+               ('sku'), ('barcode'), ('reference_variant_id'), ('variant_id'), ('option1_value'),
+               ('option2_value'), ('option3_value'), ('cost'), ('purchase_cost')
+    ),
+    cols as (
+        select a.attname::text as c, format_type(a.atttypid, a.atttypmod) as t
+          from pg_catalog.pg_attribute a
+         where a.attrelid = 'public.products'::regclass and a.attnum > 0 and not a.attisdropped
+    )
+    select m.f, m.c #>> '{}',
+           case
+             when jsonb_typeof(m.c) <> 'string' then 'the column must be given as text'
+             when not exists (select 1 from lv where lv.f = m.f) then
+               format('%s is not a Loyverse item or variant field (known: %s)', m.f,
+                      (select string_agg(f, ', ' order by f) from lv))
+             when not exists (select 1 from cols where cols.c = m.c #>> '{}') then
+               format('products has no column %s', m.c #>> '{}')
+             when (m.c #>> '{}') in ('id', 'restaurant_id', 'category_id', 'product_group_id', 'price',
+                                    'is_active', 'created_at', 'updated_at') then
+               format('products.%s is set by the import itself and cannot be mapped', m.c #>> '{}')
+             when (select t from cols where cols.c = m.c #>> '{}') not in ('text', 'character varying')
+                  and (select t from cols where cols.c = m.c #>> '{}') not like 'character varying(%' then
+               format('products.%s is %s; only text columns can be mapped', m.c #>> '{}',
+                      (select t from cols where cols.c = m.c #>> '{}'))
+             when (select count(*) from m m2 where m2.c = m.c) > 1 then
+               format('products.%s is mapped more than once', m.c #>> '{}')
+           end
+      from m
+     where jsonb_typeof(m.c) <> 'string'
+        or not exists (select 1 from lv where lv.f = m.f)
+        or not exists (select 1 from cols where cols.c = m.c #>> '{}')
+        or (m.c #>> '{}') in ('id', 'restaurant_id', 'category_id', 'product_group_id', 'price',
+                             'is_active', 'created_at', 'updated_at')
+        or (select t from cols where cols.c = m.c #>> '{}') not in ('text', 'character varying')
+           and (select t from cols where cols.c = m.c #>> '{}') not like 'character varying(%'
+        or (select count(*) from m m2 where m2.c = m.c) > 1;
+$$;
+
+comment on function loyverse.import_field_map_problems(jsonb) is
+    'Problems of an import field mapping {"loyverse_field": "products_column"}; no rows = valid.';
+
+-- ---- sql/0610_function_import_plan.sql
+-- Builds an import run's plan from its snapshot, set-based: validation, pricing for the
+-- linked store, conflict detection (mapping, then SKU, then name), resolution, and the
+-- fidelity report. Writes only the run's plan tables; the catalogue is untouched.
+create function loyverse.import_plan(p_run_id bigint)
+returns jsonb
+language plpgsql
+set search_path = ''
+as $$
+declare
+    v_run loyverse.loyverse_import_runs;
+    v_opts jsonb;
+    v_store text;
+    v_dp integer;
+    v_incl_tax boolean;
+    v_conflict text;
+    v_decisions jsonb;
+    v_name_field text;
+    v_sku_field text;
+    v_extra jsonb;
+    v_batch integer;
+    v_unknown text;
+    v_sel_items text[];
+    v_sel_cats text[];
+    v_excl text[];
+    v_selecting boolean;
+begin
+    select * into v_run from loyverse.loyverse_import_runs r where r.id = p_run_id;
+    if not found then
+        raise exception 'import_plan: no import run %', p_run_id using errcode = 'no_data_found';
+    end if;
+    if v_run.snapshot_id is null then
+        raise exception 'import_plan: run % has no snapshot', p_run_id using errcode = 'invalid_parameter_value';
+    end if;
+    v_opts := v_run.options;
+    select l.store_id into v_store
+      from loyverse.loyverse_restaurant_links l where l.restaurant_id = v_run.restaurant_id;
+    if v_store is null then
+        raise exception 'restaurant % is not linked to a Loyverse store', v_run.restaurant_id
+            using errcode = 'invalid_parameter_value';
+    end if;
+    -- The currency's decimals: what the snapshot's merchant says, else the account row.
+    select coalesce(case when jsonb_typeof(s.merchant #> '{currency,decimal_places}') = 'number'
+                         then (s.merchant #>> '{currency,decimal_places}')::numeric::integer end,
+                    a.decimal_places, 2)
+      into v_dp
+      from loyverse.loyverse_snapshots s
+      left join loyverse.accounts a on a.id = s.account_id
+     where s.id = v_run.snapshot_id;
+    v_dp := least(greatest(coalesce(v_dp, 2), 0), 2);  -- products.price is numeric(12,2)
+    select coalesce((select st.prices_include_tax from loyverse.loyverse_price_sync_settings st
+                      where st.restaurant_id = v_run.restaurant_id), true)
+      into v_incl_tax;
+    v_conflict := coalesce(v_opts ->> 'conflict', 'skip');
+    v_decisions := case when jsonb_typeof(v_opts -> 'decisions') = 'object' then v_opts -> 'decisions' else '{}' end;
+    v_name_field := coalesce((select e.key from jsonb_each_text(coalesce(v_opts -> 'map', '{}')) e
+                               where e.value = 'name' limit 1), 'item_name');
+    v_sku_field := coalesce((select e.key from jsonb_each_text(coalesce(v_opts -> 'map', '{}')) e
+                              where e.value = 'sku' limit 1), 'sku');
+    v_extra := coalesce((select jsonb_object_agg(e.value, e.key) from jsonb_each_text(coalesce(v_opts -> 'map', '{}')) e
+                          where e.value not in ('name', 'sku')), '{}');
+    v_batch := greatest(coalesce((v_opts ->> 'batch_size')::integer, 500), 1);
+    v_unknown := coalesce(v_opts ->> 'unknown_category', 'fallback');
+    select coalesce(array_agg(loyverse.normalize_name(x)), '{}') into v_sel_items
+      from jsonb_array_elements_text(coalesce(v_opts -> 'items', '[]')) x;
+    select coalesce(array_agg(loyverse.normalize_name(x)), '{}') into v_sel_cats
+      from jsonb_array_elements_text(coalesce(v_opts -> 'categories', '[]')) x;
+    select coalesce(array_agg(loyverse.normalize_name(x)), '{}') into v_excl
+      from jsonb_array_elements_text(coalesce(v_opts -> 'exclude', '[]')) x;
+    v_selecting := cardinality(v_sel_items) + cardinality(v_sel_cats) + cardinality(v_excl) > 0;
+
+    delete from loyverse.loyverse_import_plan p where p.run_id = p_run_id;
+    delete from loyverse.loyverse_import_plan_objects p where p.run_id = p_run_id;
+    delete from loyverse.loyverse_import_issues i where i.run_id = p_run_id;
+
+    -- Valid, live categories, taxes and modifiers of the snapshot.
+    drop table if exists pg_temp._lv_cats, pg_temp._lv_taxes, pg_temp._lv_mods, pg_temp._lv_items, pg_temp._lv_rows;
+    create temp table _lv_cats on commit drop as
+    select distinct on (o.loyverse_id) o.loyverse_id as id, btrim(o.payload ->> 'name') as name, o.seq
+      from loyverse.loyverse_snapshot_objects o
+     where o.snapshot_id = v_run.snapshot_id and o.kind = 'category' and o.loyverse_id is not null
+       and jsonb_typeof(o.payload -> 'name') = 'string' and btrim(o.payload ->> 'name') <> ''
+       and length(o.payload ->> 'name') <= 64
+       and coalesce(jsonb_typeof(o.payload -> 'deleted_at'), 'null') = 'null'
+     order by o.loyverse_id, o.seq;
+
+    create temp table _lv_taxes on commit drop as
+    select distinct on (o.loyverse_id) o.loyverse_id as id, o.payload ->> 'type' as type,
+           (o.payload ->> 'rate')::numeric as rate
+      from loyverse.loyverse_snapshot_objects o
+     where o.snapshot_id = v_run.snapshot_id and o.kind = 'tax' and o.loyverse_id is not null
+       and jsonb_typeof(o.payload -> 'rate') = 'number'
+       and coalesce(jsonb_typeof(o.payload -> 'deleted_at'), 'null') = 'null'
+       and (jsonb_typeof(o.payload -> 'stores') is distinct from 'array' or o.payload -> 'stores' ? v_store)
+     order by o.loyverse_id, o.seq;
+
+    create temp table _lv_mods on commit drop as
+    select distinct on (o.loyverse_id) o.loyverse_id as id, btrim(o.payload ->> 'name') as name, o.payload as m,
+           (jsonb_typeof(o.payload -> 'stores') is distinct from 'array' or o.payload -> 'stores' ? v_store) as in_store
+      from loyverse.loyverse_snapshot_objects o
+     where o.snapshot_id = v_run.snapshot_id and o.kind = 'modifier' and o.loyverse_id is not null
+       and jsonb_typeof(o.payload -> 'name') = 'string' and btrim(o.payload ->> 'name') <> ''
+       and coalesce(jsonb_typeof(o.payload -> 'deleted_at'), 'null') = 'null'
+     order by o.loyverse_id, o.seq;
+
+    -- Items, deduplicated by id (the first copy wins), then the selection.
+    create temp table _lv_items on commit drop as
+    select distinct on (coalesce(o.loyverse_id, '#' || o.seq)) o.seq, o.loyverse_id as item_id, o.payload as i
+      from loyverse.loyverse_snapshot_objects o
+     where o.snapshot_id = v_run.snapshot_id and o.kind = 'item'
+     order by coalesce(o.loyverse_id, '#' || o.seq), o.seq;
+
+    if v_selecting then
+        delete from _lv_items it
+         where not (
+                 (cardinality(v_sel_items) = 0 and cardinality(v_sel_cats) = 0)
+                 or loyverse.normalize_name(it.item_id) = any (v_sel_items)
+                 or loyverse.normalize_name(it.i ->> 'item_name') = any (v_sel_items)
+                 or loyverse.normalize_name(it.i ->> 'category_id') = any (v_sel_cats)
+                 or exists (select 1 from _lv_cats c where c.id = it.i ->> 'category_id'
+                             and loyverse.normalize_name(c.name) = any (v_sel_cats)))
+            or loyverse.normalize_name(it.item_id) = any (v_excl)
+            or loyverse.normalize_name(it.i ->> 'item_name') = any (v_excl)
+            or loyverse.normalize_name(it.i ->> 'category_id') = any (v_excl)
+            or exists (select 1 from _lv_cats c where c.id = it.i ->> 'category_id'
+                        and loyverse.normalize_name(c.name) = any (v_excl));
+    end if;
+
+    -- One row per variant (an item without variants yields one row that fails validation).
+    create temp table _lv_rows on commit drop as
+    with v as (
+        select it.seq as item_seq, it.item_id, it.i, vv.ord, vv.v,
+               case when jsonb_typeof(it.i -> 'variants') = 'array' then jsonb_array_length(it.i -> 'variants') else 0 end as n_variants,
+               case when jsonb_typeof(vv.v -> 'variant_id') = 'string' and btrim(vv.v ->> 'variant_id') <> ''
+                    then vv.v ->> 'variant_id' end as variant_id,
+               se.e as se,
+               case when jsonb_typeof(coalesce(vv.v -> v_name_field, it.i -> v_name_field)) in ('string', 'number')
+                    then btrim(coalesce(vv.v -> v_name_field, it.i -> v_name_field) #>> '{}') end as base_name,
+               case when jsonb_typeof(coalesce(vv.v -> v_sku_field, it.i -> v_sku_field)) in ('string', 'number')
+                    then nullif(btrim(coalesce(vv.v -> v_sku_field, it.i -> v_sku_field) #>> '{}'), '') end as sku,
+               coalesce(jsonb_typeof(coalesce(vv.v -> v_sku_field, it.i -> v_sku_field)), 'null') as sku_type
+          from _lv_items it
+          cross join lateral jsonb_array_elements(
+                 case when jsonb_typeof(it.i -> 'variants') = 'array' and jsonb_array_length(it.i -> 'variants') > 0
+                      then it.i -> 'variants' else '[null]'::jsonb end) with ordinality vv(v, ord)
+          left join lateral (
+                 select e from jsonb_array_elements(case when jsonb_typeof(vv.v -> 'stores') = 'array'
+                                                         then vv.v -> 'stores' else '[]'::jsonb end) e
+                  where e ->> 'store_id' = v_store limit 1) se on true
+    ),
+    p as (
+        select v.*,
+               case when v.se is not null
+                    then coalesce(v.se ->> 'pricing_type', v.v ->> 'default_pricing_type', 'FIXED')
+                    when jsonb_typeof(v.v -> 'default_price') = 'number'
+                    then coalesce(v.v ->> 'default_pricing_type', 'FIXED')
+                    else coalesce(v.v ->> 'default_pricing_type', 'VARIABLE') end as pricing_type
+          from v
+    ),
+    q as (
+        select p.*,
+               case when p.pricing_type = 'FIXED' then
+                    case when p.se is not null and coalesce(jsonb_typeof(p.se -> 'price'), 'null') <> 'null'
+                         then p.se -> 'price' else p.v -> 'default_price' end end as price_json,
+               (select coalesce(sum(t.rate) filter (where t.type = 'ADDED'), 0)
+                  from _lv_taxes t
+                 where jsonb_typeof(p.i -> 'tax_ids') = 'array' and p.i -> 'tax_ids' ? t.id) as added_rate,
+               (select coalesce(sum(t.rate) filter (where t.type = 'INCLUDED'), 0)
+                  from _lv_taxes t
+                 where jsonb_typeof(p.i -> 'tax_ids') = 'array' and p.i -> 'tax_ids' ? t.id) as included_rate,
+               case when jsonb_typeof(p.i -> 'category_id') = 'string' then p.i ->> 'category_id' end as cat_id
+          from p
+    ),
+    r as (
+        select q.*,
+               case when jsonb_typeof(q.price_json) = 'number' then (q.price_json #>> '{}')::numeric end as raw_price
+          from q
+    )
+    select row_number() over (order by r.item_seq, r.ord)::integer as row_no,
+           r.*,
+           case when r.raw_price is null then null
+                when v_incl_tax and r.added_rate > 0 then r.raw_price * (1 + r.added_rate / 100)
+                when not v_incl_tax and r.included_rate > 0 then r.raw_price / (1 + r.included_rate / 100)
+                else r.raw_price end as adj_price,
+           case when r.n_variants > 1 or coalesce(r.v ->> 'option1_value', r.v ->> 'option2_value', r.v ->> 'option3_value') is not null
+                then r.base_name || coalesce(' (' || nullif(concat_ws(' / ', r.v ->> 'option1_value', r.v ->> 'option2_value', r.v ->> 'option3_value'), '') || ')', '')
+                else r.base_name end as name,
+           exists (select 1 from _lv_cats c where c.id = r.cat_id) as cat_known,
+           (coalesce(jsonb_typeof(r.i -> 'deleted_at'), 'null') <> 'null'
+            or coalesce(jsonb_typeof(r.v -> 'deleted_at'), 'null') <> 'null') as deleted,
+           array_remove(array[
+             case when r.item_id is null then 'the item has no id' end,
+             case when jsonb_typeof(r.i -> 'variants') is distinct from 'array' and r.i ? 'variants' then 'variants is not a list'
+                  when r.n_variants = 0 then 'the item has no variants' end,
+             case when r.n_variants > 0 and r.variant_id is null then 'the variant has no variant_id' end,
+             case when r.base_name is null then format('%s is missing or not text', v_name_field)
+                  when r.base_name = '' then format('%s is blank', v_name_field)
+                  when length(r.base_name) > 64 then format('%s is longer than 64 characters (%s)', v_name_field, length(r.base_name)) end,
+             case when r.sku_type not in ('string', 'number', 'null') then format('%s is not text', v_sku_field)
+                  when length(r.sku) > 40 then format('%s is longer than 40 characters', v_sku_field) end,
+             case when r.pricing_type not in ('FIXED', 'VARIABLE') then format('unknown pricing type %s', left(r.pricing_type, 40)) end,
+             case when r.price_json is not null and jsonb_typeof(r.price_json) not in ('number', 'null')
+                  then format('price is not a number: %s', left(r.price_json::text, 40))
+                  when r.raw_price < 0 then format('negative price %s', r.raw_price)
+                  when r.raw_price * (1 + greatest(r.added_rate, 0) / 100) >= 9999999999 then format('price %s is too large', r.raw_price) end,
+             case when r.i ? 'category_id' and coalesce(jsonb_typeof(r.i -> 'category_id'), 'null') not in ('string', 'null')
+                  then 'category_id is not text'
+                  when r.cat_id is not null and v_unknown = 'reject'
+                       and not exists (select 1 from _lv_cats c where c.id = r.cat_id)
+                  then format('unknown category %s', left(r.cat_id, 64)) end,
+             case when coalesce(jsonb_typeof(r.i -> 'modifier_ids'), 'null') not in ('array', 'null')
+                  then 'modifier_ids is not a list' end,
+             case when jsonb_typeof(r.i -> 'option1_name') = 'string' and r.n_variants > 0
+                       and coalesce(jsonb_typeof(r.v -> 'option1_value'), 'null') = 'null' then 'option1_value is missing' end,
+             case when jsonb_typeof(r.i -> 'option2_name') = 'string' and r.n_variants > 0
+                       and coalesce(jsonb_typeof(r.v -> 'option2_value'), 'null') = 'null' then 'option2_value is missing' end,
+             case when jsonb_typeof(r.i -> 'option3_name') = 'string' and r.n_variants > 0
+                       and coalesce(jsonb_typeof(r.v -> 'option3_value'), 'null') = 'null' then 'option3_value is missing' end
+           ]::text[], null) as errors
+      from r;
+
+    -- Duplicate SKUs inside Loyverse: the first variant keeps it, the others are rejected.
+    update _lv_rows x
+       set errors = x.errors || format('SKU %s is also used by variant %s in Loyverse', x.sku, d.first_variant)
+      from (select r.row_no,
+                   first_value(r.variant_id) over w as first_variant,
+                   row_number() over w as n
+              from _lv_rows r
+             where r.sku is not null and cardinality(r.errors) = 0 and not r.deleted
+            window w as (partition by r.sku order by r.row_no)) d
+     where d.row_no = x.row_no and d.n > 1;
+
+    insert into loyverse.loyverse_import_plan
+        (run_id, row_no, item_id, variant_id, item_seq, batch_no, item_name, name, sku, price, loyverse_price,
+         is_active, option1_value, option2_value, option3_value, category_ref, category_fallback, modifier_ids,
+         extra, errors, needs_attention, attention_reason, decision, decision_reason)
+    select p_run_id, r.row_no, r.item_id, r.variant_id, r.item_seq,
+           (dense_rank() over (order by r.item_seq) - 1)::integer / v_batch,
+           r.base_name, r.name, r.sku,
+           case when cardinality(r.errors) = 0 then round(coalesce(r.adj_price, 0), v_dp) end,
+           r.raw_price,
+           coalesce(loyverse.jsonb_to_bool(r.se -> 'available_for_sale'), true),
+           r.v ->> 'option1_value', r.v ->> 'option2_value', r.v ->> 'option3_value',
+           case when r.cat_known then r.cat_id when r.cat_id is not null then '(fallback)' end,
+           r.cat_id is not null and not r.cat_known,
+           coalesce((select array_agg(m.id order by m.id)
+                       from _lv_mods m
+                      where m.in_store and jsonb_typeof(r.i -> 'modifier_ids') = 'array'
+                        and r.i -> 'modifier_ids' ? m.id), '{}'),
+           coalesce((select jsonb_object_agg(x.key,
+                              case when jsonb_typeof(coalesce(r.v -> (x.value #>> '{}'), r.i -> (x.value #>> '{}'))) in ('string', 'number', 'boolean')
+                                   then coalesce(r.v -> (x.value #>> '{}'), r.i -> (x.value #>> '{}')) #>> '{}' end)
+                       from jsonb_each(v_extra) x), '{}'),
+           r.errors,
+           r.pricing_type = 'VARIABLE',
+           case when r.pricing_type = 'VARIABLE' then 'VARIABLE price in Loyverse: imported as 0' end,
+           case when cardinality(r.errors) > 0 then 'fail' when r.deleted then 'skip' end,
+           case when cardinality(r.errors) > 0 then array_to_string(r.errors, '; ') when r.deleted then 'deleted in Loyverse' end
+      from _lv_rows r;
+
+    -- Conflict detection, in order: an existing mapping, the same SKU, the same name.
+    update loyverse.loyverse_import_plan p
+       set match_rule = 'mapping', matched_product_id = m.product_id, matched_variant_id = m.loyverse_variant_id
+      from loyverse.loyverse_item_mappings m
+     where p.run_id = p_run_id and p.decision is null
+       and m.restaurant_id = v_run.restaurant_id and m.loyverse_variant_id = p.variant_id;
+
+    update loyverse.loyverse_import_plan p
+       set match_rule = 'sku', matched_product_id = pr.id, matched_variant_id = m.loyverse_variant_id
+      from public.products pr
+      left join loyverse.loyverse_item_mappings m on m.product_id = pr.id
+     where p.run_id = p_run_id and p.decision is null and p.match_rule is null and p.sku is not null
+       and pr.restaurant_id = v_run.restaurant_id and pr.sku = p.sku;
+
+    -- Name matches ignore products already linked to another Loyverse variant (a menu may
+    -- repeat a name legitimately); the oldest product of that name wins.
+    update loyverse.loyverse_import_plan p
+       set match_rule = 'name', matched_product_id = c.id
+      from (select distinct on (loyverse.normalize_name(pr.name)) loyverse.normalize_name(pr.name) as k, pr.id
+              from public.products pr
+             where pr.restaurant_id = v_run.restaurant_id
+               and not exists (select 1 from loyverse.loyverse_item_mappings m where m.product_id = pr.id)
+             order by loyverse.normalize_name(pr.name), pr.created_at, pr.id) c
+     where p.run_id = p_run_id and p.decision is null and p.match_rule is null
+       and c.k = loyverse.normalize_name(p.name);
+
+    update loyverse.loyverse_import_plan p
+       set matched_name = pr.name
+      from public.products pr
+     where p.run_id = p_run_id and pr.id = p.matched_product_id;
+
+    -- Resolution: a decision from the decisions file (by variant id, else item id) wins.
+    update loyverse.loyverse_import_plan p
+       set decision = d.decision, decision_reason = d.reason
+      from (select p2.row_no,
+                   coalesce(v_decisions ->> p2.variant_id, v_decisions ->> p2.item_id) as chosen,
+                   case
+                     when p2.match_rule is null then
+                       case when coalesce(v_decisions ->> p2.variant_id, v_decisions ->> p2.item_id) = 'skip'
+                            then 'skip' else 'create' end
+                     when coalesce(v_decisions ->> p2.variant_id, v_decisions ->> p2.item_id) in ('skip', 'update', 'duplicate')
+                       then coalesce(v_decisions ->> p2.variant_id, v_decisions ->> p2.item_id)
+                     when p2.match_rule = 'mapping' then 'update'
+                     when v_conflict = 'manual' then null
+                     else v_conflict
+                   end as decision,
+                   case
+                     when coalesce(v_decisions ->> p2.variant_id, v_decisions ->> p2.item_id) in ('skip', 'update', 'duplicate')
+                       then 'decisions file'
+                     when p2.match_rule = 'mapping' then 're-sync of a mapped product'
+                     when p2.match_rule is not null and v_conflict <> 'manual' then format('--conflict %s', v_conflict)
+                     when p2.match_rule is null then 'new'
+                   end as reason
+              from loyverse.loyverse_import_plan p2
+             where p2.run_id = p_run_id and p2.decision is null) d
+     where p.run_id = p_run_id and p.row_no = d.row_no;
+
+    -- Updates that cannot be: a product linked to another variant, or two variants for one product.
+    update loyverse.loyverse_import_plan p
+       set decision = 'fail',
+           decision_reason = format('product "%s" is already linked to Loyverse variant %s', p.matched_name, p.matched_variant_id),
+           errors = p.errors || format('product "%s" is already linked to Loyverse variant %s', p.matched_name, p.matched_variant_id)
+     where p.run_id = p_run_id and p.decision = 'update' and p.match_rule <> 'mapping'
+       and p.matched_variant_id is not null and p.matched_variant_id <> p.variant_id;
+
+    update loyverse.loyverse_import_plan p
+       set decision = 'fail',
+           decision_reason = format('variant %s already updates product "%s"', d.first_variant, p.matched_name),
+           errors = p.errors || format('variant %s already updates product "%s"', d.first_variant, p.matched_name)
+      from (select p2.row_no, row_number() over w as n, first_value(p2.variant_id) over w as first_variant
+              from loyverse.loyverse_import_plan p2
+             where p2.run_id = p_run_id and p2.decision = 'update'
+            window w as (partition by p2.matched_product_id order by p2.match_rule = 'mapping' desc, p2.row_no)) d
+     where p.run_id = p_run_id and p.row_no = d.row_no and d.n > 1;
+
+    -- Targets: an update writes the matched product, a create or duplicate a new id chosen now.
+    update loyverse.loyverse_import_plan p
+       set product_id = case when p.decision = 'update' then p.matched_product_id else gen_random_uuid() end
+     where p.run_id = p_run_id and p.decision in ('create', 'update', 'duplicate');
+
+    -- Duplicates: " (Loyverse)", " (Loyverse 2)", ... after the highest suffix in use, and a
+    -- SKU with the same suffix ("-LV", "-LV2", ...).
+    update loyverse.loyverse_import_plan p
+       set name = d.base || case when d.n = 1 then ' (Loyverse)' else format(' (Loyverse %s)', d.n) end,
+           sku = case when p.sku is null then null
+                      when d.n = 1 then p.sku || '-LV' else p.sku || '-LV' || d.n end
+      from (select p2.row_no, p2.name as base,
+                   coalesce((select max(coalesce(nullif(substring(pr.name from ' \(Loyverse ?([0-9]*)\)$'), ''), '1')::integer)
+                               from public.products pr
+                              where pr.restaurant_id = v_run.restaurant_id
+                                and (loyverse.normalize_name(pr.name) like loyverse.normalize_name(p2.name) || ' (loyverse%)'
+                                     or (p2.sku is not null and pr.sku like p2.sku || '-LV%'))), 0)
+                   + row_number() over (partition by loyverse.normalize_name(p2.name) order by p2.row_no) as n
+              from loyverse.loyverse_import_plan p2
+             where p2.run_id = p_run_id and p2.decision = 'duplicate') d
+     where p.run_id = p_run_id and p.row_no = d.row_no;
+
+    -- A SKU that another product of the restaurant already has cannot be written.
+    update loyverse.loyverse_import_plan p
+       set decision = 'fail',
+           decision_reason = format('SKU %s is already used by product "%s"', p.sku, pr.name),
+           errors = p.errors || format('SKU %s is already used by product "%s"', p.sku, pr.name)
+      from public.products pr
+     where p.run_id = p_run_id and p.decision in ('create', 'update', 'duplicate') and p.sku is not null
+       and pr.restaurant_id = v_run.restaurant_id and pr.sku = p.sku and pr.id <> p.product_id;
+
+    -- Categories: mapped, else the same name, else new; the fallback for unknown ones.
+    insert into loyverse.loyverse_import_plan_objects (run_id, kind, loyverse_id, name, local_id, match_rule, decision)
+    select p_run_id, 'category', c.id, c.name,
+           coalesce(om.local_id, byname.id, gen_random_uuid()),
+           case when om.local_id is not null then 'mapping' when byname.id is not null then 'name' end,
+           case when coalesce(om.local_id, byname.id) is not null
+                     and exists (select 1 from public.categories x where x.id = coalesce(om.local_id, byname.id))
+                then 'update' else 'create' end
+      from (select c.id, c.name from _lv_cats c
+             where not v_selecting
+                or exists (select 1 from loyverse.loyverse_import_plan p
+                            where p.run_id = p_run_id and p.category_ref = c.id
+                              and p.decision in ('create', 'update', 'duplicate'))
+            union all
+            select '(fallback)', 'Uncategorised'
+             where exists (select 1 from loyverse.loyverse_import_plan p
+                            where p.run_id = p_run_id and p.category_ref = '(fallback)'
+                              and p.decision in ('create', 'update', 'duplicate'))) c
+      left join loyverse.loyverse_object_mappings om
+             on om.restaurant_id = v_run.restaurant_id and om.kind = 'category' and om.loyverse_id = c.id
+      left join lateral (select x.id from public.categories x
+                          where x.restaurant_id = v_run.restaurant_id
+                            and loyverse.normalize_name(x.name) = loyverse.normalize_name(c.name)
+                          order by x.created_at, x.id limit 1) byname on om.local_id is null;
+
+    -- Product groups: one per written item that has options or several variants.
+    insert into loyverse.loyverse_import_plan_objects
+        (run_id, kind, loyverse_id, name, option1_name, option2_name, option3_name, description, local_id, match_rule, decision)
+    select p_run_id, 'item', g.item_id, g.item_name, g.o1, g.o2, g.o3, g.descr,
+           coalesce(om.local_id, g.existing_group, gen_random_uuid()),
+           case when om.local_id is not null or g.existing_group is not null then 'mapping' end,
+           case when exists (select 1 from public.product_groups x where x.id = coalesce(om.local_id, g.existing_group))
+                then 'update' else 'create' end
+      from (select p.item_id, min(p.item_name) as item_name,
+                   min(case when jsonb_typeof(it.i -> 'option1_name') = 'string' then it.i ->> 'option1_name' end) as o1,
+                   min(case when jsonb_typeof(it.i -> 'option2_name') = 'string' then it.i ->> 'option2_name' end) as o2,
+                   min(case when jsonb_typeof(it.i -> 'option3_name') = 'string' then it.i ->> 'option3_name' end) as o3,
+                   min(case when jsonb_typeof(it.i -> 'description') = 'string' then it.i ->> 'description' end) as descr,
+                   (array_agg(pr.product_group_id) filter (where pr.product_group_id is not null))[1] as existing_group
+              from loyverse.loyverse_import_plan p
+              join _lv_items it on it.item_id = p.item_id
+              left join public.products pr on pr.id = p.product_id and p.match_rule = 'mapping'
+             where p.run_id = p_run_id and p.decision in ('create', 'update', 'duplicate')
+               and (case when jsonb_typeof(it.i -> 'variants') = 'array' then jsonb_array_length(it.i -> 'variants') else 0 end > 1
+                    or jsonb_typeof(it.i -> 'option1_name') = 'string')
+             group by p.item_id) g
+      left join loyverse.loyverse_object_mappings om
+             on om.restaurant_id = v_run.restaurant_id and om.kind = 'item' and om.loyverse_id = g.item_id;
+
+    update loyverse.loyverse_import_plan p
+       set group_id = o.local_id
+      from loyverse.loyverse_import_plan_objects o
+     where p.run_id = p_run_id and o.run_id = p_run_id and o.kind = 'item' and o.loyverse_id = p.item_id
+       and p.decision in ('create', 'update', 'duplicate');
+
+    -- Modifier groups linked from written items (available in the store), and their options.
+    insert into loyverse.loyverse_import_plan_objects (run_id, kind, loyverse_id, name, position, local_id, match_rule, decision)
+    select p_run_id, 'modifier', m.id, m.name,
+           coalesce(loyverse.jsonb_to_int(m.m -> 'position'), 0),
+           coalesce(om.local_id, byname.id, gen_random_uuid()),
+           case when om.local_id is not null then 'mapping' when byname.id is not null then 'name' end,
+           case when exists (select 1 from public.modifier_groups x where x.id = coalesce(om.local_id, byname.id))
+                then 'update' else 'create' end
+      from _lv_mods m
+      left join loyverse.loyverse_object_mappings om
+             on om.restaurant_id = v_run.restaurant_id and om.kind = 'modifier' and om.loyverse_id = m.id
+      left join lateral (select x.id from public.modifier_groups x
+                          where x.restaurant_id = v_run.restaurant_id
+                            and loyverse.normalize_name(x.name) = loyverse.normalize_name(m.name)
+                          order by x.created_at, x.id limit 1) byname on om.local_id is null
+     where exists (select 1 from loyverse.loyverse_import_plan p
+                    where p.run_id = p_run_id and p.decision in ('create', 'update', 'duplicate')
+                      and m.id = any (p.modifier_ids));
+
+    insert into loyverse.loyverse_import_plan_objects
+        (run_id, kind, loyverse_id, parent_loyverse_id, name, price, position, local_id, match_rule, decision)
+    select p_run_id, 'modifier_option', o.opt ->> 'id', g.loyverse_id, btrim(o.opt ->> 'name'),
+           round(coalesce(case when jsonb_typeof(o.opt -> 'price') = 'number' then (o.opt ->> 'price')::numeric end, 0), v_dp),
+           coalesce(loyverse.jsonb_to_int(o.opt -> 'position'), o.ord::integer - 1),
+           coalesce(om.local_id, byname.id, gen_random_uuid()),
+           case when om.local_id is not null then 'mapping' when byname.id is not null then 'name' end,
+           case when exists (select 1 from public.modifier_options x where x.id = coalesce(om.local_id, byname.id))
+                then 'update' else 'create' end
+      from loyverse.loyverse_import_plan_objects g
+      join _lv_mods m on m.id = g.loyverse_id
+      cross join lateral jsonb_array_elements(case when jsonb_typeof(m.m -> 'modifier_options') = 'array'
+                                                   then m.m -> 'modifier_options' else '[]'::jsonb end) with ordinality o(opt, ord)
+      left join loyverse.loyverse_object_mappings om
+             on om.restaurant_id = v_run.restaurant_id and om.kind = 'modifier_option' and om.loyverse_id = o.opt ->> 'id'
+      left join lateral (select x.id from public.modifier_options x
+                          where x.modifier_group_id = g.local_id
+                            and loyverse.normalize_name(x.name) = loyverse.normalize_name(o.opt ->> 'name')
+                          order by x.created_at, x.id limit 1) byname on om.local_id is null
+     where g.run_id = p_run_id and g.kind = 'modifier'
+       and jsonb_typeof(o.opt -> 'id') = 'string' and jsonb_typeof(o.opt -> 'name') = 'string'
+       and btrim(o.opt ->> 'name') <> ''
+       and coalesce(jsonb_typeof(o.opt -> 'deleted_at'), 'null') = 'null'
+       and coalesce(jsonb_typeof(o.opt -> 'price'), 'null') in ('number', 'null')
+       and coalesce(case when jsonb_typeof(o.opt -> 'price') = 'number' then (o.opt ->> 'price')::numeric end, 0) between 0 and 9999999999
+    on conflict do nothing;
+
+    -- The report: errors, warnings and what cannot carry over faithfully.
+    insert into loyverse.loyverse_import_issues (run_id, severity, code, item_id, variant_id, name, message)
+    select p_run_id, 'error', 'invalid', p.item_id, p.variant_id, coalesce(p.name, p.item_name), e
+      from loyverse.loyverse_import_plan p cross join lateral unnest(p.errors) e
+     where p.run_id = p_run_id
+    union all
+    select p_run_id, 'fidelity', 'deleted', p.item_id, p.variant_id, p.name, 'deleted in Loyverse: not imported'
+      from loyverse.loyverse_import_plan p
+     where p.run_id = p_run_id and p.decision = 'skip' and p.decision_reason = 'deleted in Loyverse'
+    union all
+    select p_run_id, 'fidelity', 'variable_price', p.item_id, p.variant_id, p.name,
+           'VARIABLE price (entered at the counter in Loyverse): imported as 0 and flagged'
+      from loyverse.loyverse_import_plan p
+     where p.run_id = p_run_id and p.needs_attention and p.decision in ('create', 'update', 'duplicate')
+    union all
+    select p_run_id, 'fidelity', 'price_rounded', r.item_id, r.variant_id, r.name,
+           format('price %s rounded to %s decimal places', r.adj_price, v_dp)
+      from _lv_rows r
+     where cardinality(r.errors) = 0 and r.adj_price is not null and round(r.adj_price, v_dp) <> r.adj_price
+    union all
+    select p_run_id, 'fidelity', 'tax_adjusted', r.item_id, r.variant_id, r.name,
+           case when v_incl_tax then format('Loyverse price %s excludes %s%% ADDED tax; imported tax-inclusive', r.raw_price, r.added_rate)
+                else format('Loyverse price %s includes %s%% tax; imported without it', r.raw_price, r.included_rate) end
+      from _lv_rows r
+     where cardinality(r.errors) = 0 and r.raw_price is not null
+       and ((v_incl_tax and r.added_rate > 0) or (not v_incl_tax and r.included_rate > 0))
+    union all
+    select p_run_id, 'fidelity', 'not_for_sale', r.item_id, r.variant_id, r.name,
+           'not available for sale in the store: imported inactive'
+      from _lv_rows r
+     where cardinality(r.errors) = 0 and loyverse.jsonb_to_bool(r.se -> 'available_for_sale') is false
+    union all
+    select p_run_id, 'warning', 'unknown_category', min(r.item_id), null, min(r.base_name),
+           format('category %s is not in the category list: imported under "Uncategorised"', left(r.cat_id, 64))
+      from _lv_rows r
+     where cardinality(r.errors) = 0 and r.cat_id is not null and not r.cat_known
+     group by r.item_id, r.cat_id
+    union all
+    select p_run_id, f.severity, f.code, it.item_id, null, it.i ->> 'item_name', f.message
+      from _lv_items it
+      cross join lateral (values
+          ('fidelity', 'composite', 'composite item (made of other items): imported as a plain product',
+           coalesce(loyverse.jsonb_to_bool(it.i -> 'is_composite'), false)),
+          ('fidelity', 'sold_by_weight', 'sold by weight in Loyverse: imported with its unit price',
+           coalesce(loyverse.jsonb_to_bool(it.i -> 'sold_by_weight'), false)),
+          ('fidelity', 'several_taxes', format('%s taxes in Loyverse; our catalogue keeps none',
+                                              case when jsonb_typeof(it.i -> 'tax_ids') = 'array' then jsonb_array_length(it.i -> 'tax_ids') end),
+           case when jsonb_typeof(it.i -> 'tax_ids') = 'array' then jsonb_array_length(it.i -> 'tax_ids') > 1 else false end)
+        ) f(severity, code, message, hit)
+     where f.hit and it.item_id is not null
+    union all
+    select p_run_id, case when m.id is null then 'warning' else 'fidelity' end,
+           case when m.id is null then 'unknown_modifier' else 'modifier_not_in_store' end,
+           it.item_id, null, it.i ->> 'item_name',
+           case when m.id is null then format('modifier %s does not exist: link dropped', left(x.mid, 64))
+                else format('modifier "%s" is not available in the store: not linked', m.name) end
+      from _lv_items it
+      cross join lateral jsonb_array_elements_text(case when jsonb_typeof(it.i -> 'modifier_ids') = 'array'
+                                                        then it.i -> 'modifier_ids' else '[]'::jsonb end) x(mid)
+      left join _lv_mods m on m.id = x.mid
+     where it.item_id is not null and (m.id is null or not m.in_store)
+    union all
+    select p_run_id, 'warning', 'unknown_tax', it.item_id, null, it.i ->> 'item_name',
+           format('tax %s is not in the tax list (or not in this store): ignored', left(x.tid, 64))
+      from _lv_items it
+      cross join lateral jsonb_array_elements_text(case when jsonb_typeof(it.i -> 'tax_ids') = 'array'
+                                                        then it.i -> 'tax_ids' else '[]'::jsonb end) x(tid)
+     where it.item_id is not null and not exists (select 1 from _lv_taxes t where t.id = x.tid);
+
+    -- The run row's progress (items_total) is left to the caller: during an atomic run it is
+    -- written from another connection, and a lock taken here would block that.
+    return loyverse.import_plan_summary(p_run_id);
+end;
+$$;
+
+comment on function loyverse.import_plan(bigint) is
+    'Plan an import run from its snapshot and options (validation, pricing, conflicts, decisions, '
+    'fidelity report); writes only the plan tables. Returns import_plan_summary().';
+
+-- ---- sql/0615_function_import_plan_summary.sql
+-- What an import run's plan would do: counts by decision, conflicts by rule, objects, issues.
+create function loyverse.import_plan_summary(p_run_id bigint)
+returns jsonb
+language sql
+stable
+set search_path = ''
+as $$
+    select jsonb_build_object(
+        'run_id', p_run_id,
+        'variants', count(*),
+        'items', count(distinct p.item_seq),
+        'create', count(*) filter (where p.decision = 'create'),
+        'update', count(*) filter (where p.decision = 'update'),
+        'skip', count(*) filter (where p.decision = 'skip'),
+        'duplicate', count(*) filter (where p.decision = 'duplicate'),
+        'fail', count(*) filter (where p.decision = 'fail'),
+        'undecided', count(*) filter (where p.decision is null),
+        'matched', jsonb_build_object(
+            'mapping', count(*) filter (where p.match_rule = 'mapping'),
+            'sku', count(*) filter (where p.match_rule = 'sku'),
+            'name', count(*) filter (where p.match_rule = 'name')),
+        'objects', (select coalesce(jsonb_object_agg(x.kind, x.counts), '{}')
+                      from (select o.kind, jsonb_build_object('create', count(*) filter (where o.decision = 'create'),
+                                                              'update', count(*) filter (where o.decision = 'update')) as counts
+                              from loyverse.loyverse_import_plan_objects o
+                             where o.run_id = p_run_id group by o.kind) x),
+        'issues', (select coalesce(jsonb_object_agg(x.severity, x.n), '{}')
+                     from (select i.severity, count(*) as n from loyverse.loyverse_import_issues i
+                            where i.run_id = p_run_id group by i.severity) x))
+      from loyverse.loyverse_import_plan p
+     where p.run_id = p_run_id;
+$$;
+
+comment on function loyverse.import_plan_summary(bigint) is
+    'Counts of an import run''s plan: variants by decision (create/update/skip/duplicate/fail/undecided), '
+    'matches by rule, categories/groups/modifiers to create or update, issues by severity.';
+
+-- ---- sql/0620_function_import_journal_before.sql
+-- Records before-images of rows an import is about to change or delete (the first image
+-- per run wins, so a resumed batch keeps the state from before the run).
+create function loyverse.import_journal_before(p_run_id bigint, p_table text, p_keys text[], p_action text default 'UPDATE')
+returns integer
+language plpgsql
+set search_path = ''
+as $$
+declare
+    v_rel text;
+    v_key text;
+    v_n integer;
+begin
+    if p_keys is null or cardinality(p_keys) = 0 then
+        return 0;
+    end if;
+    v_rel := case when p_table in ('loyverse_item_mappings') then 'loyverse.' else 'public.' end || quote_ident(p_table);
+    v_key := case p_table
+               when 'product_modifier_groups' then 't.product_id::text || '':'' || t.modifier_group_id::text'
+               else 't.id::text' end;
+    execute format(
+        'insert into loyverse.loyverse_import_journal (run_id, table_name, row_key, action, before_image)
+         select $1, %L, %s, %L, to_jsonb(t)
+           from %s t join unnest($2::text[]) k(key) on %s = k.key
+         on conflict (run_id, table_name, row_key) do nothing', p_table, v_key, p_action, v_rel, v_key)
+        using p_run_id, p_keys;
+    get diagnostics v_n = row_count;
+    return v_n;
+end;
+$$;
+
+comment on function loyverse.import_journal_before(bigint, text, text[], text) is
+    'Journal the current rows (keys p_keys of table p_table) as before-images of an import run.';
+
+-- ---- sql/0625_function_import_journal_refresh.sql
+-- Brings the after-images of an import run's journal up to date (undo compares them with
+-- the rows later, to see what changed after the run).
+create function loyverse.import_journal_refresh(p_run_id bigint)
+returns void
+language plpgsql
+set search_path = ''
+as $$
+declare
+    v_table text;
+begin
+    foreach v_table in array array['categories', 'product_groups', 'products', 'modifier_groups',
+                                   'modifier_options', 'product_modifier_groups', 'loyverse_item_mappings'] loop
+        execute format(
+            'update loyverse.loyverse_import_journal j set after_image = to_jsonb(t)
+               from %s t
+              where j.run_id = $1 and j.table_name = %L and j.action <> ''DELETE''
+                and %s = j.row_key and j.after_image is distinct from to_jsonb(t)',
+            case when v_table = 'loyverse_item_mappings' then 'loyverse.' else 'public.' end || quote_ident(v_table),
+            v_table,
+            case when v_table = 'product_modifier_groups' then 't.product_id::text || '':'' || t.modifier_group_id::text'
+                 else 't.id::text' end)
+            using p_run_id;
+    end loop;
+end;
+$$;
+
+comment on function loyverse.import_journal_refresh(bigint) is
+    'Set each journal row''s after_image of an import run to the row as it is now.';
+
+-- ---- sql/0630_function_import_apply_objects.sql
+-- Writes the objects around products for an import run: categories, product groups,
+-- modifier groups and options (create, or update only what differs), with journal and
+-- object mappings. Idempotent: a resumed run calls it again harmlessly.
+create function loyverse.import_apply_objects(p_run_id bigint)
+returns jsonb
+language plpgsql
+set search_path = ''
+as $$
+declare
+    v_rest uuid;
+    v_ids text[];
+    v_created integer := 0;
+    v_updated integer := 0;
+    v_n integer;
+begin
+    perform set_config('loyverse_sync.origin', 'loyverse', true);
+    select r.restaurant_id into v_rest from loyverse.loyverse_import_runs r where r.id = p_run_id;
+
+    -- Categories.
+    with ins as (
+        insert into public.categories (id, restaurant_id, name)
+        select o.local_id, v_rest, o.name from loyverse.loyverse_import_plan_objects o
+         where o.run_id = p_run_id and o.kind = 'category' and o.decision = 'create'
+        on conflict (id) do nothing
+        returning id)
+    insert into loyverse.loyverse_import_journal (run_id, table_name, row_key, action)
+    select p_run_id, 'categories', ins.id::text, 'INSERT' from ins
+    on conflict do nothing;
+    get diagnostics v_n = row_count; v_created := v_created + v_n;
+
+    select array_agg(c.id::text) into v_ids
+      from public.categories c join loyverse.loyverse_import_plan_objects o on o.local_id = c.id
+     where o.run_id = p_run_id and o.kind = 'category' and c.name is distinct from o.name;
+    perform loyverse.import_journal_before(p_run_id, 'categories', v_ids);
+    update public.categories c set name = o.name, updated_at = now()
+      from loyverse.loyverse_import_plan_objects o, unnest(v_ids) k(id)
+     where o.run_id = p_run_id and o.kind = 'category' and o.local_id = c.id and c.id::text = k.id;
+    get diagnostics v_n = row_count; v_updated := v_updated + v_n;
+
+    -- Product groups (one per multi-variant item), in the item's category.
+    drop table if exists pg_temp._lv_groups;
+    create temp table _lv_groups on commit drop as
+    select o.local_id as id, o.name, o.description, o.option1_name, o.option2_name, o.option3_name,
+           (select c.local_id from loyverse.loyverse_import_plan p
+              join loyverse.loyverse_import_plan_objects c
+                on c.run_id = p.run_id and c.kind = 'category' and c.loyverse_id = p.category_ref
+             where p.run_id = p_run_id and p.item_id = o.loyverse_id limit 1) as category_id, o.decision
+      from loyverse.loyverse_import_plan_objects o
+     where o.run_id = p_run_id and o.kind = 'item';
+
+    with ins as (
+        insert into public.product_groups (id, restaurant_id, category_id, name, description, option1_name, option2_name, option3_name)
+        select g.id, v_rest, g.category_id, g.name, g.description, g.option1_name, g.option2_name, g.option3_name
+          from _lv_groups g where g.decision = 'create'
+        on conflict (id) do nothing
+        returning id)
+    insert into loyverse.loyverse_import_journal (run_id, table_name, row_key, action)
+    select p_run_id, 'product_groups', ins.id::text, 'INSERT' from ins
+    on conflict do nothing;
+    get diagnostics v_n = row_count; v_created := v_created + v_n;
+
+    select array_agg(x.id::text) into v_ids
+      from public.product_groups x join _lv_groups g on g.id = x.id
+     where (x.name, x.description, x.option1_name, x.option2_name, x.option3_name, x.category_id)
+           is distinct from (g.name, g.description, g.option1_name, g.option2_name, g.option3_name, coalesce(g.category_id, x.category_id));
+    perform loyverse.import_journal_before(p_run_id, 'product_groups', v_ids);
+    update public.product_groups x
+       set name = g.name, description = g.description, option1_name = g.option1_name,
+           option2_name = g.option2_name, option3_name = g.option3_name,
+           category_id = coalesce(g.category_id, x.category_id), updated_at = now()
+      from _lv_groups g, unnest(v_ids) k(id)
+     where g.id = x.id and x.id::text = k.id;
+    get diagnostics v_n = row_count; v_updated := v_updated + v_n;
+
+    -- Modifier groups.
+    with ins as (
+        insert into public.modifier_groups (id, restaurant_id, name, position)
+        select o.local_id, v_rest, o.name, coalesce(o.position, 0) from loyverse.loyverse_import_plan_objects o
+         where o.run_id = p_run_id and o.kind = 'modifier' and o.decision = 'create'
+        on conflict (id) do nothing
+        returning id)
+    insert into loyverse.loyverse_import_journal (run_id, table_name, row_key, action)
+    select p_run_id, 'modifier_groups', ins.id::text, 'INSERT' from ins
+    on conflict do nothing;
+    get diagnostics v_n = row_count; v_created := v_created + v_n;
+
+    select array_agg(x.id::text) into v_ids
+      from public.modifier_groups x join loyverse.loyverse_import_plan_objects o on o.local_id = x.id
+     where o.run_id = p_run_id and o.kind = 'modifier'
+       and (x.name, x.position) is distinct from (o.name, coalesce(o.position, 0));
+    perform loyverse.import_journal_before(p_run_id, 'modifier_groups', v_ids);
+    update public.modifier_groups x set name = o.name, position = coalesce(o.position, 0), updated_at = now()
+      from loyverse.loyverse_import_plan_objects o, unnest(v_ids) k(id)
+     where o.run_id = p_run_id and o.kind = 'modifier' and o.local_id = x.id and x.id::text = k.id;
+    get diagnostics v_n = row_count; v_updated := v_updated + v_n;
+
+    -- Modifier options.
+    with ins as (
+        insert into public.modifier_options (id, modifier_group_id, name, price, position)
+        select o.local_id, g.local_id, o.name, coalesce(o.price, 0), coalesce(o.position, 0)
+          from loyverse.loyverse_import_plan_objects o
+          join loyverse.loyverse_import_plan_objects g
+            on g.run_id = o.run_id and g.kind = 'modifier' and g.loyverse_id = o.parent_loyverse_id
+         where o.run_id = p_run_id and o.kind = 'modifier_option' and o.decision = 'create'
+        on conflict (id) do nothing
+        returning id)
+    insert into loyverse.loyverse_import_journal (run_id, table_name, row_key, action)
+    select p_run_id, 'modifier_options', ins.id::text, 'INSERT' from ins
+    on conflict do nothing;
+    get diagnostics v_n = row_count; v_created := v_created + v_n;
+
+    select array_agg(x.id::text) into v_ids
+      from public.modifier_options x
+      join loyverse.loyverse_import_plan_objects o on o.local_id = x.id
+      join loyverse.loyverse_import_plan_objects g
+        on g.run_id = o.run_id and g.kind = 'modifier' and g.loyverse_id = o.parent_loyverse_id
+     where o.run_id = p_run_id and o.kind = 'modifier_option'
+       and (x.modifier_group_id, x.name, x.price, x.position)
+           is distinct from (g.local_id, o.name, coalesce(o.price, 0), coalesce(o.position, 0));
+    perform loyverse.import_journal_before(p_run_id, 'modifier_options', v_ids);
+    update public.modifier_options x
+       set modifier_group_id = g.local_id, name = o.name, price = coalesce(o.price, 0),
+           position = coalesce(o.position, 0), updated_at = now()
+      from loyverse.loyverse_import_plan_objects o
+      join loyverse.loyverse_import_plan_objects g
+        on g.run_id = o.run_id and g.kind = 'modifier' and g.loyverse_id = o.parent_loyverse_id,
+           unnest(v_ids) k(id)
+     where o.run_id = p_run_id and o.kind = 'modifier_option' and o.local_id = x.id and x.id::text = k.id;
+    get diagnostics v_n = row_count; v_updated := v_updated + v_n;
+
+    -- Remember where each object came from (only new links are written).
+    insert into loyverse.loyverse_object_mappings (restaurant_id, kind, loyverse_id, local_id, import_run_id)
+    select v_rest, o.kind, o.loyverse_id, o.local_id, p_run_id
+      from loyverse.loyverse_import_plan_objects o
+     where o.run_id = p_run_id
+    on conflict (restaurant_id, kind, loyverse_id) do nothing;
+
+    return jsonb_build_object('created', v_created, 'updated', v_updated);
+end;
+$$;
+
+comment on function loyverse.import_apply_objects(bigint) is
+    'Write an import run''s categories, product groups, modifier groups and options (journaled; '
+    'unchanged rows are not touched). Returns {"created": n, "updated": n}.';
+
+-- ---- sql/0635_function_import_apply_batch.sql
+-- Writes one batch of an import run's plan: products (created, duplicated, or updated only
+-- where something differs), their item mappings and modifier links, all journaled; marks
+-- the batch's plan rows done. The writes are marked as coming from Loyverse (origin).
+create function loyverse.import_apply_batch(p_run_id bigint, p_batch_no integer)
+returns jsonb
+language plpgsql
+set search_path = ''
+as $$
+declare
+    v_run loyverse.loyverse_import_runs;
+    v_store text;
+    v_extra_cols text := '';
+    v_extra_vals text := '';
+    v_ids text[];
+    v_changed text[];
+    v_n integer;
+    v_result jsonb;
+begin
+    perform set_config('loyverse_sync.origin', 'loyverse', true);
+    select * into v_run from loyverse.loyverse_import_runs r where r.id = p_run_id;
+    select l.store_id into v_store from loyverse.loyverse_restaurant_links l where l.restaurant_id = v_run.restaurant_id;
+
+    -- Columns filled through --map (validated by import_field_map_problems before planning).
+    select coalesce(string_agg(format(', %I', e.value), '' order by e.key), ''),
+           coalesce(string_agg(format(', p.extra ->> %L', e.value), '' order by e.key), '')
+      into v_extra_cols, v_extra_vals
+      from jsonb_each_text(coalesce(v_run.options -> 'map', '{}')) e
+     where e.value not in ('name', 'sku');
+
+    drop table if exists pg_temp._lv_batch;
+    create temp table _lv_batch on commit drop as
+    select p.*, c.local_id as category_id
+      from loyverse.loyverse_import_plan p
+      left join loyverse.loyverse_import_plan_objects c
+        on c.run_id = p.run_id and c.kind = 'category' and c.loyverse_id = p.category_ref
+     where p.run_id = p_run_id and (p_batch_no is null or p.batch_no = p_batch_no) and not p.done;
+
+    -- New products (create and duplicate): ids were chosen when planning.
+    execute format(
+        'with ins as (
+             insert into public.products (id, restaurant_id, category_id, product_group_id, name, sku, price,
+                                          is_active, option1_value, option2_value, option3_value%s)
+             select p.product_id, $2, p.category_id, p.group_id, p.name, p.sku, p.price, p.is_active,
+                    p.option1_value, p.option2_value, p.option3_value%s
+               from pg_temp._lv_batch p
+              where p.decision in (''create'', ''duplicate'')
+             on conflict (id) do nothing
+             returning id)
+         insert into loyverse.loyverse_import_journal (run_id, table_name, row_key, action)
+         select $1, ''products'', ins.id::text, ''INSERT'' from ins
+         on conflict do nothing', v_extra_cols, v_extra_vals)
+        using p_run_id, v_run.restaurant_id;
+
+    -- Updates: only rows where something differs (an unchanged menu writes nothing).
+    execute format(
+        'select array_agg(pr.id::text)
+           from public.products pr join pg_temp._lv_batch p on p.product_id = pr.id
+          where p.decision = ''update''
+            and (pr.name, pr.sku, pr.price, pr.is_active, pr.category_id, pr.product_group_id,
+                 pr.option1_value, pr.option2_value, pr.option3_value%s)
+                is distinct from
+                (p.name, p.sku, p.price, p.is_active, coalesce(p.category_id, pr.category_id),
+                 coalesce(p.group_id, pr.product_group_id), p.option1_value, p.option2_value, p.option3_value%s)',
+        replace(v_extra_cols, ', ', ', pr.'), v_extra_vals)
+        into v_changed;
+    perform loyverse.import_journal_before(p_run_id, 'products', v_changed);
+    execute format(
+        'update public.products pr
+            set (name, sku, price, is_active, category_id, product_group_id, option1_value, option2_value,
+                 option3_value%s, updated_at)
+              = (p.name, p.sku, p.price, p.is_active, coalesce(p.category_id, pr.category_id),
+                 coalesce(p.group_id, pr.product_group_id), p.option1_value, p.option2_value,
+                 p.option3_value%s, now())
+           from pg_temp._lv_batch p, unnest($1::text[]) k(id)
+          where p.product_id = pr.id and p.decision = ''update'' and pr.id::text = k.id',
+        v_extra_cols, v_extra_vals)
+        using v_changed;
+
+    -- Item mappings: insert new ones, update those that differ.
+    select array_agg(m.id::text) into v_ids
+      from loyverse.loyverse_item_mappings m
+      join _lv_batch p on m.restaurant_id = v_run.restaurant_id and m.loyverse_variant_id = p.variant_id
+     where p.decision in ('create', 'update', 'duplicate')
+       and (m.product_id, m.account_id, m.loyverse_item_id, m.loyverse_store_id, m.last_synced_price,
+            m.needs_attention, m.attention_reason)
+           is distinct from
+           (p.product_id, v_run.account_id, p.item_id, v_store, round(p.loyverse_price, 2),
+            p.needs_attention, p.attention_reason);
+    perform loyverse.import_journal_before(p_run_id, 'loyverse_item_mappings', v_ids);
+    with up as (
+        insert into loyverse.loyverse_item_mappings as m
+            (product_id, restaurant_id, account_id, loyverse_item_id, loyverse_variant_id, loyverse_store_id,
+             last_synced_price, last_synced_at, sync_direction, needs_attention, attention_reason, import_run_id)
+        select p.product_id, v_run.restaurant_id, v_run.account_id, p.item_id, p.variant_id, v_store,
+               round(p.loyverse_price, 2), now(), 'FROM_LOYVERSE', p.needs_attention, p.attention_reason, p_run_id
+          from _lv_batch p
+         where p.decision in ('create', 'update', 'duplicate')
+        on conflict (restaurant_id, loyverse_variant_id) do update
+           set product_id = excluded.product_id, account_id = excluded.account_id,
+               loyverse_item_id = excluded.loyverse_item_id, loyverse_store_id = excluded.loyverse_store_id,
+               last_synced_price = excluded.last_synced_price, last_synced_at = excluded.last_synced_at,
+               sync_direction = 'FROM_LOYVERSE', needs_attention = excluded.needs_attention,
+               attention_reason = excluded.attention_reason, import_run_id = excluded.import_run_id,
+               updated_at = now()
+         where (m.product_id, m.account_id, m.loyverse_item_id, m.loyverse_store_id, m.last_synced_price,
+                m.needs_attention, m.attention_reason)
+               is distinct from
+               (excluded.product_id, excluded.account_id, excluded.loyverse_item_id, excluded.loyverse_store_id,
+                excluded.last_synced_price, excluded.needs_attention, excluded.attention_reason)
+        returning m.id, m.product_id, (m.xmax = 0) as inserted)
+    , j as (
+        insert into loyverse.loyverse_import_journal (run_id, table_name, row_key, action)
+        select p_run_id, 'loyverse_item_mappings', up.id::text, 'INSERT' from up where up.inserted
+        on conflict do nothing)
+    select array_agg(up.product_id::text) || coalesce(v_changed, '{}') into v_changed from up;
+
+    -- Modifier links (only new ones are written).
+    with ins as (
+        insert into public.product_modifier_groups (product_id, modifier_group_id)
+        select distinct p.product_id, o.local_id
+          from _lv_batch p
+          cross join lateral unnest(p.modifier_ids) mid
+          join loyverse.loyverse_import_plan_objects o
+            on o.run_id = p.run_id and o.kind = 'modifier' and o.loyverse_id = mid
+         where p.decision in ('create', 'update', 'duplicate')
+        on conflict do nothing
+        returning product_id, modifier_group_id)
+    insert into loyverse.loyverse_import_journal (run_id, table_name, row_key, action)
+    select p_run_id, 'product_modifier_groups', ins.product_id::text || ':' || ins.modifier_group_id::text, 'INSERT'
+      from ins
+    on conflict do nothing;
+
+    update loyverse.loyverse_import_plan p
+       set done = true,
+           outcome = case p.decision when 'create' then 'created' when 'duplicate' then 'duplicated'
+                                     when 'skip' then 'skipped' when 'fail' then 'failed'
+                                     when 'update' then 'unchanged' end
+      from _lv_batch b
+     where p.run_id = p_run_id and p.row_no = b.row_no and p.decision is not null;
+    update loyverse.loyverse_import_plan p
+       set outcome = 'updated'
+      from (select distinct unnest(v_changed) as id) c
+     where p.run_id = p_run_id and p.decision = 'update' and p.outcome = 'unchanged'
+       and p.product_id::text = c.id;
+
+    select jsonb_build_object(
+               'rows', count(*),
+               'created', count(*) filter (where p.outcome = 'created'),
+               'updated', count(*) filter (where p.outcome = 'updated'),
+               'unchanged', count(*) filter (where p.outcome = 'unchanged'),
+               'skipped', count(*) filter (where p.outcome = 'skipped'),
+               'duplicated', count(*) filter (where p.outcome = 'duplicated'),
+               'failed', count(*) filter (where p.outcome = 'failed'))
+      into v_result
+      from loyverse.loyverse_import_plan p join _lv_batch b on b.row_no = p.row_no
+     where p.run_id = p_run_id;
+    return v_result;
+end;
+$$;
+
+comment on function loyverse.import_apply_batch(bigint, integer) is
+    'Write batch p_batch_no (null: every remaining row) of an import run''s plan; returns counts by outcome.';
+
+-- ---- sql/0640_function_import_finish.sql
+-- Completes an import run: handles mapped products whose Loyverse variant is gone
+-- (deactivate, delete or keep), brings the journal's after-images up to date, writes the
+-- run's counts, status and report, and its one loyverse_sync_logs row.
+create function loyverse.import_finish(p_run_id bigint)
+returns jsonb
+language plpgsql
+set search_path = ''
+as $$
+declare
+    v_run loyverse.loyverse_import_runs;
+    v_missing text;
+    v_selecting boolean;
+    v_ids text[];
+    v_missing_n integer := 0;
+    v_counts jsonb;
+    v_status text;
+    v_requests integer;
+    v_errors jsonb;
+    v_log_id bigint;
+begin
+    perform set_config('loyverse_sync.origin', 'loyverse', true);
+    select * into v_run from loyverse.loyverse_import_runs r where r.id = p_run_id for update;
+    v_missing := coalesce(v_run.options ->> 'missing', 'deactivate');
+    v_selecting := jsonb_array_length(coalesce(v_run.options -> 'items', '[]')) > 0
+                or jsonb_array_length(coalesce(v_run.options -> 'categories', '[]')) > 0
+                or jsonb_array_length(coalesce(v_run.options -> 'exclude', '[]')) > 0;
+
+    -- Mapped products whose variant is no longer live in Loyverse (only on a full import:
+    -- a selection says nothing about the items it leaves out).
+    if not v_selecting and v_missing in ('deactivate', 'delete') then
+        drop table if exists pg_temp._lv_live;
+        create temp table _lv_live on commit drop as
+        select distinct v.v ->> 'variant_id' as variant_id, null::text as item_id
+          from loyverse.loyverse_snapshot_objects o
+          cross join lateral jsonb_array_elements(o.payload -> 'variants') v(v)
+         where o.snapshot_id = v_run.snapshot_id and o.kind = 'item'
+           and jsonb_typeof(o.payload -> 'variants') = 'array'
+           and coalesce(jsonb_typeof(o.payload -> 'deleted_at'), 'null') = 'null'
+           and coalesce(jsonb_typeof(v.v -> 'deleted_at'), 'null') = 'null'
+        union all
+        -- an item whose variants we cannot read keeps all its products (not a deletion)
+        select null, o.loyverse_id
+          from loyverse.loyverse_snapshot_objects o
+         where o.snapshot_id = v_run.snapshot_id and o.kind = 'item'
+           and jsonb_typeof(o.payload -> 'variants') is distinct from 'array'
+           and coalesce(jsonb_typeof(o.payload -> 'deleted_at'), 'null') = 'null';
+
+        select array_agg(m.product_id::text) into v_ids
+          from loyverse.loyverse_item_mappings m
+          join public.products pr on pr.id = m.product_id
+         where m.restaurant_id = v_run.restaurant_id and m.account_id = v_run.account_id
+           and not exists (select 1 from _lv_live l where l.variant_id = m.loyverse_variant_id)
+           and not exists (select 1 from _lv_live l where l.item_id = m.loyverse_item_id)
+           and (v_missing = 'delete' or pr.is_active);
+        v_missing_n := coalesce(cardinality(v_ids), 0);
+
+        if v_missing = 'deactivate' then
+            perform loyverse.import_journal_before(p_run_id, 'products', v_ids);
+            update public.products pr set is_active = false, updated_at = now()
+              from unnest(v_ids) k(id) where pr.id::text = k.id;
+        elsif v_missing_n > 0 then
+            -- Keep what the cascade removes too, so undo can put it back.
+            perform loyverse.import_journal_before(p_run_id, 'products', v_ids, 'DELETE');
+            perform loyverse.import_journal_before(
+                p_run_id, 'loyverse_item_mappings',
+                (select array_agg(m.id::text) from loyverse.loyverse_item_mappings m
+                   join unnest(v_ids) k(id) on m.product_id::text = k.id), 'DELETE');
+            perform loyverse.import_journal_before(
+                p_run_id, 'product_modifier_groups',
+                (select array_agg(l.product_id::text || ':' || l.modifier_group_id::text)
+                   from public.product_modifier_groups l join unnest(v_ids) k(id) on l.product_id::text = k.id),
+                'DELETE');
+            delete from public.products pr using unnest(v_ids) k(id) where pr.id::text = k.id;
+        end if;
+    end if;
+
+    perform loyverse.import_journal_refresh(p_run_id);
+
+    select jsonb_build_object(
+               'created', count(*) filter (where p.outcome = 'created'),
+               'updated', count(*) filter (where p.outcome = 'updated'),
+               'unchanged', count(*) filter (where p.outcome = 'unchanged'),
+               'skipped', count(*) filter (where p.outcome = 'skipped'),
+               'duplicated', count(*) filter (where p.outcome = 'duplicated'),
+               'failed', count(*) filter (where p.outcome = 'failed'),
+               'total', count(*))
+      into v_counts
+      from loyverse.loyverse_import_plan p where p.run_id = p_run_id;
+    v_counts := v_counts || jsonb_build_object('missing', v_missing_n, 'missing_action', v_missing);
+    v_status := case when (v_counts ->> 'failed')::integer > 0 then 'PARTIAL' else 'SUCCESS' end;
+
+    select coalesce(jsonb_agg(jsonb_build_object('item_id', i.item_id, 'variant_id', i.variant_id,
+                                                 'name', i.name, 'error', i.message) order by i.id), '[]')
+      into v_errors
+      from (select * from loyverse.loyverse_import_issues i
+             where i.run_id = p_run_id and i.severity = 'error' order by i.id limit 200) i;
+    select s.requests_made into v_requests from loyverse.loyverse_snapshots s where s.id = v_run.snapshot_id;
+
+    insert into loyverse.loyverse_sync_logs
+        (restaurant_id, account_id, sync_type, status, items_total, items_succeeded, items_failed,
+         items_skipped, requests_made, error_details, details, started_at, completed_at)
+    values (v_run.restaurant_id, v_run.account_id, 'MENU_IMPORT', v_status, (v_counts ->> 'total')::integer,
+            (v_counts ->> 'created')::integer + (v_counts ->> 'updated')::integer
+              + (v_counts ->> 'unchanged')::integer + (v_counts ->> 'duplicated')::integer,
+            (v_counts ->> 'failed')::integer, (v_counts ->> 'skipped')::integer, coalesce(v_requests, 0),
+            v_errors, v_counts || jsonb_build_object('run_id', p_run_id, 'snapshot_id', v_run.snapshot_id),
+            least(v_run.started_at, now()), now())
+    returning id into v_log_id;
+
+    update loyverse.loyverse_import_runs r
+       set status = v_status,
+           items_done = r.items_total,
+           created_count = (v_counts ->> 'created')::integer,
+           updated_count = (v_counts ->> 'updated')::integer,
+           skipped_count = (v_counts ->> 'skipped')::integer,
+           duplicated_count = (v_counts ->> 'duplicated')::integer,
+           failed_count = (v_counts ->> 'failed')::integer,
+           report = jsonb_build_object('counts', v_counts, 'summary', loyverse.import_plan_summary(p_run_id),
+                                       'sync_log_id', v_log_id),
+           error = null,
+           updated_at = now(),
+           completed_at = now()
+     where r.id = p_run_id;
+
+    return v_counts || jsonb_build_object('status', v_status, 'sync_log_id', v_log_id);
+end;
+$$;
+
+comment on function loyverse.import_finish(bigint) is
+    'Finish an import run: missing variants (options.missing: deactivate|delete|keep), journal '
+    'after-images, counts, status (SUCCESS, or PARTIAL when variants failed) and the sync log row.';
+
+-- ---- sql/0645_function_import_undo.sql
+-- Undoes an import run from its journal: removes the rows it created (mappings included),
+-- restores the before-image of every row it updated or deleted. Refuses, listing them, when
+-- a row the run touched changed afterwards, unless p_force.
+create function loyverse.import_undo(p_run_id bigint, p_force boolean default false)
+returns jsonb
+language plpgsql
+set search_path = ''
+as $$
+declare
+    v_run loyverse.loyverse_import_runs;
+    v_table text;
+    v_rel text;
+    v_key text;
+    v_changed jsonb;
+    v_deleted integer := 0;
+    v_restored integer := 0;
+    v_reinserted integer := 0;
+    v_n integer;
+    v_tables constant text[] := array['categories', 'product_groups', 'products', 'modifier_groups',
+                                      'modifier_options', 'product_modifier_groups', 'loyverse_item_mappings'];
+begin
+    select * into v_run from loyverse.loyverse_import_runs r where r.id = p_run_id for update;
+    if not found then
+        raise exception 'no import run %', p_run_id using errcode = 'no_data_found';
+    end if;
+    if v_run.status = 'UNDONE' then
+        raise exception 'import run % was already undone at %', p_run_id, v_run.undone_at
+            using errcode = 'invalid_parameter_value';
+    end if;
+    if v_run.dry_run then
+        raise exception 'import run % was a dry run: there is nothing to undo', p_run_id
+            using errcode = 'invalid_parameter_value';
+    end if;
+    perform set_config('loyverse_sync.origin', 'loyverse', true);
+
+    -- Rows changed (or deleted, or re-created) since the run.
+    drop table if exists pg_temp._lv_changed;
+    create temp table _lv_changed (table_name text, row_key text, reason text, current jsonb) on commit drop;
+    foreach v_table in array v_tables loop
+        v_rel := case when v_table = 'loyverse_item_mappings' then 'loyverse.' else 'public.' end || quote_ident(v_table);
+        v_key := case when v_table = 'product_modifier_groups' then 't.product_id::text || '':'' || t.modifier_group_id::text'
+                      else 't.id::text' end;
+        execute format(
+            'insert into pg_temp._lv_changed
+             select j.table_name, j.row_key,
+                    case when j.action = ''DELETE'' then ''re-created since the run''
+                         when t is null then ''deleted since the run'' else ''changed since the run'' end,
+                    to_jsonb(t)
+               from loyverse.loyverse_import_journal j
+               left join %s t on %s = j.row_key
+              where j.run_id = $1 and j.table_name = %L
+                and case when j.action = ''DELETE'' then t is not null
+                         else t is null or to_jsonb(t) is distinct from j.after_image end',
+            v_rel, v_key, v_table)
+            using p_run_id;
+    end loop;
+    -- A mapping or link removed together with its product is not a separate change.
+    delete from _lv_changed c
+     where c.reason = 'deleted since the run' and c.table_name in ('loyverse_item_mappings', 'product_modifier_groups')
+       and exists (select 1 from _lv_changed p where p.table_name = 'products' and p.reason = 'deleted since the run');
+
+    select coalesce(jsonb_agg(jsonb_build_object('table', c.table_name, 'key', c.row_key, 'reason', c.reason,
+                                                 'name', c.current ->> 'name') order by c.table_name, c.row_key), '[]')
+      into v_changed from _lv_changed c;
+    if jsonb_array_length(v_changed) > 0 and not p_force then
+        return jsonb_build_object('refused', true, 'changed', v_changed);
+    end if;
+
+    -- Remove what the run created, dependants first.
+    foreach v_table in array array['product_modifier_groups', 'loyverse_item_mappings', 'products', 'modifier_options',
+                                   'modifier_groups', 'product_groups', 'categories'] loop
+        v_rel := case when v_table = 'loyverse_item_mappings' then 'loyverse.' else 'public.' end || quote_ident(v_table);
+        v_key := case when v_table = 'product_modifier_groups' then 't.product_id::text || '':'' || t.modifier_group_id::text'
+                      else 't.id::text' end;
+        execute format(
+            'delete from %s t using loyverse.loyverse_import_journal j
+              where j.run_id = $1 and j.table_name = %L and j.action = ''INSERT'' and %s = j.row_key',
+            v_rel, v_table, v_key)
+            using p_run_id;
+        get diagnostics v_n = row_count; v_deleted := v_deleted + v_n;
+    end loop;
+
+    -- Put back what it deleted, then restore what it updated, parents first.
+    foreach v_table in array v_tables loop
+        v_rel := case when v_table = 'loyverse_item_mappings' then 'loyverse.' else 'public.' end || quote_ident(v_table);
+        execute format(
+            'insert into %s overriding system value
+             select r.* from loyverse.loyverse_import_journal j,
+                    lateral jsonb_populate_record(null::%s, j.before_image) r
+              where j.run_id = $1 and j.table_name = %L and j.action = ''DELETE''
+             on conflict do nothing',
+            v_rel, v_rel, v_table)
+            using p_run_id;
+        get diagnostics v_n = row_count; v_reinserted := v_reinserted + v_n;
+    end loop;
+    foreach v_table in array v_tables loop
+        continue when v_table = 'product_modifier_groups';  -- a link has nothing to update
+        v_rel := case when v_table = 'loyverse_item_mappings' then 'loyverse.' else 'public.' end || quote_ident(v_table);
+        execute (
+            select format(
+                'update %s t set (%s) = (%s)
+                   from loyverse.loyverse_import_journal j,
+                        lateral jsonb_populate_record(null::%s, j.before_image) r
+                  where j.run_id = $1 and j.table_name = %L and j.action = ''UPDATE'' and t.id::text = j.row_key',
+                v_rel,
+                string_agg(quote_ident(a.attname), ', ' order by a.attnum),
+                case when count(*) = 1 then 'row(' else '' end
+                  || string_agg('r.' || quote_ident(a.attname), ', ' order by a.attnum)
+                  || case when count(*) = 1 then ')' else '' end,
+                v_rel, v_table)
+              from pg_catalog.pg_attribute a
+             where a.attrelid = v_rel::regclass and a.attnum > 0 and not a.attisdropped
+               and a.attname <> 'id' and a.attidentity = '' and a.attgenerated = '')
+            using p_run_id;
+        get diagnostics v_n = row_count; v_restored := v_restored + v_n;
+    end loop;
+
+    delete from loyverse.loyverse_object_mappings om where om.import_run_id = p_run_id;
+
+    update loyverse.loyverse_import_runs r
+       set status = 'UNDONE', undone_at = now(), updated_at = now(),
+           report = r.report || jsonb_build_object('undo', jsonb_build_object(
+               'deleted', v_deleted, 'restored', v_restored, 'reinserted', v_reinserted,
+               'forced_over', v_changed))
+     where r.id = p_run_id;
+
+    insert into loyverse.loyverse_sync_logs
+        (restaurant_id, account_id, sync_type, status, items_total, items_succeeded, details, completed_at)
+    values (v_run.restaurant_id, v_run.account_id, 'IMPORT_UNDO', 'SUCCESS', v_deleted + v_restored + v_reinserted,
+            v_deleted + v_restored + v_reinserted,
+            jsonb_build_object('run_id', p_run_id, 'deleted', v_deleted, 'restored', v_restored,
+                               'reinserted', v_reinserted, 'forced_over', v_changed),
+            now());
+
+    return jsonb_build_object('refused', false, 'deleted', v_deleted, 'restored', v_restored,
+                              'reinserted', v_reinserted, 'forced_over', v_changed);
+end;
+$$;
+
+comment on function loyverse.import_undo(bigint, boolean) is
+    'Undo an import run from its journal. Returns {"refused": true, "changed": [...]} without changing '
+    'anything when rows it touched changed since (unless p_force), else the counts.';
+
+-- ---- sql/0700_view_import_runs.sql
+-- Import runs for DBAs and `import status`/`import list`: progress, counts, snapshot age.
+create view loyverse.import_runs as
+select r.id as run_id,
+       r.restaurant_id,
+       rs.name as restaurant_name,
+       r.account_id,
+       r.snapshot_id,
+       s.fetched_at as snapshot_fetched_at,
+       r.status,
+       r.dry_run,
+       r.items_done,
+       r.items_total,
+       case when r.items_total > 0 then round(100.0 * r.items_done / r.items_total, 1) end as percent_done,
+       r.created_count,
+       r.updated_count,
+       r.skipped_count,
+       r.duplicated_count,
+       r.failed_count,
+       r.options,
+       r.error,
+       r.started_at,
+       r.completed_at,
+       r.undone_at
+  from loyverse.loyverse_import_runs r
+  join public.restaurants rs on rs.id = r.restaurant_id
+  left join loyverse.loyverse_snapshots s on s.id = r.snapshot_id;
+
+comment on view loyverse.import_runs is
+    'Menu import runs with live progress (items_done of items_total, percent_done), outcome counts and snapshot age.';
+
+-- ---- sql/0930_grants_import.sql
+-- Grants for the menu import's tables, functions and view.
+grant select, insert, update, delete on loyverse.loyverse_snapshots, loyverse.loyverse_snapshot_objects,
+    loyverse.loyverse_object_mappings, loyverse.loyverse_import_plan, loyverse.loyverse_import_plan_objects,
+    loyverse.loyverse_import_issues to loyverse_worker;
+grant usage, select on sequence loyverse.loyverse_snapshots_id_seq, loyverse.loyverse_import_issues_id_seq
+    to loyverse_worker;
+grant execute on function loyverse.normalize_name(text), loyverse.jsonb_to_int(jsonb), loyverse.jsonb_to_bool(jsonb),
+    loyverse.import_field_map_problems(jsonb), loyverse.import_plan(bigint), loyverse.import_plan_summary(bigint),
+    loyverse.import_journal_before(bigint, text, text[], text), loyverse.import_journal_refresh(bigint),
+    loyverse.import_apply_objects(bigint), loyverse.import_apply_batch(bigint, integer),
+    loyverse.import_finish(bigint), loyverse.import_undo(bigint, boolean) to loyverse_worker;
+grant select on loyverse.import_runs to loyverse_worker, loyverse_readonly;
+

@@ -1,0 +1,544 @@
+-- Builds an import run's plan from its snapshot, set-based: validation, pricing for the
+-- linked store, conflict detection (mapping, then SKU, then name), resolution, and the
+-- fidelity report. Writes only the run's plan tables; the catalogue is untouched.
+create function loyverse.import_plan(p_run_id bigint)
+returns jsonb
+language plpgsql
+set search_path = ''
+as $$
+declare
+    v_run loyverse.loyverse_import_runs;
+    v_opts jsonb;
+    v_store text;
+    v_dp integer;
+    v_incl_tax boolean;
+    v_conflict text;
+    v_decisions jsonb;
+    v_name_field text;
+    v_sku_field text;
+    v_extra jsonb;
+    v_batch integer;
+    v_unknown text;
+    v_sel_items text[];
+    v_sel_cats text[];
+    v_excl text[];
+    v_selecting boolean;
+begin
+    select * into v_run from loyverse.loyverse_import_runs r where r.id = p_run_id;
+    if not found then
+        raise exception 'import_plan: no import run %', p_run_id using errcode = 'no_data_found';
+    end if;
+    if v_run.snapshot_id is null then
+        raise exception 'import_plan: run % has no snapshot', p_run_id using errcode = 'invalid_parameter_value';
+    end if;
+    v_opts := v_run.options;
+    select l.store_id into v_store
+      from loyverse.loyverse_restaurant_links l where l.restaurant_id = v_run.restaurant_id;
+    if v_store is null then
+        raise exception 'restaurant % is not linked to a Loyverse store', v_run.restaurant_id
+            using errcode = 'invalid_parameter_value';
+    end if;
+    -- The currency's decimals: what the snapshot's merchant says, else the account row.
+    select coalesce(case when jsonb_typeof(s.merchant #> '{currency,decimal_places}') = 'number'
+                         then (s.merchant #>> '{currency,decimal_places}')::numeric::integer end,
+                    a.decimal_places, 2)
+      into v_dp
+      from loyverse.loyverse_snapshots s
+      left join loyverse.accounts a on a.id = s.account_id
+     where s.id = v_run.snapshot_id;
+    v_dp := least(greatest(coalesce(v_dp, 2), 0), 2);  -- products.price is numeric(12,2)
+    select coalesce((select st.prices_include_tax from loyverse.loyverse_price_sync_settings st
+                      where st.restaurant_id = v_run.restaurant_id), true)
+      into v_incl_tax;
+    v_conflict := coalesce(v_opts ->> 'conflict', 'skip');
+    v_decisions := case when jsonb_typeof(v_opts -> 'decisions') = 'object' then v_opts -> 'decisions' else '{}' end;
+    v_name_field := coalesce((select e.key from jsonb_each_text(coalesce(v_opts -> 'map', '{}')) e
+                               where e.value = 'name' limit 1), 'item_name');
+    v_sku_field := coalesce((select e.key from jsonb_each_text(coalesce(v_opts -> 'map', '{}')) e
+                              where e.value = 'sku' limit 1), 'sku');
+    v_extra := coalesce((select jsonb_object_agg(e.value, e.key) from jsonb_each_text(coalesce(v_opts -> 'map', '{}')) e
+                          where e.value not in ('name', 'sku')), '{}');
+    v_batch := greatest(coalesce((v_opts ->> 'batch_size')::integer, 500), 1);
+    v_unknown := coalesce(v_opts ->> 'unknown_category', 'fallback');
+    select coalesce(array_agg(loyverse.normalize_name(x)), '{}') into v_sel_items
+      from jsonb_array_elements_text(coalesce(v_opts -> 'items', '[]')) x;
+    select coalesce(array_agg(loyverse.normalize_name(x)), '{}') into v_sel_cats
+      from jsonb_array_elements_text(coalesce(v_opts -> 'categories', '[]')) x;
+    select coalesce(array_agg(loyverse.normalize_name(x)), '{}') into v_excl
+      from jsonb_array_elements_text(coalesce(v_opts -> 'exclude', '[]')) x;
+    v_selecting := cardinality(v_sel_items) + cardinality(v_sel_cats) + cardinality(v_excl) > 0;
+
+    delete from loyverse.loyverse_import_plan p where p.run_id = p_run_id;
+    delete from loyverse.loyverse_import_plan_objects p where p.run_id = p_run_id;
+    delete from loyverse.loyverse_import_issues i where i.run_id = p_run_id;
+
+    -- Valid, live categories, taxes and modifiers of the snapshot.
+    drop table if exists pg_temp._lv_cats, pg_temp._lv_taxes, pg_temp._lv_mods, pg_temp._lv_items, pg_temp._lv_rows;
+    create temp table _lv_cats on commit drop as
+    select distinct on (o.loyverse_id) o.loyverse_id as id, btrim(o.payload ->> 'name') as name, o.seq
+      from loyverse.loyverse_snapshot_objects o
+     where o.snapshot_id = v_run.snapshot_id and o.kind = 'category' and o.loyverse_id is not null
+       and jsonb_typeof(o.payload -> 'name') = 'string' and btrim(o.payload ->> 'name') <> ''
+       and length(o.payload ->> 'name') <= 64
+       and coalesce(jsonb_typeof(o.payload -> 'deleted_at'), 'null') = 'null'
+     order by o.loyverse_id, o.seq;
+
+    create temp table _lv_taxes on commit drop as
+    select distinct on (o.loyverse_id) o.loyverse_id as id, o.payload ->> 'type' as type,
+           (o.payload ->> 'rate')::numeric as rate
+      from loyverse.loyverse_snapshot_objects o
+     where o.snapshot_id = v_run.snapshot_id and o.kind = 'tax' and o.loyverse_id is not null
+       and jsonb_typeof(o.payload -> 'rate') = 'number'
+       and coalesce(jsonb_typeof(o.payload -> 'deleted_at'), 'null') = 'null'
+       and (jsonb_typeof(o.payload -> 'stores') is distinct from 'array' or o.payload -> 'stores' ? v_store)
+     order by o.loyverse_id, o.seq;
+
+    create temp table _lv_mods on commit drop as
+    select distinct on (o.loyverse_id) o.loyverse_id as id, btrim(o.payload ->> 'name') as name, o.payload as m,
+           (jsonb_typeof(o.payload -> 'stores') is distinct from 'array' or o.payload -> 'stores' ? v_store) as in_store
+      from loyverse.loyverse_snapshot_objects o
+     where o.snapshot_id = v_run.snapshot_id and o.kind = 'modifier' and o.loyverse_id is not null
+       and jsonb_typeof(o.payload -> 'name') = 'string' and btrim(o.payload ->> 'name') <> ''
+       and coalesce(jsonb_typeof(o.payload -> 'deleted_at'), 'null') = 'null'
+     order by o.loyverse_id, o.seq;
+
+    -- Items, deduplicated by id (the first copy wins), then the selection.
+    create temp table _lv_items on commit drop as
+    select distinct on (coalesce(o.loyverse_id, '#' || o.seq)) o.seq, o.loyverse_id as item_id, o.payload as i
+      from loyverse.loyverse_snapshot_objects o
+     where o.snapshot_id = v_run.snapshot_id and o.kind = 'item'
+     order by coalesce(o.loyverse_id, '#' || o.seq), o.seq;
+
+    if v_selecting then
+        delete from _lv_items it
+         where not (
+                 (cardinality(v_sel_items) = 0 and cardinality(v_sel_cats) = 0)
+                 or loyverse.normalize_name(it.item_id) = any (v_sel_items)
+                 or loyverse.normalize_name(it.i ->> 'item_name') = any (v_sel_items)
+                 or loyverse.normalize_name(it.i ->> 'category_id') = any (v_sel_cats)
+                 or exists (select 1 from _lv_cats c where c.id = it.i ->> 'category_id'
+                             and loyverse.normalize_name(c.name) = any (v_sel_cats)))
+            or loyverse.normalize_name(it.item_id) = any (v_excl)
+            or loyverse.normalize_name(it.i ->> 'item_name') = any (v_excl)
+            or loyverse.normalize_name(it.i ->> 'category_id') = any (v_excl)
+            or exists (select 1 from _lv_cats c where c.id = it.i ->> 'category_id'
+                        and loyverse.normalize_name(c.name) = any (v_excl));
+    end if;
+
+    -- One row per variant (an item without variants yields one row that fails validation).
+    create temp table _lv_rows on commit drop as
+    with v as (
+        select it.seq as item_seq, it.item_id, it.i, vv.ord, vv.v,
+               case when jsonb_typeof(it.i -> 'variants') = 'array' then jsonb_array_length(it.i -> 'variants') else 0 end as n_variants,
+               case when jsonb_typeof(vv.v -> 'variant_id') = 'string' and btrim(vv.v ->> 'variant_id') <> ''
+                    then vv.v ->> 'variant_id' end as variant_id,
+               se.e as se,
+               case when jsonb_typeof(coalesce(vv.v -> v_name_field, it.i -> v_name_field)) in ('string', 'number')
+                    then btrim(coalesce(vv.v -> v_name_field, it.i -> v_name_field) #>> '{}') end as base_name,
+               case when jsonb_typeof(coalesce(vv.v -> v_sku_field, it.i -> v_sku_field)) in ('string', 'number')
+                    then nullif(btrim(coalesce(vv.v -> v_sku_field, it.i -> v_sku_field) #>> '{}'), '') end as sku,
+               coalesce(jsonb_typeof(coalesce(vv.v -> v_sku_field, it.i -> v_sku_field)), 'null') as sku_type
+          from _lv_items it
+          cross join lateral jsonb_array_elements(
+                 case when jsonb_typeof(it.i -> 'variants') = 'array' and jsonb_array_length(it.i -> 'variants') > 0
+                      then it.i -> 'variants' else '[null]'::jsonb end) with ordinality vv(v, ord)
+          left join lateral (
+                 select e from jsonb_array_elements(case when jsonb_typeof(vv.v -> 'stores') = 'array'
+                                                         then vv.v -> 'stores' else '[]'::jsonb end) e
+                  where e ->> 'store_id' = v_store limit 1) se on true
+    ),
+    p as (
+        select v.*,
+               case when v.se is not null
+                    then coalesce(v.se ->> 'pricing_type', v.v ->> 'default_pricing_type', 'FIXED')
+                    when jsonb_typeof(v.v -> 'default_price') = 'number'
+                    then coalesce(v.v ->> 'default_pricing_type', 'FIXED')
+                    else coalesce(v.v ->> 'default_pricing_type', 'VARIABLE') end as pricing_type
+          from v
+    ),
+    q as (
+        select p.*,
+               case when p.pricing_type = 'FIXED' then
+                    case when p.se is not null and coalesce(jsonb_typeof(p.se -> 'price'), 'null') <> 'null'
+                         then p.se -> 'price' else p.v -> 'default_price' end end as price_json,
+               (select coalesce(sum(t.rate) filter (where t.type = 'ADDED'), 0)
+                  from _lv_taxes t
+                 where jsonb_typeof(p.i -> 'tax_ids') = 'array' and p.i -> 'tax_ids' ? t.id) as added_rate,
+               (select coalesce(sum(t.rate) filter (where t.type = 'INCLUDED'), 0)
+                  from _lv_taxes t
+                 where jsonb_typeof(p.i -> 'tax_ids') = 'array' and p.i -> 'tax_ids' ? t.id) as included_rate,
+               case when jsonb_typeof(p.i -> 'category_id') = 'string' then p.i ->> 'category_id' end as cat_id
+          from p
+    ),
+    r as (
+        select q.*,
+               case when jsonb_typeof(q.price_json) = 'number' then (q.price_json #>> '{}')::numeric end as raw_price
+          from q
+    )
+    select row_number() over (order by r.item_seq, r.ord)::integer as row_no,
+           r.*,
+           case when r.raw_price is null then null
+                when v_incl_tax and r.added_rate > 0 then r.raw_price * (1 + r.added_rate / 100)
+                when not v_incl_tax and r.included_rate > 0 then r.raw_price / (1 + r.included_rate / 100)
+                else r.raw_price end as adj_price,
+           case when r.n_variants > 1 or coalesce(r.v ->> 'option1_value', r.v ->> 'option2_value', r.v ->> 'option3_value') is not null
+                then r.base_name || coalesce(' (' || nullif(concat_ws(' / ', r.v ->> 'option1_value', r.v ->> 'option2_value', r.v ->> 'option3_value'), '') || ')', '')
+                else r.base_name end as name,
+           exists (select 1 from _lv_cats c where c.id = r.cat_id) as cat_known,
+           (coalesce(jsonb_typeof(r.i -> 'deleted_at'), 'null') <> 'null'
+            or coalesce(jsonb_typeof(r.v -> 'deleted_at'), 'null') <> 'null') as deleted,
+           array_remove(array[
+             case when r.item_id is null then 'the item has no id' end,
+             case when jsonb_typeof(r.i -> 'variants') is distinct from 'array' and r.i ? 'variants' then 'variants is not a list'
+                  when r.n_variants = 0 then 'the item has no variants' end,
+             case when r.n_variants > 0 and r.variant_id is null then 'the variant has no variant_id' end,
+             case when r.base_name is null then format('%s is missing or not text', v_name_field)
+                  when r.base_name = '' then format('%s is blank', v_name_field)
+                  when length(r.base_name) > 64 then format('%s is longer than 64 characters (%s)', v_name_field, length(r.base_name)) end,
+             case when r.sku_type not in ('string', 'number', 'null') then format('%s is not text', v_sku_field)
+                  when length(r.sku) > 40 then format('%s is longer than 40 characters', v_sku_field) end,
+             case when r.pricing_type not in ('FIXED', 'VARIABLE') then format('unknown pricing type %s', left(r.pricing_type, 40)) end,
+             case when r.price_json is not null and jsonb_typeof(r.price_json) not in ('number', 'null')
+                  then format('price is not a number: %s', left(r.price_json::text, 40))
+                  when r.raw_price < 0 then format('negative price %s', r.raw_price)
+                  when r.raw_price * (1 + greatest(r.added_rate, 0) / 100) >= 9999999999 then format('price %s is too large', r.raw_price) end,
+             case when r.i ? 'category_id' and coalesce(jsonb_typeof(r.i -> 'category_id'), 'null') not in ('string', 'null')
+                  then 'category_id is not text'
+                  when r.cat_id is not null and v_unknown = 'reject'
+                       and not exists (select 1 from _lv_cats c where c.id = r.cat_id)
+                  then format('unknown category %s', left(r.cat_id, 64)) end,
+             case when coalesce(jsonb_typeof(r.i -> 'modifier_ids'), 'null') not in ('array', 'null')
+                  then 'modifier_ids is not a list' end,
+             case when jsonb_typeof(r.i -> 'option1_name') = 'string' and r.n_variants > 0
+                       and coalesce(jsonb_typeof(r.v -> 'option1_value'), 'null') = 'null' then 'option1_value is missing' end,
+             case when jsonb_typeof(r.i -> 'option2_name') = 'string' and r.n_variants > 0
+                       and coalesce(jsonb_typeof(r.v -> 'option2_value'), 'null') = 'null' then 'option2_value is missing' end,
+             case when jsonb_typeof(r.i -> 'option3_name') = 'string' and r.n_variants > 0
+                       and coalesce(jsonb_typeof(r.v -> 'option3_value'), 'null') = 'null' then 'option3_value is missing' end
+           ]::text[], null) as errors
+      from r;
+
+    -- Duplicate SKUs inside Loyverse: the first variant keeps it, the others are rejected.
+    update _lv_rows x
+       set errors = x.errors || format('SKU %s is also used by variant %s in Loyverse', x.sku, d.first_variant)
+      from (select r.row_no,
+                   first_value(r.variant_id) over w as first_variant,
+                   row_number() over w as n
+              from _lv_rows r
+             where r.sku is not null and cardinality(r.errors) = 0 and not r.deleted
+            window w as (partition by r.sku order by r.row_no)) d
+     where d.row_no = x.row_no and d.n > 1;
+
+    insert into loyverse.loyverse_import_plan
+        (run_id, row_no, item_id, variant_id, item_seq, batch_no, item_name, name, sku, price, loyverse_price,
+         is_active, option1_value, option2_value, option3_value, category_ref, category_fallback, modifier_ids,
+         extra, errors, needs_attention, attention_reason, decision, decision_reason)
+    select p_run_id, r.row_no, r.item_id, r.variant_id, r.item_seq,
+           (dense_rank() over (order by r.item_seq) - 1)::integer / v_batch,
+           r.base_name, r.name, r.sku,
+           case when cardinality(r.errors) = 0 then round(coalesce(r.adj_price, 0), v_dp) end,
+           r.raw_price,
+           coalesce(loyverse.jsonb_to_bool(r.se -> 'available_for_sale'), true),
+           r.v ->> 'option1_value', r.v ->> 'option2_value', r.v ->> 'option3_value',
+           case when r.cat_known then r.cat_id when r.cat_id is not null then '(fallback)' end,
+           r.cat_id is not null and not r.cat_known,
+           coalesce((select array_agg(m.id order by m.id)
+                       from _lv_mods m
+                      where m.in_store and jsonb_typeof(r.i -> 'modifier_ids') = 'array'
+                        and r.i -> 'modifier_ids' ? m.id), '{}'),
+           coalesce((select jsonb_object_agg(x.key,
+                              case when jsonb_typeof(coalesce(r.v -> (x.value #>> '{}'), r.i -> (x.value #>> '{}'))) in ('string', 'number', 'boolean')
+                                   then coalesce(r.v -> (x.value #>> '{}'), r.i -> (x.value #>> '{}')) #>> '{}' end)
+                       from jsonb_each(v_extra) x), '{}'),
+           r.errors,
+           r.pricing_type = 'VARIABLE',
+           case when r.pricing_type = 'VARIABLE' then 'VARIABLE price in Loyverse: imported as 0' end,
+           case when cardinality(r.errors) > 0 then 'fail' when r.deleted then 'skip' end,
+           case when cardinality(r.errors) > 0 then array_to_string(r.errors, '; ') when r.deleted then 'deleted in Loyverse' end
+      from _lv_rows r;
+
+    -- Conflict detection, in order: an existing mapping, the same SKU, the same name.
+    update loyverse.loyverse_import_plan p
+       set match_rule = 'mapping', matched_product_id = m.product_id, matched_variant_id = m.loyverse_variant_id
+      from loyverse.loyverse_item_mappings m
+     where p.run_id = p_run_id and p.decision is null
+       and m.restaurant_id = v_run.restaurant_id and m.loyverse_variant_id = p.variant_id;
+
+    update loyverse.loyverse_import_plan p
+       set match_rule = 'sku', matched_product_id = pr.id, matched_variant_id = m.loyverse_variant_id
+      from public.products pr
+      left join loyverse.loyverse_item_mappings m on m.product_id = pr.id
+     where p.run_id = p_run_id and p.decision is null and p.match_rule is null and p.sku is not null
+       and pr.restaurant_id = v_run.restaurant_id and pr.sku = p.sku;
+
+    -- Name matches ignore products already linked to another Loyverse variant (a menu may
+    -- repeat a name legitimately); the oldest product of that name wins.
+    update loyverse.loyverse_import_plan p
+       set match_rule = 'name', matched_product_id = c.id
+      from (select distinct on (loyverse.normalize_name(pr.name)) loyverse.normalize_name(pr.name) as k, pr.id
+              from public.products pr
+             where pr.restaurant_id = v_run.restaurant_id
+               and not exists (select 1 from loyverse.loyverse_item_mappings m where m.product_id = pr.id)
+             order by loyverse.normalize_name(pr.name), pr.created_at, pr.id) c
+     where p.run_id = p_run_id and p.decision is null and p.match_rule is null
+       and c.k = loyverse.normalize_name(p.name);
+
+    update loyverse.loyverse_import_plan p
+       set matched_name = pr.name
+      from public.products pr
+     where p.run_id = p_run_id and pr.id = p.matched_product_id;
+
+    -- Resolution: a decision from the decisions file (by variant id, else item id) wins.
+    update loyverse.loyverse_import_plan p
+       set decision = d.decision, decision_reason = d.reason
+      from (select p2.row_no,
+                   coalesce(v_decisions ->> p2.variant_id, v_decisions ->> p2.item_id) as chosen,
+                   case
+                     when p2.match_rule is null then
+                       case when coalesce(v_decisions ->> p2.variant_id, v_decisions ->> p2.item_id) = 'skip'
+                            then 'skip' else 'create' end
+                     when coalesce(v_decisions ->> p2.variant_id, v_decisions ->> p2.item_id) in ('skip', 'update', 'duplicate')
+                       then coalesce(v_decisions ->> p2.variant_id, v_decisions ->> p2.item_id)
+                     when p2.match_rule = 'mapping' then 'update'
+                     when v_conflict = 'manual' then null
+                     else v_conflict
+                   end as decision,
+                   case
+                     when coalesce(v_decisions ->> p2.variant_id, v_decisions ->> p2.item_id) in ('skip', 'update', 'duplicate')
+                       then 'decisions file'
+                     when p2.match_rule = 'mapping' then 're-sync of a mapped product'
+                     when p2.match_rule is not null and v_conflict <> 'manual' then format('--conflict %s', v_conflict)
+                     when p2.match_rule is null then 'new'
+                   end as reason
+              from loyverse.loyverse_import_plan p2
+             where p2.run_id = p_run_id and p2.decision is null) d
+     where p.run_id = p_run_id and p.row_no = d.row_no;
+
+    -- Updates that cannot be: a product linked to another variant, or two variants for one product.
+    update loyverse.loyverse_import_plan p
+       set decision = 'fail',
+           decision_reason = format('product "%s" is already linked to Loyverse variant %s', p.matched_name, p.matched_variant_id),
+           errors = p.errors || format('product "%s" is already linked to Loyverse variant %s', p.matched_name, p.matched_variant_id)
+     where p.run_id = p_run_id and p.decision = 'update' and p.match_rule <> 'mapping'
+       and p.matched_variant_id is not null and p.matched_variant_id <> p.variant_id;
+
+    update loyverse.loyverse_import_plan p
+       set decision = 'fail',
+           decision_reason = format('variant %s already updates product "%s"', d.first_variant, p.matched_name),
+           errors = p.errors || format('variant %s already updates product "%s"', d.first_variant, p.matched_name)
+      from (select p2.row_no, row_number() over w as n, first_value(p2.variant_id) over w as first_variant
+              from loyverse.loyverse_import_plan p2
+             where p2.run_id = p_run_id and p2.decision = 'update'
+            window w as (partition by p2.matched_product_id order by p2.match_rule = 'mapping' desc, p2.row_no)) d
+     where p.run_id = p_run_id and p.row_no = d.row_no and d.n > 1;
+
+    -- Targets: an update writes the matched product, a create or duplicate a new id chosen now.
+    update loyverse.loyverse_import_plan p
+       set product_id = case when p.decision = 'update' then p.matched_product_id else gen_random_uuid() end
+     where p.run_id = p_run_id and p.decision in ('create', 'update', 'duplicate');
+
+    -- Duplicates: " (Loyverse)", " (Loyverse 2)", ... after the highest suffix in use, and a
+    -- SKU with the same suffix ("-LV", "-LV2", ...).
+    update loyverse.loyverse_import_plan p
+       set name = d.base || case when d.n = 1 then ' (Loyverse)' else format(' (Loyverse %s)', d.n) end,
+           sku = case when p.sku is null then null
+                      when d.n = 1 then p.sku || '-LV' else p.sku || '-LV' || d.n end
+      from (select p2.row_no, p2.name as base,
+                   coalesce((select max(coalesce(nullif(substring(pr.name from ' \(Loyverse ?([0-9]*)\)$'), ''), '1')::integer)
+                               from public.products pr
+                              where pr.restaurant_id = v_run.restaurant_id
+                                and (loyverse.normalize_name(pr.name) like loyverse.normalize_name(p2.name) || ' (loyverse%)'
+                                     or (p2.sku is not null and pr.sku like p2.sku || '-LV%'))), 0)
+                   + row_number() over (partition by loyverse.normalize_name(p2.name) order by p2.row_no) as n
+              from loyverse.loyverse_import_plan p2
+             where p2.run_id = p_run_id and p2.decision = 'duplicate') d
+     where p.run_id = p_run_id and p.row_no = d.row_no;
+
+    -- A SKU that another product of the restaurant already has cannot be written.
+    update loyverse.loyverse_import_plan p
+       set decision = 'fail',
+           decision_reason = format('SKU %s is already used by product "%s"', p.sku, pr.name),
+           errors = p.errors || format('SKU %s is already used by product "%s"', p.sku, pr.name)
+      from public.products pr
+     where p.run_id = p_run_id and p.decision in ('create', 'update', 'duplicate') and p.sku is not null
+       and pr.restaurant_id = v_run.restaurant_id and pr.sku = p.sku and pr.id <> p.product_id;
+
+    -- Categories: mapped, else the same name, else new; the fallback for unknown ones.
+    insert into loyverse.loyverse_import_plan_objects (run_id, kind, loyverse_id, name, local_id, match_rule, decision)
+    select p_run_id, 'category', c.id, c.name,
+           coalesce(om.local_id, byname.id, gen_random_uuid()),
+           case when om.local_id is not null then 'mapping' when byname.id is not null then 'name' end,
+           case when coalesce(om.local_id, byname.id) is not null
+                     and exists (select 1 from public.categories x where x.id = coalesce(om.local_id, byname.id))
+                then 'update' else 'create' end
+      from (select c.id, c.name from _lv_cats c
+             where not v_selecting
+                or exists (select 1 from loyverse.loyverse_import_plan p
+                            where p.run_id = p_run_id and p.category_ref = c.id
+                              and p.decision in ('create', 'update', 'duplicate'))
+            union all
+            select '(fallback)', 'Uncategorised'
+             where exists (select 1 from loyverse.loyverse_import_plan p
+                            where p.run_id = p_run_id and p.category_ref = '(fallback)'
+                              and p.decision in ('create', 'update', 'duplicate'))) c
+      left join loyverse.loyverse_object_mappings om
+             on om.restaurant_id = v_run.restaurant_id and om.kind = 'category' and om.loyverse_id = c.id
+      left join lateral (select x.id from public.categories x
+                          where x.restaurant_id = v_run.restaurant_id
+                            and loyverse.normalize_name(x.name) = loyverse.normalize_name(c.name)
+                          order by x.created_at, x.id limit 1) byname on om.local_id is null;
+
+    -- Product groups: one per written item that has options or several variants.
+    insert into loyverse.loyverse_import_plan_objects
+        (run_id, kind, loyverse_id, name, option1_name, option2_name, option3_name, description, local_id, match_rule, decision)
+    select p_run_id, 'item', g.item_id, g.item_name, g.o1, g.o2, g.o3, g.descr,
+           coalesce(om.local_id, g.existing_group, gen_random_uuid()),
+           case when om.local_id is not null or g.existing_group is not null then 'mapping' end,
+           case when exists (select 1 from public.product_groups x where x.id = coalesce(om.local_id, g.existing_group))
+                then 'update' else 'create' end
+      from (select p.item_id, min(p.item_name) as item_name,
+                   min(case when jsonb_typeof(it.i -> 'option1_name') = 'string' then it.i ->> 'option1_name' end) as o1,
+                   min(case when jsonb_typeof(it.i -> 'option2_name') = 'string' then it.i ->> 'option2_name' end) as o2,
+                   min(case when jsonb_typeof(it.i -> 'option3_name') = 'string' then it.i ->> 'option3_name' end) as o3,
+                   min(case when jsonb_typeof(it.i -> 'description') = 'string' then it.i ->> 'description' end) as descr,
+                   (array_agg(pr.product_group_id) filter (where pr.product_group_id is not null))[1] as existing_group
+              from loyverse.loyverse_import_plan p
+              join _lv_items it on it.item_id = p.item_id
+              left join public.products pr on pr.id = p.product_id and p.match_rule = 'mapping'
+             where p.run_id = p_run_id and p.decision in ('create', 'update', 'duplicate')
+               and (case when jsonb_typeof(it.i -> 'variants') = 'array' then jsonb_array_length(it.i -> 'variants') else 0 end > 1
+                    or jsonb_typeof(it.i -> 'option1_name') = 'string')
+             group by p.item_id) g
+      left join loyverse.loyverse_object_mappings om
+             on om.restaurant_id = v_run.restaurant_id and om.kind = 'item' and om.loyverse_id = g.item_id;
+
+    update loyverse.loyverse_import_plan p
+       set group_id = o.local_id
+      from loyverse.loyverse_import_plan_objects o
+     where p.run_id = p_run_id and o.run_id = p_run_id and o.kind = 'item' and o.loyverse_id = p.item_id
+       and p.decision in ('create', 'update', 'duplicate');
+
+    -- Modifier groups linked from written items (available in the store), and their options.
+    insert into loyverse.loyverse_import_plan_objects (run_id, kind, loyverse_id, name, position, local_id, match_rule, decision)
+    select p_run_id, 'modifier', m.id, m.name,
+           coalesce(loyverse.jsonb_to_int(m.m -> 'position'), 0),
+           coalesce(om.local_id, byname.id, gen_random_uuid()),
+           case when om.local_id is not null then 'mapping' when byname.id is not null then 'name' end,
+           case when exists (select 1 from public.modifier_groups x where x.id = coalesce(om.local_id, byname.id))
+                then 'update' else 'create' end
+      from _lv_mods m
+      left join loyverse.loyverse_object_mappings om
+             on om.restaurant_id = v_run.restaurant_id and om.kind = 'modifier' and om.loyverse_id = m.id
+      left join lateral (select x.id from public.modifier_groups x
+                          where x.restaurant_id = v_run.restaurant_id
+                            and loyverse.normalize_name(x.name) = loyverse.normalize_name(m.name)
+                          order by x.created_at, x.id limit 1) byname on om.local_id is null
+     where exists (select 1 from loyverse.loyverse_import_plan p
+                    where p.run_id = p_run_id and p.decision in ('create', 'update', 'duplicate')
+                      and m.id = any (p.modifier_ids));
+
+    insert into loyverse.loyverse_import_plan_objects
+        (run_id, kind, loyverse_id, parent_loyverse_id, name, price, position, local_id, match_rule, decision)
+    select p_run_id, 'modifier_option', o.opt ->> 'id', g.loyverse_id, btrim(o.opt ->> 'name'),
+           round(coalesce(case when jsonb_typeof(o.opt -> 'price') = 'number' then (o.opt ->> 'price')::numeric end, 0), v_dp),
+           coalesce(loyverse.jsonb_to_int(o.opt -> 'position'), o.ord::integer - 1),
+           coalesce(om.local_id, byname.id, gen_random_uuid()),
+           case when om.local_id is not null then 'mapping' when byname.id is not null then 'name' end,
+           case when exists (select 1 from public.modifier_options x where x.id = coalesce(om.local_id, byname.id))
+                then 'update' else 'create' end
+      from loyverse.loyverse_import_plan_objects g
+      join _lv_mods m on m.id = g.loyverse_id
+      cross join lateral jsonb_array_elements(case when jsonb_typeof(m.m -> 'modifier_options') = 'array'
+                                                   then m.m -> 'modifier_options' else '[]'::jsonb end) with ordinality o(opt, ord)
+      left join loyverse.loyverse_object_mappings om
+             on om.restaurant_id = v_run.restaurant_id and om.kind = 'modifier_option' and om.loyverse_id = o.opt ->> 'id'
+      left join lateral (select x.id from public.modifier_options x
+                          where x.modifier_group_id = g.local_id
+                            and loyverse.normalize_name(x.name) = loyverse.normalize_name(o.opt ->> 'name')
+                          order by x.created_at, x.id limit 1) byname on om.local_id is null
+     where g.run_id = p_run_id and g.kind = 'modifier'
+       and jsonb_typeof(o.opt -> 'id') = 'string' and jsonb_typeof(o.opt -> 'name') = 'string'
+       and btrim(o.opt ->> 'name') <> ''
+       and coalesce(jsonb_typeof(o.opt -> 'deleted_at'), 'null') = 'null'
+       and coalesce(jsonb_typeof(o.opt -> 'price'), 'null') in ('number', 'null')
+       and coalesce(case when jsonb_typeof(o.opt -> 'price') = 'number' then (o.opt ->> 'price')::numeric end, 0) between 0 and 9999999999
+    on conflict do nothing;
+
+    -- The report: errors, warnings and what cannot carry over faithfully.
+    insert into loyverse.loyverse_import_issues (run_id, severity, code, item_id, variant_id, name, message)
+    select p_run_id, 'error', 'invalid', p.item_id, p.variant_id, coalesce(p.name, p.item_name), e
+      from loyverse.loyverse_import_plan p cross join lateral unnest(p.errors) e
+     where p.run_id = p_run_id
+    union all
+    select p_run_id, 'fidelity', 'deleted', p.item_id, p.variant_id, p.name, 'deleted in Loyverse: not imported'
+      from loyverse.loyverse_import_plan p
+     where p.run_id = p_run_id and p.decision = 'skip' and p.decision_reason = 'deleted in Loyverse'
+    union all
+    select p_run_id, 'fidelity', 'variable_price', p.item_id, p.variant_id, p.name,
+           'VARIABLE price (entered at the counter in Loyverse): imported as 0 and flagged'
+      from loyverse.loyverse_import_plan p
+     where p.run_id = p_run_id and p.needs_attention and p.decision in ('create', 'update', 'duplicate')
+    union all
+    select p_run_id, 'fidelity', 'price_rounded', r.item_id, r.variant_id, r.name,
+           format('price %s rounded to %s decimal places', r.adj_price, v_dp)
+      from _lv_rows r
+     where cardinality(r.errors) = 0 and r.adj_price is not null and round(r.adj_price, v_dp) <> r.adj_price
+    union all
+    select p_run_id, 'fidelity', 'tax_adjusted', r.item_id, r.variant_id, r.name,
+           case when v_incl_tax then format('Loyverse price %s excludes %s%% ADDED tax; imported tax-inclusive', r.raw_price, r.added_rate)
+                else format('Loyverse price %s includes %s%% tax; imported without it', r.raw_price, r.included_rate) end
+      from _lv_rows r
+     where cardinality(r.errors) = 0 and r.raw_price is not null
+       and ((v_incl_tax and r.added_rate > 0) or (not v_incl_tax and r.included_rate > 0))
+    union all
+    select p_run_id, 'fidelity', 'not_for_sale', r.item_id, r.variant_id, r.name,
+           'not available for sale in the store: imported inactive'
+      from _lv_rows r
+     where cardinality(r.errors) = 0 and loyverse.jsonb_to_bool(r.se -> 'available_for_sale') is false
+    union all
+    select p_run_id, 'warning', 'unknown_category', min(r.item_id), null, min(r.base_name),
+           format('category %s is not in the category list: imported under "Uncategorised"', left(r.cat_id, 64))
+      from _lv_rows r
+     where cardinality(r.errors) = 0 and r.cat_id is not null and not r.cat_known
+     group by r.item_id, r.cat_id
+    union all
+    select p_run_id, f.severity, f.code, it.item_id, null, it.i ->> 'item_name', f.message
+      from _lv_items it
+      cross join lateral (values
+          ('fidelity', 'composite', 'composite item (made of other items): imported as a plain product',
+           coalesce(loyverse.jsonb_to_bool(it.i -> 'is_composite'), false)),
+          ('fidelity', 'sold_by_weight', 'sold by weight in Loyverse: imported with its unit price',
+           coalesce(loyverse.jsonb_to_bool(it.i -> 'sold_by_weight'), false)),
+          ('fidelity', 'several_taxes', format('%s taxes in Loyverse; our catalogue keeps none',
+                                              case when jsonb_typeof(it.i -> 'tax_ids') = 'array' then jsonb_array_length(it.i -> 'tax_ids') end),
+           case when jsonb_typeof(it.i -> 'tax_ids') = 'array' then jsonb_array_length(it.i -> 'tax_ids') > 1 else false end)
+        ) f(severity, code, message, hit)
+     where f.hit and it.item_id is not null
+    union all
+    select p_run_id, case when m.id is null then 'warning' else 'fidelity' end,
+           case when m.id is null then 'unknown_modifier' else 'modifier_not_in_store' end,
+           it.item_id, null, it.i ->> 'item_name',
+           case when m.id is null then format('modifier %s does not exist: link dropped', left(x.mid, 64))
+                else format('modifier "%s" is not available in the store: not linked', m.name) end
+      from _lv_items it
+      cross join lateral jsonb_array_elements_text(case when jsonb_typeof(it.i -> 'modifier_ids') = 'array'
+                                                        then it.i -> 'modifier_ids' else '[]'::jsonb end) x(mid)
+      left join _lv_mods m on m.id = x.mid
+     where it.item_id is not null and (m.id is null or not m.in_store)
+    union all
+    select p_run_id, 'warning', 'unknown_tax', it.item_id, null, it.i ->> 'item_name',
+           format('tax %s is not in the tax list (or not in this store): ignored', left(x.tid, 64))
+      from _lv_items it
+      cross join lateral jsonb_array_elements_text(case when jsonb_typeof(it.i -> 'tax_ids') = 'array'
+                                                        then it.i -> 'tax_ids' else '[]'::jsonb end) x(tid)
+     where it.item_id is not null and not exists (select 1 from _lv_taxes t where t.id = x.tid);
+
+    -- The run row's progress (items_total) is left to the caller: during an atomic run it is
+    -- written from another connection, and a lock taken here would block that.
+    return loyverse.import_plan_summary(p_run_id);
+end;
+$$;
+
+comment on function loyverse.import_plan(bigint) is
+    'Plan an import run from its snapshot and options (validation, pricing, conflicts, decisions, '
+    'fidelity report); writes only the plan tables. Returns import_plan_summary().';

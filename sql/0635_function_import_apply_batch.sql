@@ -1,0 +1,162 @@
+-- Writes one batch of an import run's plan: products (created, duplicated, or updated only
+-- where something differs), their item mappings and modifier links, all journaled; marks
+-- the batch's plan rows done. The writes are marked as coming from Loyverse (origin).
+create function loyverse.import_apply_batch(p_run_id bigint, p_batch_no integer)
+returns jsonb
+language plpgsql
+set search_path = ''
+as $$
+declare
+    v_run loyverse.loyverse_import_runs;
+    v_store text;
+    v_extra_cols text := '';
+    v_extra_vals text := '';
+    v_ids text[];
+    v_changed text[];
+    v_n integer;
+    v_result jsonb;
+begin
+    perform set_config('loyverse_sync.origin', 'loyverse', true);
+    select * into v_run from loyverse.loyverse_import_runs r where r.id = p_run_id;
+    select l.store_id into v_store from loyverse.loyverse_restaurant_links l where l.restaurant_id = v_run.restaurant_id;
+
+    -- Columns filled through --map (validated by import_field_map_problems before planning).
+    select coalesce(string_agg(format(', %I', e.value), '' order by e.key), ''),
+           coalesce(string_agg(format(', p.extra ->> %L', e.value), '' order by e.key), '')
+      into v_extra_cols, v_extra_vals
+      from jsonb_each_text(coalesce(v_run.options -> 'map', '{}')) e
+     where e.value not in ('name', 'sku');
+
+    drop table if exists pg_temp._lv_batch;
+    create temp table _lv_batch on commit drop as
+    select p.*, c.local_id as category_id
+      from loyverse.loyverse_import_plan p
+      left join loyverse.loyverse_import_plan_objects c
+        on c.run_id = p.run_id and c.kind = 'category' and c.loyverse_id = p.category_ref
+     where p.run_id = p_run_id and (p_batch_no is null or p.batch_no = p_batch_no) and not p.done;
+
+    -- New products (create and duplicate): ids were chosen when planning.
+    execute format(
+        'with ins as (
+             insert into public.products (id, restaurant_id, category_id, product_group_id, name, sku, price,
+                                          is_active, option1_value, option2_value, option3_value%s)
+             select p.product_id, $2, p.category_id, p.group_id, p.name, p.sku, p.price, p.is_active,
+                    p.option1_value, p.option2_value, p.option3_value%s
+               from pg_temp._lv_batch p
+              where p.decision in (''create'', ''duplicate'')
+             on conflict (id) do nothing
+             returning id)
+         insert into loyverse.loyverse_import_journal (run_id, table_name, row_key, action)
+         select $1, ''products'', ins.id::text, ''INSERT'' from ins
+         on conflict do nothing', v_extra_cols, v_extra_vals)
+        using p_run_id, v_run.restaurant_id;
+
+    -- Updates: only rows where something differs (an unchanged menu writes nothing).
+    execute format(
+        'select array_agg(pr.id::text)
+           from public.products pr join pg_temp._lv_batch p on p.product_id = pr.id
+          where p.decision = ''update''
+            and (pr.name, pr.sku, pr.price, pr.is_active, pr.category_id, pr.product_group_id,
+                 pr.option1_value, pr.option2_value, pr.option3_value%s)
+                is distinct from
+                (p.name, p.sku, p.price, p.is_active, coalesce(p.category_id, pr.category_id),
+                 coalesce(p.group_id, pr.product_group_id), p.option1_value, p.option2_value, p.option3_value%s)',
+        replace(v_extra_cols, ', ', ', pr.'), v_extra_vals)
+        into v_changed;
+    perform loyverse.import_journal_before(p_run_id, 'products', v_changed);
+    execute format(
+        'update public.products pr
+            set (name, sku, price, is_active, category_id, product_group_id, option1_value, option2_value,
+                 option3_value%s, updated_at)
+              = (p.name, p.sku, p.price, p.is_active, coalesce(p.category_id, pr.category_id),
+                 coalesce(p.group_id, pr.product_group_id), p.option1_value, p.option2_value,
+                 p.option3_value%s, now())
+           from pg_temp._lv_batch p, unnest($1::text[]) k(id)
+          where p.product_id = pr.id and p.decision = ''update'' and pr.id::text = k.id',
+        v_extra_cols, v_extra_vals)
+        using v_changed;
+
+    -- Item mappings: insert new ones, update those that differ.
+    select array_agg(m.id::text) into v_ids
+      from loyverse.loyverse_item_mappings m
+      join _lv_batch p on m.restaurant_id = v_run.restaurant_id and m.loyverse_variant_id = p.variant_id
+     where p.decision in ('create', 'update', 'duplicate')
+       and (m.product_id, m.account_id, m.loyverse_item_id, m.loyverse_store_id, m.last_synced_price,
+            m.needs_attention, m.attention_reason)
+           is distinct from
+           (p.product_id, v_run.account_id, p.item_id, v_store, round(p.loyverse_price, 2),
+            p.needs_attention, p.attention_reason);
+    perform loyverse.import_journal_before(p_run_id, 'loyverse_item_mappings', v_ids);
+    with up as (
+        insert into loyverse.loyverse_item_mappings as m
+            (product_id, restaurant_id, account_id, loyverse_item_id, loyverse_variant_id, loyverse_store_id,
+             last_synced_price, last_synced_at, sync_direction, needs_attention, attention_reason, import_run_id)
+        select p.product_id, v_run.restaurant_id, v_run.account_id, p.item_id, p.variant_id, v_store,
+               round(p.loyverse_price, 2), now(), 'FROM_LOYVERSE', p.needs_attention, p.attention_reason, p_run_id
+          from _lv_batch p
+         where p.decision in ('create', 'update', 'duplicate')
+        on conflict (restaurant_id, loyverse_variant_id) do update
+           set product_id = excluded.product_id, account_id = excluded.account_id,
+               loyverse_item_id = excluded.loyverse_item_id, loyverse_store_id = excluded.loyverse_store_id,
+               last_synced_price = excluded.last_synced_price, last_synced_at = excluded.last_synced_at,
+               sync_direction = 'FROM_LOYVERSE', needs_attention = excluded.needs_attention,
+               attention_reason = excluded.attention_reason, import_run_id = excluded.import_run_id,
+               updated_at = now()
+         where (m.product_id, m.account_id, m.loyverse_item_id, m.loyverse_store_id, m.last_synced_price,
+                m.needs_attention, m.attention_reason)
+               is distinct from
+               (excluded.product_id, excluded.account_id, excluded.loyverse_item_id, excluded.loyverse_store_id,
+                excluded.last_synced_price, excluded.needs_attention, excluded.attention_reason)
+        returning m.id, m.product_id, (m.xmax = 0) as inserted)
+    , j as (
+        insert into loyverse.loyverse_import_journal (run_id, table_name, row_key, action)
+        select p_run_id, 'loyverse_item_mappings', up.id::text, 'INSERT' from up where up.inserted
+        on conflict do nothing)
+    select array_agg(up.product_id::text) || coalesce(v_changed, '{}') into v_changed from up;
+
+    -- Modifier links (only new ones are written).
+    with ins as (
+        insert into public.product_modifier_groups (product_id, modifier_group_id)
+        select distinct p.product_id, o.local_id
+          from _lv_batch p
+          cross join lateral unnest(p.modifier_ids) mid
+          join loyverse.loyverse_import_plan_objects o
+            on o.run_id = p.run_id and o.kind = 'modifier' and o.loyverse_id = mid
+         where p.decision in ('create', 'update', 'duplicate')
+        on conflict do nothing
+        returning product_id, modifier_group_id)
+    insert into loyverse.loyverse_import_journal (run_id, table_name, row_key, action)
+    select p_run_id, 'product_modifier_groups', ins.product_id::text || ':' || ins.modifier_group_id::text, 'INSERT'
+      from ins
+    on conflict do nothing;
+
+    update loyverse.loyverse_import_plan p
+       set done = true,
+           outcome = case p.decision when 'create' then 'created' when 'duplicate' then 'duplicated'
+                                     when 'skip' then 'skipped' when 'fail' then 'failed'
+                                     when 'update' then 'unchanged' end
+      from _lv_batch b
+     where p.run_id = p_run_id and p.row_no = b.row_no and p.decision is not null;
+    update loyverse.loyverse_import_plan p
+       set outcome = 'updated'
+      from (select distinct unnest(v_changed) as id) c
+     where p.run_id = p_run_id and p.decision = 'update' and p.outcome = 'unchanged'
+       and p.product_id::text = c.id;
+
+    select jsonb_build_object(
+               'rows', count(*),
+               'created', count(*) filter (where p.outcome = 'created'),
+               'updated', count(*) filter (where p.outcome = 'updated'),
+               'unchanged', count(*) filter (where p.outcome = 'unchanged'),
+               'skipped', count(*) filter (where p.outcome = 'skipped'),
+               'duplicated', count(*) filter (where p.outcome = 'duplicated'),
+               'failed', count(*) filter (where p.outcome = 'failed'))
+      into v_result
+      from loyverse.loyverse_import_plan p join _lv_batch b on b.row_no = p.row_no
+     where p.run_id = p_run_id;
+    return v_result;
+end;
+$$;
+
+comment on function loyverse.import_apply_batch(bigint, integer) is
+    'Write batch p_batch_no (null: every remaining row) of an import run''s plan; returns counts by outcome.';
