@@ -76,6 +76,8 @@ def to_jsonable(value: Any) -> Any:
         return str(value)
     if isinstance(value, datetime.datetime | datetime.date):
         return value.isoformat()
+    if isinstance(value, datetime.timedelta):
+        return value.total_seconds()
     if isinstance(value, uuid.UUID):
         return str(value)
     if isinstance(value, bytes | memoryview):

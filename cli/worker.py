@@ -17,7 +17,10 @@ from loyverse_sync.cli import _common
                    "(they then finish the item in flight and release the rest of the batch).")
 @click.option("--one-shot", is_flag=True, help="Run what is queued, then exit.")
 @click.option("--no-listen", is_flag=True, help="Poll only (no LISTEN/NOTIFY).")
-def worker(concurrency: int, graceful_timeout: float, one_shot: bool, no_listen: bool) -> None:
+@click.option("--metrics-port", type=click.IntRange(1, 65535), help="Serve Prometheus /metrics on this port.")
+@click.option("--metrics-host", default="127.0.0.1", show_default=True, help="Address for --metrics-port.")
+def worker(concurrency: int, graceful_timeout: float, one_shot: bool, no_listen: bool,
+           metrics_port: int | None, metrics_host: str) -> None:
     """Run the price-sync worker (procrastinate) until SIGTERM/SIGINT.
 
     Runs the sync_loyverse_prices jobs that price changes queue, and the periodic sweep,
@@ -25,9 +28,15 @@ def worker(concurrency: int, graceful_timeout: float, one_shot: bool, no_listen:
     LOYVERSE_SYNC_KEY, and optionally LOYVERSE_SYNC_SMTP_* (see systemd/loyverse-sync.env.example).
     """
     from loyverse_sync.worker import app as app_mod
+    from loyverse_sync.worker import tasks
 
     found = _common.database()
     app = app_mod.build_app(found.conninfo, max_pool_size=max(4, concurrency + 3))
+    if metrics_port:
+        from loyverse_sync import ops
+
+        ops.serve_metrics(found.conninfo, metrics_port, metrics_host)
+        logging.getLogger("loyverse_sync").info("metrics on http://%s:%s/metrics", metrics_host, metrics_port)
     logging.getLogger("loyverse_sync").info("worker starting on %s", found.describe())
     app.run_worker(
         queues=["price_sync"],
@@ -36,4 +45,6 @@ def worker(concurrency: int, graceful_timeout: float, one_shot: bool, no_listen:
         wait=not one_shot,
         listen_notify=not no_listen,
         delete_jobs="successful",
+        update_heartbeat_interval=tasks.heartbeat_seconds(),
+        stalled_worker_timeout=tasks.stalled_after_seconds(),
     )

@@ -33,7 +33,7 @@ SYNC_TASK = "sync_loyverse_prices"
 
 
 def engine_config_from_env(env: dict[str, str] | None = None) -> engine.EngineConfig:
-    """Engine tuning from LOYVERSE_SYNC_BATCH_ITEMS, _LEASE_SECONDS, _BACKOFF_BASE, _BACKOFF_CAP."""
+    """Engine tuning from LOYVERSE_SYNC_BATCH_ITEMS, _LEASE_SECONDS, _BACKOFF_BASE, _BACKOFF_CAP, _HTTP_TIMEOUT."""
     env = dict(os.environ if env is None else env)
     config = engine.EngineConfig()
     for key, attr, cast in (
@@ -41,6 +41,7 @@ def engine_config_from_env(env: dict[str, str] | None = None) -> engine.EngineCo
         ("LOYVERSE_SYNC_LEASE_SECONDS", "lease_seconds", float),
         ("LOYVERSE_SYNC_BACKOFF_BASE", "backoff_base", float),
         ("LOYVERSE_SYNC_BACKOFF_CAP", "backoff_cap", float),
+        ("LOYVERSE_SYNC_HTTP_TIMEOUT", "http_timeout", float),
     ):
         if env.get(key):
             setattr(config, attr, cast(env[key]))
@@ -75,10 +76,7 @@ def register(app: procrastinate.App, conninfo: str, config: engine.EngineConfig 
     async def sweep_price_sync(context: procrastinate.JobContext, timestamp: int) -> dict[str, Any]:
         """Safety net: leases, batch frequencies, backoffs, lost wake-ups, stalled jobs."""
         result = await asyncio.to_thread(_sql, conninfo, "sweep")
-        stalled = 0
-        for job in await context.app.job_manager.get_stalled_jobs():
-            await context.app.job_manager.retry_job(job)
-            stalled += 1
+        stalled = await recover_stalled_jobs(context.app.job_manager, stalled_after_seconds())
         return {**(result or {}), "stalled_jobs": stalled}
 
     @app.periodic(cron="* * * * *", periodic_id="notifications")
@@ -87,6 +85,12 @@ def register(app: procrastinate.App, conninfo: str, config: engine.EngineConfig 
         """Queue error digests and send the email outbox (never blocks price sync)."""
         return await asyncio.to_thread(run_notifications, conninfo)
 
+    @app.periodic(cron="* * * * *", periodic_id="alerts")
+    @app.task(name="evaluate_alerts", queue=QUEUE, queueing_lock="evaluate_alerts")
+    async def evaluate_alerts(timestamp: int) -> int:
+        """Open and close alert breaches; each change queues one ALERT or RECOVERY email."""
+        return int(await asyncio.to_thread(_count, conninfo, "select count(*) from loyverse.evaluate_alerts()"))
+
     @app.periodic(cron="17 * * * *", periodic_id="prune")
     @app.task(name="prune_price_sync_queue", queue=QUEUE, queueing_lock="prune_price_sync_queue")
     async def prune_price_sync_queue(timestamp: int) -> int:
@@ -94,6 +98,42 @@ def register(app: procrastinate.App, conninfo: str, config: engine.EngineConfig 
         days = float(os.environ.get("LOYVERSE_SYNC_RETENTION_DAYS", "7"))
         return int(await asyncio.to_thread(_sql, conninfo, "prune", {"older_than_seconds": days * 86400,
                                                                       "limit": 50000}) or 0)
+
+
+def heartbeat_seconds() -> float:
+    """Seconds between procrastinate worker heartbeats (LOYVERSE_SYNC_HEARTBEAT_SECONDS, default 10)."""
+    return float(os.environ.get("LOYVERSE_SYNC_HEARTBEAT_SECONDS") or 10.0)
+
+
+def stalled_after_seconds() -> float:
+    """A worker without a heartbeat for 3 heartbeats is dead; its running jobs are stalled."""
+    return 3 * heartbeat_seconds()
+
+
+async def recover_stalled_jobs(job_manager: procrastinate.manager.JobManager, seconds_since_heartbeat: float) -> int:
+    """Put the running jobs of dead workers (SIGKILL, lost host) back in the queue.
+
+    A dead worker's job stays ``doing`` and keeps its ``lock``, so its account is blocked
+    until the job is retried. Retrying it fails with a unique violation when the account
+    already has a queued job (same queueing lock): then that queued job does the work and
+    the stalled one is closed as failed. Returns the stalled jobs handled.
+    """
+    handled = 0
+    for job in await job_manager.get_stalled_jobs(seconds_since_heartbeat=seconds_since_heartbeat):
+        try:
+            await job_manager.retry_job(job)
+        except procrastinate.exceptions.ConnectorException:
+            logger.info("stalled job %s: a job of the same lock is queued already; closing it", job.id)
+            with contextlib.suppress(procrastinate.exceptions.ConnectorException):
+                await job_manager.finish_job(job, status=procrastinate.jobs.Status.FAILED, delete_job=False)
+        handled += 1
+    return handled
+
+
+def _count(conninfo: str, sql: str) -> int:
+    with db.connect(conninfo, autocommit=True, application_name="loyverse_sync.worker") as conn:
+        row = conn.execute(sql).fetchone()  # type: ignore[call-overload]
+        return int(next(iter(row.values()))) if row else 0
 
 
 def _sql(conninfo: str, name: str, params: dict[str, Any] | None = None) -> Any:

@@ -307,9 +307,13 @@ def drain_account(
     config = config or EngineConfig()
     result = DrainResult()
     counter = {"n": 0}
+    from loyverse_sync import ops
 
-    def on_request(_: client_mod.RequestRecord) -> None:
+    api_calls = ops.ApiCallRecorder(conninfo, account_id)  # response times, aggregated in SQL
+
+    def on_request(record: client_mod.RequestRecord) -> None:
         counter["n"] += 1
+        api_calls(record)
 
     with db.connect(conninfo, autocommit=True, application_name="loyverse_sync.pricesync") as conn:
         account = accounts.get_account(conn, account_id)
@@ -341,6 +345,7 @@ def drain_account(
                 result.add(counts)
         finally:
             client.close()
+            api_calls.close()
             governor = getattr(client, "governor", None)
             if isinstance(governor, governor_mod.PostgresGovernor):
                 governor.close()

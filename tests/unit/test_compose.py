@@ -59,3 +59,18 @@ def test_the_dockerfile_installs_the_package_with_its_migrations():
     for folder in ("migrations", "sql", "cli", "worker", "loyverse_sync"):
         assert f"COPY {folder} ./{folder}" in dockerfile
     assert 'ENTRYPOINT ["loyverse-sync"]' in dockerfile
+
+
+def test_worker_runs_after_migrations_with_a_grace_period_longer_than_its_own():
+    worker = compose()["services"]["worker"]
+    assert worker["command"][0] == "worker"
+    assert worker["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    assert int(worker["stop_grace_period"].rstrip("s")) > 30
+    assert worker["restart"] == "unless-stopped"
+
+
+def test_emulator_serves_on_all_interfaces_with_a_healthcheck():
+    emulator = compose()["services"]["emulator"]
+    assert emulator["command"][:2] == ["emulator", "serve"]
+    assert "0.0.0.0" in emulator["command"]
+    assert "/_emulator/health" in " ".join(emulator["healthcheck"]["test"])
