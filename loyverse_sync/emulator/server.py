@@ -323,12 +323,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         payload: Any,
         headers: list[tuple[str, str]] | None = None,
     ) -> None:
-        """Send (or withhold, when status is None) the response, then log and count it."""
+        """Log and count the response, then send it (or withhold it, when status is None).
+
+        Logging first means a client that has its answer always finds it in the log."""
         state = self.server.emulator.state
-        if status is None:
-            self._drop()
-        else:
-            self._send(status, payload if isinstance(payload, bytes) else _dumps(payload), headers)
         entry["status"] = status
         entry["duration_ms"] = round((time.perf_counter() - started) * 1000, 3)
         with state.lock:
@@ -339,6 +337,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 if status == 429:
                     merchant.counters["rate_limited"] += 1
             state.log_request(entry)
+        if status is None:
+            self._drop()
+        else:
+            self._send(status, payload if isinstance(payload, bytes) else _dumps(payload), headers)
 
     # -- /_emulator ----------------------------------------------------------------------------
 
