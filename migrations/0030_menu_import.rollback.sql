@@ -18,3 +18,5 @@ drop table if exists loyverse.loyverse_import_plan;
 drop table if exists loyverse.loyverse_object_mappings;
 drop table if exists loyverse.loyverse_snapshot_objects;
 drop table if exists loyverse.loyverse_snapshots;
+alter table loyverse.loyverse_item_mappings drop column if exists price_factor;
+alter table public.products drop column if exists stock_quantity;

@@ -2,6 +2,20 @@
 -- write (journaled, set-based), finish and undo an import run; the import_runs view; grants.
 -- depends: 0002_foundation
 
+-- ---- columns appended to foundation tables (sql/0115, sql/0150: last in their create table)
+alter table public.products add column stock_quantity numeric(12, 3);
+
+comment on column public.products.stock_quantity is
+    'Stock in the restaurant''s linked Loyverse store as of the last `import run --with-inventory` '
+    '(may be negative: Loyverse allows selling below zero); null = never imported.';
+
+alter table loyverse.loyverse_item_mappings add column price_factor numeric(12, 6) not null default 1;
+
+comment on column loyverse.loyverse_item_mappings.price_factor is
+    'Our price / the Loyverse store price, as the menu import converted it for the restaurant''s '
+    'prices_include_tax (1 + ADDED rate, or 1 / (1 + INCLUDED rate); 1 when no conversion). Price '
+    'sync sends round(products.price / price_factor, currency decimals).';
+
 -- ---- sql/0200_table_loyverse_snapshots.sql
 -- Menu snapshots fetched from Loyverse (import fetch): one row per fetch, with its time, so
 -- preview and run reuse a recent snapshot instead of fetching the whole menu again.
@@ -85,6 +99,8 @@ create table loyverse.loyverse_import_plan (
     sku text,
     price numeric(12, 2),
     loyverse_price numeric,
+    price_factor numeric(12, 6) not null default 1,
+    stock_quantity numeric(12, 3),
     is_active boolean not null default true,
     option1_value text,
     option2_value text,
@@ -119,6 +135,8 @@ comment on table loyverse.loyverse_import_plan is
     'decision and outcome. product_id is chosen when planning, so a resumed run never duplicates.';
 comment on column loyverse.loyverse_import_plan.decision is
     'create | update | skip | duplicate | fail; null = a conflict still undecided (manual mode).';
+comment on column loyverse.loyverse_import_plan.price_factor is
+    'price / loyverse_price: the tax conversion applied (see loyverse_item_mappings.price_factor).';
 
 -- ---- sql/0220_table_loyverse_import_plan_objects.sql
 -- An import run's plan for the objects around products: categories, product groups (one per
@@ -275,6 +293,8 @@ create function loyverse.import_plan(p_run_id bigint)
 returns jsonb
 language plpgsql
 set search_path = ''
+set jit = off
+set enable_nestloop = off
 as $$
 declare
     v_run loyverse.loyverse_import_runs;
@@ -293,6 +313,7 @@ declare
     v_sel_cats text[];
     v_excl text[];
     v_selecting boolean;
+    v_inventory boolean;
 begin
     select * into v_run from loyverse.loyverse_import_runs r where r.id = p_run_id;
     if not found then
@@ -330,6 +351,7 @@ begin
                           where e.value not in ('name', 'sku')), '{}');
     v_batch := greatest(coalesce((v_opts ->> 'batch_size')::integer, 500), 1);
     v_unknown := coalesce(v_opts ->> 'unknown_category', 'fallback');
+    v_inventory := coalesce(loyverse.jsonb_to_bool(v_opts -> 'with_inventory'), false);
     select coalesce(array_agg(loyverse.normalize_name(x)), '{}') into v_sel_items
       from jsonb_array_elements_text(coalesce(v_opts -> 'items', '[]')) x;
     select coalesce(array_agg(loyverse.normalize_name(x)), '{}') into v_sel_cats
@@ -343,7 +365,8 @@ begin
     delete from loyverse.loyverse_import_issues i where i.run_id = p_run_id;
 
     -- Valid, live categories, taxes and modifiers of the snapshot.
-    drop table if exists pg_temp._lv_cats, pg_temp._lv_taxes, pg_temp._lv_mods, pg_temp._lv_items, pg_temp._lv_rows;
+    drop table if exists pg_temp._lv_cats, pg_temp._lv_taxes, pg_temp._lv_mods, pg_temp._lv_items, pg_temp._lv_rows,
+        pg_temp._lv_stock;
     create temp table _lv_cats on commit drop as
     select distinct on (o.loyverse_id) o.loyverse_id as id, btrim(o.payload ->> 'name') as name, o.seq
       from loyverse.loyverse_snapshot_objects o
@@ -359,6 +382,7 @@ begin
       from loyverse.loyverse_snapshot_objects o
      where o.snapshot_id = v_run.snapshot_id and o.kind = 'tax' and o.loyverse_id is not null
        and jsonb_typeof(o.payload -> 'rate') = 'number'
+       and (o.payload ->> 'rate')::numeric between 0 and 1000  -- a hostile rate is ignored (unknown_tax)
        and coalesce(jsonb_typeof(o.payload -> 'deleted_at'), 'null') = 'null'
        and (jsonb_typeof(o.payload -> 'stores') is distinct from 'array' or o.payload -> 'stores' ? v_store)
      order by o.loyverse_id, o.seq;
@@ -372,9 +396,25 @@ begin
        and coalesce(jsonb_typeof(o.payload -> 'deleted_at'), 'null') = 'null'
      order by o.loyverse_id, o.seq;
 
+    -- Stock levels of the linked store (--with-inventory); negative stock is allowed.
+    create temp table _lv_stock on commit drop as
+    select distinct on (o.payload ->> 'variant_id') o.payload ->> 'variant_id' as variant_id,
+           case when jsonb_typeof(o.payload -> 'in_stock') = 'number'
+                     and (o.payload ->> 'in_stock')::numeric between -999999999 and 999999999
+                then round((o.payload ->> 'in_stock')::numeric, 3) end as qty,
+           o.payload -> 'in_stock' as raw
+      from loyverse.loyverse_snapshot_objects o
+     where v_inventory and o.snapshot_id = v_run.snapshot_id and o.kind = 'inventory'
+       and o.payload ->> 'store_id' = v_store and jsonb_typeof(o.payload -> 'variant_id') = 'string'
+     order by o.payload ->> 'variant_id', o.seq desc;
+
     -- Items, deduplicated by id (the first copy wins), then the selection.
     create temp table _lv_items on commit drop as
-    select distinct on (coalesce(o.loyverse_id, '#' || o.seq)) o.seq, o.loyverse_id as item_id, o.payload as i
+    -- i is the item without its variants (small: read many times without de-TOASTing the
+    -- whole payload again), variants the array as sent (SQL null when the key is absent).
+    select distinct on (coalesce(o.loyverse_id, '#' || o.seq)) o.seq, o.loyverse_id as item_id,
+           case when jsonb_typeof(o.payload) = 'object' then o.payload - 'variants' else o.payload end as i,
+           o.payload -> 'variants' as variants
       from loyverse.loyverse_snapshot_objects o
      where o.snapshot_id = v_run.snapshot_id and o.kind = 'item'
      order by coalesce(o.loyverse_id, '#' || o.seq), o.seq;
@@ -398,8 +438,8 @@ begin
     -- One row per variant (an item without variants yields one row that fails validation).
     create temp table _lv_rows on commit drop as
     with v as (
-        select it.seq as item_seq, it.item_id, it.i, vv.ord, vv.v,
-               case when jsonb_typeof(it.i -> 'variants') = 'array' then jsonb_array_length(it.i -> 'variants') else 0 end as n_variants,
+        select it.seq as item_seq, it.item_id, it.i, it.variants, vv.ord, vv.v,
+               case when jsonb_typeof(it.variants) = 'array' then jsonb_array_length(it.variants) else 0 end as n_variants,
                case when jsonb_typeof(vv.v -> 'variant_id') = 'string' and btrim(vv.v ->> 'variant_id') <> ''
                     then vv.v ->> 'variant_id' end as variant_id,
                se.e as se,
@@ -410,8 +450,8 @@ begin
                coalesce(jsonb_typeof(coalesce(vv.v -> v_sku_field, it.i -> v_sku_field)), 'null') as sku_type
           from _lv_items it
           cross join lateral jsonb_array_elements(
-                 case when jsonb_typeof(it.i -> 'variants') = 'array' and jsonb_array_length(it.i -> 'variants') > 0
-                      then it.i -> 'variants' else '[null]'::jsonb end) with ordinality vv(v, ord)
+                 case when jsonb_typeof(it.variants) = 'array' and jsonb_array_length(it.variants) > 0
+                      then it.variants else '[null]'::jsonb end) with ordinality vv(v, ord)
           left join lateral (
                  select e from jsonb_array_elements(case when jsonb_typeof(vv.v -> 'stores') = 'array'
                                                          then vv.v -> 'stores' else '[]'::jsonb end) e
@@ -440,7 +480,7 @@ begin
                case when jsonb_typeof(p.i -> 'category_id') = 'string' then p.i ->> 'category_id' end as cat_id
           from p
     ),
-    r as (
+    r as materialized (
         select q.*,
                case when jsonb_typeof(q.price_json) = 'number' then (q.price_json #>> '{}')::numeric end as raw_price
           from q
@@ -451,6 +491,10 @@ begin
                 when v_incl_tax and r.added_rate > 0 then r.raw_price * (1 + r.added_rate / 100)
                 when not v_incl_tax and r.included_rate > 0 then r.raw_price / (1 + r.included_rate / 100)
                 else r.raw_price end as adj_price,
+           -- our price / Loyverse price (price sync sends our price / price_factor back)
+           round(case when v_incl_tax and r.added_rate > 0 then 1 + r.added_rate / 100
+                      when not v_incl_tax and r.included_rate > 0 then 1 / (1 + r.included_rate / 100)
+                      else 1 end, 6) as price_factor,
            case when r.n_variants > 1 or coalesce(r.v ->> 'option1_value', r.v ->> 'option2_value', r.v ->> 'option3_value') is not null
                 then r.base_name || coalesce(' (' || nullif(concat_ws(' / ', r.v ->> 'option1_value', r.v ->> 'option2_value', r.v ->> 'option3_value'), '') || ')', '')
                 else r.base_name end as name,
@@ -459,7 +503,7 @@ begin
             or coalesce(jsonb_typeof(r.v -> 'deleted_at'), 'null') <> 'null') as deleted,
            array_remove(array[
              case when r.item_id is null then 'the item has no id' end,
-             case when jsonb_typeof(r.i -> 'variants') is distinct from 'array' and r.i ? 'variants' then 'variants is not a list'
+             case when jsonb_typeof(r.variants) is distinct from 'array' and r.variants is not null then 'variants is not a list'
                   when r.n_variants = 0 then 'the item has no variants' end,
              case when r.n_variants > 0 and r.variant_id is null then 'the variant has no variant_id' end,
              case when r.base_name is null then format('%s is missing or not text', v_name_field)
@@ -501,13 +545,15 @@ begin
 
     insert into loyverse.loyverse_import_plan
         (run_id, row_no, item_id, variant_id, item_seq, batch_no, item_name, name, sku, price, loyverse_price,
-         is_active, option1_value, option2_value, option3_value, category_ref, category_fallback, modifier_ids,
+         price_factor, stock_quantity, is_active, option1_value, option2_value, option3_value, category_ref, category_fallback, modifier_ids,
          extra, errors, needs_attention, attention_reason, decision, decision_reason)
     select p_run_id, r.row_no, r.item_id, r.variant_id, r.item_seq,
            (dense_rank() over (order by r.item_seq) - 1)::integer / v_batch,
            r.base_name, r.name, r.sku,
            case when cardinality(r.errors) = 0 then round(coalesce(r.adj_price, 0), v_dp) end,
            r.raw_price,
+           r.price_factor,
+           (select s.qty from _lv_stock s where s.variant_id = r.variant_id),
            coalesce(loyverse.jsonb_to_bool(r.se -> 'available_for_sale'), true),
            r.v ->> 'option1_value', r.v ->> 'option2_value', r.v ->> 'option3_value',
            case when r.cat_known then r.cat_id when r.cat_id is not null then '(fallback)' end,
@@ -676,7 +722,7 @@ begin
               join _lv_items it on it.item_id = p.item_id
               left join public.products pr on pr.id = p.product_id and p.match_rule = 'mapping'
              where p.run_id = p_run_id and p.decision in ('create', 'update', 'duplicate')
-               and (case when jsonb_typeof(it.i -> 'variants') = 'array' then jsonb_array_length(it.i -> 'variants') else 0 end > 1
+               and (case when jsonb_typeof(it.variants) = 'array' then jsonb_array_length(it.variants) else 0 end > 1
                     or jsonb_typeof(it.i -> 'option1_name') = 'string')
              group by p.item_id) g
       left join loyverse.loyverse_object_mappings om
@@ -766,6 +812,11 @@ begin
       from _lv_rows r
      where cardinality(r.errors) = 0 and loyverse.jsonb_to_bool(r.se -> 'available_for_sale') is false
     union all
+    select p_run_id, 'warning', 'invalid_stock', r.item_id, r.variant_id, r.name,
+           format('stock level %s is not a number in range: stock not imported', left(s.raw::text, 40))
+      from _lv_rows r join _lv_stock s on s.variant_id = r.variant_id
+     where cardinality(r.errors) = 0 and s.qty is null
+    union all
     select p_run_id, 'warning', 'unknown_category', min(r.item_id), null, min(r.base_name),
            format('category %s is not in the category list: imported under "Uncategorised"', left(r.cat_id, 64))
       from _lv_rows r
@@ -797,7 +848,7 @@ begin
      where it.item_id is not null and (m.id is null or not m.in_store)
     union all
     select p_run_id, 'warning', 'unknown_tax', it.item_id, null, it.i ->> 'item_name',
-           format('tax %s is not in the tax list (or not in this store): ignored', left(x.tid, 64))
+           format('tax %s is not in the tax list (or not in this store, or its rate is not 0..1000): ignored', left(x.tid, 64))
       from _lv_items it
       cross join lateral jsonb_array_elements_text(case when jsonb_typeof(it.i -> 'tax_ids') = 'array'
                                                         then it.i -> 'tax_ids' else '[]'::jsonb end) x(tid)
@@ -858,6 +909,7 @@ create function loyverse.import_journal_before(p_run_id bigint, p_table text, p_
 returns integer
 language plpgsql
 set search_path = ''
+set jit = off
 as $$
 declare
     v_rel text;
@@ -892,6 +944,7 @@ create function loyverse.import_journal_refresh(p_run_id bigint)
 returns void
 language plpgsql
 set search_path = ''
+set jit = off
 as $$
 declare
     v_table text;
@@ -923,6 +976,8 @@ create function loyverse.import_apply_objects(p_run_id bigint)
 returns jsonb
 language plpgsql
 set search_path = ''
+set jit = off
+set enable_nestloop = off
 as $$
 declare
     v_rest uuid;
@@ -959,11 +1014,14 @@ begin
     drop table if exists pg_temp._lv_groups;
     create temp table _lv_groups on commit drop as
     select o.local_id as id, o.name, o.description, o.option1_name, o.option2_name, o.option3_name,
-           (select c.local_id from loyverse.loyverse_import_plan p
-              join loyverse.loyverse_import_plan_objects c
-                on c.run_id = p.run_id and c.kind = 'category' and c.loyverse_id = p.category_ref
-             where p.run_id = p_run_id and p.item_id = o.loyverse_id limit 1) as category_id, o.decision
+           ic.category_id, o.decision
       from loyverse.loyverse_import_plan_objects o
+      left join (select distinct on (p.item_id) p.item_id, c.local_id as category_id
+                   from loyverse.loyverse_import_plan p
+                   join loyverse.loyverse_import_plan_objects c
+                     on c.run_id = p.run_id and c.kind = 'category' and c.loyverse_id = p.category_ref
+                  where p.run_id = p_run_id
+                  order by p.item_id, p.row_no) ic on ic.item_id = o.loyverse_id
      where o.run_id = p_run_id and o.kind = 'item';
 
     with ins as (
@@ -1069,6 +1127,8 @@ create function loyverse.import_apply_batch(p_run_id bigint, p_batch_no integer)
 returns jsonb
 language plpgsql
 set search_path = ''
+set jit = off
+set enable_nestloop = off
 as $$
 declare
     v_run loyverse.loyverse_import_runs;
@@ -1093,19 +1153,23 @@ begin
 
     drop table if exists pg_temp._lv_batch;
     create temp table _lv_batch on commit drop as
-    select p.*, c.local_id as category_id
+    select p.*, c.local_id as category_id,
+           -- stock is written only by an import --with-inventory; otherwise it stays as it is
+           case when coalesce(loyverse.jsonb_to_bool(v_run.options -> 'with_inventory'), false)
+                then p.stock_quantity else pr.stock_quantity end as stock
       from loyverse.loyverse_import_plan p
       left join loyverse.loyverse_import_plan_objects c
         on c.run_id = p.run_id and c.kind = 'category' and c.loyverse_id = p.category_ref
+      left join public.products pr on pr.id = p.product_id
      where p.run_id = p_run_id and (p_batch_no is null or p.batch_no = p_batch_no) and not p.done;
 
     -- New products (create and duplicate): ids were chosen when planning.
     execute format(
         'with ins as (
              insert into public.products (id, restaurant_id, category_id, product_group_id, name, sku, price,
-                                          is_active, option1_value, option2_value, option3_value%s)
+                                          is_active, option1_value, option2_value, option3_value, stock_quantity%s)
              select p.product_id, $2, p.category_id, p.group_id, p.name, p.sku, p.price, p.is_active,
-                    p.option1_value, p.option2_value, p.option3_value%s
+                    p.option1_value, p.option2_value, p.option3_value, p.stock%s
                from pg_temp._lv_batch p
               where p.decision in (''create'', ''duplicate'')
              on conflict (id) do nothing
@@ -1121,20 +1185,21 @@ begin
            from public.products pr join pg_temp._lv_batch p on p.product_id = pr.id
           where p.decision = ''update''
             and (pr.name, pr.sku, pr.price, pr.is_active, pr.category_id, pr.product_group_id,
-                 pr.option1_value, pr.option2_value, pr.option3_value%s)
+                 pr.option1_value, pr.option2_value, pr.option3_value, pr.stock_quantity%s)
                 is distinct from
                 (p.name, p.sku, p.price, p.is_active, coalesce(p.category_id, pr.category_id),
-                 coalesce(p.group_id, pr.product_group_id), p.option1_value, p.option2_value, p.option3_value%s)',
+                 coalesce(p.group_id, pr.product_group_id), p.option1_value, p.option2_value, p.option3_value,
+                 p.stock%s)',
         replace(v_extra_cols, ', ', ', pr.'), v_extra_vals)
         into v_changed;
     perform loyverse.import_journal_before(p_run_id, 'products', v_changed);
     execute format(
         'update public.products pr
             set (name, sku, price, is_active, category_id, product_group_id, option1_value, option2_value,
-                 option3_value%s, updated_at)
+                 option3_value, stock_quantity%s, updated_at)
               = (p.name, p.sku, p.price, p.is_active, coalesce(p.category_id, pr.category_id),
                  coalesce(p.group_id, pr.product_group_id), p.option1_value, p.option2_value,
-                 p.option3_value%s, now())
+                 p.option3_value, p.stock%s, now())
            from pg_temp._lv_batch p, unnest($1::text[]) k(id)
           where p.product_id = pr.id and p.decision = ''update'' and pr.id::text = k.id',
         v_extra_cols, v_extra_vals)
@@ -1146,17 +1211,19 @@ begin
       join _lv_batch p on m.restaurant_id = v_run.restaurant_id and m.loyverse_variant_id = p.variant_id
      where p.decision in ('create', 'update', 'duplicate')
        and (m.product_id, m.account_id, m.loyverse_item_id, m.loyverse_store_id, m.last_synced_price,
-            m.needs_attention, m.attention_reason)
+            m.needs_attention, m.attention_reason, m.price_factor)
            is distinct from
            (p.product_id, v_run.account_id, p.item_id, v_store, round(p.loyverse_price, 2),
-            p.needs_attention, p.attention_reason);
+            p.needs_attention, p.attention_reason, p.price_factor);
     perform loyverse.import_journal_before(p_run_id, 'loyverse_item_mappings', v_ids);
     with up as (
         insert into loyverse.loyverse_item_mappings as m
             (product_id, restaurant_id, account_id, loyverse_item_id, loyverse_variant_id, loyverse_store_id,
-             last_synced_price, last_synced_at, sync_direction, needs_attention, attention_reason, import_run_id)
+             last_synced_price, last_synced_at, sync_direction, needs_attention, attention_reason, import_run_id,
+             price_factor)
         select p.product_id, v_run.restaurant_id, v_run.account_id, p.item_id, p.variant_id, v_store,
-               round(p.loyverse_price, 2), now(), 'FROM_LOYVERSE', p.needs_attention, p.attention_reason, p_run_id
+               round(p.loyverse_price, 2), now(), 'FROM_LOYVERSE', p.needs_attention, p.attention_reason, p_run_id,
+               p.price_factor
           from _lv_batch p
          where p.decision in ('create', 'update', 'duplicate')
         on conflict (restaurant_id, loyverse_variant_id) do update
@@ -1165,12 +1232,12 @@ begin
                last_synced_price = excluded.last_synced_price, last_synced_at = excluded.last_synced_at,
                sync_direction = 'FROM_LOYVERSE', needs_attention = excluded.needs_attention,
                attention_reason = excluded.attention_reason, import_run_id = excluded.import_run_id,
-               updated_at = now()
+               price_factor = excluded.price_factor, updated_at = now()
          where (m.product_id, m.account_id, m.loyverse_item_id, m.loyverse_store_id, m.last_synced_price,
-                m.needs_attention, m.attention_reason)
+                m.needs_attention, m.attention_reason, m.price_factor)
                is distinct from
                (excluded.product_id, excluded.account_id, excluded.loyverse_item_id, excluded.loyverse_store_id,
-                excluded.last_synced_price, excluded.needs_attention, excluded.attention_reason)
+                excluded.last_synced_price, excluded.needs_attention, excluded.attention_reason, excluded.price_factor)
         returning m.id, m.product_id, (m.xmax = 0) as inserted)
     , j as (
         insert into loyverse.loyverse_import_journal (run_id, table_name, row_key, action)
@@ -1193,6 +1260,23 @@ begin
     select p_run_id, 'product_modifier_groups', ins.product_id::text || ':' || ins.modifier_group_id::text, 'INSERT'
       from ins
     on conflict do nothing;
+
+    -- Links to Loyverse modifiers the item no longer has (or that left the store) are removed
+    -- (journaled, so undo puts them back); links to our own modifier groups stay.
+    select array_agg(l.product_id::text || ':' || l.modifier_group_id::text) into v_ids
+      from public.product_modifier_groups l
+      join _lv_batch p on p.product_id = l.product_id
+      join loyverse.loyverse_object_mappings om
+        on om.restaurant_id = v_run.restaurant_id and om.kind = 'modifier' and om.local_id = l.modifier_group_id
+     where p.decision in ('create', 'update', 'duplicate') and not (om.loyverse_id = any (p.modifier_ids));
+    if v_ids is not null then
+        perform loyverse.import_journal_before(p_run_id, 'product_modifier_groups', v_ids, 'DELETE');
+        delete from public.product_modifier_groups l
+         using unnest(v_ids) k(key)
+         where l.product_id::text || ':' || l.modifier_group_id::text = k.key;
+        select array_agg(distinct split_part(k.key, ':', 1)) || coalesce(v_changed, '{}') into v_changed
+          from unnest(v_ids) k(key);
+    end if;
 
     update loyverse.loyverse_import_plan p
        set done = true,
@@ -1233,6 +1317,8 @@ create function loyverse.import_finish(p_run_id bigint)
 returns jsonb
 language plpgsql
 set search_path = ''
+set jit = off
+set enable_nestloop = off
 as $$
 declare
     v_run loyverse.loyverse_import_runs;
@@ -1366,6 +1452,7 @@ create function loyverse.import_undo(p_run_id bigint, p_force boolean default fa
 returns jsonb
 language plpgsql
 set search_path = ''
+set jit = off
 as $$
 declare
     v_run loyverse.loyverse_import_runs;

@@ -14,7 +14,8 @@ create table public.products (
     option2_value text,
     option3_value text,
     created_at timestamptz not null default now(),
-    updated_at timestamptz not null default now()
+    updated_at timestamptz not null default now(),
+    stock_quantity numeric(12, 3)
 );
 
 create index products_restaurant_id_idx on public.products (restaurant_id);
@@ -33,3 +34,7 @@ comment on table public.products is
 comment on column public.products.price is 'Price in major units of the account currency, as sold at the counter.';
 
 comment on column public.products.product_group_id is 'The item this product is a variant of (null: a one-variant item).';
+
+comment on column public.products.stock_quantity is
+    'Stock in the restaurant''s linked Loyverse store as of the last `import run --with-inventory` '
+    '(may be negative: Loyverse allows selling below zero); null = never imported.';

@@ -17,7 +17,8 @@ create table loyverse.loyverse_item_mappings (
     created_at timestamptz not null default now(),
     updated_at timestamptz not null default now(),
     constraint loyverse_item_mappings_product_id_key unique (product_id),
-    constraint loyverse_item_mappings_restaurant_id_variant_id_key unique (restaurant_id, loyverse_variant_id)
+    constraint loyverse_item_mappings_restaurant_id_variant_id_key unique (restaurant_id, loyverse_variant_id),
+    price_factor numeric(12, 6) not null default 1
 );
 
 create index loyverse_item_mappings_account_id_item_id_idx on loyverse.loyverse_item_mappings (account_id, loyverse_item_id);
@@ -31,3 +32,8 @@ comment on column loyverse.loyverse_item_mappings.last_synced_price is
 
 comment on column loyverse.loyverse_item_mappings.sync_direction is
     'How the mapping was last synced: FROM_LOYVERSE (import) or TO_LOYVERSE (price sync).';
+
+comment on column loyverse.loyverse_item_mappings.price_factor is
+    'Our price / the Loyverse store price, as the menu import converted it for the restaurant''s '
+    'prices_include_tax (1 + ADDED rate, or 1 / (1 + INCLUDED rate); 1 when no conversion). Price '
+    'sync sends round(products.price / price_factor, currency decimals).';

@@ -12,6 +12,8 @@ create table loyverse.loyverse_import_plan (
     sku text,
     price numeric(12, 2),
     loyverse_price numeric,
+    price_factor numeric(12, 6) not null default 1,
+    stock_quantity numeric(12, 3),
     is_active boolean not null default true,
     option1_value text,
     option2_value text,
@@ -46,3 +48,5 @@ comment on table loyverse.loyverse_import_plan is
     'decision and outcome. product_id is chosen when planning, so a resumed run never duplicates.';
 comment on column loyverse.loyverse_import_plan.decision is
     'create | update | skip | duplicate | fail; null = a conflict still undecided (manual mode).';
+comment on column loyverse.loyverse_import_plan.price_factor is
+    'price / loyverse_price: the tax conversion applied (see loyverse_item_mappings.price_factor).';

@@ -5,6 +5,8 @@ create function loyverse.import_plan(p_run_id bigint)
 returns jsonb
 language plpgsql
 set search_path = ''
+set jit = off
+set enable_nestloop = off
 as $$
 declare
     v_run loyverse.loyverse_import_runs;
@@ -23,6 +25,7 @@ declare
     v_sel_cats text[];
     v_excl text[];
     v_selecting boolean;
+    v_inventory boolean;
 begin
     select * into v_run from loyverse.loyverse_import_runs r where r.id = p_run_id;
     if not found then
@@ -60,6 +63,7 @@ begin
                           where e.value not in ('name', 'sku')), '{}');
     v_batch := greatest(coalesce((v_opts ->> 'batch_size')::integer, 500), 1);
     v_unknown := coalesce(v_opts ->> 'unknown_category', 'fallback');
+    v_inventory := coalesce(loyverse.jsonb_to_bool(v_opts -> 'with_inventory'), false);
     select coalesce(array_agg(loyverse.normalize_name(x)), '{}') into v_sel_items
       from jsonb_array_elements_text(coalesce(v_opts -> 'items', '[]')) x;
     select coalesce(array_agg(loyverse.normalize_name(x)), '{}') into v_sel_cats
@@ -73,7 +77,8 @@ begin
     delete from loyverse.loyverse_import_issues i where i.run_id = p_run_id;
 
     -- Valid, live categories, taxes and modifiers of the snapshot.
-    drop table if exists pg_temp._lv_cats, pg_temp._lv_taxes, pg_temp._lv_mods, pg_temp._lv_items, pg_temp._lv_rows;
+    drop table if exists pg_temp._lv_cats, pg_temp._lv_taxes, pg_temp._lv_mods, pg_temp._lv_items, pg_temp._lv_rows,
+        pg_temp._lv_stock;
     create temp table _lv_cats on commit drop as
     select distinct on (o.loyverse_id) o.loyverse_id as id, btrim(o.payload ->> 'name') as name, o.seq
       from loyverse.loyverse_snapshot_objects o
@@ -89,6 +94,7 @@ begin
       from loyverse.loyverse_snapshot_objects o
      where o.snapshot_id = v_run.snapshot_id and o.kind = 'tax' and o.loyverse_id is not null
        and jsonb_typeof(o.payload -> 'rate') = 'number'
+       and (o.payload ->> 'rate')::numeric between 0 and 1000  -- a hostile rate is ignored (unknown_tax)
        and coalesce(jsonb_typeof(o.payload -> 'deleted_at'), 'null') = 'null'
        and (jsonb_typeof(o.payload -> 'stores') is distinct from 'array' or o.payload -> 'stores' ? v_store)
      order by o.loyverse_id, o.seq;
@@ -102,9 +108,25 @@ begin
        and coalesce(jsonb_typeof(o.payload -> 'deleted_at'), 'null') = 'null'
      order by o.loyverse_id, o.seq;
 
+    -- Stock levels of the linked store (--with-inventory); negative stock is allowed.
+    create temp table _lv_stock on commit drop as
+    select distinct on (o.payload ->> 'variant_id') o.payload ->> 'variant_id' as variant_id,
+           case when jsonb_typeof(o.payload -> 'in_stock') = 'number'
+                     and (o.payload ->> 'in_stock')::numeric between -999999999 and 999999999
+                then round((o.payload ->> 'in_stock')::numeric, 3) end as qty,
+           o.payload -> 'in_stock' as raw
+      from loyverse.loyverse_snapshot_objects o
+     where v_inventory and o.snapshot_id = v_run.snapshot_id and o.kind = 'inventory'
+       and o.payload ->> 'store_id' = v_store and jsonb_typeof(o.payload -> 'variant_id') = 'string'
+     order by o.payload ->> 'variant_id', o.seq desc;
+
     -- Items, deduplicated by id (the first copy wins), then the selection.
     create temp table _lv_items on commit drop as
-    select distinct on (coalesce(o.loyverse_id, '#' || o.seq)) o.seq, o.loyverse_id as item_id, o.payload as i
+    -- i is the item without its variants (small: read many times without de-TOASTing the
+    -- whole payload again), variants the array as sent (SQL null when the key is absent).
+    select distinct on (coalesce(o.loyverse_id, '#' || o.seq)) o.seq, o.loyverse_id as item_id,
+           case when jsonb_typeof(o.payload) = 'object' then o.payload - 'variants' else o.payload end as i,
+           o.payload -> 'variants' as variants
       from loyverse.loyverse_snapshot_objects o
      where o.snapshot_id = v_run.snapshot_id and o.kind = 'item'
      order by coalesce(o.loyverse_id, '#' || o.seq), o.seq;
@@ -128,8 +150,8 @@ begin
     -- One row per variant (an item without variants yields one row that fails validation).
     create temp table _lv_rows on commit drop as
     with v as (
-        select it.seq as item_seq, it.item_id, it.i, vv.ord, vv.v,
-               case when jsonb_typeof(it.i -> 'variants') = 'array' then jsonb_array_length(it.i -> 'variants') else 0 end as n_variants,
+        select it.seq as item_seq, it.item_id, it.i, it.variants, vv.ord, vv.v,
+               case when jsonb_typeof(it.variants) = 'array' then jsonb_array_length(it.variants) else 0 end as n_variants,
                case when jsonb_typeof(vv.v -> 'variant_id') = 'string' and btrim(vv.v ->> 'variant_id') <> ''
                     then vv.v ->> 'variant_id' end as variant_id,
                se.e as se,
@@ -140,8 +162,8 @@ begin
                coalesce(jsonb_typeof(coalesce(vv.v -> v_sku_field, it.i -> v_sku_field)), 'null') as sku_type
           from _lv_items it
           cross join lateral jsonb_array_elements(
-                 case when jsonb_typeof(it.i -> 'variants') = 'array' and jsonb_array_length(it.i -> 'variants') > 0
-                      then it.i -> 'variants' else '[null]'::jsonb end) with ordinality vv(v, ord)
+                 case when jsonb_typeof(it.variants) = 'array' and jsonb_array_length(it.variants) > 0
+                      then it.variants else '[null]'::jsonb end) with ordinality vv(v, ord)
           left join lateral (
                  select e from jsonb_array_elements(case when jsonb_typeof(vv.v -> 'stores') = 'array'
                                                          then vv.v -> 'stores' else '[]'::jsonb end) e
@@ -170,7 +192,7 @@ begin
                case when jsonb_typeof(p.i -> 'category_id') = 'string' then p.i ->> 'category_id' end as cat_id
           from p
     ),
-    r as (
+    r as materialized (
         select q.*,
                case when jsonb_typeof(q.price_json) = 'number' then (q.price_json #>> '{}')::numeric end as raw_price
           from q
@@ -181,6 +203,10 @@ begin
                 when v_incl_tax and r.added_rate > 0 then r.raw_price * (1 + r.added_rate / 100)
                 when not v_incl_tax and r.included_rate > 0 then r.raw_price / (1 + r.included_rate / 100)
                 else r.raw_price end as adj_price,
+           -- our price / Loyverse price (price sync sends our price / price_factor back)
+           round(case when v_incl_tax and r.added_rate > 0 then 1 + r.added_rate / 100
+                      when not v_incl_tax and r.included_rate > 0 then 1 / (1 + r.included_rate / 100)
+                      else 1 end, 6) as price_factor,
            case when r.n_variants > 1 or coalesce(r.v ->> 'option1_value', r.v ->> 'option2_value', r.v ->> 'option3_value') is not null
                 then r.base_name || coalesce(' (' || nullif(concat_ws(' / ', r.v ->> 'option1_value', r.v ->> 'option2_value', r.v ->> 'option3_value'), '') || ')', '')
                 else r.base_name end as name,
@@ -189,7 +215,7 @@ begin
             or coalesce(jsonb_typeof(r.v -> 'deleted_at'), 'null') <> 'null') as deleted,
            array_remove(array[
              case when r.item_id is null then 'the item has no id' end,
-             case when jsonb_typeof(r.i -> 'variants') is distinct from 'array' and r.i ? 'variants' then 'variants is not a list'
+             case when jsonb_typeof(r.variants) is distinct from 'array' and r.variants is not null then 'variants is not a list'
                   when r.n_variants = 0 then 'the item has no variants' end,
              case when r.n_variants > 0 and r.variant_id is null then 'the variant has no variant_id' end,
              case when r.base_name is null then format('%s is missing or not text', v_name_field)
@@ -231,13 +257,15 @@ begin
 
     insert into loyverse.loyverse_import_plan
         (run_id, row_no, item_id, variant_id, item_seq, batch_no, item_name, name, sku, price, loyverse_price,
-         is_active, option1_value, option2_value, option3_value, category_ref, category_fallback, modifier_ids,
+         price_factor, stock_quantity, is_active, option1_value, option2_value, option3_value, category_ref, category_fallback, modifier_ids,
          extra, errors, needs_attention, attention_reason, decision, decision_reason)
     select p_run_id, r.row_no, r.item_id, r.variant_id, r.item_seq,
            (dense_rank() over (order by r.item_seq) - 1)::integer / v_batch,
            r.base_name, r.name, r.sku,
            case when cardinality(r.errors) = 0 then round(coalesce(r.adj_price, 0), v_dp) end,
            r.raw_price,
+           r.price_factor,
+           (select s.qty from _lv_stock s where s.variant_id = r.variant_id),
            coalesce(loyverse.jsonb_to_bool(r.se -> 'available_for_sale'), true),
            r.v ->> 'option1_value', r.v ->> 'option2_value', r.v ->> 'option3_value',
            case when r.cat_known then r.cat_id when r.cat_id is not null then '(fallback)' end,
@@ -406,7 +434,7 @@ begin
               join _lv_items it on it.item_id = p.item_id
               left join public.products pr on pr.id = p.product_id and p.match_rule = 'mapping'
              where p.run_id = p_run_id and p.decision in ('create', 'update', 'duplicate')
-               and (case when jsonb_typeof(it.i -> 'variants') = 'array' then jsonb_array_length(it.i -> 'variants') else 0 end > 1
+               and (case when jsonb_typeof(it.variants) = 'array' then jsonb_array_length(it.variants) else 0 end > 1
                     or jsonb_typeof(it.i -> 'option1_name') = 'string')
              group by p.item_id) g
       left join loyverse.loyverse_object_mappings om
@@ -496,6 +524,11 @@ begin
       from _lv_rows r
      where cardinality(r.errors) = 0 and loyverse.jsonb_to_bool(r.se -> 'available_for_sale') is false
     union all
+    select p_run_id, 'warning', 'invalid_stock', r.item_id, r.variant_id, r.name,
+           format('stock level %s is not a number in range: stock not imported', left(s.raw::text, 40))
+      from _lv_rows r join _lv_stock s on s.variant_id = r.variant_id
+     where cardinality(r.errors) = 0 and s.qty is null
+    union all
     select p_run_id, 'warning', 'unknown_category', min(r.item_id), null, min(r.base_name),
            format('category %s is not in the category list: imported under "Uncategorised"', left(r.cat_id, 64))
       from _lv_rows r
@@ -527,7 +560,7 @@ begin
      where it.item_id is not null and (m.id is null or not m.in_store)
     union all
     select p_run_id, 'warning', 'unknown_tax', it.item_id, null, it.i ->> 'item_name',
-           format('tax %s is not in the tax list (or not in this store): ignored', left(x.tid, 64))
+           format('tax %s is not in the tax list (or not in this store, or its rate is not 0..1000): ignored', left(x.tid, 64))
       from _lv_items it
       cross join lateral jsonb_array_elements_text(case when jsonb_typeof(it.i -> 'tax_ids') = 'array'
                                                         then it.i -> 'tax_ids' else '[]'::jsonb end) x(tid)

@@ -4,6 +4,7 @@ create function loyverse.import_journal_before(p_run_id bigint, p_table text, p_
 returns integer
 language plpgsql
 set search_path = ''
+set jit = off
 as $$
 declare
     v_rel text;

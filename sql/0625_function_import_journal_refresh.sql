@@ -4,6 +4,7 @@ create function loyverse.import_journal_refresh(p_run_id bigint)
 returns void
 language plpgsql
 set search_path = ''
+set jit = off
 as $$
 declare
     v_table text;

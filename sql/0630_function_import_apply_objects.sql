@@ -5,6 +5,8 @@ create function loyverse.import_apply_objects(p_run_id bigint)
 returns jsonb
 language plpgsql
 set search_path = ''
+set jit = off
+set enable_nestloop = off
 as $$
 declare
     v_rest uuid;
@@ -41,11 +43,14 @@ begin
     drop table if exists pg_temp._lv_groups;
     create temp table _lv_groups on commit drop as
     select o.local_id as id, o.name, o.description, o.option1_name, o.option2_name, o.option3_name,
-           (select c.local_id from loyverse.loyverse_import_plan p
-              join loyverse.loyverse_import_plan_objects c
-                on c.run_id = p.run_id and c.kind = 'category' and c.loyverse_id = p.category_ref
-             where p.run_id = p_run_id and p.item_id = o.loyverse_id limit 1) as category_id, o.decision
+           ic.category_id, o.decision
       from loyverse.loyverse_import_plan_objects o
+      left join (select distinct on (p.item_id) p.item_id, c.local_id as category_id
+                   from loyverse.loyverse_import_plan p
+                   join loyverse.loyverse_import_plan_objects c
+                     on c.run_id = p.run_id and c.kind = 'category' and c.loyverse_id = p.category_ref
+                  where p.run_id = p_run_id
+                  order by p.item_id, p.row_no) ic on ic.item_id = o.loyverse_id
      where o.run_id = p_run_id and o.kind = 'item';
 
     with ins as (

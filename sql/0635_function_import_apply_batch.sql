@@ -5,6 +5,8 @@ create function loyverse.import_apply_batch(p_run_id bigint, p_batch_no integer)
 returns jsonb
 language plpgsql
 set search_path = ''
+set jit = off
+set enable_nestloop = off
 as $$
 declare
     v_run loyverse.loyverse_import_runs;
@@ -29,19 +31,23 @@ begin
 
     drop table if exists pg_temp._lv_batch;
     create temp table _lv_batch on commit drop as
-    select p.*, c.local_id as category_id
+    select p.*, c.local_id as category_id,
+           -- stock is written only by an import --with-inventory; otherwise it stays as it is
+           case when coalesce(loyverse.jsonb_to_bool(v_run.options -> 'with_inventory'), false)
+                then p.stock_quantity else pr.stock_quantity end as stock
       from loyverse.loyverse_import_plan p
       left join loyverse.loyverse_import_plan_objects c
         on c.run_id = p.run_id and c.kind = 'category' and c.loyverse_id = p.category_ref
+      left join public.products pr on pr.id = p.product_id
      where p.run_id = p_run_id and (p_batch_no is null or p.batch_no = p_batch_no) and not p.done;
 
     -- New products (create and duplicate): ids were chosen when planning.
     execute format(
         'with ins as (
              insert into public.products (id, restaurant_id, category_id, product_group_id, name, sku, price,
-                                          is_active, option1_value, option2_value, option3_value%s)
+                                          is_active, option1_value, option2_value, option3_value, stock_quantity%s)
              select p.product_id, $2, p.category_id, p.group_id, p.name, p.sku, p.price, p.is_active,
-                    p.option1_value, p.option2_value, p.option3_value%s
+                    p.option1_value, p.option2_value, p.option3_value, p.stock%s
                from pg_temp._lv_batch p
               where p.decision in (''create'', ''duplicate'')
              on conflict (id) do nothing
@@ -57,20 +63,21 @@ begin
            from public.products pr join pg_temp._lv_batch p on p.product_id = pr.id
           where p.decision = ''update''
             and (pr.name, pr.sku, pr.price, pr.is_active, pr.category_id, pr.product_group_id,
-                 pr.option1_value, pr.option2_value, pr.option3_value%s)
+                 pr.option1_value, pr.option2_value, pr.option3_value, pr.stock_quantity%s)
                 is distinct from
                 (p.name, p.sku, p.price, p.is_active, coalesce(p.category_id, pr.category_id),
-                 coalesce(p.group_id, pr.product_group_id), p.option1_value, p.option2_value, p.option3_value%s)',
+                 coalesce(p.group_id, pr.product_group_id), p.option1_value, p.option2_value, p.option3_value,
+                 p.stock%s)',
         replace(v_extra_cols, ', ', ', pr.'), v_extra_vals)
         into v_changed;
     perform loyverse.import_journal_before(p_run_id, 'products', v_changed);
     execute format(
         'update public.products pr
             set (name, sku, price, is_active, category_id, product_group_id, option1_value, option2_value,
-                 option3_value%s, updated_at)
+                 option3_value, stock_quantity%s, updated_at)
               = (p.name, p.sku, p.price, p.is_active, coalesce(p.category_id, pr.category_id),
                  coalesce(p.group_id, pr.product_group_id), p.option1_value, p.option2_value,
-                 p.option3_value%s, now())
+                 p.option3_value, p.stock%s, now())
            from pg_temp._lv_batch p, unnest($1::text[]) k(id)
           where p.product_id = pr.id and p.decision = ''update'' and pr.id::text = k.id',
         v_extra_cols, v_extra_vals)
@@ -82,17 +89,19 @@ begin
       join _lv_batch p on m.restaurant_id = v_run.restaurant_id and m.loyverse_variant_id = p.variant_id
      where p.decision in ('create', 'update', 'duplicate')
        and (m.product_id, m.account_id, m.loyverse_item_id, m.loyverse_store_id, m.last_synced_price,
-            m.needs_attention, m.attention_reason)
+            m.needs_attention, m.attention_reason, m.price_factor)
            is distinct from
            (p.product_id, v_run.account_id, p.item_id, v_store, round(p.loyverse_price, 2),
-            p.needs_attention, p.attention_reason);
+            p.needs_attention, p.attention_reason, p.price_factor);
     perform loyverse.import_journal_before(p_run_id, 'loyverse_item_mappings', v_ids);
     with up as (
         insert into loyverse.loyverse_item_mappings as m
             (product_id, restaurant_id, account_id, loyverse_item_id, loyverse_variant_id, loyverse_store_id,
-             last_synced_price, last_synced_at, sync_direction, needs_attention, attention_reason, import_run_id)
+             last_synced_price, last_synced_at, sync_direction, needs_attention, attention_reason, import_run_id,
+             price_factor)
         select p.product_id, v_run.restaurant_id, v_run.account_id, p.item_id, p.variant_id, v_store,
-               round(p.loyverse_price, 2), now(), 'FROM_LOYVERSE', p.needs_attention, p.attention_reason, p_run_id
+               round(p.loyverse_price, 2), now(), 'FROM_LOYVERSE', p.needs_attention, p.attention_reason, p_run_id,
+               p.price_factor
           from _lv_batch p
          where p.decision in ('create', 'update', 'duplicate')
         on conflict (restaurant_id, loyverse_variant_id) do update
@@ -101,12 +110,12 @@ begin
                last_synced_price = excluded.last_synced_price, last_synced_at = excluded.last_synced_at,
                sync_direction = 'FROM_LOYVERSE', needs_attention = excluded.needs_attention,
                attention_reason = excluded.attention_reason, import_run_id = excluded.import_run_id,
-               updated_at = now()
+               price_factor = excluded.price_factor, updated_at = now()
          where (m.product_id, m.account_id, m.loyverse_item_id, m.loyverse_store_id, m.last_synced_price,
-                m.needs_attention, m.attention_reason)
+                m.needs_attention, m.attention_reason, m.price_factor)
                is distinct from
                (excluded.product_id, excluded.account_id, excluded.loyverse_item_id, excluded.loyverse_store_id,
-                excluded.last_synced_price, excluded.needs_attention, excluded.attention_reason)
+                excluded.last_synced_price, excluded.needs_attention, excluded.attention_reason, excluded.price_factor)
         returning m.id, m.product_id, (m.xmax = 0) as inserted)
     , j as (
         insert into loyverse.loyverse_import_journal (run_id, table_name, row_key, action)
@@ -129,6 +138,23 @@ begin
     select p_run_id, 'product_modifier_groups', ins.product_id::text || ':' || ins.modifier_group_id::text, 'INSERT'
       from ins
     on conflict do nothing;
+
+    -- Links to Loyverse modifiers the item no longer has (or that left the store) are removed
+    -- (journaled, so undo puts them back); links to our own modifier groups stay.
+    select array_agg(l.product_id::text || ':' || l.modifier_group_id::text) into v_ids
+      from public.product_modifier_groups l
+      join _lv_batch p on p.product_id = l.product_id
+      join loyverse.loyverse_object_mappings om
+        on om.restaurant_id = v_run.restaurant_id and om.kind = 'modifier' and om.local_id = l.modifier_group_id
+     where p.decision in ('create', 'update', 'duplicate') and not (om.loyverse_id = any (p.modifier_ids));
+    if v_ids is not null then
+        perform loyverse.import_journal_before(p_run_id, 'product_modifier_groups', v_ids, 'DELETE');
+        delete from public.product_modifier_groups l
+         using unnest(v_ids) k(key)
+         where l.product_id::text || ':' || l.modifier_group_id::text = k.key;
+        select array_agg(distinct split_part(k.key, ':', 1)) || coalesce(v_changed, '{}') into v_changed
+          from unnest(v_ids) k(key);
+    end if;
 
     update loyverse.loyverse_import_plan p
        set done = true,

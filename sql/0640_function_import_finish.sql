@@ -5,6 +5,8 @@ create function loyverse.import_finish(p_run_id bigint)
 returns jsonb
 language plpgsql
 set search_path = ''
+set jit = off
+set enable_nestloop = off
 as $$
 declare
     v_run loyverse.loyverse_import_runs;

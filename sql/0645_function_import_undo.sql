@@ -5,6 +5,7 @@ create function loyverse.import_undo(p_run_id bigint, p_force boolean default fa
 returns jsonb
 language plpgsql
 set search_path = ''
+set jit = off
 as $$
 declare
     v_run loyverse.loyverse_import_runs;

@@ -77,12 +77,17 @@ def to_jsonb_text(obj: Any) -> str:
     return text
 
 
-def _object_id(kind: str, obj: dict[str, Any]) -> str | None:
+def _object_id(kind: str, obj: Any) -> str | None:
+    if not isinstance(obj, dict):
+        return None  # kept as it came: the import reports it
     if kind == "inventory":
         v, s = obj.get("variant_id"), obj.get("store_id")
-        return f"{v}:{s}" if isinstance(v, str) and isinstance(s, str) else None
-    ident = obj.get("id")
-    return ident if isinstance(ident, str) and ident.strip() else None
+        ident = f"{v}:{s}" if isinstance(v, str) and isinstance(s, str) else None
+    else:
+        ident = obj.get("id")
+        ident = ident if isinstance(ident, str) and ident.strip() else None
+    # as in to_jsonb_text: text columns cannot hold NUL
+    return ident.replace("\x00", "\ufffd") if ident is not None else None
 
 
 def fetch(

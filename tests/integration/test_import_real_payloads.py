@@ -92,3 +92,15 @@ def test_reject_unknown_category_fails_those_items_and_imports_the_rest(
     errors = [i for i in result["issues"] if i["severity"] == "error"]
     assert any("unknown category" in i["message"] for i in errors)
     assert result["created"] > 0
+
+
+def test_with_inventory_imports_stock_including_negative(dsn: str, conn: psycopg.Connection[Any], linked: dict[str, Any]) -> None:
+    snap = snapshot.get_or_fetch(dsn, linked["restaurant_id"], with_inventory=True)
+    assert snap.counts.get("inventory", 0) > 0
+    result = runs.run(dsn, linked["restaurant_id"], snap.id, runs.Options(with_inventory=True))
+    assert result["created"] > 0
+    stock = conn.execute(
+        "select p.stock_quantity from public.products p join loyverse.loyverse_item_mappings m on m.product_id = p.id"
+        " where m.loyverse_variant_id = '97defbbc-5ab8-4920-867d-c09faf5b2b55'").fetchone()
+    assert stock is not None and stock["stock_quantity"] == decimal.Decimal("-41")
+    assert conn.execute("select count(*) as n from public.products where stock_quantity is not null").fetchone()["n"] > 1

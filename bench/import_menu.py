@@ -1,0 +1,129 @@
+"""Benchmark of the menu import: a generated menu from the emulator (default 10,000 items,
+~19,000 live variants), fetch phase (requests, seconds) reported apart from the DB phase; the
+DB phase against a row-by-row baseline (one INSERT per row into the same tables, same run);
+a re-import of the unchanged menu (rows written, proved with xmin); and a menu-size curve.
+
+    .venv/bin/python bench/import_menu.py [--items 10000] [--curve 100,1000,10000]
+
+Uses a scratch database `lvs_bench_import` on the local server (dropped at the end).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+import uuid
+from typing import Any
+
+import psycopg
+from psycopg import rows
+
+from loyverse_sync import accounts, config, crypto, db
+from loyverse_sync.emulator import server
+from loyverse_sync.importer import runs, snapshot, testing
+
+TABLES = ["public.products", "public.categories", "public.product_groups", "loyverse.loyverse_item_mappings"]
+
+
+def _versions(conn: psycopg.Connection[Any], restaurant_id: str) -> dict[str, set[tuple[str, str]]]:
+    return {t: {(r["id"], r["xmin"]) for r in conn.execute(
+        f"select id::text as id, xmin::text as xmin from {t} where restaurant_id = %s", (restaurant_id,))}
+        for t in TABLES}
+
+
+def _import(dsn: str, conn: psycopg.Connection[Any], emu: server.EmulatorServer, name: str) -> dict[str, Any]:
+    restaurant_id, _account, _store = testing.link_emulator(conn, emu, restaurant=name, account=name)
+    t0 = time.perf_counter()
+    snap = snapshot.fetch(dsn, restaurant_id)
+    fetch_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    result = runs.run(dsn, restaurant_id, snap.id, runs.Options())
+    db_s = time.perf_counter() - t0
+    return {"restaurant_id": restaurant_id, "snapshot": snap, "fetch_s": fetch_s, "db_s": db_s, "result": result}
+
+
+def _row_by_row(conn: psycopg.Connection[Any], run_id: int, restaurant_id: str, account_id: int, store: str) -> tuple[float, int]:
+    """One INSERT per row, the same rows the set-based run wrote (categories, products,
+    mappings), into the same tables for another restaurant; one transaction."""
+    cats = conn.execute("select loyverse_id, name from loyverse.loyverse_import_plan_objects"
+                        " where run_id = %s and kind = 'category'", (run_id,)).fetchall()
+    plan = conn.execute("select * from loyverse.loyverse_import_plan where run_id = %s and decision = 'create'"
+                        " order by row_no", (run_id,)).fetchall()
+    n = 0
+    t0 = time.perf_counter()
+    with conn.transaction():
+        conn.execute("select set_config('loyverse_sync.origin', 'loyverse', true)")
+        cat_ids = {}
+        for c in cats:
+            cat_ids[c["loyverse_id"]] = conn.execute(
+                "insert into public.categories (restaurant_id, name) values (%s, %s) returning id",
+                (restaurant_id, c["name"])).fetchone()["id"]
+            n += 1
+        for p in plan:
+            pid = conn.execute(
+                "insert into public.products (restaurant_id, category_id, name, sku, price, is_active,"
+                " option1_value, option2_value, option3_value) values (%s, %s, %s, %s, %s, %s, %s, %s, %s) returning id",
+                (restaurant_id, cat_ids.get(p["category_ref"]), p["name"], p["sku"], p["price"], p["is_active"],
+                 p["option1_value"], p["option2_value"], p["option3_value"])).fetchone()["id"]
+            conn.execute(
+                "insert into loyverse.loyverse_item_mappings (product_id, restaurant_id, account_id, loyverse_item_id,"
+                " loyverse_variant_id, loyverse_store_id, last_synced_price, price_factor)"
+                " values (%s, %s, %s, %s, %s, %s, %s, %s)",
+                (pid, restaurant_id, account_id, p["item_id"], p["variant_id"], store, p["loyverse_price"], p["price_factor"]))
+            n += 2
+    return time.perf_counter() - t0, n
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--items", type=int, default=10000)
+    ap.add_argument("--curve", default="100,1000,10000")
+    args = ap.parse_args()
+    os.environ.setdefault("LOYVERSE_SYNC_HOME", tempfile.mkdtemp())
+    os.environ["LOYVERSE_SYNC_KEY"] = crypto.new_key().decode()
+    admin = (config.local_server("postgres") or config.embedded_server("postgres")).conninfo
+    name = "lvs_bench_import"
+    with psycopg.connect(admin, autocommit=True) as c:
+        c.execute(f"drop database if exists {name} with (force)")
+        c.execute(f"create database {name}")
+    dsn = psycopg.conninfo.make_conninfo(admin, dbname=name)
+    try:
+        db.migrate(dsn)
+        with psycopg.connect(dsn, autocommit=True, row_factory=rows.dict_row) as conn:
+            with server.EmulatorServer(menu=args.items, token="tok", merchants=1, seed=7) as emu:
+                first = _import(dsn, conn, emu, "Bench")
+                r = first["result"]
+                variants = len(emu.state.items(include_deleted=True))
+                print(f"menu: {variants} items, {r['created']} live variants imported, status {r['status']}")
+                print(f"fetch phase: {first['snapshot'].requests_made} requests, {first['fetch_s']:.2f} s")
+                print(f"DB phase (plan + write + finish, set-based): {first['db_s']:.2f} s")
+                before = _versions(conn, first["restaurant_id"])
+                t0 = time.perf_counter()
+                again = runs.run(dsn, first["restaurant_id"], first["snapshot"].id, runs.Options())
+                re_s = time.perf_counter() - t0
+                after = _versions(conn, first["restaurant_id"])
+                changed = sum(len(after[t] - before[t]) for t in TABLES)
+                print(f"re-import of the unchanged menu: {re_s:.2f} s, created {again['created']}, "
+                      f"updated {again['updated']}, row versions changed (xmin): {changed}")
+                link = conn.execute("select account_id, store_id from loyverse.loyverse_restaurant_links"
+                                    " where restaurant_id = %s", (first["restaurant_id"],)).fetchone()
+                baseline_rid = accounts.add_restaurant(conn, f"Baseline {uuid.uuid4().hex[:6]}")
+                base_s, base_rows = _row_by_row(conn, r["run_id"], baseline_rid, link["account_id"], link["store_id"])
+                print(f"row-by-row baseline: {base_rows} INSERTs in {base_s:.2f} s; "
+                      f"set-based DB phase is {base_s / first['db_s']:.1f}x faster")
+            print("menu-size curve (DB phase):")
+            for n in [int(x) for x in args.curve.split(",") if x]:
+                with server.EmulatorServer(menu=n, token="tok", merchants=1, seed=7) as emu:
+                    out = _import(dsn, conn, emu, f"Curve {n} {uuid.uuid4().hex[:4]}")
+                    v = out["result"]["created"]
+                    print(f"  {n:>6} items / {v:>6} variants: DB {out['db_s']:.2f} s "
+                          f"({1000 * out['db_s'] / max(v, 1):.3f} ms/variant), fetch {out['fetch_s']:.2f} s")
+    finally:
+        with psycopg.connect(admin, autocommit=True) as c:
+            c.execute(f"drop database if exists {name} with (force)")
+
+
+if __name__ == "__main__":
+    main()
