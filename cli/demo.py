@@ -155,7 +155,12 @@ def _wait_for_drain(
 
 
 def compare_prices(conn: psycopg.Connection[Any], state: dict[str, Any]) -> tuple[int, list[str]]:
-    """Every mapped product's rounded price vs the emulator's price for its store."""
+    """Every mapped product's price vs the emulator's price for its store.
+
+    Loyverse should hold our price after the restaurant's rounding, divided by the mapping's
+    price factor (the import's tax conversion; 1 when none). Products whose mapping needs
+    attention (a VARIABLE price in Loyverse, entered at the counter) have no price to compare.
+    """
     prices: dict[tuple[str, str], Decimal] = {}
     for merchant in state.values():
         for item in merchant.get("items", []):
@@ -168,11 +173,13 @@ def compare_prices(conn: psycopg.Connection[Any], state: dict[str, Any]) -> tupl
     rows = conn.execute(
         """
         select p.name, m.loyverse_variant_id, m.loyverse_store_id,
-               loyverse.round_price(p.price, s.price_rounding_rule, a.decimal_places) as expected
+               round(loyverse.round_price(p.price, s.price_rounding_rule, a.decimal_places) / m.price_factor,
+                     a.decimal_places) as expected
           from loyverse.loyverse_item_mappings m
           join public.products p on p.id = m.product_id
           join loyverse.accounts a on a.id = m.account_id
           join loyverse.loyverse_price_sync_settings s on s.restaurant_id = m.restaurant_id
+         where not m.needs_attention
         """
     ).fetchall()
     mismatches = []
