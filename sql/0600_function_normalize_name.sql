@@ -5,7 +5,8 @@ returns text
 language sql
 immutable
 parallel safe
-set search_path = ''
+-- No SET clause: the SQL-standard body is bound when created (no search_path lookup at run
+-- time), and a function with SET is never inlined: the import calls this per row.
 return lower(regexp_replace(btrim(p_name), '\s+', ' ', 'g'));
 
 comment on function loyverse.normalize_name(text) is

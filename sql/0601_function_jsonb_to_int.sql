@@ -5,7 +5,8 @@ returns integer
 language sql
 immutable
 parallel safe
-set search_path = ''
+-- No SET clause: the SQL-standard body is bound when created (no search_path lookup at run
+-- time), and a function with SET is never inlined: the import calls this per row.
 return case when jsonb_typeof(p_value) = 'number' then
             case when (p_value #>> '{}')::numeric between -2147483648 and 2147483647
                  then round((p_value #>> '{}')::numeric)::integer end end;

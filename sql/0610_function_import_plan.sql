@@ -7,6 +7,8 @@ language plpgsql
 set search_path = ''
 set jit = off
 set enable_nestloop = off
+set work_mem = '64MB'
+set enable_memoize = off
 as $$
 declare
     v_run loyverse.loyverse_import_runs;
@@ -78,7 +80,7 @@ begin
 
     -- Valid, live categories, taxes and modifiers of the snapshot.
     drop table if exists pg_temp._lv_cats, pg_temp._lv_taxes, pg_temp._lv_mods, pg_temp._lv_items, pg_temp._lv_rows,
-        pg_temp._lv_stock;
+        pg_temp._lv_stock, pg_temp._lv_plan;
     create temp table _lv_cats on commit drop as
     select distinct on (o.loyverse_id) o.loyverse_id as id, btrim(o.payload ->> 'name') as name, o.seq
       from loyverse.loyverse_snapshot_objects o
@@ -124,12 +126,17 @@ begin
     create temp table _lv_items on commit drop as
     -- i is the item without its variants (small: read many times without de-TOASTing the
     -- whole payload again), variants the array as sent (SQL null when the key is absent).
-    select distinct on (coalesce(o.loyverse_id, '#' || o.seq)) o.seq, o.loyverse_id as item_id,
+    -- (deduplicated by an anti join on the keys: sorting whole payloads spilled to disk)
+    select o.seq, o.loyverse_id as item_id,
            case when jsonb_typeof(o.payload) = 'object' then o.payload - 'variants' else o.payload end as i,
            o.payload -> 'variants' as variants
       from loyverse.loyverse_snapshot_objects o
      where o.snapshot_id = v_run.snapshot_id and o.kind = 'item'
-     order by coalesce(o.loyverse_id, '#' || o.seq), o.seq;
+       and not exists (select 1 from loyverse.loyverse_snapshot_objects o2
+                        where o2.snapshot_id = v_run.snapshot_id and o2.kind = 'item'
+                          and o2.loyverse_id = o.loyverse_id and o2.seq < o.seq);
+
+    analyze _lv_items;
 
     if v_selecting then
         delete from _lv_items it
@@ -150,7 +157,7 @@ begin
     -- One row per variant (an item without variants yields one row that fails validation).
     create temp table _lv_rows on commit drop as
     with v as (
-        select it.seq as item_seq, it.item_id, it.i, it.variants, vv.ord, vv.v,
+        select it.seq as item_seq, it.item_id, it.i, jsonb_typeof(it.variants) as variants_type, vv.ord, vv.v,
                case when jsonb_typeof(it.variants) = 'array' then jsonb_array_length(it.variants) else 0 end as n_variants,
                case when jsonb_typeof(vv.v -> 'variant_id') = 'string' and btrim(vv.v ->> 'variant_id') <> ''
                     then vv.v ->> 'variant_id' end as variant_id,
@@ -215,7 +222,7 @@ begin
             or coalesce(jsonb_typeof(r.v -> 'deleted_at'), 'null') <> 'null') as deleted,
            array_remove(array[
              case when r.item_id is null then 'the item has no id' end,
-             case when jsonb_typeof(r.variants) is distinct from 'array' and r.variants is not null then 'variants is not a list'
+             case when r.variants_type <> 'array' then 'variants is not a list'
                   when r.n_variants = 0 then 'the item has no variants' end,
              case when r.n_variants > 0 and r.variant_id is null then 'the variant has no variant_id' end,
              case when r.base_name is null then format('%s is missing or not text', v_name_field)
@@ -243,6 +250,7 @@ begin
                        and coalesce(jsonb_typeof(r.v -> 'option3_value'), 'null') = 'null' then 'option3_value is missing' end
            ]::text[], null) as errors
       from r;
+    analyze _lv_rows;
 
     -- Duplicate SKUs inside Loyverse: the first variant keeps it, the others are rejected.
     update _lv_rows x
@@ -255,7 +263,10 @@ begin
             window w as (partition by r.sku order by r.row_no)) d
      where d.row_no = x.row_no and d.n > 1;
 
-    insert into loyverse.loyverse_import_plan
+    -- The plan is built in a temp table (no WAL, no shared indexes to maintain while the
+    -- passes below refine it) and inserted into loyverse_import_plan once, at the end.
+    create temp table _lv_plan (like loyverse.loyverse_import_plan including defaults) on commit drop;
+    insert into _lv_plan
         (run_id, row_no, item_id, variant_id, item_seq, batch_no, item_name, name, sku, price, loyverse_price,
          price_factor, stock_quantity, is_active, option1_value, option2_value, option3_value, category_ref, category_fallback, modifier_ids,
          extra, errors, needs_attention, attention_reason, decision, decision_reason)
@@ -274,25 +285,28 @@ begin
                        from _lv_mods m
                       where m.in_store and jsonb_typeof(r.i -> 'modifier_ids') = 'array'
                         and r.i -> 'modifier_ids' ? m.id), '{}'),
-           coalesce((select jsonb_object_agg(x.key,
+           case when v_extra = '{}' then '{}' else coalesce((select jsonb_object_agg(x.key,
                               case when jsonb_typeof(coalesce(r.v -> (x.value #>> '{}'), r.i -> (x.value #>> '{}'))) in ('string', 'number', 'boolean')
                                    then coalesce(r.v -> (x.value #>> '{}'), r.i -> (x.value #>> '{}')) #>> '{}' end)
-                       from jsonb_each(v_extra) x), '{}'),
+                       from jsonb_each(v_extra) x), '{}') end,
            r.errors,
            r.pricing_type = 'VARIABLE',
            case when r.pricing_type = 'VARIABLE' then 'VARIABLE price in Loyverse: imported as 0' end,
            case when cardinality(r.errors) > 0 then 'fail' when r.deleted then 'skip' end,
            case when cardinality(r.errors) > 0 then array_to_string(r.errors, '; ') when r.deleted then 'deleted in Loyverse' end
       from _lv_rows r;
+    create index on _lv_plan (row_no);
+    create index on _lv_plan (variant_id);
+    analyze _lv_plan;
 
     -- Conflict detection, in order: an existing mapping, the same SKU, the same name.
-    update loyverse.loyverse_import_plan p
+    update _lv_plan p
        set match_rule = 'mapping', matched_product_id = m.product_id, matched_variant_id = m.loyverse_variant_id
       from loyverse.loyverse_item_mappings m
      where p.run_id = p_run_id and p.decision is null
        and m.restaurant_id = v_run.restaurant_id and m.loyverse_variant_id = p.variant_id;
 
-    update loyverse.loyverse_import_plan p
+    update _lv_plan p
        set match_rule = 'sku', matched_product_id = pr.id, matched_variant_id = m.loyverse_variant_id
       from public.products pr
       left join loyverse.loyverse_item_mappings m on m.product_id = pr.id
@@ -301,7 +315,7 @@ begin
 
     -- Name matches ignore products already linked to another Loyverse variant (a menu may
     -- repeat a name legitimately); the oldest product of that name wins.
-    update loyverse.loyverse_import_plan p
+    update _lv_plan p
        set match_rule = 'name', matched_product_id = c.id
       from (select distinct on (loyverse.normalize_name(pr.name)) loyverse.normalize_name(pr.name) as k, pr.id
               from public.products pr
@@ -311,14 +325,17 @@ begin
      where p.run_id = p_run_id and p.decision is null and p.match_rule is null
        and c.k = loyverse.normalize_name(p.name);
 
-    update loyverse.loyverse_import_plan p
+    update _lv_plan p
        set matched_name = pr.name
       from public.products pr
      where p.run_id = p_run_id and pr.id = p.matched_product_id;
 
     -- Resolution: a decision from the decisions file (by variant id, else item id) wins.
-    update loyverse.loyverse_import_plan p
-       set decision = d.decision, decision_reason = d.reason
+    update _lv_plan p
+       set decision = d.decision, decision_reason = d.reason,
+           -- targets: an update writes the matched product, a create or duplicate a new id chosen now
+           product_id = case when d.decision = 'update' then p.matched_product_id
+                             when d.decision in ('create', 'duplicate') then gen_random_uuid() end
       from (select p2.row_no,
                    coalesce(v_decisions ->> p2.variant_id, v_decisions ->> p2.item_id) as chosen,
                    case
@@ -338,36 +355,31 @@ begin
                      when p2.match_rule is not null and v_conflict <> 'manual' then format('--conflict %s', v_conflict)
                      when p2.match_rule is null then 'new'
                    end as reason
-              from loyverse.loyverse_import_plan p2
+              from _lv_plan p2
              where p2.run_id = p_run_id and p2.decision is null) d
      where p.run_id = p_run_id and p.row_no = d.row_no;
 
     -- Updates that cannot be: a product linked to another variant, or two variants for one product.
-    update loyverse.loyverse_import_plan p
-       set decision = 'fail',
+    update _lv_plan p
+       set decision = 'fail', product_id = null,
            decision_reason = format('product "%s" is already linked to Loyverse variant %s', p.matched_name, p.matched_variant_id),
            errors = p.errors || format('product "%s" is already linked to Loyverse variant %s', p.matched_name, p.matched_variant_id)
      where p.run_id = p_run_id and p.decision = 'update' and p.match_rule <> 'mapping'
        and p.matched_variant_id is not null and p.matched_variant_id <> p.variant_id;
 
-    update loyverse.loyverse_import_plan p
-       set decision = 'fail',
+    update _lv_plan p
+       set decision = 'fail', product_id = null,
            decision_reason = format('variant %s already updates product "%s"', d.first_variant, p.matched_name),
            errors = p.errors || format('variant %s already updates product "%s"', d.first_variant, p.matched_name)
       from (select p2.row_no, row_number() over w as n, first_value(p2.variant_id) over w as first_variant
-              from loyverse.loyverse_import_plan p2
+              from _lv_plan p2
              where p2.run_id = p_run_id and p2.decision = 'update'
             window w as (partition by p2.matched_product_id order by p2.match_rule = 'mapping' desc, p2.row_no)) d
      where p.run_id = p_run_id and p.row_no = d.row_no and d.n > 1;
 
-    -- Targets: an update writes the matched product, a create or duplicate a new id chosen now.
-    update loyverse.loyverse_import_plan p
-       set product_id = case when p.decision = 'update' then p.matched_product_id else gen_random_uuid() end
-     where p.run_id = p_run_id and p.decision in ('create', 'update', 'duplicate');
-
     -- Duplicates: " (Loyverse)", " (Loyverse 2)", ... after the highest suffix in use, and a
     -- SKU with the same suffix ("-LV", "-LV2", ...).
-    update loyverse.loyverse_import_plan p
+    update _lv_plan p
        set name = d.base || case when d.n = 1 then ' (Loyverse)' else format(' (Loyverse %s)', d.n) end,
            sku = case when p.sku is null then null
                       when d.n = 1 then p.sku || '-LV' else p.sku || '-LV' || d.n end
@@ -378,12 +390,12 @@ begin
                                 and (loyverse.normalize_name(pr.name) like loyverse.normalize_name(p2.name) || ' (loyverse%)'
                                      or (p2.sku is not null and pr.sku like p2.sku || '-LV%'))), 0)
                    + row_number() over (partition by loyverse.normalize_name(p2.name) order by p2.row_no) as n
-              from loyverse.loyverse_import_plan p2
+              from _lv_plan p2
              where p2.run_id = p_run_id and p2.decision = 'duplicate') d
      where p.run_id = p_run_id and p.row_no = d.row_no;
 
     -- A SKU that another product of the restaurant already has cannot be written.
-    update loyverse.loyverse_import_plan p
+    update _lv_plan p
        set decision = 'fail',
            decision_reason = format('SKU %s is already used by product "%s"', p.sku, pr.name),
            errors = p.errors || format('SKU %s is already used by product "%s"', p.sku, pr.name)
@@ -401,12 +413,12 @@ begin
                 then 'update' else 'create' end
       from (select c.id, c.name from _lv_cats c
              where not v_selecting
-                or exists (select 1 from loyverse.loyverse_import_plan p
+                or exists (select 1 from _lv_plan p
                             where p.run_id = p_run_id and p.category_ref = c.id
                               and p.decision in ('create', 'update', 'duplicate'))
             union all
             select '(fallback)', 'Uncategorised'
-             where exists (select 1 from loyverse.loyverse_import_plan p
+             where exists (select 1 from _lv_plan p
                             where p.run_id = p_run_id and p.category_ref = '(fallback)'
                               and p.decision in ('create', 'update', 'duplicate'))) c
       left join loyverse.loyverse_object_mappings om
@@ -430,7 +442,7 @@ begin
                    min(case when jsonb_typeof(it.i -> 'option3_name') = 'string' then it.i ->> 'option3_name' end) as o3,
                    min(case when jsonb_typeof(it.i -> 'description') = 'string' then it.i ->> 'description' end) as descr,
                    (array_agg(pr.product_group_id) filter (where pr.product_group_id is not null))[1] as existing_group
-              from loyverse.loyverse_import_plan p
+              from _lv_plan p
               join _lv_items it on it.item_id = p.item_id
               left join public.products pr on pr.id = p.product_id and p.match_rule = 'mapping'
              where p.run_id = p_run_id and p.decision in ('create', 'update', 'duplicate')
@@ -440,7 +452,7 @@ begin
       left join loyverse.loyverse_object_mappings om
              on om.restaurant_id = v_run.restaurant_id and om.kind = 'item' and om.loyverse_id = g.item_id;
 
-    update loyverse.loyverse_import_plan p
+    update _lv_plan p
        set group_id = o.local_id
       from loyverse.loyverse_import_plan_objects o
      where p.run_id = p_run_id and o.run_id = p_run_id and o.kind = 'item' and o.loyverse_id = p.item_id
@@ -461,7 +473,7 @@ begin
                           where x.restaurant_id = v_run.restaurant_id
                             and loyverse.normalize_name(x.name) = loyverse.normalize_name(m.name)
                           order by x.created_at, x.id limit 1) byname on om.local_id is null
-     where exists (select 1 from loyverse.loyverse_import_plan p
+     where exists (select 1 from _lv_plan p
                     where p.run_id = p_run_id and p.decision in ('create', 'update', 'duplicate')
                       and m.id = any (p.modifier_ids));
 
@@ -495,16 +507,16 @@ begin
     -- The report: errors, warnings and what cannot carry over faithfully.
     insert into loyverse.loyverse_import_issues (run_id, severity, code, item_id, variant_id, name, message)
     select p_run_id, 'error', 'invalid', p.item_id, p.variant_id, coalesce(p.name, p.item_name), e
-      from loyverse.loyverse_import_plan p cross join lateral unnest(p.errors) e
+      from _lv_plan p cross join lateral unnest(p.errors) e
      where p.run_id = p_run_id
     union all
     select p_run_id, 'fidelity', 'deleted', p.item_id, p.variant_id, p.name, 'deleted in Loyverse: not imported'
-      from loyverse.loyverse_import_plan p
+      from _lv_plan p
      where p.run_id = p_run_id and p.decision = 'skip' and p.decision_reason = 'deleted in Loyverse'
     union all
     select p_run_id, 'fidelity', 'variable_price', p.item_id, p.variant_id, p.name,
            'VARIABLE price (entered at the counter in Loyverse): imported as 0 and flagged'
-      from loyverse.loyverse_import_plan p
+      from _lv_plan p
      where p.run_id = p_run_id and p.needs_attention and p.decision in ('create', 'update', 'duplicate')
     union all
     select p_run_id, 'fidelity', 'price_rounded', r.item_id, r.variant_id, r.name,
@@ -535,18 +547,21 @@ begin
      where cardinality(r.errors) = 0 and r.cat_id is not null and not r.cat_known
      group by r.item_id, r.cat_id
     union all
-    select p_run_id, f.severity, f.code, it.item_id, null, it.i ->> 'item_name', f.message
+    select p_run_id, 'fidelity', 'composite', it.item_id, null, it.i ->> 'item_name',
+           'composite item (made of other items): imported as a plain product'
       from _lv_items it
-      cross join lateral (values
-          ('fidelity', 'composite', 'composite item (made of other items): imported as a plain product',
-           coalesce(loyverse.jsonb_to_bool(it.i -> 'is_composite'), false)),
-          ('fidelity', 'sold_by_weight', 'sold by weight in Loyverse: imported with its unit price',
-           coalesce(loyverse.jsonb_to_bool(it.i -> 'sold_by_weight'), false)),
-          ('fidelity', 'several_taxes', format('%s taxes in Loyverse; our catalogue keeps none',
-                                              case when jsonb_typeof(it.i -> 'tax_ids') = 'array' then jsonb_array_length(it.i -> 'tax_ids') end),
-           case when jsonb_typeof(it.i -> 'tax_ids') = 'array' then jsonb_array_length(it.i -> 'tax_ids') > 1 else false end)
-        ) f(severity, code, message, hit)
-     where f.hit and it.item_id is not null
+     where it.item_id is not null and loyverse.jsonb_to_bool(it.i -> 'is_composite')
+    union all
+    select p_run_id, 'fidelity', 'sold_by_weight', it.item_id, null, it.i ->> 'item_name',
+           'sold by weight in Loyverse: imported with its unit price'
+      from _lv_items it
+     where it.item_id is not null and loyverse.jsonb_to_bool(it.i -> 'sold_by_weight')
+    union all
+    select p_run_id, 'fidelity', 'several_taxes', it.item_id, null, it.i ->> 'item_name',
+           format('%s taxes in Loyverse; our catalogue keeps none', jsonb_array_length(it.i -> 'tax_ids'))
+      from _lv_items it
+     where it.item_id is not null
+       and case when jsonb_typeof(it.i -> 'tax_ids') = 'array' then jsonb_array_length(it.i -> 'tax_ids') > 1 else false end
     union all
     select p_run_id, case when m.id is null then 'warning' else 'fidelity' end,
            case when m.id is null then 'unknown_modifier' else 'modifier_not_in_store' end,
@@ -565,6 +580,8 @@ begin
       cross join lateral jsonb_array_elements_text(case when jsonb_typeof(it.i -> 'tax_ids') = 'array'
                                                         then it.i -> 'tax_ids' else '[]'::jsonb end) x(tid)
      where it.item_id is not null and not exists (select 1 from _lv_taxes t where t.id = x.tid);
+
+    insert into loyverse.loyverse_import_plan select * from _lv_plan;
 
     -- The run row's progress (items_total) is left to the caller: during an atomic run it is
     -- written from another connection, and a lock taken here would block that.

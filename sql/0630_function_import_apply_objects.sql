@@ -1,6 +1,7 @@
 -- Writes the objects around products for an import run: categories, product groups,
 -- modifier groups and options (create, or update only what differs), with journal and
--- object mappings. Idempotent: a resumed run calls it again harmlessly.
+-- object mappings. A created row's after-image is journaled with it (import_finish then
+-- refreshes only the after-images of updated rows). Idempotent: a resumed run calls it again harmlessly.
 create function loyverse.import_apply_objects(p_run_id bigint)
 returns jsonb
 language plpgsql
@@ -24,9 +25,9 @@ begin
         select o.local_id, v_rest, o.name from loyverse.loyverse_import_plan_objects o
          where o.run_id = p_run_id and o.kind = 'category' and o.decision = 'create'
         on conflict (id) do nothing
-        returning id)
-    insert into loyverse.loyverse_import_journal (run_id, table_name, row_key, action)
-    select p_run_id, 'categories', ins.id::text, 'INSERT' from ins
+        returning *)
+    insert into loyverse.loyverse_import_journal (run_id, table_name, row_key, action, after_image)
+    select p_run_id, 'categories', ins.id::text, 'INSERT', to_jsonb(ins) from ins
     on conflict do nothing;
     get diagnostics v_n = row_count; v_created := v_created + v_n;
 
@@ -58,9 +59,9 @@ begin
         select g.id, v_rest, g.category_id, g.name, g.description, g.option1_name, g.option2_name, g.option3_name
           from _lv_groups g where g.decision = 'create'
         on conflict (id) do nothing
-        returning id)
-    insert into loyverse.loyverse_import_journal (run_id, table_name, row_key, action)
-    select p_run_id, 'product_groups', ins.id::text, 'INSERT' from ins
+        returning *)
+    insert into loyverse.loyverse_import_journal (run_id, table_name, row_key, action, after_image)
+    select p_run_id, 'product_groups', ins.id::text, 'INSERT', to_jsonb(ins) from ins
     on conflict do nothing;
     get diagnostics v_n = row_count; v_created := v_created + v_n;
 
@@ -83,9 +84,9 @@ begin
         select o.local_id, v_rest, o.name, coalesce(o.position, 0) from loyverse.loyverse_import_plan_objects o
          where o.run_id = p_run_id and o.kind = 'modifier' and o.decision = 'create'
         on conflict (id) do nothing
-        returning id)
-    insert into loyverse.loyverse_import_journal (run_id, table_name, row_key, action)
-    select p_run_id, 'modifier_groups', ins.id::text, 'INSERT' from ins
+        returning *)
+    insert into loyverse.loyverse_import_journal (run_id, table_name, row_key, action, after_image)
+    select p_run_id, 'modifier_groups', ins.id::text, 'INSERT', to_jsonb(ins) from ins
     on conflict do nothing;
     get diagnostics v_n = row_count; v_created := v_created + v_n;
 
@@ -108,9 +109,9 @@ begin
             on g.run_id = o.run_id and g.kind = 'modifier' and g.loyverse_id = o.parent_loyverse_id
          where o.run_id = p_run_id and o.kind = 'modifier_option' and o.decision = 'create'
         on conflict (id) do nothing
-        returning id)
-    insert into loyverse.loyverse_import_journal (run_id, table_name, row_key, action)
-    select p_run_id, 'modifier_options', ins.id::text, 'INSERT' from ins
+        returning *)
+    insert into loyverse.loyverse_import_journal (run_id, table_name, row_key, action, after_image)
+    select p_run_id, 'modifier_options', ins.id::text, 'INSERT', to_jsonb(ins) from ins
     on conflict do nothing;
     get diagnostics v_n = row_count; v_created := v_created + v_n;
 

@@ -51,9 +51,9 @@ begin
                from pg_temp._lv_batch p
               where p.decision in (''create'', ''duplicate'')
              on conflict (id) do nothing
-             returning id)
-         insert into loyverse.loyverse_import_journal (run_id, table_name, row_key, action)
-         select $1, ''products'', ins.id::text, ''INSERT'' from ins
+             returning *)
+         insert into loyverse.loyverse_import_journal (run_id, table_name, row_key, action, after_image)
+         select $1, ''products'', ins.id::text, ''INSERT'', to_jsonb(ins) from ins
          on conflict do nothing', v_extra_cols, v_extra_vals)
         using p_run_id, v_run.restaurant_id;
 
@@ -116,10 +116,10 @@ begin
                is distinct from
                (excluded.product_id, excluded.account_id, excluded.loyverse_item_id, excluded.loyverse_store_id,
                 excluded.last_synced_price, excluded.needs_attention, excluded.attention_reason, excluded.price_factor)
-        returning m.id, m.product_id, (m.xmax = 0) as inserted)
+        returning m.id, m.product_id, (m.xmax = 0) as inserted, to_jsonb(m) as image)
     , j as (
-        insert into loyverse.loyverse_import_journal (run_id, table_name, row_key, action)
-        select p_run_id, 'loyverse_item_mappings', up.id::text, 'INSERT' from up where up.inserted
+        insert into loyverse.loyverse_import_journal (run_id, table_name, row_key, action, after_image)
+        select p_run_id, 'loyverse_item_mappings', up.id::text, 'INSERT', up.image from up where up.inserted
         on conflict do nothing)
     select array_agg(up.product_id::text) || coalesce(v_changed, '{}') into v_changed from up;
 
@@ -133,9 +133,10 @@ begin
             on o.run_id = p.run_id and o.kind = 'modifier' and o.loyverse_id = mid
          where p.decision in ('create', 'update', 'duplicate')
         on conflict do nothing
-        returning product_id, modifier_group_id)
-    insert into loyverse.loyverse_import_journal (run_id, table_name, row_key, action)
-    select p_run_id, 'product_modifier_groups', ins.product_id::text || ':' || ins.modifier_group_id::text, 'INSERT'
+        returning *)
+    insert into loyverse.loyverse_import_journal (run_id, table_name, row_key, action, after_image)
+    select p_run_id, 'product_modifier_groups', ins.product_id::text || ':' || ins.modifier_group_id::text, 'INSERT',
+           to_jsonb(ins)
       from ins
     on conflict do nothing;
 

@@ -179,14 +179,17 @@ def _plan(conn: psycopg.Connection[Any], run_id: int, options: Options) -> dict[
     return summary
 
 
-def report(conn: psycopg.Connection[Any], run_id: int) -> dict[str, Any]:
-    """The plan of a run as data: summary, rows (the tree), conflicts and issues."""
-    return {
+def report(conn: psycopg.Connection[Any], run_id: int, *, with_rows: bool = True) -> dict[str, Any]:
+    """The plan of a run as data: summary (counted in SQL), rows (the tree; only
+    `with_rows`: a 10,000-item plan is 20,000 rows), conflicts and issues."""
+    out = {
         "summary": _one(conn, "plan_summary", {"id": run_id}),
-        "rows": [dict(r) for r in queries.execute(conn, "importer", "plan_rows", {"id": run_id})],
         "conflicts": [dict(r) for r in queries.execute(conn, "importer", "conflicts", {"id": run_id})],
         "issues": [dict(r) for r in queries.execute(conn, "importer", "issues", {"id": run_id})],
     }
+    if with_rows:
+        out["rows"] = [dict(r) for r in queries.execute(conn, "importer", "plan_rows", {"id": run_id})]
+    return out
 
 
 def preview(conninfo: str, restaurant_id: str, snapshot_id: int, options: Options) -> dict[str, Any]:
@@ -251,7 +254,11 @@ def _apply(
     _one(conn, "apply_objects", {"id": run_id})
     if batched:
         conn.commit()
-    for batch in list(queries.execute(conn, "importer", "batches", {"id": run_id})):
+        batches = [dict(b) for b in queries.execute(conn, "importer", "batches", {"id": run_id})]
+    else:
+        # Atomic: one set-based pass over every pending row (batch null), not one per batch.
+        batches = [{"batch_no": None, "n": pending}] if pending else []
+    for batch in batches:
         _one(conn, "apply_batch", {"id": run_id, "batch_no": batch["batch_no"]})
         done += int(batch["n"])
         if batched:
@@ -335,7 +342,7 @@ def _execute(
                 message = f"{message} (constraint {constraint})"
             queries.execute(side, "importer", "set_failed", {"id": run_id, "error": message[:2000]})
             raise ImportProblem(f"import run {run_id} failed and was rolled back: {message}") from exc
-        out = report(conn, run_id)
+        out = report(conn, run_id, with_rows=False)
         conn.rollback()
     out.update(result, run_id=run_id, dry_run=False)
     return out
