@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import functools
 import logging
@@ -51,6 +52,10 @@ def engine_config_from_env(env: dict[str, str] | None = None) -> engine.EngineCo
 def register(app: procrastinate.App, conninfo: str, config: engine.EngineConfig | None = None) -> None:
     """Register the price-sync tasks on ``app`` (they use ``conninfo`` for their own SQL)."""
     config = config or engine_config_from_env()
+    # A drain thread sleeps while its account waits for the rate budget: with asyncio's default
+    # executor (min(32, cpus + 4) threads) a worker drained only that many accounts at once,
+    # whatever its --concurrency. One thread per possible job (the CLI allows 64).
+    drains = concurrent.futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="price-sync-drain")
 
     @app.task(name=SYNC_TASK, queue=QUEUE, pass_context=True,
               retry=procrastinate.RetryStrategy(max_attempts=5, exponential_wait=2))
@@ -59,7 +64,7 @@ def register(app: procrastinate.App, conninfo: str, config: engine.EngineConfig 
         stop = threading.Event()
         loop = asyncio.get_running_loop()
         future = loop.run_in_executor(
-            None, functools.partial(engine.drain_account, conninfo, int(account_id), config=config, stop=stop)
+            drains, functools.partial(engine.drain_account, conninfo, int(account_id), config=config, stop=stop)
         )
         try:
             result = await asyncio.shield(future)

@@ -1,0 +1,115 @@
+"""The Loyverse token appears nowhere: database dump, views, worker logs, CLI output, exceptions.
+
+A run that exercises failures first: 500s and hangs past the HTTP timeout while a worker
+(json logs, -vv) syncs, `account add` with a token Loyverse rejects, then the token is revoked
+(401 on every request) and the worker runs again. Then every place is scanned for the token
+and for any 12-character piece of it.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+
+import pytest
+
+from loyverse_sync import accounts
+from loyverse_sync.emulator import server
+from loyverse_sync.loyverse import client as client_mod
+from loyverse_sync.loyverse import errors
+from loyverse_sync.pricesync import testing
+from tests import pgtools
+from tests.chaos import harness
+
+TOKEN = "lvtok" + secrets.token_hex(20)
+OTHER = "lvbad" + secrets.token_hex(20)  # a token Loyverse rejects, given to `account add`
+
+
+def pieces(token: str, size: int = 12) -> list[str]:
+    return [token[i:i + size] for i in range(0, len(token) - size + 1, 4)]
+
+
+def leaks(text: str, *tokens: str) -> list[str]:
+    return [p for t in tokens for p in pieces(t) if p in text]
+
+
+@pytest.fixture
+def emu():
+    with server.EmulatorServer(menu=6, seed=3, stores=2, time_scale=100, token=TOKEN) as emu:
+        yield emu
+
+
+def cli(env, *args, input=None):
+    proc = subprocess.run([sys.executable, "-m", "loyverse_sync", "-vv", *args], env=env, input=input,
+                          capture_output=True, text=True, timeout=60)
+    return proc
+
+
+def test_the_token_leaks_nowhere(dsn, conn, emu, fernet_key, tmp_path):
+    assert emu.merchants[0]["tokens"][0] == TOKEN
+    seed = testing.seed_from_emulator(conn, emu, stores=2, rate_limit_window_seconds=3.0)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    env.update(harness.FAST_ENV)
+    env.update({"DATABASE_URL": dsn, "OTHER_TOKEN": OTHER})
+    outputs: list[str] = []
+
+    # failures while syncing: 500s and hangs past the HTTP timeout
+    emu.state.set_faults(seed.merchant_id, p500=0.3, ptimeout=0.2, hang_seconds=1.5, seed=1)
+    conn.execute("update public.products set price = price + 1")
+    proc = cli(env, "worker", "--one-shot")
+    outputs += [proc.stdout, proc.stderr]
+    assert proc.returncode == 0, proc.stderr
+    assert '"levelname"' in proc.stderr or '"level"' in proc.stderr  # json logs really were on
+
+    # a token Loyverse rejects, at `account add`
+    proc = cli(env, "account", "add", "--name", "rejected", "--token-env", "OTHER_TOKEN",
+               "--base-url", emu.base_url)
+    outputs += [proc.stdout, proc.stderr]
+    assert proc.returncode == 2 and "rejected the token" in proc.stderr
+
+    # the account's token is revoked: every request is a 401
+    emu.state.set_faults(seed.merchant_id, clear=True)
+    with emu.admin() as adm:
+        adm.revoke_token(TOKEN)
+    conn.execute("update public.products set price = price + 1")
+    proc = cli(env, "worker", "--one-shot")
+    outputs += [proc.stdout, proc.stderr]
+    assert proc.returncode == 0, proc.stderr
+    errs = conn.execute("select count(*)::int as n from loyverse.loyverse_price_sync_queue"
+                        " where last_error_code = 'UNAUTHORIZED'").fetchone()["n"]
+    assert errs > 0
+
+    # exceptions raised in-process carry neither the token nor the Authorization header
+    with client_mod.LoyverseClient(emu.base_url, TOKEN, max_attempts=1) as lv:
+        with pytest.raises(errors.Unauthorized) as caught:
+            lv.get_merchant()
+        outputs += [repr(lv), str(caught.value), repr(caught.value), repr(vars(caught.value))]
+        outputs.append("".join(__import__("traceback").format_exception(caught.value)))
+    outputs.append(repr(accounts.get_account(conn, seed.account_id)))
+
+    rid = next(iter(seed.restaurants.values()))
+    for args in (["account", "list"], ["account", "list", "--json"], ["restaurant", "list", "--json"],
+                 ["sync", "status", "--json"], ["sync", "status"], ["sync", "history", "--json"],
+                 ["sync", "history"], ["sync", "settings", "show", "-r", rid, "--json"],
+                 ["dashboard", "--once"], ["health", "--json"], ["health"], ["db", "status", "--json"]):
+        proc = cli(env, *args)
+        assert "Traceback" not in proc.stderr, (args, proc.stderr)
+        outputs += [proc.stdout, proc.stderr]
+    metrics = subprocess.run([sys.executable, "-m", "loyverse_sync", "metrics"], env=env, capture_output=True,
+                             text=True, timeout=60)
+    outputs += [metrics.stdout, metrics.stderr]
+
+    # every view of the loyverse schema, and the whole database's data
+    views = conn.execute("select table_name from information_schema.views where table_schema = 'loyverse'").fetchall()
+    assert views
+    for v in views:
+        outputs.append(repr(conn.execute(f'select * from loyverse."{v["table_name"]}"').fetchall()))
+    dump = pgtools.pg_dump(dsn, "--data-only")
+    assert "loyverse_sync_logs" in dump and "UNAUTHORIZED" in dump  # the run's failures are in there
+    outputs.append(dump)
+
+    everything = "\n".join(outputs)
+    assert leaks(f"Authorization: Bearer {TOKEN}", TOKEN)  # the scan does find a token
+    assert leaks(everything, TOKEN, OTHER) == []
