@@ -1,17 +1,28 @@
 """Cost of the price-sync trigger on UPDATE products, measured side by side in one run.
 
-Same database, same rows: the trigger enabled vs disabled (ALTER TABLE ... DISABLE TRIGGER),
-interleaved, medians of 3. Cases: single-row price UPDATE of a mapped product (psycopg loop,
-autocommit), a non-price UPDATE, a 20,000-row bulk price UPDATE in one statement.
-A committed `todo` job exists (steady state), as when a worker is busy.
-Usage: .venv/bin/python bench/trigger_overhead.py [--loops 2000]
+Same database, same 20,000 mapped products, trigger enabled vs disabled
+(ALTER TABLE ... DISABLE TRIGGER), interleaved rounds, medians. A committed `todo` job exists
+(steady state, as when a worker is busy); each run with the trigger starts from an empty queue.
+
+* pgbench, single-row `UPDATE ... SET price` of a random mapped product and a non-price UPDATE
+  (`SET name = name`), in two settings: durable commits (synchronous_commit=on, 2 clients,
+  what production runs) and CPU-bound (synchronous_commit=off, 1 client: no fsync to hide
+  the trigger's CPU). Ratio = tps without / tps with the trigger (goals: price <= 1.5x,
+  non-price <= 1.05x).
+* 20,000-row bulk price UPDATE in one statement (psycopg, autocommit, goal <= 3.5x), run in
+  a session that made single-row updates first: PL/pgSQL keeps each query plan from its
+  first run, so this also catches a plan made for one row being reused for 20,000.
+
+Usage: .venv/bin/python bench/trigger_overhead.py [--seconds 5] [--rounds 3] [--bulk-rounds 5]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import pathlib
 import statistics
+import subprocess
 import tempfile
 import time
 import uuid
@@ -20,10 +31,22 @@ import psycopg
 
 from loyverse_sync import accounts, crypto, db
 
+TRIGGER = "_100_enqueue_price_sync"
+SCRIPTS = {
+    "single-row price UPDATE": "\\set n random(1, 20000)\n"
+    "update public.products set price = price + 0.01 where id = (select id from bench_ids where n = :n);\n",
+    "non-price UPDATE": "\\set n random(1, 20000)\n"
+    "update public.products set name = name where id = (select id from bench_ids where n = :n);\n",
+}
+MODES = [("durable (sync_commit=on, 2 clients)", "on", 2), ("CPU-bound (sync_commit=off, 1 client)", "off", 1)]
+
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--loops", type=int, default=2000)
+    parser.add_argument("--seconds", type=float, default=5.0, help="per pgbench run")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved off/on pgbench rounds")
+    parser.add_argument("--bulk-rounds", type=int, default=5)
+    parser.add_argument("--trigger-sql", help="SQL run after migrating (e.g. another trigger function) to compare designs")
     parser.add_argument("--admin", default="host=127.0.0.1 user=postgres dbname=postgres")
     args = parser.parse_args()
     os.environ.setdefault("LOYVERSE_SYNC_HOME", tempfile.mkdtemp())
@@ -35,8 +58,12 @@ def main() -> None:
     try:
         db.migrate(dsn)
         with db.connect(dsn, autocommit=True) as conn:
+            if args.trigger_sql:
+                conn.execute(pathlib.Path(args.trigger_sql).read_text())
             setup(conn)
-            run(conn, args.loops)
+            print(f"{'case':<30}{'setting':<40}{'without':>12}{'with':>12}{'ratio':>8}")
+            pgbench_cases(conn, dsn, args.seconds, args.rounds)
+            bulk(conn, args.bulk_rounds)
     finally:
         with psycopg.connect(args.admin, autocommit=True) as c:
             c.execute(f"drop database {name} with (force)")
@@ -51,45 +78,72 @@ def setup(conn: psycopg.Connection) -> None:
     conn.execute("insert into loyverse.loyverse_item_mappings (product_id, restaurant_id, account_id,"
                  " loyverse_item_id, loyverse_variant_id, loyverse_store_id)"
                  " select id, restaurant_id, %s, 'i' || id, 'v' || id, 's1' from public.products", (account,))
+    conn.execute("create table public.bench_ids as"
+                 " select row_number() over (order by id)::int as n, id from public.products")
+    conn.execute("alter table public.bench_ids add primary key (n)")
     conn.execute("update public.products set price = 11 where name = 'p1'")  # a committed todo job
     conn.execute("vacuum analyze")
 
 
-def timed(conn: psycopg.Connection, fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
+def set_trigger(conn: psycopg.Connection, on: bool) -> None:
+    conn.execute(f"alter table public.products {'enable' if on else 'disable'} trigger {TRIGGER}")
 
 
-def run(conn: psycopg.Connection, loops: int) -> None:
-    ids = [r["id"] for r in conn.execute("select id from public.products order by name limit 200")]
+def pgbench(dsn: str, script: pathlib.Path, clients: int, sync_commit: str, seconds: float) -> float:
+    params = psycopg.conninfo.conninfo_to_dict(dsn)
+    env = dict(os.environ, PGOPTIONS=f"-c synchronous_commit={sync_commit}")
+    cmd = ["pgbench", "-n", "-T", str(int(seconds)), "-c", str(clients), "-j", str(clients), "-f", str(script),
+           "-h", str(params.get("host", "127.0.0.1")), "-U", str(params.get("user", "postgres")),
+           str(params["dbname"])]
+    if params.get("port"):
+        cmd[1:1] = ["-p", str(params["port"])]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
+    line = next(x for x in out.splitlines() if x.startswith("tps"))
+    return float(line.split()[2])
 
-    def single() -> None:
-        for n in range(loops):
-            conn.execute("update public.products set price = %s where id = %s", (10 + (n % 50) / 10, ids[n % 200]))
 
-    def non_price() -> None:
-        for n in range(loops):
-            conn.execute("update public.products set name = %s where id = %s", (f"p{n % 200}x", ids[n % 200]))
+def pgbench_cases(conn: psycopg.Connection, dsn: str, seconds: float, rounds: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, text in SCRIPTS.items():
+            script = pathlib.Path(tmp) / "s.sql"
+            script.write_text(text)
+            for mode, sync_commit, clients in MODES:
+                off, on = [], []
+                for _ in range(rounds):
+                    set_trigger(conn, False)
+                    off.append(pgbench(dsn, script, clients, sync_commit, seconds))
+                    # every run starts from an empty queue, as after a worker drained it:
+                    # a change makes a new pending row, later ones coalesce into it
+                    conn.execute("delete from loyverse.loyverse_price_sync_queue where status = 'pending'")
+                    conn.execute("vacuum loyverse.loyverse_price_sync_queue")
+                    set_trigger(conn, True)
+                    on.append(pgbench(dsn, script, clients, sync_commit, seconds))
+                a, b = statistics.median(off), statistics.median(on)
+                print(f"{label:<30}{mode:<40}{a:>8.0f} tps{b:>8.0f} tps{a / b:>7.2f}x", flush=True)
 
+
+def bulk(conn: psycopg.Connection, rounds: int) -> None:
+    ids = [r["id"] for r in conn.execute("select id from public.products order by id limit 50")]
     state = {"k": 0}
 
-    def bulk() -> None:
+    def one() -> float:
         state["k"] += 1
+        start = time.perf_counter()
         conn.execute("update public.products set price = price + %s", (0.01 if state["k"] % 2 else -0.01,))
+        return time.perf_counter() - start
 
-    cases = [("single-row price UPDATE", single, loops), ("non-price UPDATE", non_price, loops),
-             ("20,000-row bulk price UPDATE", bulk, 20000)]
-    print(f"{'case':<32}{'without':>14}{'with':>14}{'ratio':>8}")
-    for label, fn, rows in cases:
-        off, on = [], []
-        for _ in range(3):
-            conn.execute("alter table public.products disable trigger _100_enqueue_price_sync")
-            off.append(timed(conn, fn))
-            conn.execute("alter table public.products enable trigger _100_enqueue_price_sync")
-            on.append(timed(conn, fn))
-        a, b = statistics.median(off), statistics.median(on)
-        print(f"{label:<32}{a / rows * 1e6:>10.1f} µs/row{b / rows * 1e6:>8.1f} µs/row{b / a:>7.2f}x")
+    set_trigger(conn, True)
+    for n in range(200):  # single-row statements first: the trigger's plans are made for them
+        conn.execute("update public.products set price = price + 0.01 where id = %s", (ids[n % 50],))
+    off, on = [], []
+    for _ in range(rounds):
+        set_trigger(conn, False)
+        off.append(one())
+        set_trigger(conn, True)
+        on.append(one())
+    a, b = statistics.median(off), statistics.median(on)
+    print(f"{'20,000-row bulk price UPDATE':<30}{'one statement, autocommit (sync on)':<40}"
+          f"{a / 20000 * 1e6:>6.1f} µs/row{b / 20000 * 1e6:>6.1f} µs/row{b / a:>5.2f}x", flush=True)
 
 
 if __name__ == "__main__":

@@ -28,8 +28,9 @@ create table loyverse.loyverse_price_sync_queue (
     created_at timestamptz not null default now(),
     updated_at timestamptz not null default now(),
     completed_at timestamptz,
-    constraint processing_rows_have_a_lease check (status <> 'processing' or lease_until is not null)
-);
+    constraint processing_rows_have_a_lease check (status <> 'processing' or lease_until is not null),
+    loyverse_item_id text
+) with (fillfactor = 70);  -- room on the page: coalescing a change into a pending row is a HOT update
 
 -- One pending row per product: the coalescing unit. Claimed rows are never mutated; a
 -- change that arrives meanwhile makes a new pending row.
@@ -39,6 +40,10 @@ create unique index loyverse_price_sync_queue_product_id_pending_idx
 -- The claim: due pending rows of one account, highest priority first.
 create index loyverse_price_sync_queue_claim_idx
     on loyverse.loyverse_price_sync_queue (account_id, priority desc, next_attempt_at, id) where status = 'pending';
+
+-- The claim picks whole Loyverse items: every pending row of an item, found without the mappings.
+create index loyverse_price_sync_queue_account_id_loyverse_item_id_idx
+    on loyverse.loyverse_price_sync_queue (account_id, loyverse_item_id) where status = 'pending';
 
 create index loyverse_price_sync_queue_lease_until_idx
     on loyverse.loyverse_price_sync_queue (lease_until) where status = 'processing';
@@ -63,3 +68,7 @@ comment on column loyverse.loyverse_price_sync_queue.new_price is 'Price after t
 comment on column loyverse.loyverse_price_sync_queue.price_to_send is 'new_price after the restaurant''s rounding rule and the currency''s decimals.';
 
 comment on column loyverse.loyverse_price_sync_queue.version is 'Bumped by each coalesced change.';
+
+comment on column loyverse.loyverse_price_sync_queue.loyverse_item_id is
+    'The mapping''s Loyverse item when the row was queued (copied when queued), so a claim groups whole '
+    'items through an index. Null only for rows inserted by hand: the claim copies it from the mapping.';

@@ -17,7 +17,8 @@ begin
                loyverse.round_price(p.price, s.price_rounding_rule, a.decimal_places) as price_to_send,
                s.priority + p_priority_boost as priority,
                s.max_attempts,
-               not s.paused as wake
+               not s.paused as wake,
+               m.loyverse_item_id
           from public.products p
           join loyverse.loyverse_item_mappings m on m.product_id = p.id
           join loyverse.loyverse_price_sync_settings s on s.restaurant_id = m.restaurant_id
@@ -28,15 +29,16 @@ begin
     ), upserted as (
         insert into loyverse.loyverse_price_sync_queue as q
                (product_id, restaurant_id, account_id, source, priority, old_price, new_price,
-                price_to_send, max_attempts, next_attempt_at)
+                price_to_send, max_attempts, next_attempt_at, loyverse_item_id)
         select w.product_id, w.restaurant_id, w.account_id, p_source, w.priority, w.old_price,
-               w.new_price, w.price_to_send, w.max_attempts, now()
+               w.new_price, w.price_to_send, w.max_attempts, now(), w.loyverse_item_id
           from wanted w
         on conflict (product_id) where status = 'pending' do update
            set new_price = excluded.new_price,
                price_to_send = excluded.price_to_send,
                version = q.version + case when q.price_to_send = excluded.price_to_send then 0 else 1 end,
                source = excluded.source,
+               loyverse_item_id = excluded.loyverse_item_id,
                priority = greatest(q.priority, excluded.priority),
                next_attempt_at = now(),
                updated_at = now()

@@ -31,6 +31,10 @@ security definer
 set search_path = ''
 as $$
 #variable_conflict use_column
+declare
+    v_items text[] := '{}';
+    v_item text;
+    v_id bigint;
 begin
     if p_claimed_by is null or btrim(p_claimed_by) = '' then
         raise exception 'claim_price_sync_batch: p_claimed_by must not be empty'
@@ -38,11 +42,12 @@ begin
     end if;
     perform loyverse.release_expired_price_sync_leases(p_account_id);
 
-    return query
-    with top as (
-        select q.id, m.loyverse_item_id as item, q.priority, q.next_attempt_at
+    -- The items to write, in the order of their most urgent due row (claim index order):
+    -- read due rows one by one and stop at p_max_items distinct items (at most p_scan_rows
+    -- rows). The item is denormalised on the row, so this touches no mapping.
+    for v_id, v_item in
+        select q.id, q.loyverse_item_id
           from loyverse.loyverse_price_sync_queue q
-          join loyverse.loyverse_item_mappings m on m.product_id = q.product_id
           join loyverse.loyverse_price_sync_settings s on s.restaurant_id = q.restaurant_id
          where q.status = 'pending'
            and q.account_id = p_account_id
@@ -50,26 +55,43 @@ begin
            and not s.paused
          order by q.priority desc, q.next_attempt_at, q.id
          limit p_scan_rows
-    ), items as (
-        select t.item
-          from top t
-         group by t.item
-         order by max(t.priority) desc, min(t.next_attempt_at), min(t.id)
-         limit p_max_items
-    ), picked as (
+    loop
+        if v_item is null then
+            -- a row inserted without its item (by hand): copy it from the mapping now, so
+            -- the pick below finds it through the item index like every other row
+            update loyverse.loyverse_price_sync_queue q
+               set loyverse_item_id = m.loyverse_item_id
+              from loyverse.loyverse_item_mappings m
+             where q.id = v_id and m.product_id = q.product_id
+            returning q.loyverse_item_id into v_item;
+        end if;
+        if v_item is not null and not v_item = any (v_items) then
+            v_items := v_items || v_item;
+            exit when cardinality(v_items) >= p_max_items;
+        end if;
+    end loop;
+    if cardinality(v_items) = 0 then
+        return;
+    end if;
+
+    return query
+    with picked as (
+        -- every due row of the chosen items (whole items: one write per item)
         select q.id
           from loyverse.loyverse_price_sync_queue q
-          join loyverse.loyverse_item_mappings m on m.product_id = q.product_id
           join loyverse.loyverse_price_sync_settings s on s.restaurant_id = q.restaurant_id
-         where m.account_id = p_account_id
-           and m.loyverse_item_id in (select i.item from items i)
+         where q.account_id = p_account_id
            and q.status = 'pending'
-           and q.account_id = p_account_id
+           and q.loyverse_item_id = any (v_items)
            and q.next_attempt_at <= now()
            and not s.paused
-           -- writes for one product never overlap: its older row is still in flight
+           and exists (select 1 from loyverse.loyverse_item_mappings m where m.product_id = q.product_id)
+           -- writes for one product never overlap: its older row is still in flight.
+           -- (OFFSET 0 keeps this a per-row index probe: as an anti join the planner,
+           -- expecting few processing rows, rescans all of them for every candidate.)
            and not exists (select 1 from loyverse.loyverse_price_sync_queue f
-                            where f.product_id = q.product_id and f.status = 'processing')
+                            where f.product_id = q.product_id and f.status = 'processing'
+                           offset 0)
            for update of q skip locked
     ), claimed as (
         update loyverse.loyverse_price_sync_queue q
@@ -92,4 +114,5 @@ end;
 $$;
 comment on function loyverse.claim_price_sync_batch(bigint, text, integer, double precision, integer) is
     'Claim up to p_max_items Loyverse items'' worth of due pending rows of one account (status processing, '
-    'lease p_lease_seconds, claimed_by = p_claimed_by, a token unique to this claim). Releases expired leases first.';
+    'lease p_lease_seconds, claimed_by = p_claimed_by, a token unique to this claim); items are chosen among '
+    'the first p_scan_rows due rows by priority. Releases expired leases first.';
