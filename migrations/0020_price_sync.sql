@@ -68,6 +68,28 @@ comment on function loyverse.round_price(numeric, text, integer) is
     'Unknown rule: null.';
 
 -- ---------------------------------------------------------------------------------------
+-- sql/0321_function_price_to_send.sql
+-- ---------------------------------------------------------------------------------------
+-- What Loyverse should hold for one of our prices: the restaurant's rounding rule applied to
+-- our price (what the customer pays here), divided by the mapping's price factor (the menu
+-- import's tax conversion, e.g. 1.05 when Loyverse adds a 5 % tax on top of its price; 1 when
+-- none), at the currency's decimals. No SET search_path, so it inlines (see round_price).
+create function loyverse.price_to_send(p_price numeric, p_rule text, p_decimal_places integer, p_price_factor numeric)
+returns numeric
+language sql
+immutable
+parallel safe
+as $$
+    select pg_catalog.round(
+        loyverse.round_price(p_price, p_rule, p_decimal_places)
+            operator(pg_catalog./) coalesce(nullif(p_price_factor, 0::numeric), 1::numeric),
+        p_decimal_places)
+$$;
+comment on function loyverse.price_to_send(numeric, text, integer, numeric) is
+    'The price to write to Loyverse for our price: round_price(price, rule, decimals) / price_factor, at the '
+    'currency''s decimals. Example: 4.83 with NONE, 2 decimals and factor 1.05 (an ADDED 5 % tax) -> 4.60.';
+
+-- ---------------------------------------------------------------------------------------
 -- sql/0322_function_price_sync_due_at.sql
 -- ---------------------------------------------------------------------------------------
 -- When a freshly queued change becomes due under a restaurant's sync frequency: the queue's
@@ -226,7 +248,7 @@ begin
                (product_id, restaurant_id, account_id, priority, old_price, new_price,
                 price_to_send, max_attempts, next_attempt_at, loyverse_item_id)
         select c.product_id, m.restaurant_id, m.account_id, s.priority, c.old_price, c.new_price,
-               loyverse.round_price(c.new_price, s.price_rounding_rule, a.decimal_places),
+               loyverse.price_to_send(c.new_price, s.price_rounding_rule, a.decimal_places, m.price_factor),
                s.max_attempts, loyverse.price_sync_due_at(s.sync_frequency), m.loyverse_item_id
           from unnest(p_product_ids, p_old_prices, p_new_prices, p_category_ids)
                as c (product_id, old_price, new_price, category_id)
@@ -291,7 +313,7 @@ begin
     with wanted as (
         select p.id as product_id, m.restaurant_id, m.account_id, m.last_synced_price as old_price,
                p.price as new_price,
-               loyverse.round_price(p.price, s.price_rounding_rule, a.decimal_places) as price_to_send,
+               loyverse.price_to_send(p.price, s.price_rounding_rule, a.decimal_places, m.price_factor) as price_to_send,
                s.priority + p_priority_boost as priority,
                s.max_attempts,
                not s.paused as wake,
@@ -797,7 +819,7 @@ begin
               join loyverse.accounts a on a.id = m.account_id
              where m.restaurant_id = p_restaurant_id
                and m.last_synced_price is distinct from
-                   round(loyverse.round_price(p.price, v_settings.price_rounding_rule, a.decimal_places), 2)
+                   loyverse.price_to_send(p.price, v_settings.price_rounding_rule, a.decimal_places, m.price_factor)
                and not exists (select 1 from loyverse.loyverse_price_sync_queue q
                                 where q.product_id = m.product_id and q.status in ('pending', 'processing', 'conflict'))),
             'manual', 200);
@@ -850,8 +872,10 @@ begin
     if p_restaurant_id is not null then
         perform loyverse._price_sync_restaurant(p_restaurant_id);
     end if;
-    if p_product_id is not null and not exists (select 1 from public.products p where p.id = p_product_id) then
-        raise exception 'product: no product with id %', p_product_id
+    if p_product_id is not null and not exists (
+            select 1 from public.products p
+             where p.id = p_product_id and (p_restaurant_id is null or p.restaurant_id = p_restaurant_id)) then
+        raise exception 'product: no product % in restaurant %', p_product_id, coalesce(p_restaurant_id::text, '(any)')
             using errcode = 'no_data_found', column = 'product';
     end if;
 
@@ -1008,10 +1032,11 @@ begin
     else
         if v_new.price_rounding_rule <> v_old.price_rounding_rule then
             update loyverse.loyverse_price_sync_queue q
-               set price_to_send = loyverse.round_price(q.new_price, v_new.price_rounding_rule, a.decimal_places),
+               set price_to_send = loyverse.price_to_send(q.new_price, v_new.price_rounding_rule, a.decimal_places, m.price_factor),
                    version = q.version + 1, updated_at = now()
-              from loyverse.accounts a
-             where a.id = q.account_id and q.restaurant_id = p_restaurant_id and q.status = 'pending';
+              from loyverse.accounts a, loyverse.loyverse_item_mappings m
+             where a.id = q.account_id and m.product_id = q.product_id
+               and q.restaurant_id = p_restaurant_id and q.status = 'pending';
         end if;
         if v_new.sync_frequency <> v_old.sync_frequency then
             update loyverse.loyverse_price_sync_queue q
@@ -1331,7 +1356,7 @@ select r.id as restaurant_id,
        round(q.synced_last_hour::numeric / nullif(q.finished_last_hour, 0), 3) as success_rate_last_hour,
        coalesce(q.synced_last_day, 0) as synced_last_day,
        round(q.synced_last_day::numeric / nullif(q.finished_last_day, 0), 3) as success_rate_last_day,
-       coalesce(rate.requests_last_5min, 0) / 5.0 as requests_per_minute,
+       round(coalesce(rate.requests_last_5min, 0) / 5.0, 1) as requests_per_minute,
        round((a.rate_limit_requests * 60 / a.rate_limit_window_seconds)::numeric, 1) as budget_per_minute
   from public.restaurants r
   join loyverse.loyverse_price_sync_settings s on s.restaurant_id = r.id
@@ -1480,6 +1505,7 @@ comment on view loyverse.price_sync_queue_health is
 -- loyverse_readonly may read.
 revoke execute on function
     loyverse.round_price(numeric, text, integer),
+    loyverse.price_to_send(numeric, text, integer, numeric),
     loyverse.price_sync_due_at(text),
     loyverse.wake_price_sync(bigint),
     loyverse.tg_products__enqueue_price_sync(),
@@ -1504,6 +1530,7 @@ revoke execute on function
 
 grant execute on function
     loyverse.round_price(numeric, text, integer),
+    loyverse.price_to_send(numeric, text, integer, numeric),
     loyverse.trigger_price_sync(uuid, boolean),
     loyverse.retry_price_sync(uuid, uuid, text),
     loyverse.price_sync_settings(uuid),

@@ -10,7 +10,7 @@ admin=${ADMIN_DSN:-"host=127.0.0.1 user=postgres dbname=postgres"}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 out=$tmp/0020_price_sync.sql
-FILES="0320_function_round_price 0322_function_price_sync_due_at 0325_function_wake_price_sync
+FILES="0320_function_round_price 0321_function_price_to_send 0322_function_price_sync_due_at 0325_function_wake_price_sync
 0330_function_tg_products__enqueue_price_sync 0332_function_enqueue_price_changes 0335_function_enqueue_current_prices
 0338_function_release_expired_price_sync_leases 0340_function_claim_price_sync_batch
 0342_function_extend_price_sync_lease 0350_function_complete_price_sync_batch

@@ -27,7 +27,7 @@ begin
                (product_id, restaurant_id, account_id, priority, old_price, new_price,
                 price_to_send, max_attempts, next_attempt_at, loyverse_item_id)
         select c.product_id, m.restaurant_id, m.account_id, s.priority, c.old_price, c.new_price,
-               loyverse.round_price(c.new_price, s.price_rounding_rule, a.decimal_places),
+               loyverse.price_to_send(c.new_price, s.price_rounding_rule, a.decimal_places, m.price_factor),
                s.max_attempts, loyverse.price_sync_due_at(s.sync_frequency), m.loyverse_item_id
           from unnest(p_product_ids, p_old_prices, p_new_prices, p_category_ids)
                as c (product_id, old_price, new_price, category_id)

@@ -14,7 +14,7 @@ begin
     with wanted as (
         select p.id as product_id, m.restaurant_id, m.account_id, m.last_synced_price as old_price,
                p.price as new_price,
-               loyverse.round_price(p.price, s.price_rounding_rule, a.decimal_places) as price_to_send,
+               loyverse.price_to_send(p.price, s.price_rounding_rule, a.decimal_places, m.price_factor) as price_to_send,
                s.priority + p_priority_boost as priority,
                s.max_attempts,
                not s.paused as wake,

@@ -31,7 +31,7 @@ begin
               join loyverse.accounts a on a.id = m.account_id
              where m.restaurant_id = p_restaurant_id
                and m.last_synced_price is distinct from
-                   round(loyverse.round_price(p.price, v_settings.price_rounding_rule, a.decimal_places), 2)
+                   loyverse.price_to_send(p.price, v_settings.price_rounding_rule, a.decimal_places, m.price_factor)
                and not exists (select 1 from loyverse.loyverse_price_sync_queue q
                                 where q.product_id = m.product_id and q.status in ('pending', 'processing', 'conflict'))),
             'manual', 200);

@@ -22,8 +22,10 @@ begin
     if p_restaurant_id is not null then
         perform loyverse._price_sync_restaurant(p_restaurant_id);
     end if;
-    if p_product_id is not null and not exists (select 1 from public.products p where p.id = p_product_id) then
-        raise exception 'product: no product with id %', p_product_id
+    if p_product_id is not null and not exists (
+            select 1 from public.products p
+             where p.id = p_product_id and (p_restaurant_id is null or p.restaurant_id = p_restaurant_id)) then
+        raise exception 'product: no product % in restaurant %', p_product_id, coalesce(p_restaurant_id::text, '(any)')
             using errcode = 'no_data_found', column = 'product';
     end if;
 

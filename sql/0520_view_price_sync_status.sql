@@ -21,7 +21,7 @@ select r.id as restaurant_id,
        round(q.synced_last_hour::numeric / nullif(q.finished_last_hour, 0), 3) as success_rate_last_hour,
        coalesce(q.synced_last_day, 0) as synced_last_day,
        round(q.synced_last_day::numeric / nullif(q.finished_last_day, 0), 3) as success_rate_last_day,
-       coalesce(rate.requests_last_5min, 0) / 5.0 as requests_per_minute,
+       round(coalesce(rate.requests_last_5min, 0) / 5.0, 1) as requests_per_minute,
        round((a.rate_limit_requests * 60 / a.rate_limit_window_seconds)::numeric, 1) as budget_per_minute
   from public.restaurants r
   join loyverse.loyverse_price_sync_settings s on s.restaurant_id = r.id

@@ -3,6 +3,7 @@
 -- loyverse_readonly may read.
 revoke execute on function
     loyverse.round_price(numeric, text, integer),
+    loyverse.price_to_send(numeric, text, integer, numeric),
     loyverse.price_sync_due_at(text),
     loyverse.wake_price_sync(bigint),
     loyverse.tg_products__enqueue_price_sync(),
@@ -27,6 +28,7 @@ revoke execute on function
 
 grant execute on function
     loyverse.round_price(numeric, text, integer),
+    loyverse.price_to_send(numeric, text, integer, numeric),
     loyverse.trigger_price_sync(uuid, boolean),
     loyverse.retry_price_sync(uuid, uuid, text),
     loyverse.price_sync_settings(uuid),

@@ -90,8 +90,6 @@ def test_sql_api_for_one_restaurant_leaves_the_other_alone(conn, setup):
     assert snapshot(conn, a) != snapshot_before_a  # A's calls did act on A
 
 
-@pytest.mark.xfail(strict=True, reason="SQL: retry_price_sync does not check that p_product_id belongs to "
-                                        "p_restaurant_id (silently returns 0); resolve does. See proofs report.")
 def test_retry_with_another_restaurants_product_is_refused(conn, setup):
     _, a, b = setup
     with pytest.raises(psycopg.errors.NoDataFound, match="product"):
