@@ -20,7 +20,7 @@ from loyverse_sync import accounts, crypto, db
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--done", type=int, default=1_000_000)
-    parser.add_argument("--admin", default="host=127.0.0.1 user=postgres dbname=postgres")
+    parser.add_argument("--admin", default=os.environ.get("LOYVERSE_SYNC_BENCH_ADMIN", "host=127.0.0.1 user=postgres dbname=postgres"))
     args = parser.parse_args()
     os.environ.setdefault("LOYVERSE_SYNC_HOME", tempfile.mkdtemp())
     os.environ["LOYVERSE_SYNC_KEY"] = crypto.new_key().decode()

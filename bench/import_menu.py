@@ -111,7 +111,7 @@ def main() -> None:
     args = ap.parse_args()
     os.environ.setdefault("LOYVERSE_SYNC_HOME", tempfile.mkdtemp())
     os.environ["LOYVERSE_SYNC_KEY"] = crypto.new_key().decode()
-    admin = (config.local_server("postgres") or config.embedded_server("postgres")).conninfo
+    admin = os.environ.get("LOYVERSE_SYNC_BENCH_ADMIN") or (config.local_server("postgres") or config.embedded_server("postgres")).conninfo
     name = "lvs_bench_import"
     with psycopg.connect(admin, autocommit=True) as c:
         c.execute(f"drop database if exists {name} with (force)")

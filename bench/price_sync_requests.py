@@ -23,7 +23,7 @@ from loyverse_sync.pricesync import engine, testing
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--items", type=int, default=500)
-    parser.add_argument("--admin", default="host=127.0.0.1 user=postgres dbname=postgres")
+    parser.add_argument("--admin", default=os.environ.get("LOYVERSE_SYNC_BENCH_ADMIN", "host=127.0.0.1 user=postgres dbname=postgres"))
     args = parser.parse_args()
     from loyverse_sync import crypto
 

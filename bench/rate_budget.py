@@ -33,7 +33,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--items", type=int, default=1500)
     parser.add_argument("--time-scale", type=float, default=50.0)
-    parser.add_argument("--admin", default="host=127.0.0.1 user=postgres dbname=postgres")
+    parser.add_argument("--admin", default=os.environ.get("LOYVERSE_SYNC_BENCH_ADMIN", "host=127.0.0.1 user=postgres dbname=postgres"))
     args = parser.parse_args()
     os.environ.setdefault("LOYVERSE_SYNC_HOME", tempfile.mkdtemp())
     os.environ["LOYVERSE_SYNC_KEY"] = crypto.new_key().decode()

@@ -47,7 +47,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved off/on pgbench rounds")
     parser.add_argument("--bulk-rounds", type=int, default=5)
     parser.add_argument("--trigger-sql", help="SQL run after migrating (e.g. another trigger function) to compare designs")
-    parser.add_argument("--admin", default="host=127.0.0.1 user=postgres dbname=postgres")
+    parser.add_argument("--admin", default=os.environ.get("LOYVERSE_SYNC_BENCH_ADMIN", "host=127.0.0.1 user=postgres dbname=postgres"))
     args = parser.parse_args()
     os.environ.setdefault("LOYVERSE_SYNC_HOME", tempfile.mkdtemp())
     os.environ["LOYVERSE_SYNC_KEY"] = crypto.new_key().decode()

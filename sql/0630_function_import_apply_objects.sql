@@ -61,8 +61,7 @@ begin
         on conflict (id) do nothing
         returning *)
     insert into loyverse.loyverse_import_journal (run_id, table_name, row_key, action, after_image)
-    select p_run_id, 'product_groups', ins.id::text, 'INSERT', to_jsonb(ins) from ins
-    on conflict do nothing;
+    select p_run_id, 'product_groups', ins.id::text, 'INSERT', to_jsonb(ins) from ins;  -- new rows only: no conflict
     get diagnostics v_n = row_count; v_created := v_created + v_n;
 
     select array_agg(x.id::text) into v_ids

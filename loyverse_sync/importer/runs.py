@@ -247,6 +247,10 @@ def _apply(
     total_row = queries.execute(conn, "importer", "plan_exists", {"id": run_id}).fetchone()
     assert total_row is not None
     total, pending = int(total_row["n"]), int(total_row["pending"])
+    if not batched:
+        # Atomic: the plan is this transaction's own (a real atomic run's plan rows come
+        # done: import_plan writes their outcome with them), so every row is pending.
+        pending = total
     done = total - pending
     progress_conn = conn if batched else side
     if progress_conn is not None:
@@ -256,7 +260,7 @@ def _apply(
         conn.commit()
         batches = [dict(b) for b in queries.execute(conn, "importer", "batches", {"id": run_id})]
     else:
-        # Atomic: one set-based pass over every pending row (batch null), not one per batch.
+        # Atomic: one set-based pass over every row (batch null), not one per batch.
         batches = [{"batch_no": None, "n": pending}] if pending else []
     for batch in batches:
         _one(conn, "apply_batch", {"id": run_id, "batch_no": batch["batch_no"]})
