@@ -26,6 +26,7 @@ drop function if exists loyverse.wake_price_sync(bigint);
 drop function if exists loyverse.price_sync_due_at(text);
 drop function if exists loyverse.price_to_send(numeric, text, integer, numeric);
 drop function if exists loyverse.round_price(numeric, text, integer);
+drop index if exists loyverse.loyverse_price_sync_queue_account_id_loyverse_item_id_processing_idx;
 drop index if exists loyverse.loyverse_price_sync_queue_account_id_loyverse_item_id_idx;
 alter table loyverse.loyverse_price_sync_queue drop column if exists loyverse_item_id;
 alter table loyverse.loyverse_price_sync_queue reset (fillfactor);

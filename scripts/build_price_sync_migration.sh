@@ -44,6 +44,10 @@ update loyverse.loyverse_price_sync_queue q
 -- The claim picks whole Loyverse items: every pending row of an item, found without the mappings.
 create index loyverse_price_sync_queue_account_id_loyverse_item_id_idx
     on loyverse.loyverse_price_sync_queue (account_id, loyverse_item_id) where status = 'pending';
+
+-- An item with a row in flight is not claimed again (writes restate every variant of an item).
+create index loyverse_price_sync_queue_account_id_loyverse_item_id_processing_idx
+    on loyverse.loyverse_price_sync_queue (account_id, loyverse_item_id) where status = 'processing';
 SQL
   sed -n "/^comment on column loyverse.loyverse_price_sync_queue.loyverse_item_id/,/;\$/p" \
       sql/0160_table_loyverse_price_sync_queue.sql

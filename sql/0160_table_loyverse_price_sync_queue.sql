@@ -45,6 +45,10 @@ create index loyverse_price_sync_queue_claim_idx
 create index loyverse_price_sync_queue_account_id_loyverse_item_id_idx
     on loyverse.loyverse_price_sync_queue (account_id, loyverse_item_id) where status = 'pending';
 
+-- An item with a row in flight is not claimed again (writes restate every variant of an item).
+create index loyverse_price_sync_queue_account_id_loyverse_item_id_processing_idx
+    on loyverse.loyverse_price_sync_queue (account_id, loyverse_item_id) where status = 'processing';
+
 create index loyverse_price_sync_queue_lease_until_idx
     on loyverse.loyverse_price_sync_queue (lease_until) where status = 'processing';
 

@@ -1,6 +1,8 @@
 -- The worker's claim: due pending rows of ONE account, whole Loyverse items at a time
 -- (every due row of each chosen item, so one write per item), highest priority first,
--- FOR UPDATE SKIP LOCKED, with a lease. A product with a row in flight is not claimed.
+-- FOR UPDATE SKIP LOCKED, with a lease. An item with a row in flight is not claimed: a write
+-- restates every variant of its item, so two claims holding rows of one item could each write
+-- the other's variants with prices read before the other's write (an older price last).
 create function loyverse.claim_price_sync_batch(
     p_account_id bigint,
     p_claimed_by text,
@@ -40,6 +42,9 @@ begin
         raise exception 'claim_price_sync_batch: p_claimed_by must not be empty'
             using errcode = 'invalid_parameter_value';
     end if;
+    -- One claim of an account at a time: a claim must see the rows the previous one took
+    -- (normally one job drains an account; this matters when a worker was presumed dead).
+    perform pg_advisory_xact_lock(hashtext('loyverse.claim_price_sync_batch'), p_account_id::integer);
     perform loyverse.release_expired_price_sync_leases(p_account_id);
 
     -- The items to write, in the order of their most urgent due row (claim index order):
@@ -53,6 +58,10 @@ begin
            and q.account_id = p_account_id
            and q.next_attempt_at <= now()
            and not s.paused
+           and not exists (select 1 from loyverse.loyverse_price_sync_queue f
+                            where f.account_id = q.account_id and f.loyverse_item_id = q.loyverse_item_id
+                              and f.status = 'processing'
+                           offset 0)
          order by q.priority desc, q.next_attempt_at, q.id
          limit p_scan_rows
     loop
@@ -86,9 +95,14 @@ begin
            and q.next_attempt_at <= now()
            and not s.paused
            and exists (select 1 from loyverse.loyverse_item_mappings m where m.product_id = q.product_id)
-           -- writes for one product never overlap: its older row is still in flight.
+           -- writes for one item never overlap: no row of the item (nor, for a row queued
+           -- without its item, of the product) is in flight under another claim.
            -- (OFFSET 0 keeps this a per-row index probe: as an anti join the planner,
            -- expecting few processing rows, rescans all of them for every candidate.)
+           and not exists (select 1 from loyverse.loyverse_price_sync_queue f
+                            where f.account_id = q.account_id and f.loyverse_item_id = q.loyverse_item_id
+                              and f.status = 'processing'
+                           offset 0)
            and not exists (select 1 from loyverse.loyverse_price_sync_queue f
                             where f.product_id = q.product_id and f.status = 'processing'
                            offset 0)
