@@ -38,6 +38,8 @@ def worker(concurrency: int, graceful_timeout: float, one_shot: bool, no_listen:
         ops.serve_metrics(found.conninfo, metrics_port, metrics_host)
         logging.getLogger("loyverse_sync").info("metrics on http://%s:%s/metrics", metrics_host, metrics_port)
     logging.getLogger("loyverse_sync").info("worker starting on %s", found.describe())
+    failure = _SideTaskFailure()
+    logging.getLogger("procrastinate.worker").addHandler(failure)
     app.run_worker(
         queues=["price_sync"],
         concurrency=concurrency,
@@ -48,3 +50,19 @@ def worker(concurrency: int, graceful_timeout: float, one_shot: bool, no_listen:
         update_heartbeat_interval=tasks.heartbeat_seconds(),
         stalled_worker_timeout=tasks.stalled_after_seconds(),
     )
+    if failure.reason is not None:
+        # procrastinate stops cleanly when a side task (LISTEN, heartbeat) dies, e.g. when the
+        # database restarts; exit non-zero so systemd (Restart=on-failure) or compose restarts us.
+        raise click.ClickException(f"worker stopped: {failure.reason}; restart it (systemd and compose do)")
+
+
+class _SideTaskFailure(logging.Handler):
+    """Remembers why procrastinate stopped the worker on its own (not on a signal)."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.ERROR)
+        self.reason: str | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if getattr(record, "action", None) in ("side_task_failed", "side_task_monitor_failed"):
+            self.reason = f"lost a background task ({getattr(record, 'task_name', '?')}: {getattr(record, 'exception', '')})"
