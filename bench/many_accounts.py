@@ -1,8 +1,10 @@
 """Many accounts: 50 Loyverse accounts, each with a backlog, drained by one worker process and
 then by three, against a time-scaled emulator (x10: 300 requests per 30 s per account).
 
-Prints the aggregate requests/s as a share of the sum of the accounts' budgets (goal >= 90 %)
-and the workers' CPU and peak RSS per account.
+Prints the aggregate requests/s as a share of the sum of the accounts' budgets (goal >= 90 %),
+the peak number of PostgreSQL connections held by running price-sync jobs (drain + governor;
+one per job since the governor shares the drain's connection; procrastinate's pool not
+counted), and the workers' CPU and peak RSS per account.
 
 Usage: .venv/bin/python bench/many_accounts.py [--accounts 50] [--items 120] [--concurrency 15]
 """
@@ -32,7 +34,7 @@ def main() -> None:
     parser.add_argument("--time-scale", type=float, default=10.0)
     parser.add_argument("--concurrency", type=int, default=15,
                         help="jobs of the single worker; the three workers get a third each (every running"
-                             " job holds 2 PostgreSQL connections: keep the total under max_connections)")
+                             " job holds 1 PostgreSQL connection: keep the total under max_connections)")
     args = parser.parse_args()
     window = 300.0 / args.time_scale
     budget = args.accounts * 300 / window
@@ -50,8 +52,8 @@ def main() -> None:
             cron = harness.Cron(dsn, interval=2.0)
             cron.start()
             print(f"| worker processes | concurrency | requests | drain s | requests/s | share of budget "
-                  f"({budget:.0f}/s) | 429s | worker CPU s / account | peak RSS MiB (per process) |")
-            print("|---|---|---|---|---|---|---|---|---|")
+                  f"({budget:.0f}/s) | 429s | peak connections of jobs | worker CPU s / account | peak RSS MiB (per process) |")
+            print("|---|---|---|---|---|---|---|---|---|---|")
             for procs, concurrency in ((1, args.concurrency), (3, max(1, args.concurrency // 3))):
                 time.sleep(window)  # every account starts with a fresh budget
                 emu.state.reset()
@@ -62,7 +64,12 @@ def main() -> None:
                     cpu0 = sum(_scratch.proc_usage(p.pid)[0] for p in pool.procs)
                     conn.execute("update public.products set price = price + 1")
                     started = time.monotonic()
+                    peak_conns = 0
                     while True:
+                        peak_conns = max(peak_conns, conn.execute(
+                            "select count(*) as n from pg_stat_activity where datname = current_database()"
+                            " and application_name in ('loyverse_sync.pricesync', 'loyverse_sync.governor')"
+                        ).fetchone()["n"])
                         counts = harness.queue_counts(conn)
                         if not counts.get("pending") and not counts.get("processing"):
                             break
@@ -82,7 +89,7 @@ def main() -> None:
                 limited = sum(1 for e in log if e["status"] == 429)
                 rps = requests / drained
                 print(f"| {procs} | {concurrency} | {requests} | {drained:.1f} | {rps:.0f} | "
-                      f"{rps / budget:.0%} | {limited} | {cpu / args.accounts:.3f} | "
+                      f"{rps / budget:.0%} | {limited} | {peak_conns} | {cpu / args.accounts:.3f} | "
                       f"{max(u[1] for u in usage) / 1024:.0f} |")
             cron.stop()
             bad = {k: v for s in seeds for k, v in harness.diverged(conn, emu, s).items()}

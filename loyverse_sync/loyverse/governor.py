@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 import psycopg
+from psycopg.rows import tuple_row
 
 logger = logging.getLogger("loyverse_sync.loyverse")
 
@@ -116,6 +117,11 @@ class PostgresGovernor:
     (window, budget, penalty) lives in those functions and the account row; this class
     only keeps one autocommit connection (opened on first use, reopened once if it
     broke) and sleeps. Thread-safe: calls are serialised on the connection.
+
+    ``connection=``: use the caller's autocommit connection instead of opening one (a price
+    drain passes its own, so a running job holds one connection, not two). The governor
+    then never closes it (``close()`` leaves it open) and never reopens it: a broken
+    shared connection is the owner's to handle, so the error is raised.
     """
 
     # The two statements this class sends (kept here rather than in a queries file because
@@ -128,20 +134,35 @@ class PostgresGovernor:
 
     def __init__(
         self,
-        conninfo: str,
+        conninfo: str | None,
         account_id: int,
         *,
+        connection: psycopg.Connection[Any] | None = None,
         sleep: Callable[[float], None] = time.sleep,
         connect_timeout: float = 10.0,
     ) -> None:
+        if connection is None and conninfo is None:
+            raise ValueError("PostgresGovernor needs a conninfo or a connection")
+        if connection is not None and not connection.autocommit:
+            # inside the caller's transaction the bucket row would stay locked until commit
+            raise ValueError("PostgresGovernor needs an autocommit connection")
         self.conninfo = conninfo
         self.account_id = account_id
         self._sleep = sleep
         self._connect_timeout = connect_timeout
-        self._conn: psycopg.Connection[Any] | None = None
+        self._conn: psycopg.Connection[Any] | None = connection
+        self._owns_conn = connection is None
         self._lock = threading.Lock()
 
+    @property
+    def owns_connection(self) -> bool:
+        """False when the governor runs on a connection it was given (and must not close)."""
+        return self._owns_conn
+
     def _connection(self) -> psycopg.Connection[Any]:
+        if not self._owns_conn:
+            assert self._conn is not None
+            return self._conn
         if self._conn is None or self._conn.closed:
             self._conn = psycopg.connect(
                 self.conninfo,
@@ -156,12 +177,15 @@ class PostgresGovernor:
             for attempt in (1, 2):
                 conn = self._connection()
                 try:
-                    row = conn.execute(query, params).fetchone()
+                    # tuple rows whatever the connection's row factory (a shared one has dict rows)
+                    with conn.cursor(row_factory=tuple_row) as cur:
+                        row = cur.execute(query, params).fetchone()
                     return None if row is None else row[0]
                 except psycopg.OperationalError:
                     # A dropped connection (server restart, idle timeout): reopen once.
                     # Both functions are safe to repeat: a lost take only wastes one slot.
-                    if attempt == 2 or not conn.closed:
+                    # A shared connection is never reopened here: it is its owner's.
+                    if attempt == 2 or not conn.closed or not self._owns_conn:
                         raise
                     logger.warning("rate governor connection lost; reconnecting")
                     self._conn = None
@@ -182,9 +206,12 @@ class PostgresGovernor:
         self._call(self._PENALIZE, {"account_id": self.account_id, "retry_after": retry_after})
 
     def close(self) -> None:
-        """Close the database connection (it is reopened if the governor is used again)."""
+        """Close the governor's own connection (reopened if the governor is used again).
+
+        A connection given with ``connection=`` is left open: its owner closes it.
+        """
         with self._lock:
-            if self._conn is not None:
+            if self._owns_conn and self._conn is not None:
                 self._conn.close()
                 self._conn = None
 

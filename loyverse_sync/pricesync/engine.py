@@ -271,14 +271,20 @@ def _verify(
     return results
 
 
-def default_client_factory(conninfo: str, config: EngineConfig) -> ClientFactory:
-    """Clients that pace every request through the account's shared PostgresGovernor."""
+def default_client_factory(
+    conninfo: str, config: EngineConfig, *, connection: psycopg.Connection[Any] | None = None
+) -> ClientFactory:
+    """Clients that pace every request through the account's shared PostgresGovernor.
+
+    With ``connection`` (autocommit; the drain's own) the governor runs its statements on it
+    instead of opening a second connection per job; it never closes it.
+    """
 
     def make(account: accounts.Account, on_request: Callable[[client_mod.RequestRecord], None]) -> client_mod.LoyverseClient:
         return client_mod.LoyverseClient(
             account.base_url,
             account.token,
-            governor=governor_mod.PostgresGovernor(conninfo, account.id),
+            governor=governor_mod.PostgresGovernor(conninfo, account.id, connection=connection),
             timeout=config.http_timeout,
             max_attempts=config.http_max_attempts,
             on_request=on_request,
@@ -317,7 +323,9 @@ def drain_account(
 
     with db.connect(conninfo, autocommit=True, application_name="loyverse_sync.pricesync") as conn:
         account = accounts.get_account(conn, account_id)
-        factory = client_factory or default_client_factory(conninfo, config)
+        # The governor shares this connection: the drain is single-threaded (client, governor
+        # and lease heartbeat all run here), so one connection per running job suffices.
+        factory = client_factory or default_client_factory(conninfo, config, connection=conn)
         client = factory(account, on_request)
         try:
             while not (stop is not None and stop.is_set()):

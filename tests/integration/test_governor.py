@@ -18,11 +18,12 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from loyverse_sync import accounts
+from loyverse_sync import accounts, db
 from loyverse_sync.emulator import admin, server
 from loyverse_sync.loyverse import client as lv_client
 from loyverse_sync.loyverse import errors
 from loyverse_sync.loyverse import governor as lv_governor
+from loyverse_sync.pricesync import engine
 
 
 def _account(dsn: str, *, requests: int = 300, window: float = 3.0, name: str = "main") -> int:
@@ -100,6 +101,62 @@ def test_governor_reconnects_after_its_connection_is_killed(dsn: str, fernet_key
         time.sleep(0.05)
         assert gov.take() >= 0  # reopened transparently
         assert gov._conn.info.backend_pid != pid
+
+
+def _governor_sessions(dsn: str) -> int:
+    with psycopg.connect(dsn, autocommit=True) as admin_conn:
+        row = admin_conn.execute(
+            "select count(*) from pg_stat_activity"
+            " where application_name = 'loyverse_sync.governor' and datname = current_database()"
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_a_shared_connection_is_used_and_never_closed(dsn: str, fernet_key: bytes) -> None:
+    account_id = _account(dsn, requests=300, window=3.0)
+    # dict rows and autocommit, like the price drain's own connection
+    with db.connect(dsn, autocommit=True) as conn:
+        with lv_governor.PostgresGovernor(None, account_id, connection=conn) as gov:
+            waits = [gov.take() for _ in range(20)]
+            gov.penalize(0.5)
+            gov.acquire()
+            assert gov._conn is conn and not gov.owns_connection
+            assert _governor_sessions(dsn) == 0  # no connection of its own
+        assert not conn.closed  # close() / __exit__ left it open
+        gov.close()
+        assert not conn.closed
+        assert waits == sorted(waits) and waits[-1] > 0  # the same pacing as on its own connection
+        assert conn.execute("select 1 as one").fetchone() == {"one": 1}  # still usable, no transaction left
+        assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+
+        # the drain's factory hands its connection to the governor
+        account = accounts.get_account(conn, account_id)
+        client = engine.default_client_factory(dsn, engine.EngineConfig(), connection=conn)(
+            account, lambda record: None
+        )
+        with client:
+            assert isinstance(client.governor, lv_governor.PostgresGovernor)
+            assert client.governor._conn is conn
+            client.governor.take()
+        assert not conn.closed
+
+        # a broken shared connection is the owner's to handle: raised, never reopened behind its back
+        gov = lv_governor.PostgresGovernor(None, account_id, connection=conn)
+        with psycopg.connect(dsn, autocommit=True) as admin_conn:
+            admin_conn.execute("select pg_terminate_backend(%s)", (conn.info.backend_pid,))
+        time.sleep(0.05)
+        with pytest.raises(psycopg.OperationalError):
+            gov.take()
+        assert gov._conn is conn
+        assert _governor_sessions(dsn) == 0
+
+
+def test_a_shared_connection_must_be_autocommit(dsn: str, fernet_key: bytes) -> None:
+    with psycopg.connect(dsn) as conn, pytest.raises(ValueError, match="autocommit"):
+        lv_governor.PostgresGovernor(None, 1, connection=conn)
+    with pytest.raises(ValueError, match="conninfo or a connection"):
+        lv_governor.PostgresGovernor(None, 1)
 
 
 def test_unknown_account_is_an_error_not_a_free_pass(dsn: str) -> None:
