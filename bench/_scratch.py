@@ -19,19 +19,21 @@ ADMIN = os.environ.get("LOYVERSE_SYNC_BENCH_ADMIN", "host=127.0.0.1 user=postgre
 
 
 @contextlib.contextmanager
-def scratch_database(prefix: str) -> Iterator[str]:
-    """A fresh migrated database (and LOYVERSE_SYNC_KEY / _HOME for this process)."""
+def scratch_database(prefix: str, admin: str | None = None) -> Iterator[str]:
+    """A fresh migrated database on `admin` (default LOYVERSE_SYNC_BENCH_ADMIN), dropped
+    afterwards, and LOYVERSE_SYNC_KEY / _HOME for this process."""
+    admin = admin or ADMIN
     os.environ.setdefault("LOYVERSE_SYNC_HOME", tempfile.mkdtemp())
     os.environ["LOYVERSE_SYNC_KEY"] = crypto.new_key().decode()
     name = f"bench_{prefix}_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(ADMIN, autocommit=True) as c:
+    with psycopg.connect(admin, autocommit=True) as c:
         c.execute(f"create database {name}")
-    dsn = psycopg.conninfo.make_conninfo(ADMIN, dbname=name)
+    dsn = psycopg.conninfo.make_conninfo(admin, dbname=name)
     try:
         db.migrate(dsn)
         yield dsn
     finally:
-        with psycopg.connect(ADMIN, autocommit=True) as c:
+        with psycopg.connect(admin, autocommit=True) as c:
             c.execute(f"drop database {name} with (force)")
 
 

@@ -8,13 +8,11 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import tempfile
 import time
-import uuid
 
-import psycopg
+import _scratch
 
-from loyverse_sync import accounts, crypto, db
+from loyverse_sync import accounts, db
 
 
 def main() -> None:
@@ -22,14 +20,7 @@ def main() -> None:
     parser.add_argument("--done", type=int, default=1_000_000)
     parser.add_argument("--admin", default=os.environ.get("LOYVERSE_SYNC_BENCH_ADMIN", "host=127.0.0.1 user=postgres dbname=postgres"))
     args = parser.parse_args()
-    os.environ.setdefault("LOYVERSE_SYNC_HOME", tempfile.mkdtemp())
-    os.environ["LOYVERSE_SYNC_KEY"] = crypto.new_key().decode()
-    name = f"bench_claim_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(args.admin, autocommit=True) as c:
-        c.execute(f"create database {name}")
-    dsn = psycopg.conninfo.make_conninfo(args.admin, dbname=name)
-    try:
-        db.migrate(dsn)
+    with _scratch.scratch_database("claim", admin=args.admin) as dsn:  # noqa: SIM117
         with db.connect(dsn, autocommit=True) as conn:
             account = accounts.add_account(conn, name="a", token="t", base_url="http://127.0.0.1:9/v1.0")
             rid = accounts.add_restaurant(conn, "R")
@@ -55,9 +46,6 @@ def main() -> None:
                 assert len(rows) == 100
             print(f"claim 100 rows (100 items), {args.done:,} done rows + 20,000 pending: "
                   f"median {statistics.median(times):.2f} ms, max {max(times):.2f} ms")
-    finally:
-        with psycopg.connect(args.admin, autocommit=True) as c:
-            c.execute(f"drop database {name} with (force)")
 
 
 if __name__ == "__main__":

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import tempfile
-import uuid
 
-import psycopg
+import _scratch
 
 from loyverse_sync import db
 from loyverse_sync.emulator import server
@@ -25,20 +23,9 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=500)
     parser.add_argument("--admin", default=os.environ.get("LOYVERSE_SYNC_BENCH_ADMIN", "host=127.0.0.1 user=postgres dbname=postgres"))
     args = parser.parse_args()
-    from loyverse_sync import crypto
 
-    os.environ.setdefault("LOYVERSE_SYNC_HOME", tempfile.mkdtemp())
-    os.environ["LOYVERSE_SYNC_KEY"] = crypto.new_key().decode()
-    name = f"bench_ps_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(args.admin, autocommit=True) as c:
-        c.execute(f"create database {name}")
-    dsn = psycopg.conninfo.make_conninfo(args.admin, dbname=name)
-    try:
-        db.migrate(dsn)
+    with _scratch.scratch_database("ps", admin=args.admin) as dsn:
         run(dsn, args.items)
-    finally:
-        with psycopg.connect(args.admin, autocommit=True) as c:
-            c.execute(f"drop database {name} with (force)")
 
 
 def run(dsn: str, n_items: int) -> None:

@@ -15,13 +15,11 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import tempfile
 import time
-import uuid
 
-import psycopg
+import _scratch
 
-from loyverse_sync import crypto, db
+from loyverse_sync import db
 from loyverse_sync.emulator import server
 from loyverse_sync.pricesync import engine, testing
 
@@ -35,18 +33,8 @@ def main() -> None:
     parser.add_argument("--time-scale", type=float, default=50.0)
     parser.add_argument("--admin", default=os.environ.get("LOYVERSE_SYNC_BENCH_ADMIN", "host=127.0.0.1 user=postgres dbname=postgres"))
     args = parser.parse_args()
-    os.environ.setdefault("LOYVERSE_SYNC_HOME", tempfile.mkdtemp())
-    os.environ["LOYVERSE_SYNC_KEY"] = crypto.new_key().decode()
-    name = f"bench_rate_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(args.admin, autocommit=True) as c:
-        c.execute(f"create database {name}")
-    dsn = psycopg.conninfo.make_conninfo(args.admin, dbname=name)
-    try:
-        db.migrate(dsn)
+    with _scratch.scratch_database("rate", admin=args.admin) as dsn:
         run(dsn, args.items, args.time_scale)
-    finally:
-        with psycopg.connect(args.admin, autocommit=True) as c:
-            c.execute(f"drop database {name} with (force)")
 
 
 def _seconds(entry: dict) -> float:

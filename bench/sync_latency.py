@@ -21,11 +21,11 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 
+import _scratch
 import psycopg
 
-from loyverse_sync import crypto, db
+from loyverse_sync import db
 from loyverse_sync.emulator import server
 from loyverse_sync.pricesync import testing
 
@@ -36,18 +36,8 @@ def main() -> None:
     parser.add_argument("--pause", type=float, default=0.2, help="idle seconds after each arrival")
     parser.add_argument("--admin", default=os.environ.get("LOYVERSE_SYNC_BENCH_ADMIN", "host=127.0.0.1 user=postgres dbname=postgres"))
     args = parser.parse_args()
-    os.environ.setdefault("LOYVERSE_SYNC_HOME", tempfile.mkdtemp())
-    os.environ["LOYVERSE_SYNC_KEY"] = crypto.new_key().decode()
-    name = f"bench_lat_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(args.admin, autocommit=True) as c:
-        c.execute(f"create database {name}")
-    dsn = psycopg.conninfo.make_conninfo(args.admin, dbname=name)
-    try:
-        db.migrate(dsn)
+    with _scratch.scratch_database("lat", admin=args.admin) as dsn:
         run(dsn, args.updates, args.pause)
-    finally:
-        with psycopg.connect(args.admin, autocommit=True) as c:
-            c.execute(f"drop database {name} with (force)")
 
 
 def _seconds(entry: dict) -> float:

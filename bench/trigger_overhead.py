@@ -25,11 +25,11 @@ import statistics
 import subprocess
 import tempfile
 import time
-import uuid
 
+import _scratch
 import psycopg
 
-from loyverse_sync import accounts, crypto, db
+from loyverse_sync import accounts, db
 
 TRIGGER = "_100_enqueue_price_sync"
 SCRIPTS = {
@@ -49,14 +49,7 @@ def main() -> None:
     parser.add_argument("--trigger-sql", help="SQL run after migrating (e.g. another trigger function) to compare designs")
     parser.add_argument("--admin", default=os.environ.get("LOYVERSE_SYNC_BENCH_ADMIN", "host=127.0.0.1 user=postgres dbname=postgres"))
     args = parser.parse_args()
-    os.environ.setdefault("LOYVERSE_SYNC_HOME", tempfile.mkdtemp())
-    os.environ["LOYVERSE_SYNC_KEY"] = crypto.new_key().decode()
-    name = f"bench_trg_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(args.admin, autocommit=True) as c:
-        c.execute(f"create database {name}")
-    dsn = psycopg.conninfo.make_conninfo(args.admin, dbname=name)
-    try:
-        db.migrate(dsn)
+    with _scratch.scratch_database("trg", admin=args.admin) as dsn:  # noqa: SIM117
         with db.connect(dsn, autocommit=True) as conn:
             if args.trigger_sql:
                 conn.execute(pathlib.Path(args.trigger_sql).read_text())
@@ -64,9 +57,6 @@ def main() -> None:
             print(f"{'case':<30}{'setting':<40}{'without':>12}{'with':>12}{'ratio':>8}")
             pgbench_cases(conn, dsn, args.seconds, args.rounds)
             bulk(conn, args.bulk_rounds)
-    finally:
-        with psycopg.connect(args.admin, autocommit=True) as c:
-            c.execute(f"drop database {name} with (force)")
 
 
 def setup(conn: psycopg.Connection) -> None:
