@@ -1,6 +1,10 @@
 """Benchmark of the menu import: a generated menu from the emulator (default 10,000 items,
 ~19,000 live variants), fetch phase (requests, seconds) reported apart from the DB phase; the
-DB phase against a row-by-row baseline (one INSERT per row into the same tables, same run);
+DB phase against, all measured in the same run on the same rows:
+  (a) a row-by-row baseline: one prepared INSERT per row, one transaction;
+  (b) a naive row-by-row baseline: one INSERT per row, each its own transaction (autocommit);
+  (c) the write floor: the same rows written set-based (one INSERT ... SELECT per table, one
+      transaction, same foreign keys), with no plan, validation, journal or report;
 a re-import of the unchanged menu (rows written, proved with xmin); and a menu-size curve.
 
     .venv/bin/python bench/import_menu.py [--items 10000] [--curve 100,1000,10000]
@@ -11,6 +15,7 @@ Uses a scratch database `lvs_bench_import` on the local server (dropped at the e
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import tempfile
 import time
@@ -44,17 +49,24 @@ def _import(dsn: str, conn: psycopg.Connection[Any], emu: server.EmulatorServer,
     return {"restaurant_id": restaurant_id, "snapshot": snap, "fetch_s": fetch_s, "db_s": db_s, "result": result}
 
 
-def _row_by_row(conn: psycopg.Connection[Any], run_id: int, restaurant_id: str, account_id: int, store: str) -> tuple[float, dict[str, int]]:
-    """The baseline: one INSERT per row (prepared by psycopg after 5 uses, one round trip
-    each), committed as one transaction, of every catalogue row the set-based run created:
-    categories, product groups, modifier groups and options, products, their modifier
-    links and item mappings, into the same tables for another restaurant. (No plan,
-    journal or report: those are the set-based import's extra work.)"""
+def _source(conn: psycopg.Connection[Any], run_id: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The rows the set-based run created, from its plan: objects, and the 'create' variants."""
     objs = conn.execute("select kind, loyverse_id, parent_loyverse_id, name, price, position, description,"
                         " option1_name, option2_name, option3_name from loyverse.loyverse_import_plan_objects"
                         " where run_id = %s order by kind, loyverse_id", (run_id,)).fetchall()
     plan = conn.execute("select * from loyverse.loyverse_import_plan where run_id = %s and decision = 'create'"
                         " order by row_no", (run_id,)).fetchall()
+    return objs, plan
+
+
+def _row_by_row(conn: psycopg.Connection[Any], objs: list[dict[str, Any]], plan: list[dict[str, Any]],
+                restaurant_id: str, account_id: int, store: str, *, per_row_commit: bool = False) -> tuple[float, dict[str, int]]:
+    """The baseline: one INSERT per row (prepared by psycopg after 5 uses, one round trip
+    each) of every catalogue row the set-based run created: categories, product groups,
+    modifier groups and options, products, their modifier links and item mappings, into the
+    same tables for another restaurant. (No plan, journal or report: those are the set-based
+    import's extra work.) Committed as one transaction, or (`per_row_commit`, `conn` in
+    autocommit) each INSERT its own transaction, as a naive script runs."""
     n: dict[str, int] = {}
 
     def ins(table: str, sql: str, params: tuple[Any, ...]) -> Any:
@@ -62,8 +74,8 @@ def _row_by_row(conn: psycopg.Connection[Any], run_id: int, restaurant_id: str, 
         return conn.execute(sql, params).fetchone()
 
     t0 = time.perf_counter()
-    with conn.transaction():
-        conn.execute("select set_config('loyverse_sync.origin', 'loyverse', true)")
+    with contextlib.nullcontext() if per_row_commit else conn.transaction():
+        conn.execute("select set_config('loyverse_sync.origin', 'loyverse', %s)", (not per_row_commit,))
         ids: dict[tuple[str, str], Any] = {}
         for o in objs:
             if o["kind"] == "category":
@@ -104,6 +116,64 @@ def _row_by_row(conn: psycopg.Connection[Any], run_id: int, restaurant_id: str, 
     return time.perf_counter() - t0, n
 
 
+FLOOR_SQL = [
+    # every object gets a new id (kept in a temp table for the foreign keys of the rows below)
+    ("", """create temp table _floor_obj on commit drop as
+            select kind, loyverse_id, parent_loyverse_id, gen_random_uuid() as id, name, price, position, description,
+                   option1_name, option2_name, option3_name
+              from loyverse.loyverse_import_plan_objects where run_id = %(run)s"""),
+    ("", """create temp table _floor_plan on commit drop as
+            select p.*, gen_random_uuid() as new_id from loyverse.loyverse_import_plan p
+             where p.run_id = %(run)s and p.decision = 'create'"""),
+    ("categories", """insert into public.categories (id, restaurant_id, name)
+            select id, %(rid)s, name from _floor_obj where kind = 'category'"""),
+    ("modifier_groups", """insert into public.modifier_groups (id, restaurant_id, name, position)
+            select id, %(rid)s, name, coalesce(position, 0) from _floor_obj where kind = 'modifier'"""),
+    ("modifier_options", """insert into public.modifier_options (modifier_group_id, name, price, position)
+            select g.id, o.name, coalesce(o.price, 0), coalesce(o.position, 0)
+              from _floor_obj o join _floor_obj g on g.kind = 'modifier' and g.loyverse_id = o.parent_loyverse_id
+             where o.kind = 'modifier_option'"""),
+    ("product_groups", """insert into public.product_groups (id, restaurant_id, category_id, name, description,
+                                                option1_name, option2_name, option3_name)
+            select o.id, %(rid)s, c.id, o.name, o.description, o.option1_name, o.option2_name, o.option3_name
+              from _floor_obj o
+              left join (select distinct on (item_id) item_id, category_ref from _floor_plan order by item_id, row_no) ic
+                     on ic.item_id = o.loyverse_id
+              left join _floor_obj c on c.kind = 'category' and c.loyverse_id = ic.category_ref
+             where o.kind = 'item'"""),
+    ("products", """insert into public.products (id, restaurant_id, category_id, product_group_id, name, sku, price,
+                                          is_active, option1_value, option2_value, option3_value)
+            select p.new_id, %(rid)s, c.id, g.id, p.name, p.sku, p.price, p.is_active,
+                   p.option1_value, p.option2_value, p.option3_value
+              from _floor_plan p
+              left join _floor_obj c on c.kind = 'category' and c.loyverse_id = p.category_ref
+              left join _floor_obj g on g.kind = 'item' and g.loyverse_id = p.item_id"""),
+    ("product_modifier_groups", """insert into public.product_modifier_groups (product_id, modifier_group_id)
+            select p.new_id, g.id from _floor_plan p cross join unnest(p.modifier_ids) mid
+              join _floor_obj g on g.kind = 'modifier' and g.loyverse_id = mid"""),
+    ("loyverse_item_mappings", """insert into loyverse.loyverse_item_mappings (product_id, restaurant_id, account_id,
+                 loyverse_item_id, loyverse_variant_id, loyverse_store_id, last_synced_price, price_factor)
+            select p.new_id, %(rid)s, %(account)s, p.item_id, p.variant_id, %(store)s, p.loyverse_price, p.price_factor
+              from _floor_plan p"""),
+]
+
+
+def _write_floor(conn: psycopg.Connection[Any], run_id: int, restaurant_id: str, account_id: int, store: str) -> tuple[float, dict[str, int]]:
+    """The write floor: the rows the baselines write, set-based (one INSERT ... SELECT per
+    table, one transaction, the same foreign keys and indexes), with no plan, validation,
+    conflict detection, journal or report: what any import of these rows must pay."""
+    n: dict[str, int] = {}
+    params = {"run": run_id, "rid": restaurant_id, "account": account_id, "store": store}
+    t0 = time.perf_counter()
+    with conn.transaction():
+        conn.execute("select set_config('loyverse_sync.origin', 'loyverse', true)")
+        for table, sql in FLOOR_SQL:
+            cur = conn.execute(sql, params)
+            if table:
+                n[table] = cur.rowcount
+    return time.perf_counter() - t0, n
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--items", type=int, default=10000)
@@ -138,10 +208,24 @@ def main() -> None:
                 link = conn.execute("select account_id, store_id from loyverse.loyverse_restaurant_links"
                                     " where restaurant_id = %s", (first["restaurant_id"],)).fetchone()
                 baseline_rid = accounts.add_restaurant(conn, f"Baseline {uuid.uuid4().hex[:6]}")
-                base_s, base_rows = _row_by_row(conn, r["run_id"], baseline_rid, link["account_id"], link["store_id"])
-                print(f"row-by-row baseline: {sum(base_rows.values())} INSERTs in {base_s:.2f} s "
+                objs, plan = _source(conn, r["run_id"])
+                db_s = first["db_s"]
+                base_s, base_rows = _row_by_row(conn, objs, plan, baseline_rid, link["account_id"], link["store_id"])
+                print(f"(a) row-by-row baseline, one transaction: {sum(base_rows.values())} INSERTs in {base_s:.2f} s "
                       f"({', '.join(f'{t} {k}' for t, k in base_rows.items())}); "
-                      f"set-based DB phase is {base_s / first['db_s']:.1f}x faster")
+                      f"set-based DB phase is {base_s / db_s:.1f}x faster")
+                naive_rid = accounts.add_restaurant(conn, f"Naive {uuid.uuid4().hex[:6]}")
+                with psycopg.connect(dsn, autocommit=True, row_factory=rows.dict_row) as naive_conn:
+                    naive_s, naive_rows = _row_by_row(naive_conn, objs, plan, naive_rid, link["account_id"],
+                                                      link["store_id"], per_row_commit=True)
+                print(f"(b) row-by-row baseline, one transaction per INSERT (autocommit): {sum(naive_rows.values())} "
+                      f"INSERTs in {naive_s:.2f} s; set-based DB phase is {naive_s / db_s:.1f}x faster")
+                floor_rid = accounts.add_restaurant(conn, f"Floor {uuid.uuid4().hex[:6]}")
+                floor_s, floor_rows = _write_floor(conn, r["run_id"], floor_rid, link["account_id"], link["store_id"])
+                assert floor_rows == base_rows == naive_rows, (floor_rows, base_rows, naive_rows)
+                print(f"(c) write floor (same rows, one INSERT ... SELECT per table, same FKs, no plan/journal): "
+                      f"{floor_s:.2f} s = {100 * floor_s / db_s:.0f} % of the DB phase; "
+                      f"baseline (a) is {base_s / floor_s:.1f}x the floor, (b) {naive_s / floor_s:.1f}x")
             print("menu-size curve (DB phase):")
             for n in [int(x) for x in args.curve.split(",") if x]:
                 with server.EmulatorServer(menu=n, token="tok", merchants=1, seed=7) as emu:

@@ -15,3 +15,6 @@ create table loyverse.loyverse_import_journal (
 
 comment on table loyverse.loyverse_import_journal is
     'Before- and after-images of every row an import run touched, so `import undo` can restore them.';
+comment on column loyverse.loyverse_import_journal.row_key is
+    'The row''s key (id, or product_id:modifier_group_id for a link); for rows an import created, '
+    'journaled set-based, ''#<xid>.<batch>.<chunk>'' with after_image a JSON array of up to 5,000 row images.';

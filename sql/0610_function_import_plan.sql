@@ -139,7 +139,7 @@ begin
                         where o2.snapshot_id = v_run.snapshot_id and o2.kind = 'item'
                           and o2.loyverse_id = o.loyverse_id and o2.seq < o.seq);
 
-    analyze _lv_items;
+    analyze _lv_items (item_id);
 
     if v_selecting then
         delete from _lv_items it
@@ -159,8 +159,25 @@ begin
 
     -- One row per variant (an item without variants yields one row that fails validation).
     create temp table _lv_rows on commit drop as
-    with v as (
+    with it as materialized (
+        -- per item, not per variant: the tax sums and the in-store modifiers it links (read
+        -- from i, which is small and stored uncompressed; the snapshot payload is compressed
+        -- and every access to it decompresses it again)
+        select it.*, tx.added_rate, tx.included_rate,
+               coalesce((select array_agg(m.id order by m.id)
+                           from _lv_mods m
+                          where m.in_store and jsonb_typeof(it.i -> 'modifier_ids') = 'array'
+                            and it.i -> 'modifier_ids' ? m.id), '{}') as mod_ids
+          from _lv_items it
+          cross join lateral (
+                 select coalesce(sum(t.rate) filter (where t.type = 'ADDED'), 0) as added_rate,
+                        coalesce(sum(t.rate) filter (where t.type = 'INCLUDED'), 0) as included_rate
+                   from _lv_taxes t
+                  where jsonb_typeof(it.i -> 'tax_ids') = 'array' and it.i -> 'tax_ids' ? t.id) tx
+    ),
+    v as (
         select it.seq as item_seq, it.item_id, it.i, jsonb_typeof(it.variants) as variants_type, vv.ord, vv.v,
+               it.added_rate, it.included_rate, it.mod_ids,
                case when jsonb_typeof(it.variants) = 'array' then jsonb_array_length(it.variants) else 0 end as n_variants,
                case when jsonb_typeof(vv.v -> 'variant_id') = 'string' and btrim(vv.v ->> 'variant_id') <> ''
                     then vv.v ->> 'variant_id' end as variant_id,
@@ -170,7 +187,7 @@ begin
                case when jsonb_typeof(coalesce(vv.v -> v_sku_field, it.i -> v_sku_field)) in ('string', 'number')
                     then nullif(btrim(coalesce(vv.v -> v_sku_field, it.i -> v_sku_field) #>> '{}'), '') end as sku,
                coalesce(jsonb_typeof(coalesce(vv.v -> v_sku_field, it.i -> v_sku_field)), 'null') as sku_type
-          from _lv_items it
+          from it
           cross join lateral jsonb_array_elements(
                  case when jsonb_typeof(it.variants) = 'array' and jsonb_array_length(it.variants) > 0
                       then it.variants else '[null]'::jsonb end) with ordinality vv(v, ord)
@@ -193,12 +210,6 @@ begin
                case when p.pricing_type = 'FIXED' then
                     case when p.se is not null and coalesce(jsonb_typeof(p.se -> 'price'), 'null') <> 'null'
                          then p.se -> 'price' else p.v -> 'default_price' end end as price_json,
-               (select coalesce(sum(t.rate) filter (where t.type = 'ADDED'), 0)
-                  from _lv_taxes t
-                 where jsonb_typeof(p.i -> 'tax_ids') = 'array' and p.i -> 'tax_ids' ? t.id) as added_rate,
-               (select coalesce(sum(t.rate) filter (where t.type = 'INCLUDED'), 0)
-                  from _lv_taxes t
-                 where jsonb_typeof(p.i -> 'tax_ids') = 'array' and p.i -> 'tax_ids' ? t.id) as included_rate,
                case when jsonb_typeof(p.i -> 'category_id') = 'string' then p.i ->> 'category_id' end as cat_id
           from p
     ),
@@ -207,8 +218,17 @@ begin
                case when jsonb_typeof(q.price_json) = 'number' then (q.price_json #>> '{}')::numeric end as raw_price
           from q
     )
+    -- (narrow: the item and variant JSON is not copied into the table, only what is used later)
     select row_number() over (order by r.item_seq, r.ord)::integer as row_no,
-           r.*,
+           r.item_seq, r.item_id, r.variant_id, r.base_name, r.sku, r.pricing_type, r.raw_price,
+           r.added_rate, r.included_rate, r.cat_id, r.mod_ids as modifier_ids,
+           r.v ->> 'option1_value' as option1_value, r.v ->> 'option2_value' as option2_value,
+           r.v ->> 'option3_value' as option3_value,
+           loyverse.jsonb_to_bool(r.se -> 'available_for_sale') as available_for_sale,
+           case when v_extra = '{}' then '{}'::jsonb else coalesce((select jsonb_object_agg(x.key,
+                              case when jsonb_typeof(coalesce(r.v -> (x.value #>> '{}'), r.i -> (x.value #>> '{}'))) in ('string', 'number', 'boolean')
+                                   then coalesce(r.v -> (x.value #>> '{}'), r.i -> (x.value #>> '{}')) #>> '{}' end)
+                       from jsonb_each(v_extra) x), '{}') end as extra,
            case when r.raw_price is null then null
                 when v_incl_tax and r.added_rate > 0 then r.raw_price * (1 + r.added_rate / 100)
                 when not v_incl_tax and r.included_rate > 0 then r.raw_price / (1 + r.included_rate / 100)
@@ -253,7 +273,7 @@ begin
                        and coalesce(jsonb_typeof(r.v -> 'option3_value'), 'null') = 'null' then 'option3_value is missing' end
            ]::text[], null) as errors
       from r;
-    analyze _lv_rows;
+    analyze _lv_rows (row_no, variant_id, sku, item_id);
 
     -- Duplicate SKUs inside Loyverse: the first variant keeps it, the others are rejected.
     update _lv_rows x
@@ -285,18 +305,12 @@ begin
            r.raw_price,
            r.price_factor,
            (select s.qty from _lv_stock s where s.variant_id = r.variant_id),
-           coalesce(loyverse.jsonb_to_bool(r.se -> 'available_for_sale'), true),
-           r.v ->> 'option1_value', r.v ->> 'option2_value', r.v ->> 'option3_value',
+           coalesce(r.available_for_sale, true),
+           r.option1_value, r.option2_value, r.option3_value,
            case when r.cat_known then r.cat_id when r.cat_id is not null then '(fallback)' end,
            r.cat_id is not null and not r.cat_known,
-           coalesce((select array_agg(m.id order by m.id)
-                       from _lv_mods m
-                      where m.in_store and jsonb_typeof(r.i -> 'modifier_ids') = 'array'
-                        and r.i -> 'modifier_ids' ? m.id), '{}'),
-           case when v_extra = '{}' then '{}' else coalesce((select jsonb_object_agg(x.key,
-                              case when jsonb_typeof(coalesce(r.v -> (x.value #>> '{}'), r.i -> (x.value #>> '{}'))) in ('string', 'number', 'boolean')
-                                   then coalesce(r.v -> (x.value #>> '{}'), r.i -> (x.value #>> '{}')) #>> '{}' end)
-                       from jsonb_each(v_extra) x), '{}') end,
+           r.modifier_ids,
+           r.extra,
            r.errors,
            r.pricing_type = 'VARIABLE',
            case when r.pricing_type = 'VARIABLE' then 'VARIABLE price in Loyverse: imported as 0' end,
@@ -349,7 +363,7 @@ begin
                     end as reason) d;
     create index on _lv_plan (row_no);
     create index on _lv_plan (variant_id);
-    analyze _lv_plan;
+    analyze _lv_plan (row_no, variant_id, item_id, decision, product_id, category_ref, matched_product_id);
 
     -- Updates that cannot be: a product linked to another variant, or two variants for one product.
     update _lv_plan p
@@ -522,7 +536,7 @@ begin
     select p_run_id, 'fidelity', 'not_for_sale', r.item_id, r.variant_id, r.name,
            'not available for sale in the store: imported inactive'
       from _lv_rows r
-     where cardinality(r.errors) = 0 and loyverse.jsonb_to_bool(r.se -> 'available_for_sale') is false
+     where cardinality(r.errors) = 0 and r.available_for_sale is false
     union all
     select p_run_id, 'warning', 'invalid_stock', r.item_id, r.variant_id, r.name,
            format('stock level %s is not a number in range: stock not imported', left(s.raw::text, 40))

@@ -1,6 +1,8 @@
 -- Undoes an import run from its journal: removes the rows it created (mappings included),
 -- restores the before-image of every row it updated or deleted. Refuses, listing them, when
--- a row the run touched changed afterwards, unless p_force.
+-- a row the run touched changed afterwards, unless p_force. Created rows journaled set-based
+-- (row_key '#...': after_image is a JSON array of the rows' images) are expanded to one entry
+-- per row first, so every row is checked and removed exactly as a per-row entry would be.
 create function loyverse.import_undo(p_run_id bigint, p_force boolean default false)
 returns jsonb
 language plpgsql
@@ -34,6 +36,23 @@ begin
     end if;
     perform set_config('loyverse_sync.origin', 'loyverse', true);
 
+    -- The run's journal, one entry per row.
+    drop table if exists pg_temp._lv_journal;
+    create temp table _lv_journal on commit drop as
+    select j.table_name, j.row_key, j.action, j.before_image, j.after_image
+      from loyverse.loyverse_import_journal j
+     where j.run_id = p_run_id and j.row_key not like '#%'
+    union all
+    select j.table_name,
+           case when j.table_name = 'product_modifier_groups' then (e.image ->> 'product_id') || ':' || (e.image ->> 'modifier_group_id')
+                else e.image ->> 'id' end,
+           j.action, null, e.image
+      from loyverse.loyverse_import_journal j
+      cross join lateral jsonb_array_elements(j.after_image) e(image)
+     where j.run_id = p_run_id and j.row_key like '#%';
+    create index on _lv_journal (table_name, row_key);
+    analyze _lv_journal;
+
     -- Rows changed (or deleted, or re-created) since the run.
     drop table if exists pg_temp._lv_changed;
     create temp table _lv_changed (table_name text, row_key text, reason text, current jsonb) on commit drop;
@@ -47,9 +66,9 @@ begin
                     case when j.action = ''DELETE'' then ''re-created since the run''
                          when t is null then ''deleted since the run'' else ''changed since the run'' end,
                     to_jsonb(t)
-               from loyverse.loyverse_import_journal j
+               from pg_temp._lv_journal j
                left join %s t on %s = j.row_key
-              where j.run_id = $1 and j.table_name = %L
+              where j.table_name = %L
                 and case when j.action = ''DELETE'' then t is not null
                          else t is null or to_jsonb(t) is distinct from j.after_image end',
             v_rel, v_key, v_table)
@@ -74,8 +93,8 @@ begin
         v_key := case when v_table = 'product_modifier_groups' then 't.product_id::text || '':'' || t.modifier_group_id::text'
                       else 't.id::text' end;
         execute format(
-            'delete from %s t using loyverse.loyverse_import_journal j
-              where j.run_id = $1 and j.table_name = %L and j.action = ''INSERT'' and %s = j.row_key',
+            'delete from %s t using pg_temp._lv_journal j
+              where j.table_name = %L and j.action = ''INSERT'' and %s = j.row_key',
             v_rel, v_table, v_key)
             using p_run_id;
         get diagnostics v_n = row_count; v_deleted := v_deleted + v_n;
@@ -86,9 +105,9 @@ begin
         v_rel := case when v_table = 'loyverse_item_mappings' then 'loyverse.' else 'public.' end || quote_ident(v_table);
         execute format(
             'insert into %s overriding system value
-             select r.* from loyverse.loyverse_import_journal j,
+             select r.* from pg_temp._lv_journal j,
                     lateral jsonb_populate_record(null::%s, j.before_image) r
-              where j.run_id = $1 and j.table_name = %L and j.action = ''DELETE''
+              where j.table_name = %L and j.action = ''DELETE''
              on conflict do nothing',
             v_rel, v_rel, v_table)
             using p_run_id;
@@ -100,9 +119,9 @@ begin
         execute (
             select format(
                 'update %s t set (%s) = (%s)
-                   from loyverse.loyverse_import_journal j,
+                   from pg_temp._lv_journal j,
                         lateral jsonb_populate_record(null::%s, j.before_image) r
-                  where j.run_id = $1 and j.table_name = %L and j.action = ''UPDATE'' and t.id::text = j.row_key',
+                  where j.table_name = %L and j.action = ''UPDATE'' and t.id::text = j.row_key',
                 v_rel,
                 string_agg(quote_ident(a.attname), ', ' order by a.attnum),
                 case when count(*) = 1 then 'row(' else '' end
