@@ -35,13 +35,15 @@ begin
 
     -- Old and new rows, paired by position in id order (no column list is allowed with
     -- transition tables, so this trigger sees every updated row).
+    -- One sort per transition table (a subquery's order feeds every array_agg of its
+    -- query; aggregate-level ORDER BY would sort once per aggregate: 5 sorts, not 2).
     select o.ids, o.prices, n.ids, n.prices, n.categories
       into v_ids, v_old_prices, v_new_ids, v_new_prices, v_categories
-      from (select array_agg(id order by id) as ids, array_agg(price order by id) as prices
-              from old_rows) o,
-           (select array_agg(id order by id) as ids, array_agg(price order by id) as prices,
-                   array_agg(category_id order by id) as categories
-              from new_rows) n;
+      from (select array_agg(s.id) as ids, array_agg(s.price) as prices
+              from (select r.id, r.price from old_rows r order by r.id) s) o,
+           (select array_agg(s.id) as ids, array_agg(s.price) as prices,
+                   array_agg(s.category_id) as categories
+              from (select r.id, r.price, r.category_id from new_rows r order by r.id) s) n;
     if v_ids is distinct from v_new_ids then
         -- The statement changed product ids (only unmapped products can: the mappings'
         -- foreign key forbids it otherwise): pair by id with a join planned for this run.

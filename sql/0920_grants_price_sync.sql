@@ -7,6 +7,7 @@ revoke execute on function
     loyverse.price_sync_due_at(text),
     loyverse.wake_price_sync(bigint),
     loyverse.tg_products__enqueue_price_sync(),
+    loyverse.tg_accounts__delete_price_sync_rows(),
     loyverse.enqueue_price_changes(uuid[], numeric[], numeric[], uuid[]),
     loyverse.enqueue_current_prices(uuid[], text, integer),
     loyverse.release_expired_price_sync_leases(bigint),

@@ -284,3 +284,19 @@ def test_digest_is_one_per_restaurant_per_interval(conn, world):
     (mail,) = conn.execute("select * from loyverse.loyverse_notification_outbox").fetchall()
     assert mail["recipient"] == "ops@example.com" and "3 price change(s)" in mail["subject"]
     assert "variant gone" in mail["body"]
+
+
+def test_deleting_an_account_or_a_restaurant_deletes_its_queue_rows(conn, world):
+    """The queue's account_id and restaurant_id carry no foreign keys (cost per queued row):
+    the accounts trigger and the products cascade remove the rows instead."""
+    from loyverse_sync import accounts
+
+    other = accounts.add_account(conn, name="other", token="tok2", base_url="http://127.0.0.1:9/v1.0")
+    conn.execute("update public.products set price = price + 1")
+    assert len(queue(conn)) == 6
+    conn.execute("delete from public.restaurants where id = %s", (world["restaurants"][1],))
+    assert {str(r["restaurant_id"]) for r in queue(conn)} == {str(world["restaurants"][0])}
+    conn.execute("delete from loyverse.accounts where id = %s", (other,))
+    assert len(queue(conn)) == 3
+    conn.execute("delete from loyverse.accounts where id = %s", (world["account_id"],))
+    assert queue(conn) == []

@@ -1,0 +1,7 @@
+create trigger _100_delete_price_sync_rows
+    after delete on loyverse.accounts
+    referencing old table as old_rows
+    for each statement
+    execute function loyverse.tg_accounts__delete_price_sync_rows();
+comment on trigger _100_delete_price_sync_rows on loyverse.accounts is
+    'Deleting an account deletes its price-sync queue rows.';
