@@ -158,12 +158,19 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     # -- plumbing ----------------------------------------------------------------------------
 
     def _send(
-        self, status: int, payload: bytes, headers: list[tuple[str, str]] | None = None
+        self,
+        status: int,
+        payload: bytes,
+        headers: list[tuple[str, str]] | None = None,
+        content_type: str | None = None,
     ) -> None:
-        reason = http.HTTPStatus(status).phrase
+        try:
+            reason = http.HTTPStatus(status).phrase
+        except ValueError:
+            reason = "Unknown"
         lines = [
             f"HTTP/1.1 {status} {reason}",
-            "Content-Type: application/json; charset=utf-8",
+            f"Content-Type: {content_type or 'application/json; charset=utf-8'}",
             f"Content-Length: {len(payload)}",
         ]
         lines.extend(f"{k}: {v}" for k, v in headers or ())
@@ -312,6 +319,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                     ),
                 )
             return
+        if status == 200:
+            with state.lock:
+                mangled = merchant.faults.rewrite(method, rel, status, result)
+            if mangled is not None:
+                entry["fault"] = "mangle"
+                status, payload, content_type = mangled
+                self._finish_api(entry, started, merchant, status, payload, headers, content_type)
+                return
         self._finish_api(entry, started, merchant, status, payload, headers)
 
     def _finish_api(
@@ -322,6 +337,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         status: int | None,
         payload: Any,
         headers: list[tuple[str, str]] | None = None,
+        content_type: str | None = None,
     ) -> None:
         """Log and count the response, then send it (or withhold it, when status is None).
 
@@ -340,7 +356,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if status is None:
             self._drop()
         else:
-            self._send(status, payload if isinstance(payload, bytes) else _dumps(payload), headers)
+            self._send(
+                status,
+                payload if isinstance(payload, bytes) else _dumps(payload),
+                headers,
+                content_type,
+            )
 
     # -- /_emulator ----------------------------------------------------------------------------
 

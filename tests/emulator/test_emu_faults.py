@@ -133,3 +133,73 @@ def test_bad_fault_settings_are_rejected(adm: admin.AdminClient, mid: str) -> No
         kwargs: dict[str, Any] = dict(bad)
         with pytest.raises(admin.AdminError):
             adm.set_faults(mid, **kwargs)
+
+
+def test_mangle_edits_drops_and_duplicates_one_item_of_a_list(
+    client: httpx.Client, adm: admin.AdminClient, mid: str
+) -> None:
+    items = client.get("/items", params={"limit": 3}).json()["items"]
+    a, b, c = (i["id"] for i in items)
+    ids = ",".join([a, b, c])
+    adm.set_faults(mid, mangle=[
+        {"methods": ["GET"], "path": "^/items$", "target": a,
+         "ops": [{"op": "set", "path": "/variants/*/stores/*/price", "value": "abc"},
+                 {"op": "remove", "path": "/item_name"}]},
+        {"methods": ["GET"], "path": "^/items$", "target": b, "ops": [{"op": "drop"}], "count": 1},
+    ])
+    got = client.get("/items", params={"items_ids": ids}).json()["items"]
+    by_id = {i["id"]: i for i in got}
+    assert set(by_id) == {a, c}  # b dropped, a edited: every matching rule applies
+    assert "item_name" not in by_id[a]
+    assert {e["price"] for v in by_id[a]["variants"] for e in v["stores"]} == {"abc"}
+    # the b rule is used up; an untargeted response is left alone
+    got = client.get("/items", params={"items_ids": ids}).json()["items"]
+    assert {i["id"] for i in got} == {a, b, c}
+    assert client.get(f"/items/{c}").json()["item_name"]
+    faults = adm.faults(mid)[mid]["mangle"]
+    assert [rule["applied"] for rule in faults] == [2, 1]
+    assert adm.requests()[-1]["fault"] is None and adm.requests()[-2]["fault"] == "mangle"
+
+    adm.set_faults(mid, mangle={"path": "^/items", "target": c, "ops": [{"op": "duplicate"}]})
+    got = client.get("/items", params={"items_ids": ids}).json()["items"]
+    assert [i["id"] for i in got].count(c) == 2
+
+
+@pytest.mark.parametrize(
+    ("rule", "status", "body"),
+    [
+        ({"body": "<html>Bad gateway</html>", "content_type": "text/html"}, 200,
+         b"<html>Bad gateway</html>"),
+        ({"body": ""}, 200, b""),
+        ({"truncate": 7}, 200, None),
+        ({"ops": [{"op": "replace", "value": ["x"]}], "status": 202}, 202, b'["x"]'),
+    ],
+)
+def test_mangle_raw_bodies_and_status_on_a_write_that_is_applied(
+    client: httpx.Client, adm: admin.AdminClient, mid: str, emu: server.EmulatorServer,
+    rule: dict[str, Any], status: int, body: bytes | None,
+) -> None:
+    item = client.get("/items", params={"limit": 1}).json()["items"][0]
+    adm.set_faults(mid, mangle={"methods": ["POST"], "path": "^/items$", "target": item["id"],
+                                "count": 1, **rule})
+    response = client.post("/items", json={"id": item["id"], "item_name": "Renamed",
+                                           "variants": item["variants"]})
+    assert response.status_code == status
+    if body is not None:
+        assert response.content == body
+    else:
+        assert len(response.content) == 7 and response.content.startswith(b"{")
+    if "content_type" in rule:
+        assert response.headers["Content-Type"] == "text/html"
+    assert emu.state.get_object("items", item["id"], mid)["item_name"] == "Renamed"  # applied
+    again = client.post("/items", json={"id": item["id"], "item_name": "Again",
+                                        "variants": item["variants"]})
+    assert again.json()["item_name"] == "Again"  # count 1: used up
+
+
+def test_mangle_settings_are_validated(adm: admin.AdminClient, mid: str) -> None:
+    for bad in ({"ops": [{"op": "explode"}]}, {"path": "("}, {"ops": [{"op": "drop"}]},
+                {"count": -1}, {"status": 42}, {"nope": 1}, "rule"):
+        with pytest.raises(admin.AdminError):
+            adm.set_faults(mid, mangle=[bad])
+    assert adm.set_faults(mid, mangle=None)["mangle"] == []
