@@ -333,6 +333,57 @@ class LoyverseClient:
                 pending[:0] = [chunk[:half], chunk[half:]]
         return [found[i] for i in wanted if i in found]
 
+    def read_items(
+        self,
+        ids: Sequence[str],
+        *,
+        show_deleted: bool = False,
+        chunk_size: int = IDS_PER_REQUEST,
+    ) -> ItemsRead:
+        """Items by id in bulk, like ``get_items``, but tolerant of a bad answer.
+
+        Transport-like failures (5xx, 429, timeouts, unreadable bodies, 401/403/402) raise as
+        in ``get_items``. Anything else wrong with the answer is reported, not raised: a row
+        that is not an object or has no string ``id`` (``notes``), the same id twice with
+        different content (``conflicts``: the item is left out), or a page the client cannot
+        follow (bad shape, repeated cursor, refused cursor: ``notes``; the items read before it
+        are kept). An id neither in ``items`` nor in ``conflicts`` was not returned.
+        """
+        wanted = _unique(ids)
+        out = ItemsRead()
+        pending = list(_chunks(wanted, max(1, min(chunk_size, IDS_PER_REQUEST))))
+        while pending:
+            chunk = pending.pop(0)
+            params = self._list_params(
+                limit=MAX_LIMIT, show_deleted=show_deleted, items_ids=chunk
+            )
+
+            def bad_row(page: int, row: Any) -> None:
+                out.notes.append(f"page {page}: a row that is not an object: {_short(row)}")
+
+            try:
+                for page, rows in self._iter_pages("/items", "items", params, on_bad_row=bad_row):
+                    for item in rows:
+                        item_id = item.get("id")
+                        if not isinstance(item_id, str) or not item_id:
+                            out.notes.append(f"page {page}: an item without a string id: {_short(item)}")
+                        elif item_id in out.conflicts:
+                            continue
+                        elif item_id in out.items and out.items[item_id] != item:
+                            del out.items[item_id]
+                            out.conflicts[item_id] = "sent twice with different content"
+                        else:
+                            out.items[item_id] = item
+            except errors.LoyverseError as exc:
+                if exc.status == 414 and len(chunk) > 1:
+                    half = len(chunk) // 2
+                    pending[:0] = [chunk[:half], chunk[half:]]
+                    continue
+                if _transport_like(exc):
+                    raise
+                out.notes.append(str(exc))
+        return out
+
     def get_item(self, item_id: str) -> Json:
         """GET /items/{id} (404 ``NotFound`` once deleted)."""
         return self._get_object(f"/items/{_segment(item_id)}", endpoint="/items/{id}")
@@ -594,9 +645,17 @@ class LoyverseClient:
             yield from rows
 
     def _iter_pages(
-        self, path: str, key: str, params: dict[str, str]
+        self,
+        path: str,
+        key: str,
+        params: dict[str, str],
+        *,
+        on_bad_row: Callable[[int, Any], None] | None = None,
     ) -> Iterator[tuple[int, list[Json]]]:
-        """Follow ``cursor`` until it is absent; never loop on a repeated cursor."""
+        """Follow ``cursor`` until it is absent; never loop on a repeated cursor.
+
+        With ``on_bad_row`` a row that is not an object is passed to it (page number, row)
+        and skipped instead of failing the page."""
         seen: set[str] = set()
         cursor: str | None = None
         page = 0
@@ -608,6 +667,11 @@ class LoyverseClient:
             data = self._request("GET", path, endpoint=path, params=query, retry=True)
             page += 1
             rows = data.get(key) if isinstance(data, dict) else None
+            if on_bad_row is not None and isinstance(rows, list):
+                for row in rows:
+                    if not isinstance(row, dict):
+                        on_bad_row(page, row)
+                rows = [r for r in rows if isinstance(r, dict)]
             if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
                 raise self._malformed(
                     "GET", path, 200, f'a JSON object with a "{key}" array of objects', data
@@ -735,6 +799,7 @@ class LoyverseClient:
                     path=path,
                     expected="a decodable body",
                     excerpt=f"{type(exc).__name__}: {exc}",
+                    garbled=True,
                 )
                 raise error from None
             except httpx.TransportError as exc:
@@ -761,7 +826,9 @@ class LoyverseClient:
             data = _NOT_JSON
         if 200 <= status < 300:
             if data is _NOT_JSON or data is None:
-                return self._malformed(method, path, status, "a JSON body", raw), None
+                garbled = self._malformed(method, path, status, "a JSON body", raw)
+                garbled.garbled = True
+                return garbled, None
             return None, data
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
         body = None if data is _NOT_JSON else data
@@ -870,6 +937,30 @@ class LoyverseClient:
 
 
 _NOT_JSON = object()
+
+#: Errors about the account rather than the answer: never worked around.
+_ACCOUNT_ERRORS = (errors.Unauthorized, errors.Forbidden, errors.PaymentRequired)
+
+
+@dataclasses.dataclass
+class ItemsRead:
+    """What ``read_items`` got: usable items by id, and what was wrong with the answer."""
+
+    items: dict[str, Json] = dataclasses.field(default_factory=dict)
+    conflicts: dict[str, str] = dataclasses.field(default_factory=dict)
+    notes: list[str] = dataclasses.field(default_factory=list)
+
+
+def _transport_like(exc: errors.LoyverseError) -> bool:
+    """Worth the same request again later (or the account's problem), not the data's."""
+    return bool(
+        exc.retryable or exc.status is None or getattr(exc, "garbled", False)
+        or isinstance(exc, _ACCOUNT_ERRORS)
+    )
+
+
+def _short(value: Any) -> str:
+    return errors.excerpt(json.dumps(value, default=str), 80)
 
 
 def _transport_failure(

@@ -165,6 +165,10 @@ class MalformedResponse(LoyverseError):
     ``expected`` says what we wanted and ``excerpt`` shows the start of what came. A write
     that got a 2xx with a malformed body was applied but its result is unknown, so it
     counts as ambiguous (a safe create then looks the object up).
+
+    ``garbled`` is True when the body was not readable at all (not JSON, truncated, empty,
+    undecodable): that is transport-like damage, worth sending the request again later,
+    unlike a well-formed answer of the wrong shape. The client itself does not retry it.
     """
 
     def __init__(
@@ -172,10 +176,12 @@ class MalformedResponse(LoyverseError):
         *args: Any,
         expected: str = "",
         excerpt: str = "",
+        garbled: bool = False,
         **kwargs: Any,
     ) -> None:
         self.expected = expected
         self.excerpt = excerpt
+        self.garbled = garbled
         kwargs.setdefault("code", "MALFORMED_RESPONSE")
         if "details" not in kwargs:
             kwargs["details"] = f"expected {expected}; got {excerpt!r}"

@@ -34,6 +34,11 @@ logger = logging.getLogger("loyverse_sync.pricesync")
 STORE_ENTRY_KEYS = ("store_id", "pricing_type", "price", "available_for_sale", "optimal_stock", "low_stock")
 # Failures that are the account's, not the row's: keep retrying (then dead-letter).
 ACCOUNT_ERRORS = (errors.Unauthorized, errors.Forbidden, errors.PaymentRequired)
+# A price read from Loyverse above this is corrupt data, not a menu price.
+MAX_PRICE = decimal.Decimal(10) ** 12
+# Items per batch re-read one by one (GET /items/{id}) when the bulk read left them out or
+# sent them unusable; the rest are retried later.
+MAX_REREADS = 10
 
 
 @dataclasses.dataclass
@@ -72,12 +77,76 @@ ClientFactory = Callable[[accounts.Account, Callable[[client_mod.RequestRecord],
 
 
 def _money(value: Any) -> decimal.Decimal | None:
-    if value is None or isinstance(value, bool):
+    # Only numbers are money: a string, bool, NaN, infinity or out-of-range value is not.
+    if value is None or isinstance(value, bool) or not isinstance(value, int | float | decimal.Decimal):
         return None
     try:
-        return decimal.Decimal(str(value)).quantize(decimal.Decimal("0.001"))
+        amount = decimal.Decimal(str(value))
+        if not amount.is_finite() or abs(amount) > MAX_PRICE:
+            return None
+        return amount.quantize(decimal.Decimal("0.001"))
     except (decimal.InvalidOperation, ValueError):
         return None
+
+
+def _kind(value: Any) -> str:
+    """How an unexpected JSON value is named in an error message."""
+    names = {bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "a list",
+             dict: "an object", type(None): "null"}
+    text = errors.excerpt(repr(value), 40)
+    return f"{text} ({names.get(type(value), type(value).__name__)})"
+
+
+def _item_problem(item_id: str, item: Any) -> str | None:
+    """What makes an item read from (or answered by) Loyverse unusable, or None.
+
+    The write restates every variant with its full stores[] from this read, so a read we
+    cannot fully trust must not be written back: a variant left out would be deleted, a
+    store entry left out or restated wrong would change that store's price.
+    """
+    if not isinstance(item, dict):
+        return f"the item is {_kind(item)}, not an object"
+    if item.get("id") != item_id:
+        return f"id is {_kind(item.get('id'))}, expected {item_id}" if "id" in item else "id is missing"
+    variants = item.get("variants")
+    if not isinstance(variants, list):
+        return f"variants is {_kind(variants)}, not a list" if "variants" in item else "variants is missing"
+    seen: set[str] = set()
+    for i, variant in enumerate(variants):
+        where = f"variants[{i}]"
+        if not isinstance(variant, dict):
+            return f"{where} is {_kind(variant)}, not an object"
+        vid = variant.get("variant_id")
+        if not isinstance(vid, str) or not vid:
+            return f"{where}.variant_id is {_kind(vid)}" if "variant_id" in variant else f"{where}.variant_id is missing"
+        if vid in seen:
+            return f"variant {vid} appears twice"
+        seen.add(vid)
+        if variant.get("deleted_at"):
+            continue
+        stores = variant.get("stores")
+        if not isinstance(stores, list):
+            return f"{where}.stores is {_kind(stores)}, not a list" if "stores" in variant else f"{where}.stores is missing"
+        store_ids: set[str] = set()
+        for j, entry in enumerate(stores):
+            at = f"{where}.stores[{j}]"
+            if not isinstance(entry, dict):
+                return f"{at} is {_kind(entry)}, not an object"
+            sid = entry.get("store_id")
+            if not isinstance(sid, str) or not sid:
+                return f"{at}.store_id is {_kind(sid)}" if "store_id" in entry else f"{at}.store_id is missing"
+            if sid in store_ids:
+                return f"store {sid} appears twice in variant {vid}"
+            store_ids.add(sid)
+            pricing = entry.get("pricing_type", "FIXED")
+            if pricing not in ("FIXED", "VARIABLE"):
+                return f"{at}.pricing_type is {_kind(pricing)}"
+            price = entry.get("price")
+            if price is not None and _money(price) is None:
+                return f"{at}.price is {_kind(price)}, not a price"
+            if price is not None and price < 0:
+                return f"{at}.price is negative ({price})"
+    return None
 
 
 def _result(row: dict[str, Any], outcome: str, **fields: Any) -> dict[str, Any]:
@@ -95,7 +164,9 @@ def _error_fields(exc: errors.LoyverseError) -> dict[str, Any]:
 
 
 def _is_retryable(exc: errors.LoyverseError) -> bool:
-    return bool(exc.retryable or exc.ambiguous or exc.status is None or isinstance(exc, ACCOUNT_ERRORS))
+    # garbled: a 2xx whose body was unreadable (not JSON, truncated, empty): transport damage
+    return bool(exc.retryable or exc.ambiguous or exc.status is None or isinstance(exc, ACCOUNT_ERRORS)
+                or getattr(exc, "garbled", False))
 
 
 def _store_price(entry: dict[str, Any] | None) -> decimal.Decimal | None:
@@ -148,32 +219,83 @@ def process_batch(
     if not by_item:
         return results
     try:
-        items = {item["id"]: item for item in client.get_items(list(by_item))}
+        read = client.read_items(list(by_item))
     except errors.LoyverseError as exc:
         outcome = "retry" if _is_retryable(exc) else "failed"
         return results + [_result(r, outcome, **_error_fields(exc)) for rs in by_item.values() for r in rs]
+    if read.notes:
+        logger.warning("price sync: bad answer to GET /items: %s", "; ".join(read.notes[:5]))
 
     pending = list(by_item.items())
+    rereads = 0
     for index, (item_id, item_rows) in enumerate(pending):
         if (stop is not None and stop.is_set()) or (heartbeat is not None and not heartbeat()):
             # graceful stop or lost lease: hand the rest back untouched
             for _, rest in pending[index:]:
                 results += [_result(r, "release", error="released by a stopping worker") for r in rest]
             break
-        results += _sync_item(client, item_id, items.get(item_id), item_rows)
+        item = read.items.get(item_id)
+        problem = read.conflicts.get(item_id) or (_item_problem(item_id, item) if item is not None else None)
+        clean = not read.notes and item_id not in read.conflicts
+        if item is None or problem is not None:
+            # missing (deleted, or left out of a bad answer) or unusable as sent: ask for it alone
+            if rereads >= MAX_REREADS:
+                if item is None and clean:  # a clean bulk read without it: deleted
+                    results += _sync_item(client, item_id, None, item_rows)
+                    continue
+                results += [_result(r, "retry", code="MALFORMED_RESPONSE",
+                                    error=_unusable(item_id, problem or "missing from a bad answer to GET /items",
+                                                    read.notes))
+                            for r in item_rows]
+                continue
+            rereads += 1
+            item, failure = _reread(client, item_id, item_rows)
+            if failure is not None:
+                results += failure
+                continue
+        results += _sync_item(client, item_id, item, item_rows)
     return results
+
+
+def _unusable(item_id: str, problem: str, notes: list[str] | None = None) -> str:
+    text = f"Loyverse sent item {item_id} unusable: {problem}"
+    if notes:
+        text += f" (GET /items: {notes[0]})"
+    return text[:500]
+
+
+def _reread(
+    client: client_mod.LoyverseClient, item_id: str, rows: list[dict[str, Any]]
+) -> tuple[dict[str, Any] | None, list[dict[str, Any]] | None]:
+    """(item, None) from GET /items/{id}: None when it is gone; or (None, results) on failure."""
+    try:
+        item = client.get_item(item_id)
+    except errors.NotFound:
+        return None, None
+    except errors.LoyverseError as exc:
+        outcome = "retry" if _is_retryable(exc) else "failed"
+        return None, [_result(r, outcome, **_error_fields(exc)) for r in rows]
+    return item, None
 
 
 def _sync_item(
     client: client_mod.LoyverseClient, item_id: str, item: dict[str, Any] | None, rows: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:
-    if item is None or item.get("deleted_at"):
+    if item is None or (isinstance(item, dict) and item.get("deleted_at")):
         return [
             _result(r, "failed", code="NOT_FOUND", error=f"item {item_id} no longer exists in Loyverse",
                     details={"item_id": item_id})
             for r in rows
         ]
-    variants = [v for v in item.get("variants") or [] if not v.get("deleted_at")]
+    problem = _item_problem(item_id, item)
+    if problem is not None:
+        # never write back what we could not read: the write restates the whole item
+        return [
+            _result(r, "failed", code="MALFORMED_ITEM", error=_unusable(item_id, problem),
+                    details={"item_id": item_id, "problem": problem})
+            for r in rows
+        ]
+    variants = [v for v in item["variants"] if not v.get("deleted_at")]
     by_variant = {v.get("variant_id"): v for v in variants}
     before = {
         (v.get("variant_id"), e.get("store_id")): _money(e.get("price"))
@@ -235,6 +357,17 @@ def _sync_item(
         sent = bool(exc.ambiguous)
         return results + [
             _result(r, "retry" if retry else "failed", sent=sent, **_error_fields(exc))
+            for r, _, _ in planned.values()
+        ]
+    problem = _item_problem(item_id, response)
+    if problem is not None:
+        # The write was accepted but the answer cannot show what it did: the next attempt
+        # reads the item again and finds our price there (done) or sends it again.
+        error = (f"POST /items answered item {item_id} unusable: {problem}; "
+                 "the write may have been applied, checking again")[:500]
+        return results + [
+            _result(r, "retry", sent=True, code="MALFORMED_RESPONSE", error=error,
+                    details={"item_id": item_id, "problem": problem})
             for r, _, _ in planned.values()
         ]
     return results + _verify(response, before, planned)
