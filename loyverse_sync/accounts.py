@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import pathlib
+import threading
 from typing import Any
 
 import psycopg
@@ -104,6 +105,50 @@ def get_account(
         currency_code=r["currency_code"],
         decimal_places=r["decimal_places"],
     )
+
+
+class AccountCache:
+    """Accounts by id with their tokens decrypted once per process (a worker drains the same
+    accounts again and again; each decrypt also re-reads the key file).
+
+    Every ``get`` still reads the account row, so renames and base-URL changes show at once;
+    only the decrypted token is reused, keyed by account id + ciphertext + key fingerprint, so
+    a new token or a key rotation (both change the ciphertext) is decrypted afresh. Thread-safe.
+    """
+
+    def __init__(self, *, max_accounts: int = 10_000) -> None:
+        self.max_accounts = max_accounts
+        self._tokens: dict[tuple[int, bytes, str], str] = {}
+        self._lock = threading.Lock()
+
+    def get(self, conn: psycopg.Connection[Any], account_id: int) -> Account:
+        """The account ``account_id`` (by id, never by name), its token decrypted at most once."""
+        row = queries.execute(conn, "accounts", "get_account", {"id": int(account_id)}).fetchone()
+        if row is None:
+            raise NotFound(f"no Loyverse account {account_id!r} (see `loyverse-sync account list`)")
+        r = dict(row)
+        key = (int(r["id"]), bytes(r["token_ciphertext"]), str(r["token_key_id"]))
+        with self._lock:
+            token = self._tokens.get(key)
+        if token is None:
+            token = crypto.decrypt(r["token_ciphertext"], r["token_key_id"], crypto.load_keys(),
+                                   account=r["name"])
+            with self._lock:
+                # drop the account's older tokens (rotated away); bound the size
+                for old in [k for k in self._tokens if k[0] == key[0]]:
+                    del self._tokens[old]
+                if len(self._tokens) >= self.max_accounts:
+                    self._tokens.clear()
+                self._tokens[key] = token
+        return Account(
+            id=r["id"],
+            name=r["name"],
+            base_url=r["base_url"],
+            token=token,
+            merchant_id=r["merchant_id"],
+            currency_code=r["currency_code"],
+            decimal_places=r["decimal_places"],
+        )
 
 
 def list_accounts(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:

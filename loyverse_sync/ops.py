@@ -34,12 +34,19 @@ class ApiCallRecorder:
 
     Thread-safe; `flush()` is also called by `close()`. A failure to record is logged and
     never breaks the price sync that made the calls.
+
+    `connection=` (autocommit): flush on that connection instead of opening one per flush
+    (a price drain passes its own); it is never closed here.
     """
 
     def __init__(
-        self, conninfo: str, account_id: int, *, flush_seconds: float = 10.0, max_buffer: int = 500
+        self, conninfo: str | None, account_id: int, *, flush_seconds: float = 10.0, max_buffer: int = 500,
+        connection: psycopg.Connection[Any] | None = None,
     ) -> None:
+        if connection is None and conninfo is None:
+            raise ValueError("ApiCallRecorder needs a conninfo or a connection")
         self.conninfo = conninfo
+        self.connection = connection
         self.account_id = account_id
         self.flush_seconds = flush_seconds
         self.max_buffer = max_buffer
@@ -71,14 +78,14 @@ class ApiCallRecorder:
             self._last_flush = time.monotonic()
         if not batch:
             return
+        params = {"account_id": self.account_id, "calls": json.dumps(batch)}
         try:
-            with db.connect(self.conninfo, autocommit=True) as conn:
-                queries.execute(
-                    conn,
-                    "ops",
-                    "record_api_calls",
-                    {"account_id": self.account_id, "calls": json.dumps(batch)},
-                )
+            if self.connection is not None:
+                queries.execute(self.connection, "ops", "record_api_calls", params)
+            else:
+                assert self.conninfo is not None
+                with db.connect(self.conninfo, autocommit=True) as conn:
+                    queries.execute(conn, "ops", "record_api_calls", params)
         except psycopg.Error as exc:
             logger.warning("could not record %d Loyverse API call(s): %s", len(batch), exc)
 

@@ -20,6 +20,7 @@ import functools
 import logging
 import os
 import threading
+import weakref
 from typing import Any
 
 import procrastinate
@@ -56,6 +57,11 @@ def register(app: procrastinate.App, conninfo: str, config: engine.EngineConfig 
     # executor (min(32, cpus + 4) threads) a worker drained only that many accounts at once,
     # whatever its --concurrency. One thread per possible job (the CLI allows 64).
     drains = concurrent.futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="price-sync-drain")
+    _start_threads(drains, 64)
+    # Reused by every drain of this process: idle connections and decrypted accounts.
+    resources = engine.DrainResources(conninfo, max_idle=64)
+    # close the idle connections with the app (at exit at the latest), never by the GC
+    weakref.finalize(app, resources.close)
 
     @app.task(name=SYNC_TASK, queue=QUEUE, pass_context=True,
               retry=procrastinate.RetryStrategy(max_attempts=5, exponential_wait=2))
@@ -64,7 +70,8 @@ def register(app: procrastinate.App, conninfo: str, config: engine.EngineConfig 
         stop = threading.Event()
         loop = asyncio.get_running_loop()
         future = loop.run_in_executor(
-            drains, functools.partial(engine.drain_account, conninfo, int(account_id), config=config, stop=stop)
+            drains, functools.partial(engine.drain_account, conninfo, int(account_id), config=config, stop=stop,
+                                      resources=resources)
         )
         try:
             result = await asyncio.shield(future)
@@ -80,6 +87,7 @@ def register(app: procrastinate.App, conninfo: str, config: engine.EngineConfig 
     @app.task(name="sweep_price_sync", queue=QUEUE, queueing_lock="sweep_price_sync", pass_context=True)
     async def sweep_price_sync(context: procrastinate.JobContext, timestamp: int) -> dict[str, Any]:
         """Safety net: leases, batch frequencies, backoffs, lost wake-ups, stalled jobs."""
+        resources.prune()  # drain connections idle for a minute
         result = await asyncio.to_thread(_sql, conninfo, "sweep")
         stalled = await recover_stalled_jobs(context.app.job_manager, stalled_after_seconds())
         return {**(result or {}), "stalled_jobs": stalled}
@@ -103,6 +111,19 @@ def register(app: procrastinate.App, conninfo: str, config: engine.EngineConfig 
         days = float(os.environ.get("LOYVERSE_SYNC_RETENTION_DAYS", "7"))
         return int(await asyncio.to_thread(_sql, conninfo, "prune", {"older_than_seconds": days * 86400,
                                                                       "limit": 50000}) or 0)
+
+
+def _start_threads(executor: concurrent.futures.ThreadPoolExecutor, n: int) -> None:
+    """Start the executor's threads now, not one per job during a burst of wake-ups: starting
+    a thread blocks the event loop (which fetches the jobs) until the thread runs."""
+    barrier = threading.Barrier(n)
+
+    def wait() -> None:
+        with contextlib.suppress(threading.BrokenBarrierError):
+            barrier.wait(timeout=30)
+
+    for _ in range(n):
+        executor.submit(wait)
 
 
 def heartbeat_seconds() -> float:

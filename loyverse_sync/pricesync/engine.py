@@ -11,6 +11,7 @@ replaces store lists), verify the response, and report.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import decimal
 import logging
@@ -18,7 +19,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import psycopg
@@ -433,6 +434,98 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+class DrainResources:
+    """What one worker process reuses across its drains (a drain per job, many jobs).
+
+    * a LIFO stack of idle autocommit connections (``application_name`` loyverse_sync.pricesync):
+      a new backend per job costs PostgreSQL a fork, authentication and, in every session,
+      the plpgsql compile and plans of claim / take / complete. A connection is reused only
+      when it came back idle (no open transaction, not broken) and still answers an empty
+      query; idle ones are closed after ``idle_seconds``; at most ``max_idle`` are kept.
+    * decrypted accounts (``accounts.AccountCache``: the row is read on every drain, the token
+      is decrypted again whenever its ciphertext changes).
+
+    Thread-safe: each drain holds its connection alone while it runs.
+    """
+
+    def __init__(self, conninfo: str, *, max_idle: int = 64, idle_seconds: float = 60.0) -> None:
+        self.conninfo = conninfo
+        self.max_idle = max_idle
+        self.idle_seconds = idle_seconds
+        self.accounts = accounts.AccountCache()
+        self._idle: list[tuple[psycopg.Connection[Any], float]] = []
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def connection(self) -> Iterator[psycopg.Connection[Any]]:
+        conn = self._take()
+        try:
+            yield conn
+        finally:
+            self._give(conn)
+
+    def _take(self) -> psycopg.Connection[Any]:
+        while True:
+            with self._lock:
+                conn, since = self._idle.pop() if self._idle else (None, 0.0)
+            if conn is None:
+                return db.connect(self.conninfo, autocommit=True, application_name=DRAIN_APPLICATION)
+            if time.monotonic() - since > self.idle_seconds:
+                conn.close()
+                continue
+            try:
+                conn.execute("")  # a server restart or an idle timeout shows here, not mid-drain
+            except psycopg.Error:
+                conn.close()
+                continue
+            return conn
+
+    def _give(self, conn: psycopg.Connection[Any]) -> None:
+        reusable = (
+            not conn.closed and not conn.broken
+            and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        )
+        stale: list[psycopg.Connection[Any]] = []
+        with self._lock:
+            now = time.monotonic()
+            while self._idle and now - self._idle[0][1] > self.idle_seconds:
+                stale.append(self._idle.pop(0)[0])  # the bottom of the stack idles longest
+            if reusable and len(self._idle) < self.max_idle:
+                self._idle.append((conn, now))
+            else:
+                stale.append(conn)
+        for old in stale:
+            old.close()
+
+    def prune(self) -> None:
+        """Close the connections idle for longer than ``idle_seconds``."""
+        with self._lock:
+            now = time.monotonic()
+            stale = [c for c, since in self._idle if now - since > self.idle_seconds]
+            self._idle = [(c, since) for c, since in self._idle if now - since <= self.idle_seconds]
+        for conn in stale:
+            conn.close()
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn, _ in idle:
+            conn.close()
+
+
+DRAIN_APPLICATION = "loyverse_sync.pricesync"
+
+
+@contextlib.contextmanager
+def _drain_connection(conninfo: str, resources: DrainResources | None) -> Iterator[psycopg.Connection[Any]]:
+    if resources is not None:
+        with resources.connection() as conn:
+            yield conn
+    else:
+        with db.connect(conninfo, autocommit=True, application_name=DRAIN_APPLICATION) as conn:
+            yield conn
+
+
 def drain_account(
     conninfo: str,
     account_id: int,
@@ -441,8 +534,13 @@ def drain_account(
     stop: threading.Event | None = None,
     client_factory: ClientFactory | None = None,
     name: str | None = None,
+    resources: DrainResources | None = None,
 ) -> DrainResult:
-    """Claim and sync batches of one account until nothing is due (or ``stop`` is set)."""
+    """Claim and sync batches of one account until nothing is due (or ``stop`` is set).
+
+    ``resources`` (a worker process's ``DrainResources``): take the connection from its pool
+    and the account from its cache instead of connecting and decrypting per drain.
+    """
     config = config or EngineConfig()
     result = DrainResult()
     counter = {"n": 0}
@@ -454,8 +552,13 @@ def drain_account(
         counter["n"] += 1
         api_calls(record)
 
-    with db.connect(conninfo, autocommit=True, application_name="loyverse_sync.pricesync") as conn:
-        account = accounts.get_account(conn, account_id)
+    with _drain_connection(conninfo, resources) as conn:
+        if resources is not None:
+            account = resources.accounts.get(conn, account_id)
+            # API-call records go out on the drain's connection too (no connection per flush)
+            api_calls.connection = conn
+        else:
+            account = accounts.get_account(conn, account_id)
         # The governor shares this connection: the drain is single-threaded (client, governor
         # and lease heartbeat all run here), so one connection per running job suffices.
         factory = client_factory or default_client_factory(conninfo, config, connection=conn)
