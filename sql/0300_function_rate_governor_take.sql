@@ -7,6 +7,8 @@ as $$
 -- Refill rate = rate_limit_requests * safety / window; burst = what the safety margin leaves
 -- spare, halved, so burst + rate * window stays under the documented limit in ANY window.
 -- Reservations make tokens negative: later callers queue up behind earlier ones, in order.
+-- Called before every Loyverse request, so the common case is two statements: the account's
+-- limits, then one UPDATE that computes the new tokens from the row it locks.
 declare
     v_limit integer;
     v_window double precision;
@@ -14,8 +16,8 @@ declare
     v_rate double precision;
     v_burst double precision;
     v_now timestamptz := clock_timestamp();
-    v_state loyverse.account_rate_state;
     v_tokens double precision;
+    v_slow boolean;
 begin
     if p_requests is null or p_requests < 1 then
         raise exception 'rate_governor_take: p_requests must be >= 1, got %', p_requests
@@ -31,25 +33,34 @@ begin
     v_rate := v_limit * v_safety / v_window;
     v_burst := greatest(1, floor(v_limit * (1 - v_safety) / 2));
 
-    insert into loyverse.account_rate_state (account_id, tokens, refreshed_at)
-    values (p_account_id, v_burst, v_now)
-    on conflict (account_id) do nothing;
-
-    -- The row lock serialises takers of one account; it is held for microseconds.
-    select * into v_state from loyverse.account_rate_state s where s.account_id = p_account_id for update;
-    if v_state.slow_until > v_now then
-        v_rate := v_rate / 2;   -- after a 429 we spend half the budget for one window
-    end if;
-    v_tokens := least(v_burst, v_state.tokens + extract(epoch from v_now - v_state.refreshed_at) * v_rate);
-    v_tokens := v_tokens - p_requests;
-
-    update loyverse.account_rate_state s
-       set tokens = v_tokens,
-           refreshed_at = v_now,
-           requests_total = s.requests_total + p_requests
-     where s.account_id = p_account_id;
-
-    return case when v_tokens >= 0 then 0 else -v_tokens / v_rate end;
+    for i in 1..2 loop
+        -- The row lock serialises takers of one account; it is held for microseconds. The SET
+        -- expressions see the row as locked (the latest version), like a SELECT ... FOR UPDATE.
+        update loyverse.account_rate_state s
+           set tokens = least(v_burst, s.tokens + extract(epoch from v_now - s.refreshed_at)
+                                       -- after a 429 we spend half the budget for one window
+                                       * case when s.slow_until > v_now then v_rate / 2 else v_rate end)
+                        - p_requests,
+               refreshed_at = v_now,
+               requests_total = s.requests_total + p_requests
+         where s.account_id = p_account_id
+        returning s.tokens, s.slow_until > v_now
+             into v_tokens, v_slow;
+        if found then
+            if v_slow then
+                v_rate := v_rate / 2;
+            end if;
+            return case when v_tokens >= 0 then 0 else -v_tokens / v_rate end;
+        end if;
+        -- The account's first take: create its bucket full (unless a concurrent taker just
+        -- did), then take from it.
+        insert into loyverse.account_rate_state (account_id, tokens, refreshed_at)
+        values (p_account_id, v_burst, v_now)
+        on conflict (account_id) do nothing;
+    end loop;
+    -- only when the account was deleted while we ran
+    raise exception 'rate_governor_take: no Loyverse account with id %', p_account_id
+        using errcode = 'no_data_found';
 end;
 $$;
 
