@@ -53,8 +53,11 @@ create index loyverse_price_sync_queue_account_id_loyverse_item_id_idx
 create index loyverse_price_sync_queue_account_id_loyverse_item_id_processing_idx
     on loyverse.loyverse_price_sync_queue (account_id, loyverse_item_id) where status = 'processing';
 
-create index loyverse_price_sync_queue_lease_until_idx
-    on loyverse.loyverse_price_sync_queue (lease_until) where status = 'processing';
+-- A claim's rows, for the lease heartbeat and completion. lease_until itself is not indexed:
+-- extending a lease then changes no indexed column, so it is a HOT update (no index
+-- entries); expired leases are found among an account's few processing rows.
+create index loyverse_price_sync_queue_claimed_by_idx
+    on loyverse.loyverse_price_sync_queue (claimed_by) where status = 'processing';
 
 create index loyverse_price_sync_queue_product_id_processing_idx
     on loyverse.loyverse_price_sync_queue (product_id) where status = 'processing';
