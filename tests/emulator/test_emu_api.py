@@ -217,3 +217,21 @@ def test_filters_by_dates_and_ids(client: httpx.Client) -> None:
         == 1
     )
     assert client.get("/items", params={"updated_at_min": "not a date"}).status_code == 400
+
+
+def test_a_client_resetting_its_connection_prints_no_traceback(emu, client, capfd):
+    """Workers stopping mid-request reset their keep-alive connections: normal traffic for a
+    server, so the emulator's terminal shows no traceback (and it keeps serving)."""
+    import socket
+    import struct
+    import time
+
+    for _ in range(3):
+        sock = socket.create_connection(("127.0.0.1", emu.port))
+        sock.sendall(b"GET /v1.0/items HTTP/1.1\r\nHost: x\r\n")  # headers never finished
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()  # RST
+    time.sleep(0.3)
+    assert client.get("/categories").status_code == 200
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "ConnectionResetError" not in err
