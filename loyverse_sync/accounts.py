@@ -96,6 +96,11 @@ def get_account(
     token = crypto.decrypt(
         r["token_ciphertext"], r["token_key_id"], keys or crypto.load_keys(), account=r["name"]
     )
+    return _account(r, token)
+
+
+def _account(r: dict[str, Any], token: str) -> Account:
+    """An Account from a row of the ``get_account`` query and its decrypted token."""
     return Account(
         id=r["id"],
         name=r["name"],
@@ -140,15 +145,7 @@ class AccountCache:
                 if len(self._tokens) >= self.max_accounts:
                     self._tokens.clear()
                 self._tokens[key] = token
-        return Account(
-            id=r["id"],
-            name=r["name"],
-            base_url=r["base_url"],
-            token=token,
-            merchant_id=r["merchant_id"],
-            currency_code=r["currency_code"],
-            decimal_places=r["decimal_places"],
-        )
+        return _account(r, token)
 
 
 def list_accounts(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
