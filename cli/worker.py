@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import signal
+from typing import Any
 
 import click
 
@@ -40,9 +43,8 @@ def worker(concurrency: int, graceful_timeout: float, one_shot: bool, no_listen:
     logging.getLogger("loyverse_sync").info("worker starting on %s", found.describe())
     failure = _SideTaskFailure()
     logging.getLogger("procrastinate.worker").addHandler(failure)
-    app.run_worker(
+    run(app, concurrency,
         queues=["price_sync"],
-        concurrency=concurrency,
         shutdown_graceful_timeout=graceful_timeout,
         wait=not one_shot,
         listen_notify=not no_listen,
@@ -54,6 +56,72 @@ def worker(concurrency: int, graceful_timeout: float, one_shot: bool, no_listen:
         # procrastinate stops cleanly when a side task (LISTEN, heartbeat) dies, e.g. when the
         # database restarts; exit non-zero so systemd (Restart=on-failure) or compose restarts us.
         raise click.ClickException(f"worker stopped: {failure.reason}; restart it (systemd and compose do)")
+
+
+#: Jobs per procrastinate fetch loop. A procrastinate worker starts its jobs one at a time: it
+#: fetches one, starts it, fetches the next, all on the event loop thread, which competes for
+#: the GIL with the drains already running. When one price update wakes 50 accounts, the
+#: 50th job of a single loop started 2.2-3.1 s after the first (bench/many_accounts.py, one
+#: process, --concurrency 51); with four loops fetching side by side, 0.4 s.
+JOBS_PER_FETCH_LOOP = 16
+
+
+def fetch_loops(concurrency: int) -> list[int]:
+    """How ``concurrency`` jobs are split over fetch loops: at most JOBS_PER_FETCH_LOOP each,
+    as even as possible (e.g. 51 -> [13, 13, 13, 12])."""
+    loops = -(-concurrency // JOBS_PER_FETCH_LOOP)
+    return [concurrency // loops + (1 if i < concurrency % loops else 0) for i in range(loops)]
+
+
+def run(app: Any, concurrency: int, **options: Any) -> None:
+    """Run the worker with ``concurrency`` jobs at once until SIGTERM/SIGINT (or, with
+    ``wait=False``, until nothing is left).
+
+    Up to JOBS_PER_FETCH_LOOP jobs this is procrastinate's own ``run_worker``. Above, one
+    process runs several procrastinate workers on one event loop and one connection pool
+    (each registers as a worker and has its own LISTEN connection and heartbeat); SIGTERM or
+    SIGINT stops them all gracefully (cancelling ``run_worker_async`` is procrastinate's
+    graceful stop: running jobs get ``shutdown_graceful_timeout``), and when one stops on
+    its own (procrastinate stops a worker whose LISTEN or heartbeat task died) the others are
+    stopped too, so the process exits and its supervisor restarts it.
+    """
+    sizes = fetch_loops(concurrency)
+    if len(sizes) == 1:
+        app.run_worker(concurrency=concurrency, **options)
+        return
+    asyncio.run(_run_loops(app, sizes, options))
+
+
+async def _run_loops(app: Any, sizes: list[int], options: dict[str, Any]) -> None:
+    async with app.open_async():
+        loops = [
+            asyncio.create_task(
+                app.run_worker_async(concurrency=n, name=f"worker-{i}", install_signal_handlers=False, **options),
+                name=f"procrastinate worker {i}",
+            )
+            for i, n in enumerate(sizes)
+        ]
+        loop = asyncio.get_running_loop()
+        stopping = False
+
+        def stop_all() -> None:
+            # once: a second cancel() would interrupt the graceful shutdown the first started
+            nonlocal stopping
+            if not stopping:
+                stopping = True
+                for task in loops:
+                    task.cancel()
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop_all)
+        try:
+            if options.get("wait", True):
+                await asyncio.wait(loops, return_when=asyncio.FIRST_COMPLETED)
+                stop_all()  # one stopped on its own: stop the rest (no-op after a signal)
+            await asyncio.gather(*loops, return_exceptions=True)
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
 
 
 class _SideTaskFailure(logging.Handler):

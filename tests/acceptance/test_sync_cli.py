@@ -95,3 +95,46 @@ def test_worker_stops_gracefully_on_sigterm(env, seed):
     proc.send_signal(signal.SIGTERM)
     rc = proc.wait(timeout=20)
     assert rc == 0 and time.monotonic() - start < 10
+
+
+def test_worker_above_16_jobs_runs_fetch_loops_side_by_side_and_stops_on_sigterm(conn, dsn, fernet_key):
+    """`worker --concurrency 20` runs two procrastinate workers in one process (each fetches
+    its own jobs): both register, every account's prices reach Loyverse, and SIGTERM stops
+    the process gracefully (exit 0)."""
+    with server.EmulatorServer(menu=4, seed=5, stores=1, merchants=3, time_scale=100) as emu:
+        seeds = [testing.seed_from_emulator(conn, emu, merchant_index=n, rate_limit_window_seconds=3.0,
+                                            account_name=f"acct{n}") for n in range(3)]
+        before = conn.execute("select coalesce(max(id), 0) as n from procrastinate_workers").fetchone()["n"]
+        proc = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "loyverse-sync"), "worker",
+                                 "--concurrency", "20", "--graceful-timeout", "5"],
+                                env={**os.environ, "DATABASE_URL": dsn}, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 20
+            while conn.execute("select count(*) as n from procrastinate_workers where id > %s",
+                               (before,)).fetchone()["n"] < 2:
+                assert proc.poll() is None and time.monotonic() < deadline, "two fetch loops never registered"
+                time.sleep(0.1)
+            conn.execute("update public.products set price = price + 1.25")
+            want = {s.account_id: testing.db_prices(conn, s.account_id) for s in seeds}
+            deadline = time.monotonic() + 30
+            while any(testing.loyverse_prices(emu, s.merchant_id) != {**testing.loyverse_prices(emu, s.merchant_id),
+                                                                       **want[s.account_id]} for s in seeds):
+                assert time.monotonic() < deadline, "prices did not reach Loyverse"
+                time.sleep(0.2)
+            assert conn.execute("select count(*) as n from procrastinate_workers where id > %s",
+                                (before,)).fetchone()["n"] == 2
+        finally:
+            start = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            rc = proc.wait(timeout=20)
+        assert rc == 0 and time.monotonic() - start < 10
+
+
+def test_one_shot_worker_with_fetch_loops_exits_once_caught_up(conn, env, emu, seed):
+    conn.execute("update public.products set price = price + 0.5")
+    run(env, "worker", "--one-shot", "--concurrency", "20")
+    assert testing.loyverse_prices(emu, seed.merchant_id) == {
+        **testing.loyverse_prices(emu, seed.merchant_id), **testing.db_prices(conn, seed.account_id)}
+    assert conn.execute("select count(*) as n from loyverse.loyverse_price_sync_queue"
+                        " where status <> 'done'").fetchone()["n"] == 0
