@@ -1,5 +1,16 @@
 -- Per-restaurant price-sync status for DBAs and the CLI (`sync status`).
+-- One grouped pass over the queue rows that count (pending, processing, failed, dead,
+-- conflict, and done in the last day: each arm matches a partial index), joined by
+-- restaurant_id: the cost does not multiply by the number of restaurants. A restaurant
+-- whose last success is older than a day takes it from last_done, read only for such a
+-- restaurant (and only when last_success_at is selected): one pass for all of them.
 create view loyverse.price_sync_status as
+with last_done as materialized (
+    select y.restaurant_id, y.completed_at
+      from loyverse.loyverse_price_sync_queue y
+     where y.id in (select max(z.id) from loyverse.loyverse_price_sync_queue z
+                     where z.status = 'done' group by z.restaurant_id)
+)
 select r.id as restaurant_id,
        r.name as restaurant_name,
        l.account_id,
@@ -16,7 +27,8 @@ select r.id as restaurant_id,
        coalesce(q.dead, 0) as dead,
        coalesce(q.conflicts, 0) as conflicts,
        now() - q.oldest_pending as oldest_pending_age,
-       q.last_success_at,
+       coalesce(q.last_success_at,
+                (select d.completed_at from last_done d where d.restaurant_id = r.id)) as last_success_at,
        coalesce(q.synced_last_hour, 0) as synced_last_hour,
        round(q.synced_last_hour::numeric / nullif(q.finished_last_hour, 0), 3) as success_rate_last_hour,
        coalesce(q.synced_last_day, 0) as synced_last_day,
@@ -27,8 +39,9 @@ select r.id as restaurant_id,
   join loyverse.loyverse_price_sync_settings s on s.restaurant_id = r.id
   left join loyverse.loyverse_restaurant_links l on l.restaurant_id = r.id
   left join loyverse.accounts a on a.id = l.account_id
-  left join lateral (
-      select count(*) filter (where x.status = 'pending') as pending,
+  left join (
+      select x.restaurant_id,
+             count(*) filter (where x.status = 'pending') as pending,
              count(*) filter (where x.status = 'pending' and x.next_attempt_at <= now()) as due,
              count(*) filter (where x.status = 'processing') as processing,
              count(*) filter (where x.status = 'failed') as failed,
@@ -43,12 +56,12 @@ select r.id as restaurant_id,
              count(*) filter (where x.status in ('done', 'failed', 'dead')
                                 and x.completed_at > now() - interval '1 day') as finished_last_day
         from loyverse.loyverse_price_sync_queue x
-       where x.restaurant_id = r.id
-         and (x.status in ('pending', 'processing', 'failed', 'dead', 'conflict')
-              or x.completed_at > now() - interval '1 day'
-              or x.id = (select max(y.id) from loyverse.loyverse_price_sync_queue y
-                          where y.restaurant_id = r.id and y.status = 'done'))
-  ) q on true
+       where x.status = 'pending'
+          or x.status = 'processing'
+          or x.status in ('failed', 'dead', 'conflict')
+          or (x.status = 'done' and x.completed_at > now() - interval '1 day')
+       group by x.restaurant_id
+  ) q on q.restaurant_id = r.id
   left join lateral (
       select sum(g.requests_made) as requests_last_5min
         from loyverse.loyverse_sync_logs g
