@@ -7,13 +7,14 @@ Same database, same 20,000 mapped products, trigger enabled vs disabled
 * pgbench, single-row `UPDATE ... SET price` of a random mapped product and a non-price UPDATE
   (`SET name = name`), in two settings: durable commits (synchronous_commit=on, 2 clients,
   what production runs) and CPU-bound (synchronous_commit=off, 1 client: no fsync to hide
-  the trigger's CPU). Ratio = tps without / tps with the trigger (goals: price <= 1.5x,
-  non-price <= 1.05x).
+  the trigger's CPU). Ratio = median tps without / median tps with the trigger (goals: price
+  <= 1.5x, non-price <= 1.05x); after it, each round's own ratio (its off and on runs were
+  back to back), sorted, for the spread.
 * 20,000-row bulk price UPDATE in one statement (psycopg, autocommit, goal <= 3.5x), run in
   a session that made single-row updates first: PL/pgSQL keeps each query plan from its
   first run, so this also catches a plan made for one row being reused for 20,000.
 
-Usage: .venv/bin/python bench/trigger_overhead.py [--seconds 5] [--rounds 3] [--bulk-rounds 5]
+Usage: .venv/bin/python bench/trigger_overhead.py [--seconds 5] [--rounds 5] [--bulk-rounds 5]
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ MODES = [("durable (sync_commit=on, 2 clients)", "on", 2), ("CPU-bound (sync_com
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=5.0, help="per pgbench run")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved off/on pgbench rounds")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved off/on pgbench rounds")
     parser.add_argument("--bulk-rounds", type=int, default=5)
     parser.add_argument("--trigger-sql", help="SQL run after migrating (e.g. another trigger function) to compare designs")
     parser.add_argument("--admin", default=os.environ.get("LOYVERSE_SYNC_BENCH_ADMIN", "host=127.0.0.1 user=postgres dbname=postgres"))
@@ -54,7 +55,7 @@ def main() -> None:
             if args.trigger_sql:
                 conn.execute(pathlib.Path(args.trigger_sql).read_text())
             setup(conn)
-            print(f"{'case':<30}{'setting':<40}{'without':>12}{'with':>12}{'ratio':>8}")
+            print(f"{'case':<30}{'setting':<40}{'without':>12}{'with':>12}{'ratio':>8}   per-round ratios")
             pgbench_cases(conn, dsn, args.seconds, args.rounds)
             bulk(conn, args.bulk_rounds)
 
@@ -109,7 +110,10 @@ def pgbench_cases(conn: psycopg.Connection, dsn: str, seconds: float, rounds: in
                     set_trigger(conn, True)
                     on.append(pgbench(dsn, script, clients, sync_commit, seconds))
                 a, b = statistics.median(off), statistics.median(on)
-                print(f"{label:<30}{mode:<40}{a:>8.0f} tps{b:>8.0f} tps{a / b:>7.2f}x", flush=True)
+                # each round's off/on pair ran back to back: their ratios show the spread
+                pairs = sorted(x / y for x, y in zip(off, on, strict=True))
+                print(f"{label:<30}{mode:<40}{a:>8.0f} tps{b:>8.0f} tps{a / b:>7.2f}x   "
+                      + " ".join(f"{r:.2f}" for r in pairs), flush=True)
 
 
 def bulk(conn: psycopg.Connection, rounds: int) -> None:
