@@ -26,6 +26,7 @@ from typing import Any
 import procrastinate
 
 from loyverse_sync import db, queries
+from loyverse_sync.loyverse import client as client_mod
 from loyverse_sync.pricesync import engine, notify
 
 logger = logging.getLogger("loyverse_sync.worker")
@@ -58,6 +59,8 @@ def register(app: procrastinate.App, conninfo: str, config: engine.EngineConfig 
     # whatever its --concurrency. One thread per possible job (the CLI allows 64).
     drains = concurrent.futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="price-sync-drain")
     _start_threads(drains, 64)
+    # the SSL context every drain's client shares: built now, not by the first burst of drains
+    client_mod._shared_ssl_context()
     # Reused by every drain of this process: idle connections and decrypted accounts.
     resources = engine.DrainResources(conninfo, max_idle=64)
     # close the idle connections with the app (at exit at the latest), never by the GC

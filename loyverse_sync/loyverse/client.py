@@ -18,11 +18,11 @@ import dataclasses
 import datetime as dt
 import decimal
 import email.utils
-import functools
 import json
 import logging
 import random
 import ssl
+import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -132,15 +132,26 @@ def _query_value(value: Any) -> str:
     return str(value)
 
 
-@functools.cache
+_ssl_context: ssl.SSLContext | None = None
+_ssl_context_lock = threading.Lock()
+
+
 def _shared_ssl_context() -> ssl.SSLContext:
     """httpx's default verifying SSL context, built once per process.
 
     httpx builds one per client (even for http://: ~10-20 ms of CPU loading the CA bundle),
     and a worker makes a client per job. An SSLContext is safe to share between clients and
     threads; certificate checking is unchanged (the same context httpx would build).
+    Built under a lock: with ``functools.cache`` the 50 drains that one price update started
+    together all missed the cache and each built its own (every account's first claim waited
+    ~0.6 s for them, bench/many_accounts.py).
     """
-    return httpx.create_ssl_context()
+    global _ssl_context
+    if _ssl_context is None:
+        with _ssl_context_lock:
+            if _ssl_context is None:
+                _ssl_context = httpx.create_ssl_context()
+    return _ssl_context
 
 
 def _chunks(values: Sequence[str], size: int) -> Iterator[list[str]]:
