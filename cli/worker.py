@@ -14,7 +14,8 @@ from loyverse_sync.cli import _common
 
 @click.command()
 @click.option("--concurrency", "-c", type=click.IntRange(1, 64), default=2, show_default=True,
-              help="Jobs run at once (different accounts sync in parallel; one account runs one job).")
+              help="Jobs run at once (different accounts sync in parallel; one account runs one job). "
+                   "Above 16, jobs are fetched by one procrastinate worker per 16 jobs, side by side.")
 @click.option("--graceful-timeout", type=click.FloatRange(0), default=30.0, show_default=True,
               help="On SIGTERM, seconds to let running jobs finish before they are told to stop "
                    "(they then finish the item in flight and release the rest of the batch).")
