@@ -154,6 +154,22 @@ def _shared_ssl_context() -> ssl.SSLContext:
     return _ssl_context
 
 
+def _read_in_chunks(ids: list[str], chunk_size: int, read: Callable[[list[str]], None]) -> None:
+    """``read`` the ids in chunks of at most ``chunk_size`` (and IDS_PER_REQUEST); a chunk whose
+    URL the server refuses as too long (414) is split in two and both halves are read in its
+    place. Any other error, and a 414 for a single id, propagates."""
+    pending = list(_chunks(ids, max(1, min(chunk_size, IDS_PER_REQUEST))))
+    while pending:
+        chunk = pending.pop(0)
+        try:
+            read(chunk)
+        except errors.LoyverseError as exc:
+            if exc.status != 414 or len(chunk) == 1:
+                raise
+            half = len(chunk) // 2
+            pending[:0] = [chunk[:half], chunk[half:]]
+
+
 def _chunks(values: Sequence[str], size: int) -> Iterator[list[str]]:
     for start in range(0, len(values), size):
         yield list(values[start : start + size])
@@ -344,18 +360,13 @@ class LoyverseClient:
         """
         wanted = _unique(ids)
         found: dict[str, Json] = {}
-        pending = list(_chunks(wanted, max(1, min(chunk_size, IDS_PER_REQUEST))))
-        while pending:
-            chunk = pending.pop(0)
-            try:
-                for item in self.iter_items(items_ids=chunk, show_deleted=show_deleted):
-                    if isinstance(item.get("id"), str):
-                        found[item["id"]] = item
-            except errors.LoyverseError as exc:
-                if exc.status != 414 or len(chunk) == 1:
-                    raise
-                half = len(chunk) // 2
-                pending[:0] = [chunk[:half], chunk[half:]]
+
+        def read(chunk: list[str]) -> None:
+            for item in self.iter_items(items_ids=chunk, show_deleted=show_deleted):
+                if isinstance(item.get("id"), str):
+                    found[item["id"]] = item
+
+        _read_in_chunks(wanted, chunk_size, read)
         return [found[i] for i in wanted if i in found]
 
     def read_items(
@@ -376,16 +387,12 @@ class LoyverseClient:
         """
         wanted = _unique(ids)
         out = ItemsRead()
-        pending = list(_chunks(wanted, max(1, min(chunk_size, IDS_PER_REQUEST))))
-        while pending:
-            chunk = pending.pop(0)
-            params = self._list_params(
-                limit=MAX_LIMIT, show_deleted=show_deleted, items_ids=chunk
-            )
 
-            def bad_row(page: int, row: Any) -> None:
-                out.notes.append(f"page {page}: a row that is not an object: {_short(row)}")
+        def bad_row(page: int, row: Any) -> None:
+            out.notes.append(f"page {page}: a row that is not an object: {_short(row)}")
 
+        def read(chunk: list[str]) -> None:
+            params = self._list_params(limit=MAX_LIMIT, show_deleted=show_deleted, items_ids=chunk)
             try:
                 for page, rows in self._iter_pages("/items", "items", params, on_bad_row=bad_row):
                     for item in rows:
@@ -400,13 +407,11 @@ class LoyverseClient:
                         else:
                             out.items[item_id] = item
             except errors.LoyverseError as exc:
-                if exc.status == 414 and len(chunk) > 1:
-                    half = len(chunk) // 2
-                    pending[:0] = [chunk[:half], chunk[half:]]
-                    continue
-                if _transport_like(exc):
-                    raise
+                if (exc.status == 414 and len(chunk) > 1) or _transport_like(exc):
+                    raise  # a long chunk is split by _read_in_chunks; transport failures are the caller's
                 out.notes.append(str(exc))
+
+        _read_in_chunks(wanted, chunk_size, read)
         return out
 
     def get_item(self, item_id: str) -> Json:

@@ -274,6 +274,25 @@ def test_get_items_chunks_ids_and_keeps_the_requested_order(
     assert sum(s for s in sizes if s <= 120) == 600  # refused chunks were split, none lost
 
 
+def test_read_items_splits_refused_chunks_too_and_notes_a_refused_single_id(
+    fake: FakeServer, lv: lv_client.LoyverseClient
+) -> None:
+    def handler(method: str, path: str, query: dict[str, list[str]], body: bytes) -> Reply:
+        ids = query["items_ids"][0].split(",")
+        if len(ids) > 120 or "id-long" in ids:
+            return _json(414, {"errors": [{"code": "BAD_REQUEST", "details": "URI too long"}]})
+        return _json(200, {"items": [{"id": i} for i in ids if not i.endswith("7")]})
+
+    fake.handler = handler
+    wanted = [f"id-{n}" for n in range(600)]
+    read = lv.read_items([*wanted, "id-long"], chunk_size=250)
+    assert sorted(read.items) == sorted(i for i in wanted if not i.endswith("7"))
+    assert not read.conflicts
+    assert len(read.notes) == 1 and "414" in read.notes[0]  # the single id it cannot split
+    assert max(len(q["items_ids"][0].split(",")) for _, _, q in fake.requests) <= 250
+    assert [q["items_ids"][0] for _, _, q in fake.requests][-1] == "id-long"  # split down to itself
+
+
 def test_safe_create_uses_the_servers_clock_to_skip_older_namesakes(fake: FakeServer) -> None:
     # The server's clock is 2 hours ahead of ours; an older "Latte" (no SKUs to tell them
     # apart) was created a minute before our POST by the server's clock.
