@@ -119,10 +119,14 @@ async def _run_loops(app: Any, sizes: list[int], options: dict[str, Any]) -> Non
             if options.get("wait", True):
                 await asyncio.wait(loops, return_when=asyncio.FIRST_COMPLETED)
                 stop_all()  # one stopped on its own: stop the rest (no-op after a signal)
-            await asyncio.gather(*loops, return_exceptions=True)
+            results = await asyncio.gather(*loops, return_exceptions=True)
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
+        # a loop that crashed (not one we cancelled) fails the command, as with one loop
+        for result in results:
+            if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
+                raise result
 
 
 class _SideTaskFailure(logging.Handler):
