@@ -378,7 +378,8 @@ class LoyverseClient:
     ) -> ItemsRead:
         """Items by id in bulk, like ``get_items``, but tolerant of a bad answer.
 
-        Transport-like failures (5xx, 429, timeouts, unreadable bodies, 401/403/402) raise as
+        Transport-like failures (``errors.transport_like``: 5xx, 429, timeouts, unreadable bodies,
+        401/403/402) raise as
         in ``get_items``. Anything else wrong with the answer is reported, not raised: a row
         that is not an object or has no string ``id`` (``notes``), the same id twice with
         different content (``conflicts``: the item is left out), or a page the client cannot
@@ -407,7 +408,7 @@ class LoyverseClient:
                         else:
                             out.items[item_id] = item
             except errors.LoyverseError as exc:
-                if (exc.status == 414 and len(chunk) > 1) or _transport_like(exc):
+                if (exc.status == 414 and len(chunk) > 1) or errors.transport_like(exc):
                     raise  # a long chunk is split by _read_in_chunks; transport failures are the caller's
                 out.notes.append(str(exc))
 
@@ -968,10 +969,6 @@ class LoyverseClient:
 
 _NOT_JSON = object()
 
-#: Errors about the account rather than the answer: never worked around.
-_ACCOUNT_ERRORS = (errors.Unauthorized, errors.Forbidden, errors.PaymentRequired)
-
-
 @dataclasses.dataclass
 class ItemsRead:
     """What ``read_items`` got: usable items by id, and what was wrong with the answer."""
@@ -979,14 +976,6 @@ class ItemsRead:
     items: dict[str, Json] = dataclasses.field(default_factory=dict)
     conflicts: dict[str, str] = dataclasses.field(default_factory=dict)
     notes: list[str] = dataclasses.field(default_factory=list)
-
-
-def _transport_like(exc: errors.LoyverseError) -> bool:
-    """Worth the same request again later (or the account's problem), not the data's."""
-    return bool(
-        exc.retryable or exc.status is None or getattr(exc, "garbled", False)
-        or isinstance(exc, _ACCOUNT_ERRORS)
-    )
 
 
 def _short(value: Any) -> str:

@@ -286,3 +286,16 @@ def from_response(
         return ServerError(**common)
     cls = _BY_CODE.get(code or "") or _BY_STATUS.get(status) or LoyverseError
     return cls(**common)
+
+
+#: Errors about the account (token, plan, permissions) rather than the request or its answer.
+ACCOUNT_ERRORS = (Unauthorized, Forbidden, PaymentRequired)
+
+
+def transport_like(exc: LoyverseError) -> bool:
+    """Worth the same request again later, or the account's problem: not the data's
+    (429, 5xx, no response, an unreadable body, 401/402/403)."""
+    return bool(
+        exc.retryable or exc.status is None or getattr(exc, "garbled", False)
+        or isinstance(exc, ACCOUNT_ERRORS)
+    )

@@ -33,8 +33,6 @@ from loyverse_sync.loyverse import governor as governor_mod
 logger = logging.getLogger("loyverse_sync.pricesync")
 
 STORE_ENTRY_KEYS = ("store_id", "pricing_type", "price", "available_for_sale", "optimal_stock", "low_stock")
-# Failures that are the account's, not the row's: keep retrying (then dead-letter).
-ACCOUNT_ERRORS = (errors.Unauthorized, errors.Forbidden, errors.PaymentRequired)
 # A price read from Loyverse above this is corrupt data, not a menu price.
 MAX_PRICE = decimal.Decimal(10) ** 12
 # Items per batch re-read one by one (GET /items/{id}) when the bulk read left them out or
@@ -165,9 +163,9 @@ def _error_fields(exc: errors.LoyverseError) -> dict[str, Any]:
 
 
 def _is_retryable(exc: errors.LoyverseError) -> bool:
-    # garbled: a 2xx whose body was unreadable (not JSON, truncated, empty): transport damage
-    return bool(exc.retryable or exc.ambiguous or exc.status is None or isinstance(exc, ACCOUNT_ERRORS)
-                or getattr(exc, "garbled", False))
+    # the account's failures are not the row's: keep retrying (then dead-letter); a write
+    # that may have been applied is checked again by the next attempt
+    return bool(exc.ambiguous or errors.transport_like(exc))
 
 
 def _store_price(entry: dict[str, Any] | None) -> decimal.Decimal | None:
