@@ -96,6 +96,11 @@ def _kind(value: Any) -> str:
     return f"{text} ({names.get(type(value), type(value).__name__)})"
 
 
+def _wrong(name: str, container: dict[str, Any], key: str, expected: str = "") -> str:
+    """``<name> is missing``, or ``<name> is <value (kind)><expected>`` for a value of the wrong kind."""
+    return f"{name} is {_kind(container[key])}{expected}" if key in container else f"{name} is missing"
+
+
 def _item_problem(item_id: str, item: Any) -> str | None:
     """What makes an item read from (or answered by) Loyverse unusable, or None.
 
@@ -106,10 +111,10 @@ def _item_problem(item_id: str, item: Any) -> str | None:
     if not isinstance(item, dict):
         return f"the item is {_kind(item)}, not an object"
     if item.get("id") != item_id:
-        return f"id is {_kind(item.get('id'))}, expected {item_id}" if "id" in item else "id is missing"
+        return _wrong("id", item, "id", f", expected {item_id}")
     variants = item.get("variants")
     if not isinstance(variants, list):
-        return f"variants is {_kind(variants)}, not a list" if "variants" in item else "variants is missing"
+        return _wrong("variants", item, "variants", ", not a list")
     seen: set[str] = set()
     for i, variant in enumerate(variants):
         where = f"variants[{i}]"
@@ -117,7 +122,7 @@ def _item_problem(item_id: str, item: Any) -> str | None:
             return f"{where} is {_kind(variant)}, not an object"
         vid = variant.get("variant_id")
         if not isinstance(vid, str) or not vid:
-            return f"{where}.variant_id is {_kind(vid)}" if "variant_id" in variant else f"{where}.variant_id is missing"
+            return _wrong(f"{where}.variant_id", variant, "variant_id")
         if vid in seen:
             return f"variant {vid} appears twice"
         seen.add(vid)
@@ -125,7 +130,7 @@ def _item_problem(item_id: str, item: Any) -> str | None:
             continue
         stores = variant.get("stores")
         if not isinstance(stores, list):
-            return f"{where}.stores is {_kind(stores)}, not a list" if "stores" in variant else f"{where}.stores is missing"
+            return _wrong(f"{where}.stores", variant, "stores", ", not a list")
         store_ids: set[str] = set()
         for j, entry in enumerate(stores):
             at = f"{where}.stores[{j}]"
@@ -133,7 +138,7 @@ def _item_problem(item_id: str, item: Any) -> str | None:
                 return f"{at} is {_kind(entry)}, not an object"
             sid = entry.get("store_id")
             if not isinstance(sid, str) or not sid:
-                return f"{at}.store_id is {_kind(sid)}" if "store_id" in entry else f"{at}.store_id is missing"
+                return _wrong(f"{at}.store_id", entry, "store_id")
             if sid in store_ids:
                 return f"store {sid} appears twice in variant {vid}"
             store_ids.add(sid)
