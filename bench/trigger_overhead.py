@@ -1,7 +1,8 @@
 """Cost of the price-sync trigger on UPDATE products, measured side by side in one run.
 
-Same database, same 20,000 mapped products, trigger enabled vs disabled
-(ALTER TABLE ... DISABLE TRIGGER), interleaved rounds, medians. A committed `todo` job exists
+Same database, same 20,000 mapped products, the price-sync triggers (every trigger on
+products whose function lives in schema loyverse) enabled vs disabled (ALTER TABLE ...
+DISABLE TRIGGER), interleaved rounds, medians. A committed `todo` job exists
 (steady state, as when a worker is busy); each run with the trigger starts from an empty queue.
 
 * pgbench, single-row `UPDATE ... SET price` of a random mapped product and a non-price UPDATE
@@ -32,7 +33,6 @@ import psycopg
 
 from loyverse_sync import accounts, db
 
-TRIGGER = "_100_enqueue_price_sync"
 SCRIPTS = {
     "single-row price UPDATE": "\\set n random(1, 20000)\n"
     "update public.products set price = price + 0.01 where id = (select id from bench_ids where n = :n);\n",
@@ -77,7 +77,12 @@ def setup(conn: psycopg.Connection) -> None:
 
 
 def set_trigger(conn: psycopg.Connection, on: bool) -> None:
-    conn.execute(f"alter table public.products {'enable' if on else 'disable'} trigger {TRIGGER}")
+    names = [r["tgname"] for r in conn.execute(
+        "select t.tgname from pg_trigger t join pg_proc p on p.oid = t.tgfoid"
+        " where t.tgrelid = 'public.products'::regclass and not t.tgisinternal"
+        " and p.pronamespace = 'loyverse'::regnamespace")]
+    for name in names:
+        conn.execute(f"alter table public.products {'enable' if on else 'disable'} trigger {name}")
 
 
 def pgbench(dsn: str, script: pathlib.Path, clients: int, sync_commit: str, seconds: float) -> float:

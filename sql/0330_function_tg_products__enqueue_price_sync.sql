@@ -1,62 +1,59 @@
 -- Statement-level trigger function on public.products: one set-based upsert of the price
 -- sync queue per UPDATE statement (a 20,000-row bulk update is one statement, not 20,000 calls).
--- It fires for EVERY update of products, so the path for a statement that changed no price
--- is one cheap query over the transition tables and nothing else (no settings, no GUC read).
+-- It fires for EVERY update of products, so a statement that changed no price must cost
+-- next to nothing. Two things make that so:
+--   * loyverse_sync.price_changed, a transaction-local flag set by the row trigger
+--     _090_note_price_change (loyverse.tg_products__note_price_change) only when a row's
+--     price really changes. That trigger is AFTER ... FOR EACH ROW: its WHEN sees the row as
+--     stored, after every BEFORE trigger, so a price changed by a restaurant's own BEFORE
+--     trigger during `UPDATE ... SET name = ...` is seen too (an `UPDATE OF price` trigger
+--     would miss it: column lists only look at the SET list). Its AFTER ROW events fire
+--     before this statement's AFTER STATEMENT event. Without the flag this function returns
+--     at once: no query, no SPI. The flag is never cleared before the transaction ends (a
+--     nested UPDATE's trigger could otherwise consume its outer statement's flag): later
+--     statements of the transaction take the full path, which is correct, only slower.
+--   * SECURITY INVOKER, no SET clause: a SECURITY DEFINER function with `SET search_path`
+--     costs ~5 us per call, mostly the search path recomputed for the caller's next
+--     statement. The queue is written by loyverse.enqueue_price_changes (SECURITY DEFINER,
+--     called only when a price changed), so every name here is schema-qualified.
 --
 -- Plans: PL/pgSQL keeps the plan of each query from its first run in a session, made for the
 -- transition tables' sizes of THAT run. A join of new_rows with old_rows planned for one row
 -- is a nested loop, quadratic on a later 20,000-row update (measured: 115 s). So no query
--- here joins the two transition tables: the check is a set difference (hashed or sorted,
--- never quadratic), old and new rows are paired by position in id order, and the upsert
--- (loyverse.enqueue_price_changes) reads arrays and reaches every table through an index.
+-- here joins the two transition tables: the changed rows are a set difference (hashed or
+-- sorted, never quadratic) of (id, old price) pairs, and the upsert reads the products'
+-- current price and category itself, through an index.
 create function loyverse.tg_products__enqueue_price_sync()
 returns trigger
 language plpgsql
-security definer  -- loyverse_app updates prices but cannot read the queue
-set search_path = ''
 as $$
 declare
-    v_ids uuid[];
-    v_new_ids uuid[];
-    v_old_prices numeric[];
-    v_new_prices numeric[];
-    v_categories uuid[];
+    v_ids pg_catalog.uuid[];
+    v_old_prices pg_catalog.numeric[];
 begin
-    -- Cheap exit: no (id, price) pair of the new rows is new, so no price changed.
-    if not exists (select n.id, n.price from new_rows n
-                   except all
-                   select o.id, o.price from old_rows o) then
-        return null;
+    if pg_catalog.current_setting('loyverse_sync.price_changed', true) is distinct from 'on' then
+        return null;  -- no price changed in this transaction so far
     end if;
     -- Prices written by the menu import come from Loyverse: never send them back.
-    if current_setting('loyverse_sync.origin', true) = 'loyverse' then
+    if pg_catalog.current_setting('loyverse_sync.origin', true) = 'loyverse' then
         return null;
     end if;
-
-    -- Old and new rows, paired by position in id order (no column list is allowed with
-    -- transition tables, so this trigger sees every updated row).
-    -- One sort per transition table (a subquery's order feeds every array_agg of its
-    -- query; aggregate-level ORDER BY would sort once per aggregate: 5 sorts, not 2).
-    select o.ids, o.prices, n.ids, n.prices, n.categories
-      into v_ids, v_old_prices, v_new_ids, v_new_prices, v_categories
-      from (select array_agg(s.id) as ids, array_agg(s.price) as prices
-              from (select r.id, r.price from old_rows r order by r.id) s) o,
-           (select array_agg(s.id) as ids, array_agg(s.price) as prices,
-                   array_agg(s.category_id) as categories
-              from (select r.id, r.price, r.category_id from new_rows r order by r.id) s) n;
-    if v_ids is distinct from v_new_ids then
-        -- The statement changed product ids (only unmapped products can: the mappings'
-        -- foreign key forbids it otherwise): pair by id with a join planned for this run.
-        execute 'select array_agg(n.id), array_agg(o.price), array_agg(n.price), array_agg(n.category_id)
-                   from new_rows n join old_rows o on o.id = n.id'
-           into v_ids, v_old_prices, v_new_prices, v_categories;
+    -- The (id, old price) pairs that no new row repeats: the rows whose price changed (or
+    -- whose id changed: only unmapped products can, the mappings' foreign key forbids it
+    -- otherwise, and the upsert skips products that are not mapped).
+    select pg_catalog.array_agg(c.id), pg_catalog.array_agg(c.price)
+      into v_ids, v_old_prices
+      from (select o.id, o.price from old_rows o
+            except all
+            select n.id, n.price from new_rows n) c;
+    if v_ids is not null then
+        perform loyverse.enqueue_price_changes(v_ids, v_old_prices);
     end if;
-
-    perform loyverse.enqueue_price_changes(v_ids, v_old_prices, v_new_prices, v_categories);
     return null;
 end;
 $$;
 comment on function loyverse.tg_products__enqueue_price_sync() is
     'Queue the products whose price changed in this statement (mapped, sync enabled towards Loyverse, '
-    'category filters passed) and wake the worker of each REALTIME account. Skipped when '
+    'category filters passed) and wake the worker of each REALTIME account. Returns at once unless '
+    '_090_note_price_change flagged a price change in this transaction; skipped when '
     'loyverse_sync.origin = ''loyverse'' (the menu import).';

@@ -1,17 +1,24 @@
 -- The trigger's upsert: the products whose price changed in one UPDATE statement, as arrays
--- (product, old price, new price, category), become one pending queue row each. A separate
--- function so that the trigger's cheap path (no price changed) pays for none of its setup,
--- and with a forced generic plan: the arrays are parameters, and PL/pgSQL would otherwise
--- re-plan this statement on every call (measured: 1.7 ms vs 0.7 ms per single-row UPDATE).
--- The generic plan reaches mappings, settings and accounts by index for any array size.
+-- (product, old price), become one pending queue row each, at the product's CURRENT price
+-- and category, read here. Not the statement's new rows: by the time a statement's AFTER
+-- STATEMENT trigger fires, a restaurant's own AFTER ROW trigger may have changed the price
+-- again in a nested UPDATE, whose own trigger already queued the newer price; writing the
+-- statement's value over it would leave Loyverse with an older price (measured before 0055:
+-- products 1020.00, queued 20.00).
+-- SECURITY DEFINER: whoever updates products runs the trigger, and may not read the queue
+-- (loyverse_app cannot). EXECUTE is granted to PUBLIC, because any role allowed to update
+-- products runs this through the trigger; called directly it can only queue the price that
+-- public.products holds now, and only from within a trigger.
+-- A forced generic plan: the arrays are parameters, and PL/pgSQL would otherwise re-plan
+-- this statement on every call (measured: 1.7 ms vs 0.7 ms per single-row UPDATE). The
+-- generic plan reaches products, mappings, settings and accounts by index for any array size.
 create function loyverse.enqueue_price_changes(
     p_product_ids uuid[],
-    p_old_prices numeric[],
-    p_new_prices numeric[],
-    p_category_ids uuid[]
+    p_old_prices numeric[]
 )
 returns void
 language plpgsql
+security definer
 set search_path = ''
 set plan_cache_mode = force_generic_plan
 as $$
@@ -19,6 +26,10 @@ declare
     v_accounts bigint[];
     v_account bigint;
 begin
+    if pg_catalog.pg_trigger_depth() = 0 then
+        raise exception 'loyverse.enqueue_price_changes is for the products trigger only'
+            using hint = 'To send current prices again, use loyverse.trigger_price_sync(restaurant_id).';
+    end if;
     with upserted as (
         -- One pending row per product (partial unique index): the first change keeps its
         -- old_price, the last one sets new_price, each bumps the version. Claimed rows are
@@ -26,19 +37,19 @@ begin
         insert into loyverse.loyverse_price_sync_queue as q
                (product_id, restaurant_id, account_id, priority, old_price, new_price,
                 price_to_send, max_attempts, next_attempt_at, loyverse_item_id)
-        select c.product_id, m.restaurant_id, m.account_id, s.priority, c.old_price, c.new_price,
-               loyverse.price_to_send(c.new_price, s.price_rounding_rule, a.decimal_places, m.price_factor),
+        select c.product_id, m.restaurant_id, m.account_id, s.priority, c.old_price, p.price,
+               loyverse.price_to_send(p.price, s.price_rounding_rule, a.decimal_places, m.price_factor),
                s.max_attempts, loyverse.price_sync_due_at(s.sync_frequency), m.loyverse_item_id
-          from unnest(p_product_ids, p_old_prices, p_new_prices, p_category_ids)
-               as c (product_id, old_price, new_price, category_id)
+          from unnest(p_product_ids, p_old_prices) as c (product_id, old_price)
+          join public.products p on p.id = c.product_id
           join loyverse.loyverse_item_mappings m on m.product_id = c.product_id
           join loyverse.loyverse_price_sync_settings s on s.restaurant_id = m.restaurant_id
           join loyverse.accounts a on a.id = m.account_id
-         where c.new_price is distinct from c.old_price
+         where p.price is distinct from c.old_price
            and s.enabled
            and s.sync_direction in ('TO_LOYVERSE', 'BIDIRECTIONAL')
-           and (cardinality(s.include_category_ids) = 0 or c.category_id = any (s.include_category_ids))
-           and (c.category_id is null or not c.category_id = any (s.exclude_category_ids))
+           and (cardinality(s.include_category_ids) = 0 or p.category_id = any (s.include_category_ids))
+           and (p.category_id is null or not p.category_id = any (s.exclude_category_ids))
         on conflict (product_id) where status = 'pending' do update
            set new_price = excluded.new_price,
                price_to_send = excluded.price_to_send,
@@ -69,6 +80,7 @@ begin
     end if;
 end;
 $$;
-comment on function loyverse.enqueue_price_changes(uuid[], numeric[], numeric[], uuid[]) is
-    'Internal to the products trigger: upsert one pending queue row per changed product that is mapped, '
+comment on function loyverse.enqueue_price_changes(uuid[], numeric[]) is
+    'Internal to the products trigger: upsert one pending queue row, at its current price, per product '
+    'whose price differs from the given old price and that is mapped, '
     'syncs towards Loyverse and passes the category filters; wake each REALTIME account with a due row.';

@@ -8,7 +8,7 @@ revoke execute on function
     loyverse.wake_price_sync(bigint),
     loyverse.tg_products__enqueue_price_sync(),
     loyverse.tg_accounts__delete_price_sync_rows(),
-    loyverse.enqueue_price_changes(uuid[], numeric[], numeric[], uuid[]),
+    loyverse.tg_products__note_price_change(),
     loyverse.enqueue_current_prices(uuid[], text, integer),
     loyverse.release_expired_price_sync_leases(bigint),
     loyverse.claim_price_sync_batch(bigint, text, integer, double precision, integer),
@@ -26,6 +26,13 @@ revoke execute on function
     loyverse.prune_price_sync_queue(interval, integer),
     loyverse.enqueue_price_sync_digests(interval)
   from public;
+
+-- Any role allowed to UPDATE public.products runs the products trigger, which is SECURITY
+-- INVOKER (see sql/0330) and calls loyverse.enqueue_price_changes: it needs the schema and
+-- that one function. The function queues only the price public.products holds now; every
+-- other SECURITY DEFINER function here stays revoked from PUBLIC.
+grant usage on schema loyverse to public;
+grant execute on function loyverse.enqueue_price_changes(uuid[], numeric[]) to public;
 
 grant execute on function
     loyverse.round_price(numeric, text, integer),

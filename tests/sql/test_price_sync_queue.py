@@ -66,6 +66,76 @@ def test_import_origin_is_not_queued(conn, world):
     assert queue(conn) == []
 
 
+def test_a_price_set_by_the_restaurants_before_trigger_on_a_non_price_update_is_queued(conn, world):
+    # The reason the flag is set by an AFTER ROW trigger and not `UPDATE OF price`, which
+    # only looks at the SET list.
+    pid = world["products"][0]
+    conn.execute("""create function public.reprice_on_rename() returns trigger language plpgsql as $$
+        begin if new.name is distinct from old.name then new.price := 99; end if; return new; end $$""")
+    conn.execute("create trigger reprice_on_rename before update on public.products"
+                 " for each row execute function public.reprice_on_rename()")
+    conn.execute("update public.products set name = 'Latte XL' where id = %s", (pid,))
+    assert [(r["product_id"], r["new_price"], r["price_to_send"]) for r in queue(conn)] == [(pid, 99, 99)]
+    assert len(jobs(conn)) == 1
+
+
+def test_a_nested_repricing_by_the_restaurants_trigger_is_the_price_queued(conn, world):
+    # The restaurant's AFTER ROW trigger adds a deposit with a nested UPDATE, whose own
+    # statement trigger queues 1020 before the outer statement's trigger fires. Before 0055
+    # the outer one then wrote its new row's 20 over it: products said 1020, Loyverse got 20.
+    pid = world["products"][0]
+    conn.execute("""create function public.add_deposit() returns trigger language plpgsql as $$
+        begin update public.products set price = new.price + 1000 where id = new.id; return null; end $$""")
+    conn.execute("create trigger add_deposit after update on public.products for each row"
+                 " when (new.price < 1000) execute function public.add_deposit()")
+    conn.execute("update public.products set price = 20 where id = %s", (pid,))
+    assert conn.execute("select price from public.products where id = %s", (pid,)).fetchone()["price"] == 1020
+    (row,) = queue(conn)
+    assert (row["product_id"], row["new_price"], row["price_to_send"]) == (pid, 1020, 1020)
+
+
+def test_flag_follows_the_transaction_savepoints_and_nested_statements(conn, world):
+    p0, p1 = world["products"][:2]
+    with conn.transaction():
+        with pytest.raises(ZeroDivisionError), conn.transaction():  # a savepoint rolled back
+            conn.execute("update public.products set price = 30 where id = %s", (p0,))
+            raise ZeroDivisionError
+        conn.execute("update public.products set name = name || '!'")
+        assert queue(conn) == []
+        conn.execute("update public.products set price = 31 where id = %s", (p0,))
+        conn.execute("update public.products set name = name || '?'")  # flag set: full path, nothing new
+        conn.execute("update public.products set price = 32 where id = %s", (p1,))
+    assert sorted((r["product_id"], r["new_price"]) for r in queue(conn)) == sorted([(p0, 31), (p1, 32)])
+    conn.execute("update public.products set name = name || '#'")  # a new transaction: no flag
+    assert len(queue(conn)) == 2
+
+
+def test_any_role_allowed_to_update_products_queues_its_changes(conn, world):
+    # The trigger runs as whoever updates products: a role of the restaurant's own, not one
+    # of ours, with a hostile search_path, still queues (and reads nothing of the queue).
+    pid = world["products"][0]
+    with conn.transaction():  # rolled back at the end: roles are the cluster's
+        conn.execute("create role restaurant_backoffice_0055")
+        conn.execute("grant select, update on public.products to restaurant_backoffice_0055")
+        conn.execute("create schema evil authorization restaurant_backoffice_0055")
+        conn.execute("set local role restaurant_backoffice_0055")
+        conn.execute("set local search_path = evil, pg_temp")
+        conn.execute("update public.products set price = 42 where id = %s", (pid,))
+        with pytest.raises(psycopg.errors.InsufficientPrivilege), conn.transaction():
+            conn.execute("select 1 from loyverse.loyverse_price_sync_queue")
+        conn.execute("reset role")
+        conn.execute("reset search_path")
+        assert [(r["product_id"], r["new_price"]) for r in queue(conn)] == [(pid, 42)]
+        raise psycopg.Rollback()
+
+
+def test_the_upsert_function_is_for_the_trigger_only(conn, world):
+    with pytest.raises(psycopg.errors.RaiseException, match="for the products trigger only"):
+        conn.execute("select loyverse.enqueue_price_changes(array[%s]::uuid[], array[1]::numeric[])",
+                     (world["products"][0],))
+    assert queue(conn) == []
+
+
 def test_bulk_update_is_one_row_per_product_and_one_job_per_account(conn, world):
     conn.execute("update public.products set price = price * 1.05")
     assert len(queue(conn)) == 6
