@@ -1,7 +1,10 @@
 -- The worker reports a claimed batch in one call: every row's outcome, applied atomically,
 -- plus one loyverse_sync_logs row. Rows no longer held by this claim (lease lost) are left
 -- alone; if we wrote them to Loyverse, the product's current price is queued again so the
--- final price is always the last one written.
+-- final price is always the last one written. The rows entering done, failed or dead are
+-- added to loyverse.loyverse_price_sync_outcome_totals here, one statement per outcome; the
+-- SET clause loyverse_sync.outcomes_counted tells the queue's row trigger not to count them
+-- one by one.
 create function loyverse.complete_price_sync_batch(
     p_claimed_by text,
     p_results jsonb,
@@ -15,6 +18,7 @@ returns jsonb
 language plpgsql
 security definer
 set search_path = ''
+set loyverse_sync.outcomes_counted = 'on'
 as $$
 -- p_results: [{"id", "outcome": done|retry|failed|conflict|release|cancel, "sent": bool,
 --              "error", "code", "details": {...}, "loyverse_price": number}]
@@ -60,12 +64,24 @@ begin
       join loyverse.loyverse_price_sync_queue q on q.id = r.id
      where r.mine is not true;
 
-    -- done: verified in Loyverse
-    update loyverse.loyverse_price_sync_queue q
-       set status = 'done', lease_until = null, completed_at = now(), updated_at = now(),
-           last_error = r.error, last_error_code = r.code, error_details = r.details
-      from pg_temp.price_sync_results r
-     where r.id = q.id and r.mine and r.outcome = 'done';
+    -- done: verified in Loyverse. Here and below, the rows that enter done, failed or dead
+    -- are added to their restaurant's outcome total (none for a restaurant that is gone).
+    with done as (
+        update loyverse.loyverse_price_sync_queue q
+           set status = 'done', lease_until = null, completed_at = now(), updated_at = now(),
+               last_error = r.error, last_error_code = r.code, error_details = r.details
+          from pg_temp.price_sync_results r
+         where r.id = q.id and r.mine and r.outcome = 'done'
+        returning q.restaurant_id, q.status
+    )
+    insert into loyverse.loyverse_price_sync_outcome_totals as t (restaurant_id, outcome, total)
+    select g.restaurant_id, g.status, g.n
+      from (select d.restaurant_id, d.status, count(*) as n
+              from done d
+             group by d.restaurant_id, d.status) g
+     where exists (select 1 from public.restaurants x where x.id = g.restaurant_id)
+     order by g.restaurant_id  -- one lock order for concurrent completions
+    on conflict (restaurant_id, outcome) do update set total = t.total + excluded.total;
     update loyverse.loyverse_item_mappings m
        set last_synced_price = round(q.price_to_send, 2),
            last_synced_at = now(),
@@ -80,33 +96,56 @@ begin
 
     -- retry (429, 5xx, timeouts) and release (graceful stop, not an attempt): back to pending,
     -- unless a newer change is pending already, which then carries the price.
-    update loyverse.loyverse_price_sync_queue q
-       set status = case when r.superseded then 'cancelled'
-                         when r.outcome = 'retry' and q.attempts + 1 >= q.max_attempts then 'dead'
-                         else 'pending' end,
-           attempts = q.attempts + case when r.outcome = 'retry' then 1 else 0 end,
-           next_attempt_at = case when r.outcome = 'release' then now()
-                                  else now() + make_interval(secs =>
-                                      least(p_backoff_cap, p_backoff_base * power(2, q.attempts))
-                                      * (0.5 + random() * 0.5)) end,
-           lease_until = null,
-           claimed_by = null,
-           last_error = case when r.superseded then coalesce(r.error || '; ', '') || 'superseded by a newer change'
-                             else coalesce(r.error, q.last_error) end,
-           last_error_code = coalesce(r.code, q.last_error_code),
-           error_details = coalesce(r.details, q.error_details),
-           completed_at = case when r.superseded or (r.outcome = 'retry' and q.attempts + 1 >= q.max_attempts)
-                               then now() end,
-           updated_at = now()
-      from pg_temp.price_sync_results r
-     where r.id = q.id and r.mine and r.outcome in ('retry', 'release');
+    with moved as (
+        update loyverse.loyverse_price_sync_queue q
+           set status = case when r.superseded then 'cancelled'
+                             when r.outcome = 'retry' and q.attempts + 1 >= q.max_attempts then 'dead'
+                             else 'pending' end,
+               attempts = q.attempts + case when r.outcome = 'retry' then 1 else 0 end,
+               next_attempt_at = case when r.outcome = 'release' then now()
+                                      else now() + make_interval(secs =>
+                                          least(p_backoff_cap, p_backoff_base * power(2, q.attempts))
+                                          * (0.5 + random() * 0.5)) end,
+               lease_until = null,
+               claimed_by = null,
+               last_error = case when r.superseded then coalesce(r.error || '; ', '') || 'superseded by a newer change'
+                                 else coalesce(r.error, q.last_error) end,
+               last_error_code = coalesce(r.code, q.last_error_code),
+               error_details = coalesce(r.details, q.error_details),
+               completed_at = case when r.superseded or (r.outcome = 'retry' and q.attempts + 1 >= q.max_attempts)
+                                   then now() end,
+               updated_at = now()
+          from pg_temp.price_sync_results r
+         where r.id = q.id and r.mine and r.outcome in ('retry', 'release')
+        returning q.restaurant_id, q.status
+    )
+    insert into loyverse.loyverse_price_sync_outcome_totals as t (restaurant_id, outcome, total)
+    select g.restaurant_id, g.status, g.n
+      from (select m.restaurant_id, m.status, count(*) as n
+              from moved m
+             where m.status = 'dead'
+             group by m.restaurant_id, m.status) g
+     where exists (select 1 from public.restaurants x where x.id = g.restaurant_id)
+     order by g.restaurant_id
+    on conflict (restaurant_id, outcome) do update set total = t.total + excluded.total;
 
     -- failed: not retryable (variant gone, validation, verification); the mapping is flagged
-    update loyverse.loyverse_price_sync_queue q
-       set status = 'failed', attempts = q.attempts + 1, lease_until = null, completed_at = now(),
-           updated_at = now(), last_error = r.error, last_error_code = r.code, error_details = r.details
-      from pg_temp.price_sync_results r
-     where r.id = q.id and r.mine and r.outcome = 'failed';
+    with failed as (
+        update loyverse.loyverse_price_sync_queue q
+           set status = 'failed', attempts = q.attempts + 1, lease_until = null, completed_at = now(),
+               updated_at = now(), last_error = r.error, last_error_code = r.code, error_details = r.details
+          from pg_temp.price_sync_results r
+         where r.id = q.id and r.mine and r.outcome = 'failed'
+        returning q.restaurant_id, q.status
+    )
+    insert into loyverse.loyverse_price_sync_outcome_totals as t (restaurant_id, outcome, total)
+    select g.restaurant_id, g.status, g.n
+      from (select f.restaurant_id, f.status, count(*) as n
+              from failed f
+             group by f.restaurant_id, f.status) g
+     where exists (select 1 from public.restaurants x where x.id = g.restaurant_id)
+     order by g.restaurant_id
+    on conflict (restaurant_id, outcome) do update set total = t.total + excluded.total;
     update loyverse.loyverse_item_mappings m
        set needs_attention = true,
            attention_reason = left(coalesce(r.code || ': ', '') || coalesce(r.error, 'price sync failed'), 500),
@@ -188,4 +227,5 @@ $$;
 comment on function loyverse.complete_price_sync_batch(text, jsonb, integer, jsonb, timestamptz, double precision, double precision) is
     'Apply a worker''s outcomes for one claim (done / retry with exponential backoff and jitter, dead at '
     'max_attempts / failed / conflict / release / cancel), update the mappings, write one sync log row. '
-    'Rows lost by this claim are not touched; the ones we wrote are queued again.';
+    'Rows lost by this claim are not touched; the ones we wrote are queued again. Adds the rows that '
+    'entered done, failed or dead to loyverse.loyverse_price_sync_outcome_totals.';

@@ -9,6 +9,7 @@ revoke execute on function
     loyverse.tg_products__enqueue_price_sync(),
     loyverse.tg_accounts__delete_price_sync_rows(),
     loyverse.tg_products__note_price_change(),
+    loyverse.tg_price_sync_queue__count_outcome(),
     loyverse.enqueue_current_prices(uuid[], text, integer),
     loyverse.release_expired_price_sync_leases(bigint),
     loyverse.claim_price_sync_batch(bigint, text, integer, double precision, integer),
@@ -66,3 +67,7 @@ revoke all on loyverse.price_sync_status, loyverse.price_sync_history, loyverse.
 grant select on loyverse.price_sync_status, loyverse.price_sync_history, loyverse.price_sync_problems,
     loyverse.price_sync_queue_health
   to loyverse_readonly, loyverse_worker;
+
+-- The outcome totals are written only by the queue's triggers and complete_price_sync_batch
+-- (SECURITY DEFINER); the worker reads them for `loyverse-sync metrics`.
+grant select on loyverse.loyverse_price_sync_outcome_totals to loyverse_worker;

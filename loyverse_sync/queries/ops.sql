@@ -9,11 +9,12 @@ select restaurant_name, pending, processing, failed, dead, conflicts, oldest_pen
   from loyverse.price_sync_status
 
 -- name: metrics_outcomes
-select r.name as restaurant_name, q.status as outcome, count(*) as n
-  from loyverse.loyverse_price_sync_queue q
-  join public.restaurants r on r.id = q.restaurant_id
- where q.status in ('done', 'failed', 'dead')
- group by r.name, q.status
+-- Cumulative (a counter): times queue rows entered each outcome, kept by the database
+-- (loyverse.loyverse_price_sync_outcome_totals, migration 0056); never reads the queue.
+select r.name as restaurant_name, t.outcome, sum(t.total) as n
+  from loyverse.loyverse_price_sync_outcome_totals t
+  join public.restaurants r on r.id = t.restaurant_id
+ group by r.name, t.outcome
 
 -- name: metrics_api_calls
 select a.name as account_name, s.method, s.endpoint, s.status,

@@ -41,9 +41,16 @@ def restaurant(conn, fernet_key, emulator):
         ).fetchone()["id"]
         conn.execute(
             """insert into loyverse.loyverse_price_sync_queue
-                   (product_id, restaurant_id, account_id, status, new_price, price_to_send, completed_at, last_error)
-               values (%s, %s, %s, %s, 1, 1, case when %s <> 'pending' then now() end, case when %s in ('failed','dead') then 'boom' end)""",
-            (pid, rid, account_id, status, status, status),
+                   (product_id, restaurant_id, account_id, new_price, price_to_send)
+               values (%s, %s, %s, 1, 1)""",
+            (pid, rid, account_id),
+        )
+        conn.execute(  # rows enter their outcome as the worker's would (outcome totals count it)
+            """update loyverse.loyverse_price_sync_queue
+                  set status = %s, completed_at = case when %s <> 'pending' then now() end,
+                      last_error = case when %s in ('failed','dead') then 'boom' end
+                where product_id = %s""",
+            (status, status, status, pid),
         )
     calls = [
         {"method": "GET", "endpoint": "/items", "status": 200, "seconds": s}
@@ -76,6 +83,29 @@ def test_metrics_are_valid_exposition_with_queue_outcomes_requests_and_latency(d
         if s.name.endswith("_bucket") and s.labels["method"] == "GET"
     }
     assert buckets["0.05"] == 1 and buckets["0.5"] == 3 and buckets["+Inf"] == 4
+
+
+def test_items_counter_does_not_drop_when_the_queue_is_pruned_or_retried(conn, dsn, restaurant):
+    def scrape():
+        families = {f.name: f for f in text_string_to_metric_families(ops.render_metrics(dsn))}
+        items = {
+            s.labels["outcome"]: s.value
+            for s in families["loyverse_sync_items"].samples
+            if s.name.endswith("_total")
+        }
+        queue = {s.labels["status"]: s.value for s in families["loyverse_sync_queue_rows"].samples}
+        return items, queue
+
+    assert scrape()[0] == {"done": 3, "failed": 1, "dead": 2}
+    conn.execute(
+        "update loyverse.loyverse_price_sync_queue set completed_at = now() - interval '8 days'"
+        " where status = 'done'"
+    )
+    assert conn.execute("select loyverse.prune_price_sync_queue() as n").fetchone()["n"] == 3
+    conn.execute("select loyverse.retry_price_sync()")
+    items, queue = scrape()
+    assert queue["failed"] == 0 and queue["dead"] == 0  # the rows are gone, the counts stay
+    assert items == {"done": 3, "failed": 1, "dead": 2}
 
 
 def test_metrics_are_served_over_http(dsn, restaurant):
