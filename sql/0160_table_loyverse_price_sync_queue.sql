@@ -10,7 +10,7 @@ create table loyverse.loyverse_price_sync_queue (
     status text not null default 'pending'
         constraint queue_status_is_valid check (status in ('pending', 'processing', 'done', 'failed', 'dead', 'conflict', 'cancelled')),
     source text not null default 'trigger'
-        constraint queue_source_is_valid check (source in ('trigger', 'manual', 'retry', 'resolve', 'requeue')),
+        constraint queue_source_is_valid check (source in ('trigger', 'manual', 'retry', 'resolve', 'requeue', 'settings')),
     priority integer not null default 0,
     version bigint not null default 1
         constraint queue_version_is_positive check (version > 0),

@@ -1,6 +1,13 @@
 -- Queue the database's current price of some products (manual full sync, retry, conflict
--- resolution, and a worker that lost its lease): the same upsert as the trigger, due now.
-create function loyverse.enqueue_current_prices(p_product_ids uuid[], p_source text, p_priority_boost integer default 0)
+-- resolution, a worker that lost its lease, a settings change that widens what is synced):
+-- the same upsert as the trigger, due now or at p_due_at (a settings change follows the
+-- restaurant's frequency: MANUAL rows wait for an explicit trigger).
+create function loyverse.enqueue_current_prices(
+    p_product_ids uuid[],
+    p_source text,
+    p_priority_boost integer default 0,
+    p_due_at timestamptz default null  -- null: now
+)
 returns integer
 language plpgsql
 security definer
@@ -17,7 +24,7 @@ begin
                loyverse.price_to_send(p.price, s.price_rounding_rule, a.decimal_places, m.price_factor) as price_to_send,
                s.priority + p_priority_boost as priority,
                s.max_attempts,
-               not s.paused as wake,
+               not s.paused and coalesce(p_due_at, now()) <= now() as wake,
                m.loyverse_item_id
           from public.products p
           join loyverse.loyverse_item_mappings m on m.product_id = p.id
@@ -31,7 +38,7 @@ begin
                (product_id, restaurant_id, account_id, source, priority, old_price, new_price,
                 price_to_send, max_attempts, next_attempt_at, loyverse_item_id)
         select w.product_id, w.restaurant_id, w.account_id, p_source, w.priority, w.old_price,
-               w.new_price, w.price_to_send, w.max_attempts, now(), w.loyverse_item_id
+               w.new_price, w.price_to_send, w.max_attempts, coalesce(p_due_at, now()), w.loyverse_item_id
           from wanted w
         on conflict (product_id) where status = 'pending' do update
            set new_price = excluded.new_price,
@@ -40,7 +47,7 @@ begin
                source = excluded.source,
                loyverse_item_id = excluded.loyverse_item_id,
                priority = greatest(q.priority, excluded.priority),
-               next_attempt_at = now(),
+               next_attempt_at = least(q.next_attempt_at, coalesce(p_due_at, now())),
                updated_at = now()
         returning q.product_id, q.account_id
     )
@@ -56,6 +63,7 @@ begin
     return v_count;
 end;
 $$;
-comment on function loyverse.enqueue_current_prices(uuid[], text, integer) is
-    'Queue the current price of the given products (due now, priority raised by p_priority_boost) and '
-    'wake their accounts; returns the rows queued. Skips products whose restaurant does not sync to Loyverse.';
+comment on function loyverse.enqueue_current_prices(uuid[], text, integer, timestamptz) is
+    'Queue the current price of the given products (due at p_due_at, default now; priority raised by '
+    'p_priority_boost) and wake their accounts when due now; returns the rows queued. Skips products '
+    'whose restaurant does not sync to Loyverse.';

@@ -1,6 +1,7 @@
 -- SQL API: "sync this restaurant now". Its pending rows become due at once with a priority
 -- above routine changes; p_full also queues every mapped product whose price in Loyverse
--- (as last synced) differs from ours, or was never synced.
+-- (as last synced) differs from ours, or was never synced, and that passes the category
+-- filters (loyverse._price_sync_out_of_sync).
 create function loyverse.trigger_price_sync(p_restaurant_id uuid, p_full boolean default false)
 returns integer
 language plpgsql
@@ -24,17 +25,7 @@ begin
     select l.account_id into v_account from loyverse.loyverse_restaurant_links l where l.restaurant_id = p_restaurant_id;
 
     if p_full then
-        perform loyverse.enqueue_current_prices(array(
-            select m.product_id
-              from loyverse.loyverse_item_mappings m
-              join public.products p on p.id = m.product_id
-              join loyverse.accounts a on a.id = m.account_id
-             where m.restaurant_id = p_restaurant_id
-               and m.last_synced_price is distinct from
-                   loyverse.price_to_send(p.price, v_settings.price_rounding_rule, a.decimal_places, m.price_factor)
-               and not exists (select 1 from loyverse.loyverse_price_sync_queue q
-                                where q.product_id = m.product_id and q.status in ('pending', 'processing', 'conflict'))),
-            'manual', 200);
+        perform loyverse.enqueue_current_prices(loyverse._price_sync_out_of_sync(p_restaurant_id), 'manual', 200);
     end if;
 
     update loyverse.loyverse_price_sync_queue q

@@ -1,6 +1,10 @@
 -- SQL API: change some price-sync settings of a restaurant. Every key is validated; a bad
 -- one raises an error naming it (diagnostics column = the key) and nothing changes. Pending
--- rows follow the new settings (frequency, rounding, disabled).
+-- rows follow the new settings (frequency, rounding, disabled, category filters), and a
+-- change that widens what is sent (sync enabled again, direction back towards Loyverse,
+-- category filters or rounding rule changed) queues every product whose price in Loyverse
+-- is not known to be the one we would send now, at the restaurant's frequency (source
+-- 'settings'): prices changed while a product was not synced are not left behind.
 create function loyverse.update_price_sync_settings(p_restaurant_id uuid, p_changes jsonb)
 returns jsonb
 language plpgsql
@@ -15,6 +19,7 @@ declare
     v_constraint text;
     v_field text;
     v_account bigint;
+    v_filters_changed boolean;
     v_editable constant text[] := array['enabled', 'sync_direction', 'sync_frequency', 'include_category_ids',
         'exclude_category_ids', 'price_rounding_rule', 'notify_on_error', 'notification_email', 'max_attempts',
         'priority', 'prices_include_tax', 'alert_failure_rate', 'alert_queue_depth',
@@ -106,11 +111,24 @@ begin
              where a.id = q.account_id and m.product_id = q.product_id
                and q.restaurant_id = p_restaurant_id and q.status = 'pending';
         end if;
+        v_filters_changed := v_new.include_category_ids is distinct from v_old.include_category_ids
+                             or v_new.exclude_category_ids is distinct from v_old.exclude_category_ids;
+        if v_filters_changed then
+            -- pending changes of products the filters now leave out are not sent
+            update loyverse.loyverse_price_sync_queue q
+               set status = 'cancelled', completed_at = now(), updated_at = now(),
+                   last_error = 'category no longer synced to Loyverse'
+              from public.products p
+             where p.id = q.product_id
+               and q.restaurant_id = p_restaurant_id and q.status = 'pending'
+               and not ((cardinality(v_new.include_category_ids) = 0 or p.category_id = any (v_new.include_category_ids))
+                        and (p.category_id is null or not p.category_id = any (v_new.exclude_category_ids)));
+        end if;
         if v_new.sync_frequency <> v_old.sync_frequency then
             update loyverse.loyverse_price_sync_queue q
                set next_attempt_at = loyverse.price_sync_due_at(v_new.sync_frequency), updated_at = now()
              where q.restaurant_id = p_restaurant_id and q.status = 'pending' and q.attempts = 0
-               and q.source = 'trigger';
+               and q.source in ('trigger', 'settings');
             if v_new.sync_frequency = 'REALTIME' and not v_new.paused then
                 select l.account_id into v_account from loyverse.loyverse_restaurant_links l
                  where l.restaurant_id = p_restaurant_id;
@@ -118,6 +136,12 @@ begin
                     perform loyverse.wake_price_sync(v_account);
                 end if;
             end if;
+        end if;
+        -- what was not synced before, or would be sent differently now, catches up
+        if not v_old.enabled or v_old.sync_direction = 'FROM_LOYVERSE' or v_filters_changed
+           or v_new.price_rounding_rule <> v_old.price_rounding_rule then
+            perform loyverse.enqueue_current_prices(loyverse._price_sync_out_of_sync(p_restaurant_id), 'settings', 0,
+                                                    loyverse.price_sync_due_at(v_new.sync_frequency));
         end if;
     end if;
     return loyverse.price_sync_settings(p_restaurant_id);

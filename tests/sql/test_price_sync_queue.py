@@ -275,6 +275,73 @@ def test_batch_and_manual_frequencies_are_not_due_at_once(conn, world):
     assert len(jobs(conn)) == 1
 
 
+def settings(conn, rid, changes):
+    conn.execute("select loyverse.update_price_sync_settings(%s, %s)", (rid, json.dumps(changes)))
+
+
+@pytest.mark.parametrize(("off", "on"), [
+    ({"enabled": False}, {"enabled": True}),
+    ({"sync_direction": "FROM_LOYVERSE"}, {"sync_direction": "BIDIRECTIONAL"}),
+])
+def test_syncing_again_sends_the_prices_changed_meanwhile(conn, world, off, on):
+    r0 = world["restaurants"][0]
+    p0, p1, _ = world["products"][:3]
+    conn.execute("update public.products set price = 11 where id = %s", (p0,))  # pending when sync stops
+    settings(conn, r0, off)
+    conn.execute("update public.products set price = 12 where id = %s", (p1,))
+    assert [r["status"] for r in queue(conn)] == ["cancelled"]
+    conn.execute("delete from procrastinate_jobs")
+    settings(conn, r0, on)
+    pending = [(r["product_id"], r["new_price"], r["source"]) for r in queue(conn) if r["status"] == "pending"]
+    assert sorted(pending) == sorted([(p0, 11, "settings"), (p1, 12, "settings")])  # p2 is in sync: not sent
+    assert len(jobs(conn)) == 1  # REALTIME: the worker is woken
+
+
+def test_a_settings_change_catches_up_at_the_restaurants_frequency(conn, world):
+    r1 = world["restaurants"][1]
+    p3 = world["products"][3]
+    settings(conn, r1, {"sync_frequency": "MANUAL", "enabled": False})
+    conn.execute("update public.products set price = 13 where id = %s", (p3,))
+    settings(conn, r1, {"enabled": True})
+    (row,) = conn.execute("select product_id, source, next_attempt_at = 'infinity' as waits"
+                          " from loyverse.loyverse_price_sync_queue where status = 'pending'").fetchall()
+    assert (row["product_id"], row["source"], row["waits"]) == (p3, "settings", True)
+    assert jobs(conn) == []  # MANUAL: waits for `sync trigger`
+    assert conn.execute("select loyverse.trigger_price_sync(%s) as n", (r1,)).fetchone()["n"] == 1
+
+
+def test_a_new_rounding_rule_resends_prices_already_in_sync(conn, world):
+    r0, p0 = world["restaurants"][0], world["products"][0]
+    conn.execute("update public.products set price = 10.33 where id = %s", (p0,))
+    conn.execute("update loyverse.loyverse_item_mappings set last_synced_price = 10.33 where product_id = %s", (p0,))
+    conn.execute("delete from loyverse.loyverse_price_sync_queue")  # as if sent
+    settings(conn, r0, {"price_rounding_rule": "NEAREST_0.05"})
+    (row,) = queue(conn)
+    assert (row["product_id"], row["price_to_send"], row["source"]) == (p0, D("10.35"), "settings")
+
+
+def test_category_filters_hold_for_full_syncs_and_catch_ups(conn, world):
+    r0 = world["restaurants"][0]
+    p0, p1, p2 = world["products"][:3]
+    c_new = conn.execute("insert into public.categories (restaurant_id, name) values (%s, 'specials') returning id",
+                         (r0,)).fetchone()["id"]
+    conn.execute("update public.products set category_id = %s where id = %s", (c_new, p1))
+    conn.execute("update loyverse.loyverse_item_mappings set last_synced_price = null where restaurant_id = %s", (r0,))
+    settings(conn, r0, {"exclude_category_ids": [str(c_new)]})  # the catch-up queues p0 and p2 only
+    assert sorted(r["product_id"] for r in queue(conn)) == sorted([p0, p2])
+    conn.execute("delete from loyverse.loyverse_price_sync_queue")
+    conn.execute("select loyverse.trigger_price_sync(%s, true)", (r0,))  # a full sync: same (it sent p1 before 0057)
+    assert sorted(r["product_id"] for r in queue(conn)) == sorted([p0, p2])
+    conn.execute("delete from loyverse.loyverse_price_sync_queue")
+    conn.execute("update loyverse.loyverse_item_mappings set last_synced_price = 10 where restaurant_id = %s", (r0,))
+    settings(conn, r0, {"exclude_category_ids": []})
+    conn.execute("update public.products set price = 14 where id = %s", (p1,))
+    settings(conn, r0, {"exclude_category_ids": [str(c_new)]})  # narrowing cancels its pending row
+    assert [(r["product_id"], r["status"]) for r in queue(conn)] == [(p1, "cancelled")]
+    settings(conn, r0, {"exclude_category_ids": []})  # widening sends what changed while excluded
+    assert [(r["product_id"], r["new_price"], r["status"]) for r in queue(conn)][-1] == (p1, 14, "pending")
+
+
 def test_settings_errors_name_the_field_and_change_nothing(conn, world):
     rid = world["restaurants"][0]
     before = conn.execute("select loyverse.price_sync_settings(%s) as s", (rid,)).fetchone()["s"]
