@@ -15,7 +15,7 @@ DISABLE TRIGGER), interleaved rounds, medians. A committed `todo` job exists
   a session that made single-row updates first: PL/pgSQL keeps each query plan from its
   first run, so this also catches a plan made for one row being reused for 20,000.
 
-Usage: .venv/bin/python bench/trigger_overhead.py [--seconds 5] [--rounds 5] [--bulk-rounds 5]
+Usage: .venv/bin/python bench/trigger_overhead.py [--seconds 3] [--rounds 9] [--bulk-rounds 5]
 """
 
 from __future__ import annotations
@@ -44,8 +44,8 @@ MODES = [("durable (sync_commit=on, 2 clients)", "on", 2), ("CPU-bound (sync_com
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--seconds", type=float, default=5.0, help="per pgbench run")
-    parser.add_argument("--rounds", type=int, default=5, help="interleaved off/on pgbench rounds")
+    parser.add_argument("--seconds", type=float, default=3.0, help="per pgbench run")
+    parser.add_argument("--rounds", type=int, default=9, help="interleaved off/on pgbench rounds")
     parser.add_argument("--bulk-rounds", type=int, default=5)
     parser.add_argument("--trigger-sql", help="SQL run after migrating (e.g. another trigger function) to compare designs")
     parser.add_argument("--admin", default=os.environ.get("LOYVERSE_SYNC_BENCH_ADMIN", "host=127.0.0.1 user=postgres dbname=postgres"))
