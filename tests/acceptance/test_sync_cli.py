@@ -39,6 +39,22 @@ def run(env, *args, check=True):
     return proc
 
 
+def test_prices_changed_while_sync_was_off_reach_loyverse_when_it_is_on_again(conn, env, emu, seed):
+    # Before 0057 Loyverse kept the old prices until each product's price changed again.
+    rid = next(iter(seed.restaurants.values()))
+    run(env, "sync", "settings", "set", "--restaurant", rid, "enabled=false")
+    conn.execute("update public.products set price = price + 1 where restaurant_id = %s", (rid,))
+    run(env, "worker", "--one-shot", "--concurrency", "2")
+    want = testing.db_prices(conn, seed.account_id)
+    have = testing.loyverse_prices(emu, seed.merchant_id)
+    stale = {k for k, v in want.items() if have[k] != v}
+    assert stale  # nothing was sent while sync was off
+    run(env, "sync", "settings", "set", "--restaurant", rid, "enabled=true")
+    run(env, "worker", "--one-shot", "--concurrency", "2")
+    have = testing.loyverse_prices(emu, seed.merchant_id)
+    assert {k: v for k, v in want.items() if have[k] != v} == {}
+
+
 def test_settings_trigger_status_history_and_worker(conn, env, emu, seed):
     rid = next(iter(seed.restaurants.values()))
     out = run(env, "sync", "settings", "set", "--restaurant", rid, "sync_frequency=MANUAL",
