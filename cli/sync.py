@@ -192,9 +192,20 @@ def settings_set(restaurant: str | None, assignments: tuple[str, ...], as_json: 
         raise click.UsageError("--restaurant is required")
     changes = dict(_parse_assignment(a) for a in assignments)
     with _common.connection() as conn:
-        values = _call(conn, "update_settings", {"restaurant_id": _restaurant(conn, restaurant),
-                                                  "changes": json.dumps(changes)})
+        restaurant_id = _restaurant(conn, restaurant)
+        before = _pending(conn, restaurant_id)
+        values = _call(conn, "update_settings", {"restaurant_id": restaurant_id, "changes": json.dumps(changes)})
+        after = _pending(conn, restaurant_id)
     _print_settings(values, as_json)
+    if not as_json and after != before:
+        # enabling, widening the filters or a new rounding rule queues what Loyverse may lack;
+        # disabling or narrowing cancels pending changes: say so, the settings alone do not
+        click.echo(f"pending price changes: {before} -> {after}")
+
+
+def _pending(conn: psycopg.Connection[Any], restaurant_id: str | None) -> int:
+    row = queries.execute(conn, "pricesync", "status", {"restaurant_id": restaurant_id}).fetchone()
+    return int(row["pending"]) if row else 0
 
 
 def _print_settings(values: dict[str, Any], as_json: bool) -> None:

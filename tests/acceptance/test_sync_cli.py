@@ -49,7 +49,8 @@ def test_prices_changed_while_sync_was_off_reach_loyverse_when_it_is_on_again(co
     have = testing.loyverse_prices(emu, seed.merchant_id)
     stale = {k for k, v in want.items() if have[k] != v}
     assert stale  # nothing was sent while sync was off
-    run(env, "sync", "settings", "set", "--restaurant", rid, "enabled=true")
+    out = run(env, "sync", "settings", "set", "--restaurant", rid, "enabled=true").stdout
+    assert f"pending price changes: 0 -> {len(stale)}" in out
     run(env, "worker", "--one-shot", "--concurrency", "2")
     have = testing.loyverse_prices(emu, seed.merchant_id)
     assert {k: v for k, v in want.items() if have[k] != v} == {}
