@@ -48,8 +48,7 @@ begin
          where p.price is distinct from c.old_price
            and s.enabled
            and s.sync_direction in ('TO_LOYVERSE', 'BIDIRECTIONAL')
-           and (cardinality(s.include_category_ids) = 0 or p.category_id = any (s.include_category_ids))
-           and (p.category_id is null or not p.category_id = any (s.exclude_category_ids))
+           and loyverse.category_is_synced(p.category_id, s.include_category_ids, s.exclude_category_ids)
         on conflict (product_id) where status = 'pending' do update
            set new_price = excluded.new_price,
                price_to_send = excluded.price_to_send,

@@ -10,11 +10,7 @@ security definer
 set search_path = ''
 as $$
 begin
-    insert into loyverse.loyverse_price_sync_outcome_totals as t (restaurant_id, outcome, total)
-    select new.restaurant_id, new.status, 1
-     where exists (select 1 from public.restaurants r where r.id = new.restaurant_id)
-    on conflict (restaurant_id, outcome) do update
-       set total = t.total + excluded.total;
+    perform loyverse._add_outcome_totals(array[new.restaurant_id], array[new.status]);
     return null;
 end;
 $$;

@@ -30,6 +30,7 @@ declare
     v_account bigint;
     v_log_id bigint;
     v_errors jsonb;
+    v_ignored integer;
 begin
     create temporary table if not exists pg_temp.price_sync_results (
         id bigint primary key, outcome text not null, sent boolean, error text, code text,
@@ -74,14 +75,9 @@ begin
          where r.id = q.id and r.mine and r.outcome = 'done'
         returning q.restaurant_id, q.status
     )
-    insert into loyverse.loyverse_price_sync_outcome_totals as t (restaurant_id, outcome, total)
-    select g.restaurant_id, g.status, g.n
-      from (select d.restaurant_id, d.status, count(*) as n
-              from done d
-             group by d.restaurant_id, d.status) g
-     where exists (select 1 from public.restaurants x where x.id = g.restaurant_id)
-     order by g.restaurant_id  -- one lock order for concurrent completions
-    on conflict (restaurant_id, outcome) do update set total = t.total + excluded.total;
+    select loyverse._add_outcome_totals(array_agg(d.restaurant_id), array_agg(d.status))
+      into v_ignored
+      from done d;
     update loyverse.loyverse_item_mappings m
        set last_synced_price = round(q.price_to_send, 2),
            last_synced_at = now(),
@@ -119,15 +115,9 @@ begin
          where r.id = q.id and r.mine and r.outcome in ('retry', 'release')
         returning q.restaurant_id, q.status
     )
-    insert into loyverse.loyverse_price_sync_outcome_totals as t (restaurant_id, outcome, total)
-    select g.restaurant_id, g.status, g.n
-      from (select m.restaurant_id, m.status, count(*) as n
-              from moved m
-             where m.status = 'dead'
-             group by m.restaurant_id, m.status) g
-     where exists (select 1 from public.restaurants x where x.id = g.restaurant_id)
-     order by g.restaurant_id
-    on conflict (restaurant_id, outcome) do update set total = t.total + excluded.total;
+    select loyverse._add_outcome_totals(array_agg(m.restaurant_id), array_agg(m.status))
+      into v_ignored
+      from moved m;
 
     -- failed: not retryable (variant gone, validation, verification); the mapping is flagged
     with failed as (
@@ -138,14 +128,9 @@ begin
          where r.id = q.id and r.mine and r.outcome = 'failed'
         returning q.restaurant_id, q.status
     )
-    insert into loyverse.loyverse_price_sync_outcome_totals as t (restaurant_id, outcome, total)
-    select g.restaurant_id, g.status, g.n
-      from (select f.restaurant_id, f.status, count(*) as n
-              from failed f
-             group by f.restaurant_id, f.status) g
-     where exists (select 1 from public.restaurants x where x.id = g.restaurant_id)
-     order by g.restaurant_id
-    on conflict (restaurant_id, outcome) do update set total = t.total + excluded.total;
+    select loyverse._add_outcome_totals(array_agg(f.restaurant_id), array_agg(f.status))
+      into v_ignored
+      from failed f;
     update loyverse.loyverse_item_mappings m
        set needs_attention = true,
            attention_reason = left(coalesce(r.code || ': ', '') || coalesce(r.error, 'price sync failed'), 500),

@@ -16,8 +16,7 @@ as $$
       join loyverse.accounts a on a.id = m.account_id
       join loyverse.loyverse_price_sync_settings s on s.restaurant_id = m.restaurant_id
      where m.restaurant_id = p_restaurant_id
-       and (cardinality(s.include_category_ids) = 0 or p.category_id = any (s.include_category_ids))
-       and (p.category_id is null or not p.category_id = any (s.exclude_category_ids))
+       and loyverse.category_is_synced(p.category_id, s.include_category_ids, s.exclude_category_ids)
        and coalesce((select q.price_to_send from loyverse.loyverse_price_sync_queue q
                       where q.product_id = m.product_id and q.status = 'processing'
                       order by q.id desc limit 1),

@@ -121,8 +121,8 @@ begin
               from public.products p
              where p.id = q.product_id
                and q.restaurant_id = p_restaurant_id and q.status = 'pending'
-               and not ((cardinality(v_new.include_category_ids) = 0 or p.category_id = any (v_new.include_category_ids))
-                        and (p.category_id is null or not p.category_id = any (v_new.exclude_category_ids)));
+               and not loyverse.category_is_synced(p.category_id, v_new.include_category_ids,
+                                                   v_new.exclude_category_ids);
         end if;
         if v_new.sync_frequency <> v_old.sync_frequency then
             update loyverse.loyverse_price_sync_queue q

@@ -17,6 +17,8 @@ revoke execute on function
     loyverse.complete_price_sync_batch(text, jsonb, integer, jsonb, timestamptz, double precision, double precision),
     loyverse._price_sync_restaurant(uuid),
     loyverse._price_sync_out_of_sync(uuid),
+    loyverse._add_outcome_totals(uuid[], text[]),
+    loyverse.category_is_synced(uuid, uuid[], uuid[]),
     loyverse.trigger_price_sync(uuid, boolean),
     loyverse.retry_price_sync(uuid, uuid, text),
     loyverse.price_sync_settings(uuid),
