@@ -119,6 +119,19 @@ def test_bulk_update_is_one_row_per_product_and_one_job_per_account(conn, world)
     assert job["queueing_lock"] == job["lock"] == f"loyverse_price_sync:{world['account_id']}"
 
 
+def test_updates_share_the_queued_job_and_a_started_one_does_not_stop_the_next_wake(conn, world):
+    a, b, c = world["products"][:3]
+    conn.execute("update public.products set price = 11 where id = %s", (a,))
+    conn.execute("update public.products set price = 12 where id = %s", (b,))
+    (job,) = jobs(conn)
+    assert job["status"] == "todo"
+    # a worker took the job: it may already have claimed everything due, so the next
+    # change must queue a job of its own
+    conn.execute("update procrastinate_jobs set status = 'doing' where id = %s", (job["id"],))
+    conn.execute("update public.products set price = 13 where id = %s", (c,))
+    assert sorted(j["status"] for j in jobs(conn)) == ["doing", "todo"]
+
+
 def test_claimed_rows_are_not_mutated_and_the_product_waits(conn, world):
     pid = world["products"][0]
     conn.execute("update public.products set price = 11 where id = %s", (pid,))

@@ -1,0 +1,88 @@
+-- depends: 0058_one_definition
+-- The products trigger's upsert skips the wake-up call for an account whose sync job is
+-- already queued: the query that picks the accounts to wake looks the job up itself (a
+-- subplan, one index lookup per account), instead of one call of loyverse.wake_price_sync,
+-- with its own EXISTS statement, per account per UPDATE. Measured per single-row price
+-- UPDATE: 15-20 us of the ~190 us the trigger adds (docs/benchmarks.md). No behaviour
+-- change: wake_price_sync still checks again before it defers.
+
+create or replace function loyverse.enqueue_price_changes(
+    p_product_ids uuid[],
+    p_old_prices numeric[]
+)
+returns void
+language plpgsql
+security definer
+set search_path = ''
+set plan_cache_mode = force_generic_plan
+as $$
+declare
+    v_accounts bigint[];
+    v_account bigint;
+begin
+    if pg_catalog.pg_trigger_depth() = 0 then
+        raise exception 'loyverse.enqueue_price_changes is for the products trigger only'
+            using hint = 'To send current prices again, use loyverse.trigger_price_sync(restaurant_id).';
+    end if;
+    with upserted as (
+        -- One pending row per product (partial unique index): the first change keeps its
+        -- old_price, the last one sets new_price, each bumps the version. Claimed rows are
+        -- not 'pending', so a change during a send makes a new pending row.
+        insert into loyverse.loyverse_price_sync_queue as q
+               (product_id, restaurant_id, account_id, priority, old_price, new_price,
+                price_to_send, max_attempts, next_attempt_at, loyverse_item_id)
+        select c.product_id, m.restaurant_id, m.account_id, s.priority, c.old_price, p.price,
+               loyverse.price_to_send(p.price, s.price_rounding_rule, a.decimal_places, m.price_factor),
+               s.max_attempts, loyverse.price_sync_due_at(s.sync_frequency), m.loyverse_item_id
+          from unnest(p_product_ids, p_old_prices) as c (product_id, old_price)
+          join public.products p on p.id = c.product_id
+          join loyverse.loyverse_item_mappings m on m.product_id = c.product_id
+          join loyverse.loyverse_price_sync_settings s on s.restaurant_id = m.restaurant_id
+          join loyverse.accounts a on a.id = m.account_id
+         where p.price is distinct from c.old_price
+           and s.enabled
+           and s.sync_direction in ('TO_LOYVERSE', 'BIDIRECTIONAL')
+           and loyverse.category_is_synced(p.category_id, s.include_category_ids, s.exclude_category_ids)
+        on conflict (product_id) where status = 'pending' do update
+           set new_price = excluded.new_price,
+               price_to_send = excluded.price_to_send,
+               version = q.version + 1,
+               restaurant_id = excluded.restaurant_id,
+               account_id = excluded.account_id,
+               loyverse_item_id = excluded.loyverse_item_id,
+               priority = greatest(q.priority, excluded.priority),
+               max_attempts = excluded.max_attempts,
+               -- a row backing off after a failure keeps its backoff
+               next_attempt_at = case when q.attempts > 0 then q.next_attempt_at
+                                      else least(q.next_attempt_at, excluded.next_attempt_at) end,
+               updated_at = now()
+        returning q.restaurant_id, q.account_id, q.next_attempt_at
+    ), due as (
+        select distinct u.restaurant_id, u.account_id from upserted u where u.next_attempt_at <= now()
+    )
+    -- Wake the worker of each account with a due row of a REALTIME, unpaused restaurant,
+    -- unless its sync job is already queued (the usual case while prices keep changing):
+    -- the same check loyverse.wake_price_sync makes first, done here inside this query so
+    -- that a queued job costs no function call and no statement of its own (measured per
+    -- single-row price UPDATE: 15-20 us of the ~190 us the trigger adds). The lock name is
+    -- wake_price_sync's, which checks again (a job may have been queued meanwhile).
+    select array_agg(distinct d.account_id) into v_accounts
+      from due d
+      join loyverse.loyverse_price_sync_settings s on s.restaurant_id = d.restaurant_id
+     where s.sync_frequency = 'REALTIME' and not s.paused
+       and not exists (select 1 from public.procrastinate_jobs j
+                        where j.queueing_lock = 'loyverse_price_sync:' || d.account_id
+                          and j.status = 'todo'
+                        offset 0);  -- kept a subplan: one index lookup per account, whatever the plan
+
+    if v_accounts is not null then
+        foreach v_account in array v_accounts loop
+            perform loyverse.wake_price_sync(v_account);
+        end loop;
+    end if;
+end;
+$$;
+comment on function loyverse.enqueue_price_changes(uuid[], numeric[]) is
+    'Internal to the products trigger: upsert one pending queue row, at its current price, per product '
+    'whose price differs from the given old price and that is mapped, '
+    'syncs towards Loyverse and passes the category filters; wake each REALTIME account with a due row.';
