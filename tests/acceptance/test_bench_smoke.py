@@ -20,7 +20,7 @@ QUICK = ["emulator_throughput", "price_sync_requests", "claim_latency", "rate_bu
 
 @pytest.mark.slow
 def test_bench_run_smoke_mode_runs_every_quick_benchmark(tmp_path):
-    only = QUICK + (["trigger_overhead"] if shutil.which("pgbench") else [])
+    only = QUICK + (["trigger_overhead", "trigger_cost_pieces"] if shutil.which("pgbench") else [])
     result = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "run"), "--smoke", "--only", ",".join(only), "--output", str(tmp_path / "b.md")],
         env={"LOYVERSE_SYNC_BENCH_ADMIN": server_conninfo("postgres"), "PATH": "/usr/bin:/bin:/usr/local/bin",
