@@ -95,7 +95,7 @@ def local_server(dbname: str = DEFAULT_DATABASE) -> Database | None:
             _ensure_database(admin, dbname)
             params = pg_conninfo.conninfo_to_dict(admin)
             params["dbname"] = dbname
-            return Database(pg_conninfo.make_conninfo(**params), "local server")
+            return Database(pg_conninfo.make_conninfo("", **params), "local server")
     return None
 
 
@@ -115,7 +115,7 @@ def embedded_server(dbname: str = DEFAULT_DATABASE) -> Database:
     params = pg_conninfo.conninfo_to_dict(admin)
     params["dbname"] = dbname
     params.pop("password", None)
-    return Database(pg_conninfo.make_conninfo(**params), "embedded pgserver")
+    return Database(pg_conninfo.make_conninfo("", **params), "embedded pgserver")
 
 
 def find_database(*, discover: bool = True, dbname: str = DEFAULT_DATABASE) -> Database:

@@ -258,7 +258,7 @@ def health(
 
         hb = queries.execute(conn, "ops", "worker_heartbeat").fetchone()
         age = hb["age_seconds"] if hb else None
-        if age is None:
+        if hb is None or age is None:
             checks.append(
                 Check(
                     "worker",

@@ -90,7 +90,7 @@ def parse_decisions(path: str | pathlib.Path) -> dict[str, str]:
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
         raise ValueError(f"cannot read {p}: {exc.strerror or exc}") from None
-    pairs: list[tuple[str, str]] = []
+    pairs: list[tuple[str, Any]] = []  # decisions are checked below, whatever JSON gave
     stripped = text.lstrip()
     if p.suffix.lower() == ".json" or stripped.startswith(("{", "[")):
         try:

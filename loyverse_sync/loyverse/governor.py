@@ -164,6 +164,7 @@ class PostgresGovernor:
             assert self._conn is not None
             return self._conn
         if self._conn is None or self._conn.closed:
+            assert self.conninfo is not None  # __init__: no connection given means a conninfo
             self._conn = psycopg.connect(
                 self.conninfo,
                 autocommit=True,

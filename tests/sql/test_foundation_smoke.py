@@ -1,4 +1,5 @@
 from __future__ import annotations
 
+
 def test_clone_has_schema(conn):
     assert conn.execute("select count(*) as n from loyverse.accounts").fetchone()["n"] == 0
