@@ -3,7 +3,7 @@
 -- already queued: the query that picks the accounts to wake looks the job up itself (a
 -- subplan, one index lookup per account), instead of one call of loyverse.wake_price_sync,
 -- with its own EXISTS statement, per account per UPDATE. Measured per single-row price
--- UPDATE: 15-20 us of the ~190 us the trigger adds (docs/benchmarks.md). No behaviour
+-- UPDATE: 4-20 us across runs of the ~190 us the trigger adds (docs/benchmarks.md). No behaviour
 -- change: wake_price_sync still checks again before it defers.
 
 create or replace function loyverse.enqueue_price_changes(
@@ -64,8 +64,8 @@ begin
     -- unless its sync job is already queued (the usual case while prices keep changing):
     -- the same check loyverse.wake_price_sync makes first, done here inside this query so
     -- that a queued job costs no function call and no statement of its own (measured per
-    -- single-row price UPDATE: 15-20 us of the ~190 us the trigger adds). The lock name is
-    -- wake_price_sync's, which checks again (a job may have been queued meanwhile).
+    -- single-row price UPDATE: 4-20 us across runs of the ~190 us the trigger adds). The lock
+    -- name is wake_price_sync's, which checks again (a job may have been queued meanwhile).
     select array_agg(distinct d.account_id) into v_accounts
       from due d
       join loyverse.loyverse_price_sync_settings s on s.restaurant_id = d.restaurant_id

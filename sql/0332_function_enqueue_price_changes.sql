@@ -70,8 +70,8 @@ begin
     -- unless its sync job is already queued (the usual case while prices keep changing):
     -- the same check loyverse.wake_price_sync makes first, done here inside this query so
     -- that a queued job costs no function call and no statement of its own (measured per
-    -- single-row price UPDATE: 15-20 us of the ~190 us the trigger adds). The lock name is
-    -- wake_price_sync's, which checks again (a job may have been queued meanwhile).
+    -- single-row price UPDATE: 4-20 us across runs of the ~190 us the trigger adds). The lock
+    -- name is wake_price_sync's, which checks again (a job may have been queued meanwhile).
     select array_agg(distinct d.account_id) into v_accounts
       from due d
       join loyverse.loyverse_price_sync_settings s on s.restaurant_id = d.restaurant_id
