@@ -1,10 +1,12 @@
 create table loyverse.loyverse_price_sync_queue (
     id bigint generated always as identity primary key,
-    product_id uuid not null references public.products (id) on delete cascade,
+    -- No foreign keys here: each cost a check per queued row in a bulk UPDATE's trigger.
+    -- product_id is read from public.products while it is locked (loyverse.tg_products__
+    -- delete_price_sync_rows explains how); deleting products deletes their rows through
+    -- that statement trigger, which is also how a restaurant's rows go with its products.
     -- restaurant_id and account_id are the mapping's (which has their foreign keys), copied
-    -- when the row is queued; no foreign keys here: they cost two lookups per queued row
-    -- (~8 µs each in a bulk UPDATE's trigger). A restaurant's rows go with its products
-    -- (product_id cascades); an account's with loyverse.tg_accounts__delete_price_sync_rows.
+    -- when the row is queued; an account's rows go with loyverse.tg_accounts__delete_price_sync_rows.
+    product_id uuid not null,
     restaurant_id uuid not null,
     account_id bigint not null,
     status text not null default 'pending'
@@ -34,7 +36,9 @@ create table loyverse.loyverse_price_sync_queue (
     completed_at timestamptz,
     constraint processing_rows_have_a_lease check (status <> 'processing' or lease_until is not null),
     loyverse_item_id text
-) with (fillfactor = 70);  -- room on the page: coalescing a change into a pending row is a HOT update
+) with (fillfactor = 50);  -- room on the page for a new version of every row on it: coalescing
+                           -- changes into pending rows stays a HOT update, even when a bulk
+                           -- UPDATE coalesces into every row of the page at once
 
 -- One pending row per product: the coalescing unit. Claimed rows are never mutated; a
 -- change that arrives meanwhile makes a new pending row.

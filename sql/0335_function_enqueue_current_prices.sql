@@ -33,6 +33,9 @@ begin
          where p.id = any (p_product_ids)
            and s.enabled
            and s.sync_direction in ('TO_LOYVERSE', 'BIDIRECTIONAL')
+           -- a product deleted meanwhile is skipped, one being deleted waits for this commit
+           -- (the queue has no foreign key to products: sql/0333)
+           for key share of p
     ), upserted as (
         insert into loyverse.loyverse_price_sync_queue as q
                (product_id, restaurant_id, account_id, source, priority, old_price, new_price,

@@ -18,3 +18,13 @@ create trigger _100_enqueue_price_sync
     execute function loyverse.tg_products__enqueue_price_sync();
 comment on trigger _100_enqueue_price_sync on public.products is
     'Queues price changes for the Loyverse price sync (statement-level, transition tables).';
+
+-- Deleting products deletes their queue rows: the queue's product_id has no foreign key
+-- (its check cost every queued row; sql/0333).
+create trigger _110_delete_price_sync_rows
+    after delete on public.products
+    referencing old table as old_rows
+    for each statement
+    execute function loyverse.tg_products__delete_price_sync_rows();
+comment on trigger _110_delete_price_sync_rows on public.products is
+    'Deleting products deletes their price-sync queue rows.';

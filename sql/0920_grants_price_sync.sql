@@ -8,6 +8,7 @@ revoke execute on function
     loyverse.wake_price_sync(bigint),
     loyverse.tg_products__enqueue_price_sync(),
     loyverse.tg_accounts__delete_price_sync_rows(),
+    loyverse.tg_products__delete_price_sync_rows(),
     loyverse.tg_products__note_price_change(),
     loyverse.tg_price_sync_queue__count_outcome(),
     loyverse.enqueue_current_prices(uuid[], text, integer, timestamptz),

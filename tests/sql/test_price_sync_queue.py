@@ -426,3 +426,48 @@ def test_deleting_an_account_or_a_restaurant_deletes_its_queue_rows(conn, world)
     assert len(queue(conn)) == 3
     conn.execute("delete from loyverse.accounts where id = %s", (world["account_id"],))
     assert queue(conn) == []
+
+
+def test_deleting_products_deletes_their_queue_rows_whatever_their_status(conn, world):
+    a, b = world["products"][:2]
+    conn.execute("update public.products set price = 11 where id = any(%s)", ([a, b],))
+    conn.execute("update loyverse.loyverse_price_sync_queue set status = 'dead', completed_at = now()"
+                 " where product_id = %s", (a,))
+    conn.execute("update public.products set price = 12 where id = %s", (a,))  # and a pending row
+    assert len([r for r in queue(conn) if r["product_id"] == a]) == 2
+    conn.execute("delete from public.products where id = %s", (a,))
+    assert [r["product_id"] for r in queue(conn)] == [b]
+
+
+def _full_sync_in_a_thread(conn, restaurant_id):
+    done = {}
+    thread = threading.Thread(target=lambda: done.update(
+        n=conn.execute("select loyverse.trigger_price_sync(%s, true) as n", (restaurant_id,)).fetchone()["n"]))
+    thread.start()
+    return thread, done
+
+
+def test_a_product_deleted_while_its_price_is_being_queued_leaves_no_queue_row(conn, dsn, world):
+    """The queue has no foreign key to products: the two writers serialise on the product's row."""
+    rid, (a, b, c) = world["restaurants"][0], world["products"][:3]
+    conn.execute("update loyverse.loyverse_item_mappings set last_synced_price = 9")  # all out of sync
+    # the DELETE first: the full sync waits for its commit, then skips the product
+    with psycopg.connect(dsn) as deleter:
+        deleter.execute("delete from public.products where id = %s", (a,))
+        thread, done = _full_sync_in_a_thread(conn, rid)
+        thread.join(0.5)
+        assert thread.is_alive(), "the full sync should wait for the deleting transaction"
+        deleter.commit()
+        thread.join(10)
+    assert done["n"] == 2 and {r["product_id"] for r in queue(conn)} == {b, c}
+    # the queueing first: the DELETE waits for its commit, then deletes the new row
+    conn.execute("delete from loyverse.loyverse_price_sync_queue")
+    with psycopg.connect(dsn) as syncer:
+        syncer.execute("select loyverse.trigger_price_sync(%s, true)", (rid,))
+        deleting = threading.Thread(target=lambda: conn.execute("delete from public.products where id = %s", (b,)))
+        deleting.start()
+        deleting.join(0.5)
+        assert deleting.is_alive(), "the DELETE should wait for the queueing transaction"
+        syncer.commit()
+        deleting.join(10)
+    assert {r["product_id"] for r in queue(conn)} == {c}
