@@ -14,8 +14,8 @@ originals (and the queue's constraints) are restored afterwards.
   + call            ... and calls loyverse.enqueue_price_changes, which returns at once
                     (SECURITY DEFINER, its SET clauses, the trigger-only check)
   + bare upsert     ... which upserts one queue row of constants: no lookups, no wake-up,
-                    the queue's CHECK constraints and product foreign key in place
-  bare, no constraints  the same with the queue's CHECK constraints and foreign key dropped
+                    the queue's CHECK constraints in place
+  bare, no constraints  the same with the queue's CHECK (and any foreign key) constraints dropped
   shipped           the shipped functions (lookups of mapping, settings, account, the
                     product's current price; rounding; filters; the wake-up)
 
