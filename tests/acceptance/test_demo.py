@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import re
 
+import pytest
 
+
+@pytest.mark.slow
 def test_the_demo_runs_to_all_prices_match(run_cli):
     result = run_cli("demo", "--items", "40", "--quiet", timeout=240)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

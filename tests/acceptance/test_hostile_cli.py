@@ -116,6 +116,7 @@ def cases(w):
     ]
 
 
+@pytest.mark.slow
 def test_every_bad_command_is_one_line_exit_2_and_changes_nothing(conn, run_cli, world):
     before = db_state(conn)
     todo = cases(world)

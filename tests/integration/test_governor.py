@@ -309,6 +309,7 @@ def _eventually(read: Any, done: Any, seconds: float = 20.0) -> Any:
     return value
 
 
+@pytest.mark.slow
 def test_two_processes_on_one_account_stay_within_the_budget(
     dsn: str, fernet_key: bytes, scaled_emu: server.EmulatorServer
 ) -> None:
