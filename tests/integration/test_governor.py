@@ -167,10 +167,12 @@ def test_a_shared_connection_is_used_and_never_closed(dsn: str, fernet_key: byte
     account_id = _account(dsn, requests=300, window=300.0)
     # dict rows and autocommit, like the price drain's own connection
     with db.connect(dsn, autocommit=True) as conn:
-        with lv_governor.PostgresGovernor(None, account_id, connection=conn) as gov:
+        slept: list[float] = []  # acquire() after the penalty would sleep 8 s: note it instead
+        with lv_governor.PostgresGovernor(None, account_id, connection=conn, sleep=slept.append) as gov:
             waits = [gov.take() for _ in range(20)]
             gov.penalize(0.5)
             gov.acquire()
+            assert slept and slept[-1] >= 0.5
             assert gov._conn is conn and not gov.owns_connection
             assert _governor_sessions(dsn) == 0  # no connection of its own
         assert not conn.closed  # close() / __exit__ left it open
