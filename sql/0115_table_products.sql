@@ -8,7 +8,10 @@ create table public.products (
     sku text
         constraint product_sku_is_not_blank check (sku is null or btrim(sku) <> ''),
     price numeric(12, 2) not null
-        constraint product_price_is_nonnegative check (price >= 0),
+        constraint product_price_is_nonnegative check (price >= 0)
+        -- NaN passes "price >= 0" (NaN sorts above every number); a price of 10^8 or more cannot
+        -- be sent (the queue's price_to_send, after a tax factor, and Loyverse's own range)
+        constraint product_price_is_a_number_below_100000000 check (price <> 'NaN' and price < 100000000),
     is_active boolean not null default true,
     option1_value text,
     option2_value text,

@@ -2,22 +2,27 @@ create table loyverse.accounts (
     id bigint generated always as identity primary key,
     name text not null
         constraint account_name_is_valid check (btrim(name) <> '' and length(name) <= 100),
-    merchant_id text,
-    business_name text,
+    merchant_id text
+        constraint merchant_id_is_at_most_200_characters check (length(merchant_id) <= 200),
+    business_name text
+        constraint business_name_is_at_most_200_characters check (length(business_name) <= 200),
     currency_code text not null default 'EUR'
         constraint currency_code_is_iso4217 check (currency_code ~ '^[A-Z]{3}$'),
     decimal_places smallint not null default 2
         constraint decimal_places_is_between_0_and_3 check (decimal_places between 0 and 3),
     base_url text not null default 'https://api.loyverse.com/v1.0'
-        constraint base_url_is_http check (base_url ~ '^https?://'),
+        constraint base_url_is_http check (base_url ~ '^https?://')
+        constraint base_url_is_at_most_2000_characters check (length(base_url) <= 2000),
     token_ciphertext bytea not null,
     token_key_id text not null,
     token_checked_at timestamptz,
     token_valid boolean,
     rate_limit_requests integer not null default 300
-        constraint rate_limit_requests_is_positive check (rate_limit_requests > 0),
+        constraint rate_limit_requests_is_positive check (rate_limit_requests > 0)
+        constraint rate_limit_requests_is_at_most_1000000 check (rate_limit_requests <= 1000000),
     rate_limit_window_seconds double precision not null default 300
-        constraint rate_limit_window_is_positive check (rate_limit_window_seconds > 0),
+        -- NaN and infinity fail "between" (both sort above every number)
+        constraint rate_limit_window_is_between_1_and_86400_seconds check (rate_limit_window_seconds between 1 and 86400),
     rate_limit_safety double precision not null default 0.97
         constraint rate_limit_safety_is_between_half_and_one check (rate_limit_safety > 0.5 and rate_limit_safety <= 1),
     created_at timestamptz not null default now(),

@@ -18,7 +18,9 @@ create table loyverse.loyverse_item_mappings (
     updated_at timestamptz not null default now(),
     constraint loyverse_item_mappings_product_id_key unique (product_id),
     constraint loyverse_item_mappings_restaurant_id_variant_id_key unique (restaurant_id, loyverse_variant_id),
-    price_factor numeric(12, 6) not null default 1
+    price_factor numeric(12, 6) not null default 1,
+    loyverse_pricing_type text not null default 'FIXED'
+        constraint mapping_pricing_type_is_valid check (loyverse_pricing_type in ('FIXED', 'VARIABLE'))
 );
 
 create index loyverse_item_mappings_account_id_item_id_idx on loyverse.loyverse_item_mappings (account_id, loyverse_item_id);
@@ -32,6 +34,11 @@ comment on column loyverse.loyverse_item_mappings.last_synced_price is
 
 comment on column loyverse.loyverse_item_mappings.sync_direction is
     'How the mapping was last synced: FROM_LOYVERSE (import) or TO_LOYVERSE (price sync).';
+
+comment on column loyverse.loyverse_item_mappings.loyverse_pricing_type is
+    'FIXED: Loyverse holds a price for this store, and price sync keeps it equal to ours. VARIABLE: the '
+    'price is entered at the counter; price sync never queues or sends it (the import sets it from '
+    'Loyverse; loyverse.make_price_fixed turns it into a fixed price on purpose).';
 
 comment on column loyverse.loyverse_item_mappings.price_factor is
     'Our price / the Loyverse store price, as the menu import converted it for the restaurant''s '

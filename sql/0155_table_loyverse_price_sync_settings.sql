@@ -11,7 +11,8 @@ create table loyverse.loyverse_price_sync_settings (
         constraint price_rounding_rule_is_valid check (price_rounding_rule in ('NONE', 'NEAREST_0.05', 'NEAREST_0.10', 'UP', 'DOWN')),
     notify_on_error boolean not null default false,
     notification_email text
-        constraint notification_email_is_valid check (notification_email is null or notification_email ~ '^[^@[:space:]]+@[^@[:space:]]+\.[^@[:space:]]+$'),
+        constraint notification_email_is_valid check (notification_email is null or notification_email ~ '^[^@[:space:]]+@[^@[:space:]]+\.[^@[:space:]]+$')
+        constraint notification_email_is_at_most_254_characters check (length(notification_email) <= 254),
     max_attempts integer not null default 8
         constraint max_attempts_is_between_1_and_50 check (max_attempts between 1 and 50),
     priority integer not null default 0
@@ -30,7 +31,14 @@ create table loyverse.loyverse_price_sync_settings (
     created_at timestamptz not null default now(),
     updated_at timestamptz not null default now(),
     constraint notify_on_error_needs_an_email check (not notify_on_error or notification_email is not null),
-    constraint categories_are_not_both_included_and_excluded check (not (include_category_ids && exclude_category_ids))
+    constraint categories_are_not_both_included_and_excluded check (not (include_category_ids && exclude_category_ids)),
+    -- Guardrails (null = off): a change past one of them is held for a person (sync approve / reject).
+    hold_change_percent numeric(8, 2) default 100
+        constraint hold_change_percent_is_between_1_and_100000 check (hold_change_percent between 1 and 100000),
+    hold_change_amount numeric(12, 2)
+        constraint hold_change_amount_is_between_0_01_and_99999999 check (hold_change_amount between 0.01 and 99999999),
+    hold_below_price numeric(12, 2)
+        constraint hold_below_price_is_between_0_and_99999999 check (hold_below_price between 0 and 99999999)
 );
 
 comment on table loyverse.loyverse_price_sync_settings is
@@ -38,6 +46,17 @@ comment on table loyverse.loyverse_price_sync_settings is
     'loyverse.update_price_sync_settings() or `loyverse-sync sync settings set`.';
 
 comment on column loyverse.loyverse_price_sync_settings.include_category_ids is 'Empty = every category.';
+
+comment on column loyverse.loyverse_price_sync_settings.hold_change_percent is
+    'Hold (do not send) a change that moves the price Loyverse holds up by more than this %, or down to '
+    'less than 1 / (1 + this / 100) of it (100: a price may double or halve; a x100 or x10 typo is held). '
+    'Null: no limit.';
+
+comment on column loyverse.loyverse_price_sync_settings.hold_change_amount is
+    'Hold a change that moves the price Loyverse holds by more than this amount (currency units). Null: no limit.';
+
+comment on column loyverse.loyverse_price_sync_settings.hold_below_price is
+    'Hold a change to a price below this floor (our price, currency units). Null: no floor.';
 
 comment on column loyverse.loyverse_price_sync_settings.prices_include_tax is
     'Whether our prices include tax; decides how imported prices treat Loyverse ADDED taxes.';

@@ -10,16 +10,18 @@ create table loyverse.loyverse_price_sync_queue (
     restaurant_id uuid not null,
     account_id bigint not null,
     status text not null default 'pending'
-        constraint queue_status_is_valid check (status in ('pending', 'processing', 'done', 'failed', 'dead', 'conflict', 'cancelled')),
+        constraint queue_status_is_valid check (status in ('pending', 'processing', 'done', 'failed', 'dead', 'conflict', 'cancelled', 'held')),
     source text not null default 'trigger'
-        constraint queue_source_is_valid check (source in ('trigger', 'manual', 'retry', 'resolve', 'requeue', 'settings')),
+        constraint queue_source_is_valid check (source in ('trigger', 'manual', 'retry', 'resolve', 'requeue', 'settings', 'make_fixed')),
     priority integer not null default 0,
     version bigint not null default 1
         constraint queue_version_is_positive check (version > 0),
     old_price numeric(12, 2),
     new_price numeric(12, 2) not null
         constraint queue_new_price_is_nonnegative check (new_price >= 0),
-    price_to_send numeric(12, 3) not null
+    -- wider than our price: a tax factor may raise it past numeric(12, 3), which must not fail
+    -- the main app's UPDATE; the worker refuses such a row alone (PRICE_OUT_OF_RANGE)
+    price_to_send numeric(15, 3) not null
         constraint queue_price_to_send_is_nonnegative check (price_to_send >= 0),
     attempts integer not null default 0
         constraint queue_attempts_is_nonnegative check (attempts >= 0),
@@ -35,7 +37,11 @@ create table loyverse.loyverse_price_sync_queue (
     updated_at timestamptz not null default now(),
     completed_at timestamptz,
     constraint processing_rows_have_a_lease check (status <> 'processing' or lease_until is not null),
-    loyverse_item_id text
+    loyverse_item_id text,
+    approved_at timestamptz,
+    approved_by text,
+    -- NaN passes ">= 0": a row that can never be sent is refused here too
+    constraint queue_prices_are_numbers check (new_price <> 'NaN' and price_to_send <> 'NaN')
 ) with (fillfactor = 50);  -- room on the page for a new version of every row on it: coalescing
                            -- changes into pending rows stays a HOT update, even when a bulk
                            -- UPDATE coalesces into every row of the page at once
@@ -69,6 +75,10 @@ create index loyverse_price_sync_queue_product_id_processing_idx
 create index loyverse_price_sync_queue_restaurant_id_status_idx
     on loyverse.loyverse_price_sync_queue (restaurant_id, status) where status in ('failed', 'dead', 'conflict');
 
+-- Held changes (guardrails): superseded by a newer change of the product, listed per restaurant.
+create index loyverse_price_sync_queue_product_id_held_idx
+    on loyverse.loyverse_price_sync_queue (product_id) where status = 'held';
+
 create index loyverse_price_sync_queue_completed_at_idx
     on loyverse.loyverse_price_sync_queue (completed_at) where status in ('done', 'cancelled');
 
@@ -83,6 +93,10 @@ comment on column loyverse.loyverse_price_sync_queue.new_price is 'Price after t
 comment on column loyverse.loyverse_price_sync_queue.price_to_send is 'new_price after the restaurant''s rounding rule and the currency''s decimals.';
 
 comment on column loyverse.loyverse_price_sync_queue.version is 'Bumped by each coalesced change.';
+
+comment on column loyverse.loyverse_price_sync_queue.approved_at is
+    'When a person released this change past the guardrails (loyverse.approve_held_price_changes, or '
+    'loyverse.make_price_fixed); the claim does not hold an approved row again.';
 
 comment on column loyverse.loyverse_price_sync_queue.loyverse_item_id is
     'The mapping''s Loyverse item when the row was queued (copied when queued), so a claim groups whole '

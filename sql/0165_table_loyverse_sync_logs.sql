@@ -3,7 +3,8 @@ create table loyverse.loyverse_sync_logs (
     restaurant_id uuid references public.restaurants (id) on delete set null,
     account_id bigint references loyverse.accounts (id) on delete set null,
     sync_type text not null
-        constraint sync_type_is_valid check (sync_type in ('PRICE_SYNC', 'MENU_IMPORT', 'IMPORT_UNDO', 'MANUAL_TRIGGER', 'RETRY', 'NOTIFICATION')),
+        constraint sync_type_is_valid check (sync_type in ('PRICE_SYNC', 'MENU_IMPORT', 'IMPORT_UNDO', 'MANUAL_TRIGGER', 'RETRY', 'NOTIFICATION',
+                                                             'APPROVE', 'REJECT', 'MAKE_FIXED')),
     status text not null default 'RUNNING'
         constraint sync_log_status_is_valid check (status in ('RUNNING', 'SUCCESS', 'FAILED', 'PARTIAL')),
     items_total integer not null default 0,

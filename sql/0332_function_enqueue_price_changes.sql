@@ -6,9 +6,14 @@
 -- statement's value over it would leave Loyverse with an older price (measured before 0055:
 -- products 1020.00, queued 20.00).
 -- SECURITY DEFINER: whoever updates products runs the trigger, and may not read the queue
--- (loyverse_app cannot). EXECUTE is granted to PUBLIC, because any role allowed to update
--- products runs this through the trigger; called directly it can only queue the price that
--- public.products holds now, and only from within a trigger.
+-- (loyverse_app cannot). Who may call it is checked twice: by role (EXECUTE is granted to
+-- loyverse_app and loyverse_worker only, so a role that changes prices must be one of them)
+-- and by caller (the function that called this one must be the products trigger function,
+-- which nobody but its owner may attach to another table: it is not executable by PUBLIC).
+-- pg_trigger_depth() was not enough: any role with TEMP could call this from a trigger on its
+-- own temp table with a made-up old price. The call stack is read with GET DIAGNOSTICS
+-- PG_CONTEXT, under this function's empty search_path, so the caller's name is printed
+-- schema-qualified and a same-named function of another schema does not pass.
 -- A forced generic plan: the arrays are parameters, and PL/pgSQL would otherwise re-plan
 -- this statement on every call (measured: 1.7 ms vs 0.7 ms per single-row UPDATE). The
 -- generic plan reaches products, mappings, settings and accounts by index for any array size.
@@ -25,10 +30,15 @@ as $$
 declare
     v_accounts bigint[];
     v_account bigint;
+    v_stack text;
 begin
-    if pg_catalog.pg_trigger_depth() = 0 then
+    get diagnostics v_stack = pg_context;
+    -- line 1 is this function, line 2 its caller
+    if pg_catalog.split_part(v_stack, E'\n', 2)
+       not like 'PL/pgSQL function loyverse.tg_products\_\_enqueue\_price\_sync() %' then
         raise exception 'loyverse.enqueue_price_changes is for the products trigger only'
-            using hint = 'To send current prices again, use loyverse.trigger_price_sync(restaurant_id).';
+            using errcode = 'insufficient_privilege',
+                  hint = 'To send current prices again, use loyverse.trigger_price_sync(restaurant_id).';
     end if;
     with upserted as (
         -- One pending row per product (partial unique index): the first change keeps its
@@ -48,6 +58,7 @@ begin
          where p.price is distinct from c.old_price
            and s.enabled
            and s.sync_direction in ('TO_LOYVERSE', 'BIDIRECTIONAL')
+           and m.loyverse_pricing_type = 'FIXED'  -- a VARIABLE price is entered at the counter
            and loyverse.category_is_synced(p.category_id, s.include_category_ids, s.exclude_category_ids)
         on conflict (product_id) where status = 'pending' do update
            set new_price = excluded.new_price,
@@ -89,6 +100,6 @@ begin
 end;
 $$;
 comment on function loyverse.enqueue_price_changes(uuid[], numeric[]) is
-    'Internal to the products trigger: upsert one pending queue row, at its current price, per product '
-    'whose price differs from the given old price and that is mapped, '
+    'Internal to the products trigger (refuses any other caller): upsert one pending queue row, at its current '
+    'price, per product whose price differs from the given old price and that is mapped with a FIXED price, '
     'syncs towards Loyverse and passes the category filters; wake each REALTIME account with a due row.';

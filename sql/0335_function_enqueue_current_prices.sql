@@ -33,6 +33,7 @@ begin
          where p.id = any (p_product_ids)
            and s.enabled
            and s.sync_direction in ('TO_LOYVERSE', 'BIDIRECTIONAL')
+           and m.loyverse_pricing_type = 'FIXED'  -- a VARIABLE price is entered at the counter
            -- a product deleted meanwhile is skipped, one being deleted waits for this commit
            -- (the queue has no foreign key to products: sql/0333)
            for key share of p
@@ -52,7 +53,14 @@ begin
                priority = greatest(q.priority, excluded.priority),
                next_attempt_at = least(q.next_attempt_at, coalesce(p_due_at, now())),
                updated_at = now()
-        returning q.product_id, q.account_id
+        returning q.id, q.product_id, q.account_id
+    ), superseded as (
+        -- a newer price of a product supersedes its held change (the claim checks the new one)
+        update loyverse.loyverse_price_sync_queue h
+           set status = 'cancelled', completed_at = now(), updated_at = now(),
+               last_error = 'held change superseded by a newer change'
+          from upserted u
+         where h.product_id = u.product_id and h.status = 'held' and h.id < u.id
     )
     select count(*), array_agg(distinct u.account_id) filter (where w.wake)
       into v_count, v_accounts
@@ -69,4 +77,5 @@ $$;
 comment on function loyverse.enqueue_current_prices(uuid[], text, integer, timestamptz) is
     'Queue the current price of the given products (due at p_due_at, default now; priority raised by '
     'p_priority_boost) and wake their accounts when due now; returns the rows queued. Skips products '
-    'whose restaurant does not sync to Loyverse.';
+    'whose restaurant does not sync to Loyverse and VARIABLE prices; a held change of a queued product is '
+    'superseded (cancelled).';

@@ -83,8 +83,10 @@ begin
            last_synced_at = now(),
            last_synced_version = q.version,
            sync_direction = 'TO_LOYVERSE',
-           needs_attention = false,
-           attention_reason = null,
+           -- the price we hold is now in Loyverse: that resolves a failed sync's flag, never
+           -- a VARIABLE price's (a mapping turned VARIABLE while the row was in flight)
+           needs_attention = case when m.loyverse_pricing_type = 'FIXED' then false else m.needs_attention end,
+           attention_reason = case when m.loyverse_pricing_type = 'FIXED' then null else m.attention_reason end,
            updated_at = now()
       from pg_temp.price_sync_results r
       join loyverse.loyverse_price_sync_queue q on q.id = r.id
@@ -119,7 +121,9 @@ begin
       into v_ignored
       from moved m;
 
-    -- failed: not retryable (variant gone, validation, verification); the mapping is flagged
+    -- failed: not retryable (variant gone, validation, verification); the mapping is flagged,
+    -- and a price found VARIABLE in Loyverse (set so at the counter or in the back office) makes
+    -- the mapping VARIABLE: it is not queued again until a person makes it fixed
     with failed as (
         update loyverse.loyverse_price_sync_queue q
            set status = 'failed', attempts = q.attempts + 1, lease_until = null, completed_at = now(),
@@ -134,6 +138,8 @@ begin
     update loyverse.loyverse_item_mappings m
        set needs_attention = true,
            attention_reason = left(coalesce(r.code || ': ', '') || coalesce(r.error, 'price sync failed'), 500),
+           loyverse_pricing_type = case when r.code = 'VARIABLE_IN_LOYVERSE' then 'VARIABLE'
+                                        else m.loyverse_pricing_type end,
            updated_at = now()
       from pg_temp.price_sync_results r
      where r.mine and r.outcome = 'failed' and m.product_id = r.product_id;

@@ -45,9 +45,11 @@ begin
     if v_products is null then
         return 0;
     end if;
+    -- the flag of a failed sync is lifted for the retry (a new failure sets it again); a
+    -- VARIABLE price's flag stays: a retry does not send it (loyverse.make_price_fixed does)
     update loyverse.loyverse_item_mappings m
        set needs_attention = false, attention_reason = null, updated_at = now()
-     where m.product_id = any (v_products);
+     where m.product_id = any (v_products) and m.loyverse_pricing_type = 'FIXED';
     v_count := loyverse.enqueue_current_prices(v_products, 'retry', 200);
     insert into loyverse.loyverse_sync_logs (restaurant_id, sync_type, status, items_total, details, completed_at)
     values (p_restaurant_id, 'RETRY', 'SUCCESS', v_count,

@@ -23,7 +23,10 @@ declare
     v_editable constant text[] := array['enabled', 'sync_direction', 'sync_frequency', 'include_category_ids',
         'exclude_category_ids', 'price_rounding_rule', 'notify_on_error', 'notification_email', 'max_attempts',
         'priority', 'prices_include_tax', 'alert_failure_rate', 'alert_queue_depth',
-        'alert_oldest_pending_seconds', 'alert_dead_letters'];
+        'alert_oldest_pending_seconds', 'alert_dead_letters', 'hold_change_percent', 'hold_change_amount',
+        'hold_below_price'];
+    v_nullable constant text[] := array['notification_email', 'hold_change_percent', 'hold_change_amount',
+        'hold_below_price'];
 begin
     if p_changes is null or jsonb_typeof(p_changes) <> 'object' then
         raise exception 'settings: expected a json object of setting = value'
@@ -35,14 +38,15 @@ begin
             raise exception '%: unknown setting (known: %)', v_key, array_to_string(v_editable, ', ')
                 using errcode = 'invalid_parameter_value', column = v_key;
         end if;
-        if v_value = 'null'::jsonb and v_key <> 'notification_email' then
-            raise exception '%: must not be null', v_key using errcode = 'not_null_violation', column = v_key;
+        if v_value = 'null'::jsonb and not v_key = any (v_nullable) then
+            raise exception '%: must not be null (allowed: %)', v_key, loyverse._price_sync_setting_allowed(v_key)
+                using errcode = 'not_null_violation', column = v_key;
         end if;
         begin
             -- one key at a time, so a type error names its field
             v_new := jsonb_populate_record(v_new, jsonb_build_object(v_key, v_value));
         exception when others then
-            raise exception '%: invalid value %', v_key, v_value
+            raise exception '%: invalid value % (allowed: %)', v_key, v_value, loyverse._price_sync_setting_allowed(v_key)
                 using errcode = 'invalid_parameter_value', column = v_key;
         end;
     end loop;
@@ -74,6 +78,9 @@ begin
                alert_queue_depth = v_new.alert_queue_depth,
                alert_oldest_pending_seconds = v_new.alert_oldest_pending_seconds,
                alert_dead_letters = v_new.alert_dead_letters,
+               hold_change_percent = v_new.hold_change_percent,
+               hold_change_amount = v_new.hold_change_amount,
+               hold_below_price = v_new.hold_below_price,
                updated_at = now()
          where s.restaurant_id = p_restaurant_id;
     exception when check_violation then
@@ -83,6 +90,10 @@ begin
             when 'sync_frequency_is_valid' then 'sync_frequency'
             when 'price_rounding_rule_is_valid' then 'price_rounding_rule'
             when 'notification_email_is_valid' then 'notification_email'
+            when 'notification_email_is_at_most_254_characters' then 'notification_email'
+            when 'hold_change_percent_is_between_1_and_100000' then 'hold_change_percent'
+            when 'hold_change_amount_is_between_0_01_and_99999999' then 'hold_change_amount'
+            when 'hold_below_price_is_between_0_and_99999999' then 'hold_below_price'
             when 'max_attempts_is_between_1_and_50' then 'max_attempts'
             when 'priority_is_between_minus_100_and_100' then 'priority'
             when 'alert_failure_rate_is_a_fraction' then 'alert_failure_rate'
@@ -92,7 +103,8 @@ begin
             when 'notify_on_error_needs_an_email' then 'notification_email'
             when 'categories_are_not_both_included_and_excluded' then 'exclude_category_ids'
             else 'settings' end;
-        raise exception '%: invalid value (%)', v_field, v_constraint
+        raise exception '%: invalid value % (allowed: %)', v_field, coalesce(p_changes -> v_field, 'null'),
+            loyverse._price_sync_setting_allowed(v_field)
             using errcode = 'check_violation', column = v_field, constraint = v_constraint;
     end;
 
@@ -149,5 +161,6 @@ end;
 $$;
 comment on function loyverse.update_price_sync_settings(uuid, jsonb) is
     'Change price-sync settings: p_changes = {"setting": value, ...}. Validated; an error names the field '
-    '(its message starts with it; diagnostics column too) and nothing changes. Returns the new settings. '
+    '(its message starts with it; diagnostics column too) and the allowed values, and nothing changes. '
+    'Returns the new settings. '
     'Example: select loyverse.update_price_sync_settings(''<uuid>'', ''{"price_rounding_rule": "UP"}'');';

@@ -48,6 +48,10 @@ begin
          where m.product_id = r.product_id and r.loyverse_price is not null;
         select array_agg(distinct r.product_id) into v_products from pg_temp.price_sync_resolved r;
         perform loyverse.enqueue_current_prices(v_products, 'resolve', 200);
+        -- a person chose our price: the guardrails do not hold it again
+        update loyverse.loyverse_price_sync_queue q
+           set approved_at = now(), approved_by = session_user
+         where q.product_id = any (v_products) and q.status = 'pending' and q.source = 'resolve';
     else
         v_origin := current_setting('loyverse_sync.origin', true);
         perform set_config('loyverse_sync.origin', 'loyverse', true);
@@ -58,7 +62,9 @@ begin
         perform set_config('loyverse_sync.origin', coalesce(v_origin, ''), true);
         update loyverse.loyverse_item_mappings m
            set last_synced_price = r.loyverse_price, last_synced_at = now(), sync_direction = 'FROM_LOYVERSE',
-               needs_attention = false, attention_reason = null, updated_at = now()
+               needs_attention = case when m.loyverse_pricing_type = 'FIXED' then false else m.needs_attention end,
+               attention_reason = case when m.loyverse_pricing_type = 'FIXED' then null else m.attention_reason end,
+               updated_at = now()
           from pg_temp.price_sync_resolved r
          where m.product_id = r.product_id and r.loyverse_price is not null;
     end if;

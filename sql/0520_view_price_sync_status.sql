@@ -34,7 +34,8 @@ select r.id as restaurant_id,
        coalesce(q.synced_last_day, 0) as synced_last_day,
        round(q.synced_last_day::numeric / nullif(q.finished_last_day, 0), 3) as success_rate_last_day,
        round(coalesce(rate.requests_last_5min, 0) / 5.0, 1) as requests_per_minute,
-       round((a.rate_limit_requests * 60 / a.rate_limit_window_seconds)::numeric, 1) as budget_per_minute
+       round((a.rate_limit_requests * 60 / a.rate_limit_window_seconds)::numeric, 1) as budget_per_minute,
+       coalesce(q.held, 0) as held
   from public.restaurants r
   join loyverse.loyverse_price_sync_settings s on s.restaurant_id = r.id
   left join loyverse.loyverse_restaurant_links l on l.restaurant_id = r.id
@@ -47,6 +48,7 @@ select r.id as restaurant_id,
              count(*) filter (where x.status = 'failed') as failed,
              count(*) filter (where x.status = 'dead') as dead,
              count(*) filter (where x.status = 'conflict') as conflicts,
+             count(*) filter (where x.status = 'held') as held,
              min(x.created_at) filter (where x.status = 'pending') as oldest_pending,
              max(x.completed_at) filter (where x.status = 'done') as last_success_at,
              count(*) filter (where x.status = 'done' and x.completed_at > now() - interval '1 hour') as synced_last_hour,
@@ -59,6 +61,7 @@ select r.id as restaurant_id,
        where x.status = 'pending'
           or x.status = 'processing'
           or x.status in ('failed', 'dead', 'conflict')
+          or x.status = 'held'
           or (x.status = 'done' and x.completed_at > now() - interval '1 day')
        group by x.restaurant_id
   ) q on q.restaurant_id = r.id
@@ -69,9 +72,11 @@ select r.id as restaurant_id,
          and g.started_at > now() - interval '5 minutes'
   ) rate on true;
 comment on view loyverse.price_sync_status is
-    'Price sync per restaurant: queue counts (pending, due, processing, failed, dead, conflicts), oldest pending '
+    'Price sync per restaurant: queue counts (pending, due, processing, failed, dead, conflicts, held), oldest pending '
     'age, last success, items synced and success rate over the last hour and day, the account''s current '
     'price-sync send rate (requests/min over 5 min) against its budget.';
+comment on column loyverse.price_sync_status.held is
+    'Changes held by the guardrails, waiting for a person (loyverse.price_sync_held; `sync approve` / `sync reject`).';
 comment on column loyverse.price_sync_status.due is 'Pending rows whose time has come (REALTIME at once, BATCH_* at their boundary, retries after their backoff).';
 comment on column loyverse.price_sync_status.success_rate_last_hour is 'done / (done + failed + dead) completed in the last hour; null when none.';
 comment on column loyverse.price_sync_status.requests_per_minute is 'Loyverse requests made by price sync for this restaurant''s account, per minute over the last 5 minutes.';

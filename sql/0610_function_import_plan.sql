@@ -257,7 +257,7 @@ begin
              case when r.price_json is not null and jsonb_typeof(r.price_json) not in ('number', 'null')
                   then format('price is not a number: %s', left(r.price_json::text, 40))
                   when r.raw_price < 0 then format('negative price %s', r.raw_price)
-                  when r.raw_price * (1 + greatest(r.added_rate, 0) / 100) >= 9999999999 then format('price %s is too large', r.raw_price) end,
+                  when r.raw_price * (1 + greatest(r.added_rate, 0) / 100) >= 100000000 then format('price %s is too large (at most 99999999.99)', r.raw_price) end,
              case when r.i ? 'category_id' and coalesce(jsonb_typeof(r.i -> 'category_id'), 'null') not in ('string', 'null')
                   then 'category_id is not text'
                   when r.cat_id is not null and v_unknown = 'reject'

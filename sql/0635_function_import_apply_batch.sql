@@ -46,7 +46,11 @@ begin
     select p.*, c.local_id as category_id,
            -- stock is written only by an import --with-inventory; otherwise it stays as it is
            case when coalesce(loyverse.jsonb_to_bool(v_run.options -> 'with_inventory'), false)
-                then p.stock_quantity else pr.stock_quantity end as stock
+                then p.stock_quantity else pr.stock_quantity end as stock,
+           -- the store's pricing type, for the mapping: import_plan flags a VARIABLE price (and
+           -- only that) with this reason
+           case when p.needs_attention and p.attention_reason like 'VARIABLE price%'
+                then 'VARIABLE' else 'FIXED' end as pricing_type
       from loyverse.loyverse_import_plan p
       left join loyverse.loyverse_import_plan_objects c
         on c.run_id = p.run_id and c.kind = 'category' and c.loyverse_id = p.category_ref
@@ -110,19 +114,19 @@ begin
       join _lv_batch p on m.restaurant_id = v_run.restaurant_id and m.loyverse_variant_id = p.variant_id
      where p.decision in ('create', 'update', 'duplicate')
        and (m.product_id, m.account_id, m.loyverse_item_id, m.loyverse_store_id, m.last_synced_price,
-            m.needs_attention, m.attention_reason, m.price_factor)
+            m.needs_attention, m.attention_reason, m.price_factor, m.loyverse_pricing_type)
            is distinct from
            (p.product_id, v_run.account_id, p.item_id, v_store, round(p.loyverse_price, 2),
-            p.needs_attention, p.attention_reason, p.price_factor);
+            p.needs_attention, p.attention_reason, p.price_factor, p.pricing_type);
     perform loyverse.import_journal_before(p_run_id, 'loyverse_item_mappings', v_ids);
     with up as (
         insert into loyverse.loyverse_item_mappings as m
             (product_id, restaurant_id, account_id, loyverse_item_id, loyverse_variant_id, loyverse_store_id,
              last_synced_price, last_synced_at, sync_direction, needs_attention, attention_reason, import_run_id,
-             price_factor)
+             price_factor, loyverse_pricing_type)
         select p.product_id, v_run.restaurant_id, v_run.account_id, p.item_id, p.variant_id, v_store,
                round(p.loyverse_price, 2), now(), 'FROM_LOYVERSE', p.needs_attention, p.attention_reason, p_run_id,
-               p.price_factor
+               p.price_factor, p.pricing_type
           from _lv_batch p
          where p.decision in ('create', 'update', 'duplicate')
         on conflict (restaurant_id, loyverse_variant_id) do update
@@ -131,12 +135,14 @@ begin
                last_synced_price = excluded.last_synced_price, last_synced_at = excluded.last_synced_at,
                sync_direction = 'FROM_LOYVERSE', needs_attention = excluded.needs_attention,
                attention_reason = excluded.attention_reason, import_run_id = excluded.import_run_id,
-               price_factor = excluded.price_factor, updated_at = now()
+               price_factor = excluded.price_factor, loyverse_pricing_type = excluded.loyverse_pricing_type,
+               updated_at = now()
          where (m.product_id, m.account_id, m.loyverse_item_id, m.loyverse_store_id, m.last_synced_price,
-                m.needs_attention, m.attention_reason, m.price_factor)
+                m.needs_attention, m.attention_reason, m.price_factor, m.loyverse_pricing_type)
                is distinct from
                (excluded.product_id, excluded.account_id, excluded.loyverse_item_id, excluded.loyverse_store_id,
-                excluded.last_synced_price, excluded.needs_attention, excluded.attention_reason, excluded.price_factor)
+                excluded.last_synced_price, excluded.needs_attention, excluded.attention_reason, excluded.price_factor,
+                excluded.loyverse_pricing_type)
         returning m.id, m.product_id, (m.xmax = 0) as inserted, to_jsonb(m) as image)
     , j as (
         insert into loyverse.loyverse_import_journal (run_id, table_name, row_key, action, after_image)

@@ -32,12 +32,13 @@ revoke execute on function
     loyverse.enqueue_price_sync_digests(interval)
   from public;
 
--- Any role allowed to UPDATE public.products runs the products trigger, which is SECURITY
--- INVOKER (see sql/0330) and calls loyverse.enqueue_price_changes: it needs the schema and
--- that one function. The function queues only the price public.products holds now; every
--- other SECURITY DEFINER function here stays revoked from PUBLIC.
+-- A role that changes prices runs the products trigger, which is SECURITY INVOKER (see
+-- sql/0330) and calls loyverse.enqueue_price_changes: it needs the schema and that function,
+-- which only loyverse_app and loyverse_worker may execute (the main app's roles are members
+-- of loyverse_app), and which refuses any caller but the products trigger (sql/0332).
 grant usage on schema loyverse to public;
-grant execute on function loyverse.enqueue_price_changes(uuid[], numeric[]) to public;
+revoke execute on function loyverse.enqueue_price_changes(uuid[], numeric[]) from public;
+grant execute on function loyverse.enqueue_price_changes(uuid[], numeric[]) to loyverse_app, loyverse_worker;
 
 grant execute on function
     loyverse.round_price(numeric, text, integer),
@@ -48,7 +49,10 @@ grant execute on function
     loyverse.update_price_sync_settings(uuid, jsonb),
     loyverse.pause_price_sync(uuid),
     loyverse.resume_price_sync(uuid),
-    loyverse.resolve_price_sync_conflicts(uuid, text, uuid)
+    loyverse.resolve_price_sync_conflicts(uuid, text, uuid),
+    loyverse.approve_held_price_changes(uuid, uuid),
+    loyverse.reject_held_price_changes(uuid, uuid),
+    loyverse.make_price_fixed(uuid, uuid)
   to loyverse_app, loyverse_worker;
 
 grant execute on function
@@ -66,10 +70,10 @@ grant execute on function
 
 -- (revoke first: in a build from sql/, 0900's "all tables in schema" grant already reached them)
 revoke all on loyverse.price_sync_status, loyverse.price_sync_history, loyverse.price_sync_problems,
-    loyverse.price_sync_queue_health
+    loyverse.price_sync_queue_health, loyverse.price_sync_held
   from loyverse_app, loyverse_worker, loyverse_readonly;
 grant select on loyverse.price_sync_status, loyverse.price_sync_history, loyverse.price_sync_problems,
-    loyverse.price_sync_queue_health
+    loyverse.price_sync_queue_health, loyverse.price_sync_held
   to loyverse_readonly, loyverse_worker;
 
 -- The outcome totals are written only by the queue's triggers and complete_price_sync_batch
