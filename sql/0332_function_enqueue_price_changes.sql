@@ -33,9 +33,9 @@ declare
     v_stack text;
 begin
     get diagnostics v_stack = pg_context;
-    -- line 1 is this function, line 2 its caller
-    if pg_catalog.split_part(v_stack, E'\n', 2)
-       not like 'PL/pgSQL function loyverse.tg_products\_\_enqueue\_price\_sync() %' then
+    -- line 1 is this function, line 2 the statement that called it, line 3 that statement's function
+    if pg_catalog.split_part(v_stack, E'\n', 3)
+       not like 'PL/pgSQL function loyverse.tg\_products\_\_enqueue\_price\_sync() %' then
         raise exception 'loyverse.enqueue_price_changes is for the products trigger only'
             using errcode = 'insufficient_privilege',
                   hint = 'To send current prices again, use loyverse.trigger_price_sync(restaurant_id).';

@@ -35,6 +35,9 @@ logger = logging.getLogger("loyverse_sync.pricesync")
 STORE_ENTRY_KEYS = ("store_id", "pricing_type", "price", "available_for_sale", "optimal_stock", "low_stock")
 # A price read from Loyverse above this is corrupt data, not a menu price.
 MAX_PRICE = decimal.Decimal(10) ** 12
+# The largest price we send: what loyverse_item_mappings.last_synced_price (numeric(12, 2))
+# can record once it is written. A row above it (our price after a tax factor) fails alone.
+MAX_SENDABLE = decimal.Decimal("9999999999.99")
 # Items per batch re-read one by one (GET /items/{id}) when the bulk read left them out or
 # sent them unusable; the rest are retried later.
 MAX_REREADS = 10
@@ -212,12 +215,19 @@ def process_batch(
     stop: threading.Event | None = None,
     heartbeat: Callable[[], bool] | None = None,
 ) -> list[dict[str, Any]]:
-    """Write one claimed batch to Loyverse; return one result per row (see complete_price_sync_batch)."""
+    """Write one claimed batch to Loyverse; return one result per row (see complete_price_sync_batch).
+
+    The claim returns only rows to send (VARIABLE prices, disabled restaurants and held changes
+    stay in SQL). A row that cannot be sent fails alone, with a reason: its item's neighbours
+    and the rest of the batch go on.
+    """
     results: list[dict[str, Any]] = []
     by_item: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
-        if not row["enabled"] or row["sync_direction"] == "FROM_LOYVERSE":
-            results.append(_result(row, "cancel", error="price sync to Loyverse is disabled", code="DISABLED"))
+        problem = _row_problem(row)
+        if problem is not None:
+            results.append(_result(row, "failed", code=problem[0], error=problem[1],
+                                   details={"price_to_send": str(row.get("price_to_send"))}))
         else:
             by_item.setdefault(row["loyverse_item_id"], []).append(row)
     if not by_item:
@@ -257,8 +267,25 @@ def process_batch(
             if failure is not None:
                 results += failure
                 continue
-        results += _sync_item(client, item_id, item, item_rows)
+        try:
+            results += _sync_item(client, item_id, item, item_rows)
+        except Exception as exc:  # a bug on one item's data: that item alone is retried
+            logger.exception("price sync: item %s failed", item_id)
+            results += [_result(r, "retry", code="WORKER_ERROR", error=f"worker error on item {item_id}: {exc!r}"[:500])
+                        for r in item_rows]
     return results
+
+
+def _row_problem(row: dict[str, Any]) -> tuple[str, str] | None:
+    """(code, error) when a claimed row can never be sent, else None."""
+    target = _money(row.get("price_to_send"))
+    if target is None or target < 0:
+        return "UNSENDABLE_PRICE", f"price {row.get('price_to_send')!r} cannot be sent to Loyverse"
+    if target > MAX_SENDABLE:
+        return "PRICE_OUT_OF_RANGE", f"price {target} is above the largest price we send ({MAX_SENDABLE})"
+    if not isinstance(row.get("loyverse_item_id"), str) or not isinstance(row.get("loyverse_variant_id"), str):
+        return "UNMAPPED", "the product has no Loyverse item and variant"
+    return None
 
 
 def _unusable(item_id: str, problem: str, notes: list[str] | None = None) -> str:
@@ -316,9 +343,21 @@ def _sync_item(
             continue
         store_id = row["loyverse_store_id"]
         entry = next((e for e in variant.get("stores") or [] if e.get("store_id") == store_id), None)
+        if entry is not None and entry.get("pricing_type") == "VARIABLE" and row["source"] != "make_fixed":
+            # entered at the counter: set so in Loyverse since the import; only a person turns
+            # it into a fixed price (loyverse.make_price_fixed); the mapping becomes VARIABLE
+            results.append(_result(row, "failed", code="VARIABLE_IN_LOYVERSE",
+                                   error=f"the price of variant {row['loyverse_variant_id']} in store {store_id} is "
+                                         "VARIABLE in Loyverse (entered at the counter): not overwritten; "
+                                         "make it fixed on purpose with `sync make-fixed`",
+                                   details={"item_id": item_id, "variant_id": row["loyverse_variant_id"]}))
+            continue
         current = _store_price(entry)
         target = _money(row["price_to_send"])
-        assert target is not None
+        if target is None:  # checked by _row_problem; kept as a value, never an assert on data
+            results.append(_result(row, "failed", code="UNSENDABLE_PRICE",
+                                   error=f"price {row['price_to_send']!r} cannot be sent to Loyverse"))
+            continue
         last = _money(row["last_synced_price"])
         note: dict[str, Any] = {}
         edited = last is not None and current is not None and current != last and current != target

@@ -99,10 +99,10 @@ def seed_from_emulator(
                 cur.execute(
                     "insert into loyverse.loyverse_item_mappings (product_id, restaurant_id, account_id,"
                     " loyverse_item_id, loyverse_variant_id, loyverse_store_id, last_synced_price,"
-                    " last_synced_at, sync_direction, needs_attention, attention_reason)"
-                    " values (%s, %s, %s, %s, %s, %s, %s, now(), 'FROM_LOYVERSE', %s, %s)",
+                    " last_synced_at, sync_direction, needs_attention, attention_reason, loyverse_pricing_type)"
+                    " values (%s, %s, %s, %s, %s, %s, %s, now(), 'FROM_LOYVERSE', %s, %s, %s)",
                     (product_id, restaurant_id, account_id, item["id"], variant["variant_id"], store_id, price,
-                     variable, VARIABLE_REASON if variable else None),
+                     variable, VARIABLE_REASON if variable else None, "VARIABLE" if variable else "FIXED"),
                 )
                 products[(variant["variant_id"], store_id)] = product_id
                 variant_items[variant["variant_id"]] = item["id"]
@@ -140,7 +140,7 @@ def db_prices(conn: psycopg.Connection[Any], account_id: int) -> dict[tuple[str,
         " from loyverse.loyverse_item_mappings m join public.products p on p.id = m.product_id"
         " join loyverse.loyverse_price_sync_settings s on s.restaurant_id = m.restaurant_id"
         " join loyverse.accounts a on a.id = m.account_id where m.account_id = %s"
-        " and not (m.needs_attention and m.attention_reason like 'VARIABLE price%%')",
+        " and m.loyverse_pricing_type = 'FIXED'",
         (account_id,),
     ).fetchall()
     out = {}

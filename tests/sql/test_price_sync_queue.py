@@ -87,12 +87,14 @@ def test_flag_follows_the_transaction_savepoints_and_nested_statements(conn, wor
 
 
 def test_any_role_allowed_to_update_products_queues_its_changes(conn, world):
-    # The trigger runs as whoever updates products: a role of the restaurant's own, not one
-    # of ours, with a hostile search_path, still queues (and reads nothing of the queue).
+    # The trigger runs as whoever updates products: a role of the restaurant's own, member
+    # of loyverse_app (docs/dba.md), with a hostile search_path, still queues (and reads
+    # nothing of the queue).
     pid = world["products"][0]
     with conn.transaction():  # rolled back at the end: roles are the cluster's
         conn.execute("create role restaurant_backoffice_0055")
         conn.execute("grant select, update on public.products to restaurant_backoffice_0055")
+        conn.execute("grant loyverse_app to restaurant_backoffice_0055")
         conn.execute("create schema evil authorization restaurant_backoffice_0055")
         conn.execute("set local role restaurant_backoffice_0055")
         conn.execute("set local search_path = evil, pg_temp")
@@ -105,8 +107,24 @@ def test_any_role_allowed_to_update_products_queues_its_changes(conn, world):
         raise psycopg.Rollback()
 
 
+def test_a_role_outside_loyverse_app_cannot_change_a_mapped_price(conn, world):
+    # Queue writes are checked by role: a price change by a role that is not a member of
+    # loyverse_app (or loyverse_worker) is refused whole, never applied without its sync.
+    pid = world["products"][0]
+    with conn.transaction():
+        conn.execute("create role restaurant_stranger_0061")
+        conn.execute("grant select, update on public.products to restaurant_stranger_0061")
+        conn.execute("set local role restaurant_stranger_0061")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="enqueue_price_changes"), conn.transaction():
+            conn.execute("update public.products set price = 42 where id = %s", (pid,))
+        conn.execute("update public.products set name = 'renamed' where id = %s", (pid,))  # no price: fine
+        conn.execute("reset role")
+        assert queue(conn) == []
+        raise psycopg.Rollback()
+
+
 def test_the_upsert_function_is_for_the_trigger_only(conn, world):
-    with pytest.raises(psycopg.errors.RaiseException, match="for the products trigger only"):
+    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="for the products trigger only"):
         conn.execute("select loyverse.enqueue_price_changes(array[%s]::uuid[], array[1]::numeric[])",
                      (world["products"][0],))
     assert queue(conn) == []

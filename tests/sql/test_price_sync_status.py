@@ -73,7 +73,9 @@ def mix(conn, fernet_key):
 
 
 def status(conn, relation="loyverse.price_sync_status"):
-    return {r["restaurant_name"]: r for r in conn.execute(f"select * from {relation} order by restaurant_name")}
+    # `held` (0061) is newer than the previous definition compared below; tested on its own
+    rows = conn.execute(f"select * from {relation} order by restaurant_name")
+    return {r["restaurant_name"]: {k: v for k, v in r.items() if k != "held"} for r in rows}
 
 
 def test_figures_for_a_mix_of_statuses_and_ages(conn, mix):
