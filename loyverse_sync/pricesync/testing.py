@@ -45,7 +45,12 @@ def seed_from_emulator(
     rate_limit_requests: int = 300,
     rate_limit_window_seconds: float = 300.0,
 ) -> Seed:
-    """Account + restaurants + mapped products mirroring an emulator merchant's menu."""
+    """Account + restaurants + mapped products mirroring an emulator merchant's menu.
+
+    The guardrails are off (hold_change_percent null) unless ``settings`` sets them: tests
+    move prices by arbitrary amounts; the guardrails have tests of their own.
+    """
+    settings = {"hold_change_percent": None, **(settings or {})}
     merchant = emu.merchants[merchant_index]
     token = merchant["tokens"][0]
     currency = merchant["currency"]
