@@ -85,7 +85,7 @@ def status(restaurant: str | None, as_json: bool) -> None:
         _common.echo_json(_plain(rows))
         return
     _common.echo_table(rows, ["restaurant_name", "sync_frequency", "paused", "pending", "due", "processing",
-                              "failed", "dead", "conflicts", "oldest_pending_age", "last_success_at",
+                              "failed", "dead", "conflicts", "held", "oldest_pending_age", "last_success_at",
                               "synced_last_hour", "success_rate_last_hour"],
                        empty="(no restaurant is linked to Loyverse)")
 
@@ -261,3 +261,78 @@ def resolve(restaurant: str | None, product: str | None, all_: bool, keep: str, 
         _common.echo_json({"resolved": resolved})
     else:
         click.echo(f"{resolved} conflict(s) resolved: kept {keep}.")
+
+
+def _held_command(verb: str, query: str, summary: str) -> Callable[..., None]:
+    def command(restaurant: str | None, product: str | None, all_: bool, as_json: bool) -> None:
+        if restaurant is None:
+            raise click.UsageError("--restaurant is required")
+        if bool(product) == all_:
+            raise click.UsageError("give exactly one of --product P or --all")
+        with _common.connection() as conn:
+            rid = _restaurant(conn, restaurant)
+            pid = _product(conn, rid, product)
+            count = _call(conn, query, {"restaurant_id": rid, "product_id": pid})
+        if as_json:
+            _common.echo_json({verb: count})
+        else:
+            click.echo(summary.format(count))
+
+    return command
+
+
+def _held_options(command: Callable[..., None]) -> Callable[..., None]:
+    for decorator in reversed([
+        restaurant_option,
+        click.option("--product", "-p", metavar="P", help="One product (id, SKU or name)."),
+        click.option("--all", "all_", is_flag=True, help="Every held change of the restaurant."),
+        json_option,
+    ]):
+        command = decorator(command)
+    return command
+
+
+@sync.command()
+@restaurant_option
+@json_option
+def held(restaurant: str | None, as_json: bool) -> None:
+    """Changes held by the guardrails (hold_change_percent, hold_change_amount, hold_below_price)."""
+    with _common.connection() as conn:
+        rid = _restaurant(conn, restaurant)
+        rows = queries.execute(conn, "pricesync", "held", {"restaurant_id": rid}).fetchall()
+    if as_json:
+        _common.echo_json(_plain(rows))
+        return
+    _common.echo_table(rows, ["restaurant_name", "product_name", "loyverse_price", "price_to_send", "reason_code",
+                              "held_at"], empty="(no change is held)")
+
+
+sync.command(name="approve", help="Send held changes as they are (past the guardrails); a held change "
+             "with a newer change queued is dropped instead.")(
+    _held_options(_held_command("approved", "approve", "{} held change(s) approved: sending.")))
+sync.command(name="reject", help="Refuse held changes: never sent. Correct the product's price to send "
+             "another.")(
+    _held_options(_held_command("rejected", "reject", "{} held change(s) rejected.")))
+
+
+@sync.command(name="make-fixed")
+@restaurant_option
+@click.option("--product", "-p", metavar="P", required=True, help="The product (id, SKU or name).")
+@json_option
+def make_fixed(restaurant: str | None, product: str, as_json: bool) -> None:
+    """Turn a VARIABLE Loyverse price (entered at the counter) into our fixed price, on purpose.
+
+    Set the product's price first; this queues it, approved, as the store's FIXED price.
+    """
+    if restaurant is None:
+        raise click.UsageError("--restaurant is required")
+    with _common.connection() as conn:
+        rid = _restaurant(conn, restaurant)
+        pid = _product(conn, rid, product)
+        queued = _call(conn, "make_fixed", {"restaurant_id": rid, "product_id": pid})
+    if as_json:
+        _common.echo_json({"queued": queued})
+    else:
+        click.echo(f"Price made fixed; {queued} change(s) queued." if queued
+                   else "Price made fixed; it is sent when price sync to Loyverse is on.")
+

@@ -82,6 +82,20 @@ select loyverse.resume_price_sync(%(restaurant_id)s::uuid) as changed
 -- name: resolve
 select loyverse.resolve_price_sync_conflicts(%(restaurant_id)s::uuid, %(keep)s, %(product_id)s::uuid) as resolved
 
+-- name: approve
+select loyverse.approve_held_price_changes(%(restaurant_id)s::uuid, %(product_id)s::uuid) as approved
+
+-- name: reject
+select loyverse.reject_held_price_changes(%(restaurant_id)s::uuid, %(product_id)s::uuid) as rejected
+
+-- name: make_fixed
+select loyverse.make_price_fixed(%(restaurant_id)s::uuid, %(product_id)s::uuid) as queued
+
+-- name: held
+select * from loyverse.price_sync_held
+ where %(restaurant_id)s::uuid is null or restaurant_id = %(restaurant_id)s::uuid
+ order by held_at, queue_id
+
 -- name: status
 select * from loyverse.price_sync_status
  where %(restaurant_id)s::uuid is null or restaurant_id = %(restaurant_id)s::uuid
