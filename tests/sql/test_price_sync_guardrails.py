@@ -107,9 +107,9 @@ def test_a_newer_price_supersedes_a_held_one(conn, guarded):
 
 def test_approve_and_reject_name_a_bad_argument(conn, guarded):
     for fn in ("approve_held_price_changes", "reject_held_price_changes"):
-        with pytest.raises(psycopg.errors.NoDataFound, match="^restaurant: no restaurant"):
+        with pytest.raises(psycopg.errors.NoDataFound, match=r"^restaurant: no restaurant"):
             conn.execute(f"select loyverse.{fn}('00000000-0000-0000-0000-000000000009')")
-        with pytest.raises(psycopg.errors.NoDataFound, match="^product: no product"):
+        with pytest.raises(psycopg.errors.NoDataFound, match=r"^product: no product"):
             conn.execute(f"select loyverse.{fn}(%s, %s)", (guarded["restaurants"][0], guarded["products"][3]))
 
 
@@ -182,7 +182,7 @@ def test_make_price_fixed_flips_the_mapping_and_queues_the_price_approved(conn, 
     make_variable(conn, a)
     conn.execute("update loyverse.loyverse_item_mappings set last_synced_price = 0 where product_id = %s", (a,))
     conn.execute("update public.products set price = 0 where id = %s", (a,))
-    with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState, match="^product: the price of .* is 0.00"):
+    with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState, match=r"^product: the price of .* is 0.00"):
         conn.execute("select loyverse.make_price_fixed(%s, %s)", (rid, a))
     conn.execute("update public.products set price = 4.80 where id = %s", (a,))
     assert queue(conn) == []  # still VARIABLE: the price change queued nothing
@@ -193,7 +193,7 @@ def test_make_price_fixed_flips_the_mapping_and_queues_the_price_approved(conn, 
     assert (m["loyverse_pricing_type"], m["needs_attention"], m["attention_reason"]) == ("FIXED", False, None)
     (got,) = claim(conn, world)
     assert got["source"] == "make_fixed"
-    with pytest.raises(psycopg.errors.NoDataFound, match="^product: no product"):
+    with pytest.raises(psycopg.errors.NoDataFound, match=r"^product: no product"):
         conn.execute("select loyverse.make_price_fixed(%s, %s)", (rid, world["products"][3]))
 
 
