@@ -224,9 +224,9 @@ def process_batch(
     results: list[dict[str, Any]] = []
     by_item: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
-        problem = _row_problem(row)
-        if problem is not None:
-            results.append(_result(row, "failed", code=problem[0], error=problem[1],
+        unsendable = _row_problem(row)
+        if unsendable is not None:
+            results.append(_result(row, "failed", code=unsendable[0], error=unsendable[1],
                                    details={"price_to_send": str(row.get("price_to_send"))}))
         else:
             by_item.setdefault(row["loyverse_item_id"], []).append(row)
