@@ -34,7 +34,9 @@ def _pid(conn):
 
 
 def test_drains_reuse_one_idle_connection_and_record_calls_on_it(conn, dsn, emu, seed, resources):
-    products = list(seed.products.values())
+    # FIXED prices only: a VARIABLE one (entered at the counter) is never queued (issue #18)
+    products = [str(r["product_id"]) for r in conn.execute(
+        "select product_id from loyverse.loyverse_item_mappings where loyverse_pricing_type = 'FIXED' order by id")]
     pids = []
     requests = 0
     for product_id in products[:2]:
@@ -45,7 +47,9 @@ def test_drains_reuse_one_idle_connection_and_record_calls_on_it(conn, dsn, emu,
         assert len(resources._idle) == 1  # given back, idle
         pids.append(_pid(resources._idle[0][0]))
     assert pids[0] == pids[1]
-    assert testing.db_prices(conn, seed.account_id) == testing.loyverse_prices(emu, seed.merchant_id)
+    want = testing.db_prices(conn, seed.account_id)
+    have = testing.loyverse_prices(emu, seed.merchant_id)
+    assert want and want == {k: have.get(k) for k in want}
     # the API-call statistics went out on the drain's connection
     calls = conn.execute("select coalesce(sum(calls), 0)::int as n from loyverse.loyverse_api_call_stats"
                          " where account_id = %s", (seed.account_id,)).fetchone()["n"]
