@@ -39,7 +39,8 @@ declare
     v_items text[] := '{}';
     v_item text;
     v_id bigint;
-    v_returned bigint;
+    v_claimed bigint[] := '{}';
+    v_touched bigint;
 begin
     if p_claimed_by is null or btrim(p_claimed_by) = '' then
         raise exception 'claim_price_sync_batch: p_claimed_by must not be empty'
@@ -53,7 +54,8 @@ begin
     -- Rows that must not be sent are never returned: a VARIABLE price (entered at the counter)
     -- or a restaurant that no longer syncs to Loyverse cancels the row, and a change past the
     -- restaurant's guardrails (hold_*) is held for a person (loyverse.approve_held_price_changes)
-    -- unless a person approved it. When everything picked was cancelled or held, pick again.
+    -- unless a person approved it. When everything picked was cancelled or held, pick again
+    -- (each round moves at least one row out of pending, so this ends).
     loop
         -- The items to write, in the order of their most urgent due row (claim index order):
         -- read due rows one by one and stop at p_max_items distinct items (at most p_scan_rows
@@ -92,7 +94,6 @@ begin
             return;
         end if;
 
-        return query
         with picked as (
             -- every due row of the chosen items (whole items: one write per item)
             select q.id, q.product_id, stop.code, stop.error,
@@ -160,7 +161,7 @@ begin
                    updated_at = now()
               from picked
              where q.id = picked.id
-            returning q.*
+            returning q.id, q.product_id, q.status
         ), superseded as (
             -- a newer change of a product supersedes its held one, whatever becomes of the newer
             update loyverse.loyverse_price_sync_queue h
@@ -169,17 +170,24 @@ begin
               from claimed c
              where h.product_id = c.product_id and h.status = 'held' and h.id < c.id
         )
-        select c.id, c.product_id, c.restaurant_id, c.version, c.source, c.attempts, c.max_attempts,
-               c.old_price, c.new_price, c.price_to_send, m.loyverse_item_id, m.loyverse_variant_id,
-               m.loyverse_store_id, m.last_synced_price, s.sync_direction, s.enabled
-          from claimed c
-          join loyverse.loyverse_item_mappings m on m.product_id = c.product_id
-          join loyverse.loyverse_price_sync_settings s on s.restaurant_id = c.restaurant_id
-         where c.status = 'processing'
-         order by m.loyverse_item_id, c.id;
-        get diagnostics v_returned = row_count;
-        exit when v_returned > 0;
+        select coalesce(array_agg(c.id) filter (where c.status = 'processing'), '{}'), count(*)
+          into v_claimed, v_touched
+          from claimed c;
+        -- nothing taken at all (the rows are locked by a writer): return, do not spin
+        exit when v_touched = 0 or cardinality(v_claimed) > 0;
     end loop;
+    if cardinality(v_claimed) = 0 then
+        return;
+    end if;
+    return query
+    select c.id, c.product_id, c.restaurant_id, c.version, c.source, c.attempts, c.max_attempts,
+           c.old_price, c.new_price, c.price_to_send, m.loyverse_item_id, m.loyverse_variant_id,
+           m.loyverse_store_id, m.last_synced_price, s.sync_direction, s.enabled
+      from loyverse.loyverse_price_sync_queue c
+      join loyverse.loyverse_item_mappings m on m.product_id = c.product_id
+      join loyverse.loyverse_price_sync_settings s on s.restaurant_id = c.restaurant_id
+     where c.id = any (v_claimed)
+     order by m.loyverse_item_id, c.id;
 end;
 $$;
 comment on function loyverse.claim_price_sync_batch(bigint, text, integer, double precision, integer) is

@@ -207,3 +207,15 @@ def test_a_sync_that_finds_a_variable_price_in_loyverse_marks_the_mapping(conn, 
     assert (m["loyverse_pricing_type"], m["needs_attention"]) == ("VARIABLE", True)
     conn.execute("select loyverse.retry_price_sync()")
     assert [r["status"] for r in queue(conn)] == ["cancelled"]  # the retry queued nothing
+
+
+def test_a_claim_that_can_take_nothing_returns_at_once_instead_of_picking_again(conn, dsn, guarded):
+    # the claim picks again after cancelling or holding everything it picked; rows locked by
+    # a writer (skipped) must end it, not make it spin until the writer commits
+    conn.execute("update public.products set price = 11 where id = %s", (guarded["products"][0],))
+    with psycopg.connect(dsn) as writer:  # a transaction holding the only pending row
+        writer.execute("update loyverse.loyverse_price_sync_queue set priority = priority")
+        conn.execute("set statement_timeout = '20s'")  # a spin would fail here, not hang the suite
+        assert claim(conn, guarded) == []
+        writer.rollback()
+    assert [r["product_id"] for r in claim(conn, guarded, "w:2")] == [guarded["products"][0]]
