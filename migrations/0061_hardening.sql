@@ -40,6 +40,14 @@ alter table loyverse.loyverse_item_mappings add column loyverse_pricing_type tex
 -- the import flagged VARIABLE prices with this reason (sql/0610), and only them
 update loyverse.loyverse_item_mappings set loyverse_pricing_type = 'VARIABLE'
  where needs_attention and attention_reason like 'VARIABLE price%';
+-- and in the import journal's images of mappings, so `import undo` of an older run restores
+-- a mapping whole (a missing key would restore null into a not-null column)
+update loyverse.loyverse_import_journal
+   set before_image = before_image || jsonb_build_object('loyverse_pricing_type',
+           case when (before_image ->> 'needs_attention')::boolean
+                     and before_image ->> 'attention_reason' like 'VARIABLE price%' then 'VARIABLE' else 'FIXED' end)
+ where table_name = 'loyverse_item_mappings' and jsonb_typeof(before_image) = 'object'
+   and not before_image ? 'loyverse_pricing_type';
 alter table loyverse.loyverse_sync_logs drop constraint sync_type_is_valid;
 alter table loyverse.loyverse_sync_logs add constraint sync_type_is_valid
     check (sync_type in ('PRICE_SYNC', 'MENU_IMPORT', 'IMPORT_UNDO', 'MANUAL_TRIGGER', 'RETRY', 'NOTIFICATION',
