@@ -135,8 +135,13 @@ comment on function loyverse._price_sync_setting_allowed(text) is
 -- which nobody but its owner may attach to another table: it is not executable by PUBLIC).
 -- pg_trigger_depth() was not enough: any role with TEMP could call this from a trigger on its
 -- own temp table with a made-up old price. The call stack is read with GET DIAGNOSTICS
--- PG_CONTEXT, under this function's empty search_path, so the caller's name is printed
--- schema-qualified and a same-named function of another schema does not pass.
+-- PG_CONTEXT. PL/pgSQL prints a function's name as it was when the session compiled it:
+-- schema-qualified unless schema loyverse was on the caller's search_path, so both forms
+-- are accepted (refusing a legitimate price change would be worse). What stays possible: a
+-- member of loyverse_app that names its own temp trigger function the same and puts pg_temp
+-- first on its search_path can pass made-up old prices; it may change those prices anyway,
+-- and old_price only labels the row (the guardrails compare with the mapping's last synced
+-- price).
 -- A forced generic plan: the arrays are parameters, and PL/pgSQL would otherwise re-plan
 -- this statement on every call (measured: 1.7 ms vs 0.7 ms per single-row UPDATE). The
 -- generic plan reaches products, mappings, settings and accounts by index for any array size.
@@ -158,7 +163,7 @@ begin
     get diagnostics v_stack = pg_context;
     -- line 1 is this function, line 2 the statement that called it, line 3 that statement's function
     if pg_catalog.split_part(v_stack, E'\n', 3)
-       not like 'PL/pgSQL function loyverse.tg\_products\_\_enqueue\_price\_sync() %' then
+       not similar to 'PL/pgSQL function (loyverse.)?tg\_products\_\_enqueue\_price\_sync\(\) line [0-9]+ at PERFORM' then
         raise exception 'loyverse.enqueue_price_changes is for the products trigger only'
             using errcode = 'insufficient_privilege',
                   hint = 'To send current prices again, use loyverse.trigger_price_sync(restaurant_id).';

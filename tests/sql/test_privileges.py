@@ -177,3 +177,15 @@ def test_a_real_price_change_by_the_app_still_queues(conn, world):
         conn.execute("update public.products set price = 12.5 where id = %s", (pid,))
     rows = conn.execute("select product_id, old_price, new_price from loyverse.loyverse_price_sync_queue").fetchall()
     assert [(r["product_id"], r["old_price"], r["new_price"]) for r in rows] == [(pid, 10, 12.5)]
+
+
+@pytest.mark.parametrize("search_path", ["loyverse, public", "public, loyverse", "pg_temp, loyverse, public"])
+def test_the_caller_check_never_refuses_a_real_price_change_whatever_the_search_path(dsn, world, search_path):
+    # PL/pgSQL prints the trigger function's name as compiled: unqualified when loyverse is on
+    # the search path of the session that first ran it (a fresh session here)
+    pid = world["products"][1]
+    with psycopg.connect(dsn, autocommit=True) as c:
+        c.execute(f"set search_path = {search_path}")
+        c.execute("update public.products set price = 13 where id = %s", (pid,))
+        rows = c.execute("select product_id from loyverse.loyverse_price_sync_queue").fetchall()
+    assert [r[0] for r in rows] == [pid]
