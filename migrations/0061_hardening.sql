@@ -161,9 +161,11 @@ declare
     v_stack text;
 begin
     get diagnostics v_stack = pg_context;
-    -- line 1 is this function, line 2 the statement that called it, line 3 that statement's function
-    if pg_catalog.split_part(v_stack, E'\n', 3)
-       not similar to 'PL/pgSQL function (loyverse.)?tg\_products\_\_enqueue\_price\_sync\(\) line [0-9]+ at PERFORM' then
+    -- line 1 is this function, line 2 the statement that called it, line 3 that statement's
+    -- function. starts_with, not a pattern: SIMILAR TO cost ~20 us per call, this ~2 us.
+    v_stack := pg_catalog.split_part(v_stack, E'\n', 3);
+    if not (pg_catalog.starts_with(v_stack, 'PL/pgSQL function loyverse.tg_products__enqueue_price_sync() line ')
+            or pg_catalog.starts_with(v_stack, 'PL/pgSQL function tg_products__enqueue_price_sync() line ')) then
         raise exception 'loyverse.enqueue_price_changes is for the products trigger only'
             using errcode = 'insufficient_privilege',
                   hint = 'To send current prices again, use loyverse.trigger_price_sync(restaurant_id).';
