@@ -104,3 +104,6 @@ select id from public.products
    and (id::text = %(ref)s or sku = %(ref)s or name = %(ref)s)
  order by (id::text = %(ref)s) desc, (sku = %(ref)s) desc
  limit 2
+
+-- name: wake_when_due
+select loyverse.wake_price_sync_when_due(%(account_id)s::bigint) as due_at
