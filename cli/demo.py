@@ -27,6 +27,7 @@ import click
 import psycopg
 
 from loyverse_sync import config, crypto, db
+from loyverse_sync.cli import _common
 
 DEMO_DB = "loyverse_sync_demo"
 
@@ -198,15 +199,16 @@ def compare_prices(conn: psycopg.Connection[Any], state: dict[str, Any]) -> tupl
 )
 @click.option(
     "--items",
-    type=click.IntRange(10, 10_000),
+    type=_common.IntBetween(10, 10_000),
     default=150,
     show_default=True,
     help="Items in the generated menu.",
 )
-@click.option("--seed", type=int, default=7, show_default=True, help="Seed of the generated menu.")
+@click.option("--seed", type=_common.SEED, default=7, show_default=True, help="Seed of the generated menu.")
 @click.option(
     "--time-scale",
-    type=click.FloatRange(min=1),
+    # at most 300: the account's window (300 s / scale) stays within its 1 s minimum
+    type=_common.FloatBetween(1, 300),
     default=10.0,
     show_default=True,
     help="Run Loyverse's 300-per-300-s rate window this many times faster.",

@@ -73,6 +73,18 @@ select loyverse.price_sync_settings(%(restaurant_id)s::uuid) as settings
 -- name: update_settings
 select loyverse.update_price_sync_settings(%(restaurant_id)s::uuid, %(changes)s::jsonb) as settings
 
+-- name: setting_allowed
+-- A setting's type and its one-column CHECKs, for the CLI's "allowed: ..." (the catalog is
+-- readable by every role).
+select format_type(a.atttypid, a.atttypmod) as type,
+       (select jsonb_agg(jsonb_build_object('name', c.conname, 'definition', pg_get_constraintdef(c.oid))
+                         order by c.conname)
+          from pg_catalog.pg_constraint c
+         where c.conrelid = a.attrelid and c.contype = 'c' and c.conkey = array[a.attnum]) as checks
+  from pg_catalog.pg_attribute a
+ where a.attrelid = 'loyverse.loyverse_price_sync_settings'::regclass
+   and a.attname = %(column)s and not a.attisdropped
+
 -- name: pause
 select loyverse.pause_price_sync(%(restaurant_id)s::uuid) as changed
 
