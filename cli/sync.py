@@ -86,10 +86,19 @@ def status(restaurant: str | None, as_json: bool) -> None:
     if as_json:
         _common.echo_json(_plain(rows))
         return
-    _common.echo_table(rows, ["restaurant_name", "sync_frequency", "paused", "pending", "due", "processing",
-                              "failed", "dead", "conflicts", "oldest_pending_age", "last_success_at",
-                              "synced_last_hour", "success_rate_last_hour"],
-                       empty="(no restaurant is linked to Loyverse)")
+    # the dashboard's units: ages as 3m05s, times local, rates as percentages (--json: raw)
+    _common.echo_table([{
+        "restaurant": r["restaurant_name"],
+        "sync": "PAUSED" if r["paused"] else (r["sync_frequency"] if r["enabled"] else "off"),
+        "pending": r["pending"], "due": r["due"], "in flight": r["processing"], "failed": r["failed"],
+        "dead": r["dead"], "conflicts": r["conflicts"], "oldest": _common.age(r["oldest_pending_age"]),
+        "last ok": _local(r["last_success_at"]), "synced 1h": r["synced_last_hour"],
+        "ok 1h": _common.percent(r["success_rate_last_hour"]),
+    } for r in rows], empty="(no restaurant is linked to Loyverse)")
+
+
+def _local(value: datetime.datetime | None) -> str:
+    return "-" if value is None else value.astimezone().strftime("%Y-%m-%d %H:%M:%S")
 
 
 @sync.command()
@@ -115,7 +124,12 @@ def trigger(restaurant: str | None, full: bool, as_json: bool) -> None:
 @click.option("--page", type=_common.IntBetween(1, limits.PAGE_MAX), default=1, show_default=True)
 @json_option
 def history(restaurant: str | None, limit: int, page: int, as_json: bool) -> None:
-    """Sync batches, manual triggers and retries, newest first."""
+    """Sync batches, manual triggers and retries, newest first.
+
+    With --restaurant, a batch shared with other restaurants of the account counts that
+    restaurant's items only (requests stay the batch's: one request serves every store);
+    `*` marks a batch whose rows were pruned, shown whole.
+    """
     with _common.connection() as conn:
         rid = _restaurant(conn, restaurant)
         rows = queries.execute(conn, "pricesync", "history",
@@ -123,8 +137,12 @@ def history(restaurant: str | None, limit: int, page: int, as_json: bool) -> Non
     if as_json:
         _common.echo_json(_plain(rows))
         return
-    _common.echo_table(rows, ["log_id", "started_at", "sync_type", "status", "items_total", "items_succeeded",
-                              "items_failed", "items_skipped", "requests_made", "duration"])
+    _common.echo_table([{
+        "log": r["log_id"], "started": _local(r["started_at"]), "type": r["sync_type"], "status": r["status"],
+        "items": f"{r['items_total']}{'*' if r.get('whole_batch') else ''}", "ok": r["items_succeeded"],
+        "failed": r["items_failed"], "skipped": r["items_skipped"], "requests": r["requests_made"],
+        "took": _common.duration(r["duration"]),
+    } for r in rows])
 
 
 @sync.command()
