@@ -148,6 +148,26 @@ class AccountRef(click.ParamType):
         return text
 
 
+class Name(click.ParamType):
+    """A name people give: not blank, at most ``limits.NAME_MAX`` characters."""
+
+    name = "text"
+
+    def __init__(self, max_length: int = limits.NAME_MAX) -> None:
+        self.max_length = max_length
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        text = str(value)
+        if not text.strip() or len(text) > self.max_length:
+            self.fail(
+                f"{shorten(text, 40)!r} has {len(text)} characters: give 1 to {self.max_length}"
+                " (not only spaces)",
+                param,
+                ctx,
+            )
+        return text
+
+
 def shorten(text: Any, width: int = limits.DISPLAY_TEXT_MAX) -> str:
     """``text`` for a human-readable listing: at most ``width`` characters, an ellipsis when
     cut (the value itself is not changed; --json shows it whole)."""

@@ -37,7 +37,7 @@ def _read_token(token_env: str | None) -> str:
 
 
 @account.command("add")
-@click.option("--name", required=True, help="A name for the account (unique).")
+@click.option("--name", type=_common.Name(), required=True, help="A name for the account (unique).")
 @click.option(
     "--token-env",
     metavar="VAR",

@@ -15,7 +15,7 @@ def restaurant() -> None:
 
 
 @restaurant.command("add")
-@click.option("--name", required=True, help="The restaurant's name.")
+@click.option("--name", type=_common.Name(), required=True, help="The restaurant's name.")
 def add(name: str) -> None:
     """Create a restaurant (for set-ups where the main app does not create them yet)."""
     with _common.connection() as conn:

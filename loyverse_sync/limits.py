@@ -27,6 +27,9 @@ PRICE_MIN = decimal.Decimal(0)
 PRICE_MAX_EXCLUSIVE = decimal.Decimal(1_000_000_000)
 PRICE_DECIMALS = 2
 
+#: Names people give (accounts, restaurants): loyverse.accounts' CHECK allows 100 characters.
+NAME_MAX = 100
+
 #: Durations the CLI takes (timeouts, refresh periods, snapshot ages): at most a day, except
 #: the snapshot age, which may reasonably be a year.
 SECONDS_MAX = 86_400.0

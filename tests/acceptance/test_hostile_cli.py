@@ -99,6 +99,9 @@ def cases(w):
          "9223372036854775807"),
         (["restaurant", "link", w["other"], "--account", "nan", "--store", "s", "--no-check"], "no Loyverse account 'nan'"),
         (["restaurant", "add"], "--name"),
+        (["restaurant", "add", "--name", "x" * 5000], "give 1 to 100"),
+        (["restaurant", "add", "--name", "   "], "give 1 to 100"),
+        (["account", "add", "--name", "y" * 101, "--token-env", "HOME"], "give 1 to 100"),
         (["restaurant", "list", "--bogus"], "--bogus"),
         # account
         (["account", "add", "--name", "acct", "--token-env", "NO_SUCH_VAR_X"], "NO_SUCH_VAR_X"),
