@@ -86,10 +86,10 @@ class IntBetween(_Bounded, click.IntRange):
         else:
             text = str(value).strip()
             if not re.fullmatch(r"[+-]?[0-9]+", text):
-                self.fail(f"{value!r} is not an integer {self.allowed()}", param, ctx)
+                self.fail(f"{value!r} is not an integer (allowed: {self.allowed()})", param, ctx)
             number = int(text)
         if not self.min <= number <= self.max:
-            self.fail(f"{value} is not an integer {self.allowed()}", param, ctx)
+            self.fail(f"{value} is out of range (allowed: an integer {self.allowed()})", param, ctx)
         return number
 
 
@@ -108,11 +108,13 @@ class FloatBetween(_Bounded, click.FloatRange):
         try:
             number = float(value)
         except (TypeError, ValueError, OverflowError):
-            self.fail(f"{value!r} is not a number {self.allowed()}", param, ctx)
+            self.fail(f"{value!r} is not a number (allowed: {self.allowed()})", param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value} is not a finite number (allowed: {self.allowed()})", param, ctx)
         below = number <= self.min if self.min_open else number < self.min
         above = number >= self.max if self.max_open else number > self.max
-        if not math.isfinite(number) or below or above:
-            self.fail(f"{value} is not a finite number {self.allowed()}", param, ctx)
+        if below or above:
+            self.fail(f"{value} is out of range (allowed: a number {self.allowed()})", param, ctx)
         return number
 
 

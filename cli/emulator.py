@@ -54,7 +54,8 @@ class _Menu(click.ParamType):
             return value
         if isinstance(value, int) or str(value).strip().lstrip("+-").isdigit():
             return self._items.convert(value, param, ctx)
-        self.fail(f"{value!r}: must be demo, empty or a number of items {self._items.allowed()}", param, ctx)
+        self.fail(f"{value!r} is not a menu (allowed: demo, empty or a number of items {self._items.allowed()})",
+                  param, ctx)
 
 
 #: Retry-After and similar delays: more than 0, at most a day.
