@@ -381,15 +381,23 @@ def wizard_cmd(restaurant: str) -> None:
         _print_summary(report["summary"])
 
         click.echo("Step 2/7: select")
-        cats = click.prompt("Categories to import (comma-separated ids or names, empty = all)", default="", show_default=False)
-        items = click.prompt("Items to import (comma-separated, empty = all)", default="", show_default=False)
-        excl = click.prompt("Items or categories to exclude (comma-separated, empty = none)", default="", show_default=False)
-        options.categories = [x.strip() for x in cats.split(",") if x.strip()]
-        options.items = [x.strip() for x in items.split(",") if x.strip()]
-        options.exclude = [x.strip() for x in excl.split(",") if x.strip()]
+        while True:
+            cats = click.prompt("Categories to import (comma-separated ids or names, empty = all)", default="", show_default=False)
+            items = click.prompt("Items to import (comma-separated, empty = all)", default="", show_default=False)
+            excl = click.prompt("Items or categories to exclude (comma-separated, empty = none)", default="", show_default=False)
+            options.categories = [x.strip() for x in cats.split(",") if x.strip()]
+            options.items = [x.strip() for x in items.split(",") if x.strip()]
+            options.exclude = [x.strip() for x in excl.split(",") if x.strip()]
+            try:
+                report = runs.preview(dsn, restaurant_id, snap.id, options)
+            except runs.ImportProblem as exc:
+                if not exc.usage:
+                    raise
+                click.echo(f"  {exc}: select again")  # a typo: ask again, not end the wizard
+                continue
+            break
 
         click.echo("Step 3/7: conflicts")
-        report = runs.preview(dsn, restaurant_id, snap.id, options)
         conflicts = report["conflicts"]
         for c in conflicts:
             click.echo(f"  {c['variant_id']}  {_short(c['name'])}: same {c['match_rule']} as \"{_short(c['matched_name'])}\"")

@@ -185,9 +185,11 @@ def test_undo_of_a_resync_restores_before_images(env: dict[str, Any]) -> None:
 
 def test_wizard_through_stdin(env: dict[str, Any]) -> None:
     conn = env["conn"]
-    answers = "\n".join(["n", "", "", "", "skip", "", "y"]) + "\n"
+    # a category typo is answered with the known ones and asked again, not the end
+    answers = "\n".join(["n", "Nonexistent", "", "", "", "", "", "skip", "", "y"]) + "\n"
     out = cli("wizard", "-r", "Bistro", input=answers)
     assert out.exit_code == 0, out.output
+    assert "--category 'Nonexistent' names no category" in out.output and "select again" in out.output
     assert "Step 7/7" in out.output and "created" in out.output
     assert conn.execute("select count(*) as n from public.products").fetchone()["n"] > 0
 
