@@ -45,13 +45,14 @@ select sel.option, sel.ref,
  where not (sel.option in ('--category', '--exclude') and exists (
                select 1 from cats c
                 where loyverse.normalize_name(c.id) = sel.norm or loyverse.normalize_name(c.name) = sel.norm))
-   and not (sel.option in ('--item', '--exclude', '--category') and exists (
-               select 1 from loyverse.loyverse_snapshot_objects o
-                where o.snapshot_id = %(snapshot_id)s and o.kind = 'item'
-                  and (case when sel.option = '--category'
-                            then loyverse.normalize_name(o.payload ->> 'category_id') = sel.norm
-                            else loyverse.normalize_name(o.loyverse_id) = sel.norm
-                                 or loyverse.normalize_name(o.payload ->> 'item_name') = sel.norm end)))
+   and not exists (
+           select 1 from loyverse.loyverse_snapshot_objects o
+            where o.snapshot_id = %(snapshot_id)s and o.kind = 'item'
+              and ((sel.option in ('--category', '--exclude')  -- a category only items name
+                    and loyverse.normalize_name(o.payload ->> 'category_id') = sel.norm)
+                   or (sel.option in ('--item', '--exclude')
+                       and (loyverse.normalize_name(o.loyverse_id) = sel.norm
+                            or loyverse.normalize_name(o.payload ->> 'item_name') = sel.norm))))
 
 -- name: insert_run
 insert into loyverse.loyverse_import_runs (restaurant_id, account_id, snapshot_id, status, dry_run, options)
