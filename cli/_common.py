@@ -71,6 +71,11 @@ class _Bounded:
         high = f"{'below' if self.max_open else 'up to'} {_number(self.max)}"
         return f"{low}, {high}"
 
+    def _describe_range(self) -> str:  # click's help: [1<=x<=86400], not 1.0<=x<=86400.0
+        lop = "<" if self.min_open else "<="
+        rop = "<" if self.max_open else "<="
+        return f"{_number(self.min)}{lop}x{rop}{_number(self.max)}"
+
 
 class IntBetween(_Bounded, click.IntRange):
     """An integer within [low, high]; anything else names the range."""
