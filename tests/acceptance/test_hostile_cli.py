@@ -100,17 +100,15 @@ def cases(w):
         (["restaurant", "link", w["other"], "--account", "nan", "--store", "s", "--no-check"], "no Loyverse account 'nan'"),
         (["restaurant", "add"], "--name"),
         (["restaurant", "add", "--name", "x" * 5000], "give 1 to 100"),
-        (["restaurant", "add", "--name", "   "], "give 1 to 100"),
-        (["account", "add", "--name", "y" * 101, "--token-env", "HOME"], "give 1 to 100"),
+        (["account", "add", "--name", "   ", "--token-env", "HOME"], "give 1 to 100"),
         (["restaurant", "list", "--bogus"], "--bogus"),
         # account
         (["account", "add", "--name", "acct", "--token-env", "NO_SUCH_VAR_X"], "NO_SUCH_VAR_X"),
         (["account", "add", "--token-env", "HOME"], "--name"),
         (["account", "add", "--name", "n2", "--token-env", "HOME", "--rate-limit", "0"], "--rate-limit"),
-        # issue #18: stored before, then broke the governor, the dashboard and import run
+        # issue #18: stored before, then broke the governor, the dashboard and import run (every
+        # numeric option's other hostile values: test_cli_ranges.py, in process)
         (["account", "add", "--name", "n2", "--token-env", "HOME", "--rate-window", "nan"], "from 1 to 86400"),
-        (["account", "add", "--name", "n2", "--token-env", "HOME", "--rate-window", "inf"], "from 1 to 86400"),
-        (["account", "add", "--name", "n2", "--token-env", "HOME", "--rate-window", "1e308"], "from 1 to 86400"),
         (["account", "add", "--name", "n2", "--token-env", "HOME", "--rate-limit", "99999999999"],
          "from 1 to 100000"),
         (["account", "list", "--bogus"], "--bogus"),
