@@ -64,7 +64,7 @@ def _find_demo_database(fresh: bool) -> config.Database:
             conn.execute(psycopg.sql.SQL("create database {}").format(ident))
     params = psycopg.conninfo.conninfo_to_dict(admin)
     params["dbname"] = DEMO_DB
-    return config.Database(psycopg.conninfo.make_conninfo(**params), found.source)
+    return config.Database(psycopg.conninfo.make_conninfo("", **params), found.source)
 
 
 class Runner:
