@@ -15,15 +15,15 @@ from loyverse_sync.cli import _common
 
 
 @click.command()
-@click.option("--concurrency", "-c", type=click.IntRange(1, 64), default=2, show_default=True,
+@click.option("--concurrency", "-c", type=_common.IntBetween(1, 64), default=2, show_default=True,
               help="Jobs run at once (different accounts sync in parallel; one account runs one job). "
                    "Above 16, jobs are fetched by one procrastinate worker per 16 jobs, side by side.")
-@click.option("--graceful-timeout", type=click.FloatRange(0), default=30.0, show_default=True,
+@click.option("--graceful-timeout", type=_common.seconds(), default=30.0, show_default=True,
               help="On SIGTERM, seconds to let running jobs finish before they are told to stop "
                    "(they then finish the item in flight and release the rest of the batch).")
 @click.option("--one-shot", is_flag=True, help="Run what is queued, then exit.")
 @click.option("--no-listen", is_flag=True, help="Poll only (no LISTEN/NOTIFY).")
-@click.option("--metrics-port", type=click.IntRange(1, 65535), help="Serve Prometheus /metrics on this port.")
+@click.option("--metrics-port", type=_common.PORT, help="Serve Prometheus /metrics on this port.")
 @click.option("--metrics-host", default="127.0.0.1", show_default=True, help="Address for --metrics-port.")
 @click.option("--reconnect-timeout", type=click.FloatRange(0, 86400), default=300.0, show_default=True,
               help="When the database goes away (a restart, a failover), seconds to keep waiting for it "
