@@ -25,7 +25,7 @@ from loyverse_sync.cli import _common
 @click.option("--no-listen", is_flag=True, help="Poll only (no LISTEN/NOTIFY).")
 @click.option("--metrics-port", type=_common.PORT, help="Serve Prometheus /metrics on this port.")
 @click.option("--metrics-host", default="127.0.0.1", show_default=True, help="Address for --metrics-port.")
-@click.option("--reconnect-timeout", type=click.FloatRange(0, 86400), default=300.0, show_default=True,
+@click.option("--reconnect-timeout", type=_common.seconds(), default=300.0, show_default=True,
               help="When the database goes away (a restart, a failover), seconds to keep waiting for it "
                    "before exiting with status 1; the worker restarts itself once it is back.")
 def worker(concurrency: int, graceful_timeout: float, one_shot: bool, no_listen: bool,
