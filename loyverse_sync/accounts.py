@@ -29,6 +29,9 @@ class Account:
     merchant_id: str | None
     currency_code: str
     decimal_places: int
+    #: "personal" (a token that does not expire) or "oauth" (``token`` is the access token as
+    #: last read; clients take theirs from ``oauth.StoredTokens``, which refreshes it)
+    auth_kind: str = "personal"
 
     def __repr__(self) -> str:  # never show the token, even in a traceback's locals
         return f"Account(id={self.id}, name={self.name!r}, base_url={self.base_url!r})"
@@ -109,6 +112,7 @@ def _account(r: dict[str, Any], token: str) -> Account:
         merchant_id=r["merchant_id"],
         currency_code=r["currency_code"],
         decimal_places=r["decimal_places"],
+        auth_kind=r.get("auth_kind") or "personal",
     )
 
 
@@ -172,7 +176,7 @@ def update_merchant(
 
 
 def rotate_key(conn: psycopg.Connection[Any], *, old_keys: list[bytes], new_key: bytes) -> int:
-    """Re-encrypt every token with `new_key` in one transaction; returns how many.
+    """Re-encrypt every token (and OAuth secrets) with `new_key` in one transaction; returns how many.
 
     Fails without changing anything if any token cannot be decrypted with `old_keys`.
     """
@@ -185,11 +189,18 @@ def rotate_key(conn: psycopg.Connection[Any], *, old_keys: list[bytes], new_key:
                 rd["token_ciphertext"], rd["token_key_id"], old_keys, account=rd["name"]
             )
             ciphertext, key_id = crypto.encrypt(token, [new_key])
+            oauth_ciphertext = None
+            if rd["oauth_ciphertext"] is not None:  # an OAuth account's client secret + refresh token
+                secrets = crypto.decrypt(
+                    rd["oauth_ciphertext"], rd["token_key_id"], old_keys, account=rd["name"]
+                )
+                oauth_ciphertext, _ = crypto.encrypt(secrets, [new_key])
             queries.execute(
                 conn,
                 "accounts",
                 "set_ciphertext",
-                {"id": rd["id"], "token_ciphertext": ciphertext, "token_key_id": key_id},
+                {"id": rd["id"], "token_ciphertext": ciphertext, "token_key_id": key_id,
+                 "oauth_ciphertext": oauth_ciphertext},
             )
             updated += 1
     return updated
