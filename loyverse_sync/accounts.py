@@ -152,6 +152,11 @@ class AccountCache:
         return _account(r, token)
 
 
+def delete_account(conn: psycopg.Connection[Any], account_id: int) -> None:
+    """Delete an account (its links and queue rows go with it)."""
+    queries.execute(conn, "accounts", "delete_account", {"id": int(account_id)})
+
+
 def list_accounts(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
     return [dict(r) for r in queries.execute(conn, "accounts", "list_accounts").fetchall()]
 

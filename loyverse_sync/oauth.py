@@ -213,6 +213,37 @@ def add_oauth_account(
     return int(row["id"])
 
 
+def connect_account(
+    conn: psycopg.Connection[Any],
+    account_id: int,
+    *,
+    client_id: str,
+    client_secret: str,
+    refresh_token: str,
+    access_token: str | None = None,
+    expires_in: float | None = None,
+    token_url: str | None = None,
+    keys: list[bytes] | None = None,
+) -> None:
+    """Connect an existing account through an OAuth app (a personal one switching over, or an
+    OAuth one whose refresh token was refused): its queue, links and history stay."""
+    for label, value in (("client id", client_id), ("client secret", client_secret),
+                         ("refresh token", refresh_token)):
+        if not value or not value.strip():
+            raise ValueError(f"the {label} is empty")
+    with conn.transaction():
+        row = queries.execute(conn, "accounts", "get_account", {"id": int(account_id)}).fetchone()
+        if row is None:
+            raise accounts.NotFound(f"no Loyverse account {account_id!r}")
+        access = (access_token or "").strip()
+        sealed = _seal(keys or crypto.load_keys(create=True), access, client_secret.strip(), refresh_token.strip())
+        queries.execute(conn, "accounts", "connect_oauth", {
+            "id": int(account_id), "client_id": client_id.strip(),
+            "token_url": token_url or token_url_for(row["base_url"]),
+            "expires_in": (expires_in if access else 0.0), **sealed,
+        })
+
+
 class StoredTokens:
     """The access token of one OAuth account, refreshed ahead of expiry and after a 401.
 

@@ -60,6 +60,17 @@ values
      now() + make_interval(secs => %(expires_in)s))
 returning id
 
+-- name: connect_oauth
+-- An existing account (personal, or OAuth locked out) connected with an OAuth app's tokens.
+update loyverse.accounts
+   set auth_kind = 'oauth', oauth_client_id = %(client_id)s, oauth_token_url = %(token_url)s,
+       oauth_ciphertext = %(oauth_ciphertext)s, token_ciphertext = %(token_ciphertext)s,
+       token_key_id = %(token_key_id)s,
+       token_expires_at = now() + make_interval(secs => %(expires_in)s),
+       token_refreshed_at = null, token_valid = null, token_checked_at = null, updated_at = now()
+ where id = %(id)s
+returning id
+
 -- name: delete_account
 delete from loyverse.accounts where id = %(id)s
 
