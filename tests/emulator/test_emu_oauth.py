@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
 
@@ -115,3 +117,20 @@ def test_admin_settings_are_validated_and_summary_shows_no_secret(emu):
         text = str(adm.oauth())
     for secret in (app["client_secret"], app["refresh_token"], app["access_token"], new["refresh_token"]):
         assert secret not in text
+
+
+def test_the_emulator_oauth_command_sets_advances_and_validates(emu):
+    from click.testing import CliRunner
+
+    from loyverse_sync.cli.emulator import emulator
+
+    runner = CliRunner()
+    got = runner.invoke(emulator, ["oauth", "--url", emu.admin_url, "--ttl", "8640", "--rotation", "keep",
+                                   "--advance", "43200"])
+    assert got.exit_code == 0, got.output
+    doc = json.loads(got.output)
+    assert doc["ttl_seconds"] == 8640 and doc["rotation"] == "keep" and doc["expires_in"] == 2
+    assert merchant(emu, emu.oauth_apps[0]["access_token"]).status_code == 401  # advanced past expiry
+    bad = runner.invoke(emulator, ["oauth", "--url", emu.admin_url, "--rotation", "sometimes"])
+    assert bad.exit_code == 2 and "sometimes" in bad.output
+    assert emu.state.oauth.rotation == "keep"

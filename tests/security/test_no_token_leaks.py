@@ -147,14 +147,16 @@ def test_oauth_secrets_leak_nowhere(dsn, conn, fernet_key, tmp_path):
             return emu.state.oauth.summary()["counters"][name]
 
         # an expiry (refreshed), a refresh whose answer is lost, then the spent token refused;
-        # the worker runs until the step happened (rows that failed are backed off a moment)
+        # the worker runs until the step happened (rows that failed are made due again first)
         for step, counter in (("expire", "refreshes"), ("lose", "lost"), ("refused", "rejected")):
             before = count(counter)
             emu.state.oauth.advance(43200)
             if step == "lose":
                 emu.state.oauth.configure({"lose_next": 1})
             conn.execute("update public.products set price = price + 1")
-            for _ in range(20):
+            for _ in range(10):
+                for rid in seed.restaurants.values():  # due now, whatever the backoff said
+                    conn.execute("select loyverse.trigger_price_sync(%s)", (rid,))
                 run("worker", "--one-shot")
                 if count(counter) > before:
                     break
