@@ -301,9 +301,9 @@ class StoredTokens:
         """The token last handed out was refused (401): get a newer one, from the database if
         another process already refreshed, else from Loyverse. True when there is one."""
         with self._lock:
-            before = self._ciphertext
+            before = self._access
             self._refresh(force=True)
-            return self._ciphertext != before
+            return self._access != before
 
     # -- internals ---------------------------------------------------------------------------
 
@@ -344,8 +344,10 @@ class StoredTokens:
                                               details=f"account {self.account_id} is not an OAuth account")
                 keys = crypto.load_keys()  # after the lock: a key rotation that held it is visible
                 if bytes(row["token_ciphertext"]) != self._ciphertext:
+                    held = self._access
                     self._adopt(row, keys)  # refreshed by another process meanwhile
-                    if not self._due():
+                    # (or only re-encrypted by a key rotation: the same token, which was refused)
+                    if not self._due() and not (force and self._access == held):
                         return
                 elif not force and not self._due_row(row):
                     return

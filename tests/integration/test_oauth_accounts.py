@@ -209,3 +209,15 @@ def test_cli_refused_refresh_token_stores_nothing_and_bad_flags_exit_2(dsn, conn
                     "--client-secret-env", "UNSET_VAR_H2")
     assert no_secret.returncode == 2 and "UNSET_VAR_H2 is not set" in no_secret.stderr
     assert conn.execute("select count(*) as n from loyverse.accounts").fetchone()["n"] == 0
+
+
+def test_a_refused_token_that_was_only_reencrypted_is_refreshed_at_once(conn, dsn, emu, fernet_key, monkeypatch):
+    account_id = add(conn, emu)
+    with oauth.client_for(accounts.get_account(conn, account_id), dsn) as client:
+        client.get_merchant()
+        new_key = crypto.new_key()
+        accounts.rotate_key(conn, old_keys=crypto.load_keys(), new_key=new_key)  # a new ciphertext, same token
+        monkeypatch.setenv("LOYVERSE_SYNC_KEY", new_key.decode())
+        emu.state.oauth.advance(43200)
+        client.get_merchant()  # one 401, one refresh, sent again
+    assert counters(emu)["expired_401"] == 1 and counters(emu)["refreshes"] == 2
