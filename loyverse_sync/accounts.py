@@ -185,19 +185,22 @@ def rotate_key(conn: psycopg.Connection[Any], *, old_keys: list[bytes], new_key:
 
     Fails without changing anything if any token cannot be decrypted with `old_keys`.
     """
+    # The new key too: the CLI writes it to the key file before this transaction, and an
+    # OAuth refresh committed in between stored its new pair under it.
+    readable = [*old_keys, new_key]
     with conn.transaction():
         rows = queries.execute(conn, "accounts", "all_ciphertexts_for_update").fetchall()
         updated = 0
         for r in rows:
             rd = dict(r)
             token = crypto.decrypt(
-                rd["token_ciphertext"], rd["token_key_id"], old_keys, account=rd["name"]
+                rd["token_ciphertext"], rd["token_key_id"], readable, account=rd["name"]
             )
             ciphertext, key_id = crypto.encrypt(token, [new_key])
             oauth_ciphertext = None
             if rd["oauth_ciphertext"] is not None:  # an OAuth account's client secret + refresh token
                 secrets = crypto.decrypt(
-                    rd["oauth_ciphertext"], rd["token_key_id"], old_keys, account=rd["name"]
+                    rd["oauth_ciphertext"], rd["token_key_id"], readable, account=rd["name"]
                 )
                 oauth_ciphertext, _ = crypto.encrypt(secrets, [new_key])
             queries.execute(
