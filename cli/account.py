@@ -100,11 +100,25 @@ def add(
     """Register a Loyverse account: a personal access token, or (--oauth) an OAuth app's
     tokens. Tokens and secrets never go on the command line."""
     if oauth:
-        _add_oauth(name, client_id, client_secret_env, refresh_token_env, token_env, token_url,
-                   base_url, no_check, rate_limit, rate_window)
+        _add_oauth(
+            name,
+            client_id,
+            client_secret_env,
+            refresh_token_env,
+            token_env,
+            token_url,
+            base_url,
+            no_check,
+            rate_limit,
+            rate_window,
+        )
         return
-    for flag, value in (("--client-id", client_id), ("--client-secret-env", client_secret_env),
-                        ("--refresh-token-env", refresh_token_env), ("--token-url", token_url)):
+    for flag, value in (
+        ("--client-id", client_id),
+        ("--client-secret-env", client_secret_env),
+        ("--refresh-token-env", refresh_token_env),
+        ("--token-url", token_url),
+    ):
         if value is not None:
             raise click.BadParameter("is only for OAuth accounts: add --oauth", param_hint=flag)
     token = _read_token(token_env)
@@ -159,11 +173,15 @@ def _read_secret(env: str | None, what: str, flag: str) -> str:
     if env:
         value = os.environ.get(env)
         if not value or not value.strip():
-            raise click.BadParameter(f"the environment variable {env} is not set or empty", param_hint=flag)
+            raise click.BadParameter(
+                f"the environment variable {env} is not set or empty", param_hint=flag
+            )
         return value.strip()
     value = click.prompt(what, hide_input=True) if sys.stdin.isatty() else sys.stdin.readline()
     if not value.strip():
-        raise click.BadParameter(f"no {what.lower()} on standard input (or set {flag})", param_hint=flag)
+        raise click.BadParameter(
+            f"no {what.lower()} on standard input (or set {flag})", param_hint=flag
+        )
     return value.strip()
 
 
@@ -185,7 +203,9 @@ def _add_oauth(
     from loyverse_sync.loyverse import errors as lv_errors
 
     if not client_id or not client_id.strip():
-        raise click.BadParameter("the OAuth app's client id is required with --oauth", param_hint="--client-id")
+        raise click.BadParameter(
+            "the OAuth app's client id is required with --oauth", param_hint="--client-id"
+        )
     if token_url is not None and not token_url.startswith(("https://", "http://")):
         raise click.BadParameter(f"{token_url!r} is not an http(s) URL", param_hint="--token-url")
     client_secret = _read_secret(client_secret_env, "OAuth client secret", "--client-secret-env")
@@ -194,17 +214,26 @@ def _add_oauth(
     if token_env:
         access_token = os.environ.get(token_env, "").strip()
         if not access_token:
-            raise click.BadParameter(f"the environment variable {token_env} is not set or empty",
-                                     param_hint="--token-env")
+            raise click.BadParameter(
+                f"the environment variable {token_env} is not set or empty",
+                param_hint="--token-env",
+            )
     keys = crypto.load_keys(create=True)
     conninfo = _common.database().conninfo
     with _common.connection() as conn:
         try:
             account_id = oauth.add_oauth_account(
-                conn, name=name, client_id=client_id, client_secret=client_secret,
-                refresh_token=refresh_token, access_token=access_token, base_url=base_url,
-                token_url=token_url, rate_limit_requests=rate_limit,
-                rate_limit_window_seconds=rate_window, keys=keys,
+                conn,
+                name=name,
+                client_id=client_id,
+                client_secret=client_secret,
+                refresh_token=refresh_token,
+                access_token=access_token,
+                base_url=base_url,
+                token_url=token_url,
+                rate_limit_requests=rate_limit,
+                rate_limit_window_seconds=rate_window,
+                keys=keys,
             )
         except psycopg.errors.UniqueViolation:
             raise _common.UsageProblem(f"an account named {name!r} already exists") from None
@@ -217,39 +246,56 @@ def _add_oauth(
                 with oauth.client_for(account_obj, conninfo, connection=conn, max_attempts=2) as lv:
                     merchant = lv.get_merchant()
             except lv_errors.LoyverseError as exc:
-                refreshed = conn.execute("select token_refreshes from loyverse.accounts where id = %s",
-                                         (account_id,)).fetchone()
+                refreshed = conn.execute(
+                    "select token_refreshes from loyverse.accounts where id = %s", (account_id,)
+                ).fetchone()
                 if refreshed and refreshed["token_refreshes"] > 0:
                     # the refresh token given was spent: the stored successor is the only one left
                     raise _common.UsageProblem(
                         f"account {name!r} was added (id {account_id}) and its tokens refreshed, "
-                        f"but the check failed: {exc}") from None
+                        f"but the check failed: {exc}"
+                    ) from None
                 accounts.delete_account(conn, account_id)
                 if isinstance(exc, oauth.RefreshRejected):
                     raise _common.UsageProblem(
                         "Loyverse refused the refresh token or the client id/secret "
-                        f"({exc.details}); nothing was stored") from None
-                raise _common.UsageProblem(f"cannot check the account at {base_url}: {exc}; "
-                                           "nothing was stored") from None
+                        f"({exc.details}); nothing was stored"
+                    ) from None
+                raise _common.UsageProblem(
+                    f"cannot check the account at {base_url}: {exc}; nothing was stored"
+                ) from None
             accounts.update_merchant(conn, account_id, merchant)
-        expiry = conn.execute("select token_expires_at from loyverse.accounts where id = %s",
-                              (account_id,)).fetchone()
+        expiry = conn.execute(
+            "select token_expires_at from loyverse.accounts where id = %s", (account_id,)
+        ).fetchone()
     what = ""
     if merchant is not None:
         currency = merchant.get("currency")
         what = f"{merchant.get('business_name')}, {currency.get('code') if isinstance(currency, dict) else '?'}; "
     expires = expiry["token_expires_at"] if expiry else None
-    click.echo(f"account {name!r} added with id {account_id} (OAuth; {what}access token expires "
-               f"{_common._cell(expires) if expires else 'unknown: refreshed on first use'})")
+    click.echo(
+        f"account {name!r} added with id {account_id} (OAuth; {what}access token expires "
+        f"{_common._cell(expires) if expires else 'unknown: refreshed on first use'})"
+    )
 
 
 @account.command("reconnect")
 @click.argument("account_ref", metavar="ACCOUNT")
 @click.option("--client-id", metavar="ID", required=True, help="The OAuth app's client id.")
-@click.option("--client-secret-env", metavar="VAR", help="Read the client secret from this variable.")
-@click.option("--refresh-token-env", metavar="VAR", help="Read the refresh token from this variable.")
-@click.option("--token-env", metavar="VAR", help="Read the current access token from this variable (optional).")
-@click.option("--token-url", metavar="URL", help="The OAuth token endpoint (default: beside the base URL).")
+@click.option(
+    "--client-secret-env", metavar="VAR", help="Read the client secret from this variable."
+)
+@click.option(
+    "--refresh-token-env", metavar="VAR", help="Read the refresh token from this variable."
+)
+@click.option(
+    "--token-env",
+    metavar="VAR",
+    help="Read the current access token from this variable (optional).",
+)
+@click.option(
+    "--token-url", metavar="URL", help="The OAuth token endpoint (default: beside the base URL)."
+)
 @click.option("--no-check", is_flag=True, help="Do not check the tokens with GET /merchant/.")
 def reconnect(
     account_ref: str,
@@ -278,20 +324,34 @@ def reconnect(
     with _common.connection() as conn:
         account_id = accounts.resolve_account_id(conn, account_ref)
         try:
-            oauth.connect_account(conn, account_id, client_id=client_id, client_secret=client_secret,
-                                  refresh_token=refresh_token, access_token=access_token,
-                                  token_url=token_url, keys=keys)
+            oauth.connect_account(
+                conn,
+                account_id,
+                client_id=client_id,
+                client_secret=client_secret,
+                refresh_token=refresh_token,
+                access_token=access_token,
+                token_url=token_url,
+                keys=keys,
+            )
         except psycopg.errors.CheckViolation as exc:
             raise _common.UsageProblem(f"invalid account: {exc.diag.constraint_name}") from None
         if not no_check:
             try:
-                with oauth.client_for(accounts.get_account(conn, account_id, keys=keys), conninfo,
-                                      connection=conn, max_attempts=2) as lv:
+                with oauth.client_for(
+                    accounts.get_account(conn, account_id, keys=keys),
+                    conninfo,
+                    connection=conn,
+                    max_attempts=2,
+                ) as lv:
                     accounts.update_merchant(conn, account_id, lv.get_merchant())
             except lv_errors.LoyverseError as exc:
-                raise _common.UsageProblem(f"account {account_ref!r} was reconnected, but the check failed: "
-                                           f"{exc}") from None
-    click.echo(f"account {account_ref!r} (id {account_id}) connected through OAuth app {client_id.strip()}")
+                raise _common.UsageProblem(
+                    f"account {account_ref!r} was reconnected, but the check failed: {exc}"
+                ) from None
+    click.echo(
+        f"account {account_ref!r} (id {account_id}) connected through OAuth app {client_id.strip()}"
+    )
 
 
 @account.command("list")

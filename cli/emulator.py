@@ -177,9 +177,13 @@ def serve(
             click.echo(f"  stores: {', '.join(m['store_ids'])}")
             click.echo(f"  tokens: {', '.join(m['tokens'])}")
             for app in (a for a in emu.oauth_apps if a["merchant_id"] == m["merchant_id"]):
-                click.echo(f"  OAuth app: client_id {app['client_id']}  client_secret {app['client_secret']}")
-                click.echo(f"    refresh_token {app['refresh_token']}  access_token {app['access_token']}"
-                           f" (expires in {app['expires_in']} s)")
+                click.echo(
+                    f"  OAuth app: client_id {app['client_id']}  client_secret {app['client_secret']}"
+                )
+                click.echo(
+                    f"    refresh_token {app['refresh_token']}  access_token {app['access_token']}"
+                    f" (expires in {app['expires_in']} s)"
+                )
         click.echo(f"base URL:  {emu.base_url}")
         click.echo(f"admin URL: {emu.admin_url}")
         if oauth_apps:
@@ -335,23 +339,50 @@ def state_cmd(url: str, merchant_id: str | None) -> None:
 
 @emulator.command("oauth", cls=_Command)
 @_url_option
-@click.option("--ttl", "ttl_seconds", type=click.FloatRange(min=0, min_open=True),
-              help="Access-token lifetime in emulated seconds (default 43200).")
-@click.option("--rotation", type=click.Choice(["strict", "keep"]),
-              help="strict: a refresh token works once; keep: it stays valid.")
-@click.option("--lose-next", type=click.IntRange(0),
-              help="Apply the next N refreshes but answer them with a 500.")
-@click.option("--advance", type=click.FloatRange(min=0, min_open=True),
-              help="Move the OAuth clock forward by S emulated seconds.")
-@click.option("--new-app", is_flag=True, help="Create an OAuth app (of --merchant) and print its tokens.")
+@click.option(
+    "--ttl",
+    "ttl_seconds",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Access-token lifetime in emulated seconds (default 43200).",
+)
+@click.option(
+    "--rotation",
+    type=click.Choice(["strict", "keep"]),
+    help="strict: a refresh token works once; keep: it stays valid.",
+)
+@click.option(
+    "--lose-next",
+    type=click.IntRange(0),
+    help="Apply the next N refreshes but answer them with a 500.",
+)
+@click.option(
+    "--advance",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Move the OAuth clock forward by S emulated seconds.",
+)
+@click.option(
+    "--new-app", is_flag=True, help="Create an OAuth app (of --merchant) and print its tokens."
+)
 @_merchant_option
-def oauth_cmd(url: str, ttl_seconds: float | None, rotation: str | None, lose_next: int | None,
-              advance: float | None, new_app: bool, merchant_id: str | None) -> None:
+def oauth_cmd(
+    url: str,
+    ttl_seconds: float | None,
+    rotation: str | None,
+    lose_next: int | None,
+    advance: float | None,
+    new_app: bool,
+    merchant_id: str | None,
+) -> None:
     """OAuth apps: settings, clock, a new app; prints the settings and counters."""
-    settings = {k: v for k, v in (("ttl_seconds", ttl_seconds), ("rotation", rotation),
-                                  ("lose_next", lose_next)) if v is not None}
+    settings = {
+        k: v
+        for k, v in (("ttl_seconds", ttl_seconds), ("rotation", rotation), ("lose_next", lose_next))
+        if v is not None
+    }
     if new_app:
-        click.echo(json.dumps(_admin_call(url, lambda c: c.create_oauth_app(merchant_id)), indent=2))
+        click.echo(
+            json.dumps(_admin_call(url, lambda c: c.create_oauth_app(merchant_id)), indent=2)
+        )
     if settings:
         _admin_call(url, lambda c: c.set_oauth(**settings))
     if advance is not None:

@@ -112,8 +112,9 @@ def request_refresh(
         "client_secret": client_secret,
     }
     try:
-        with httpx.Client(timeout=httpx.Timeout(timeout, connect=5.0), transport=transport,
-                          follow_redirects=False) as http:
+        with httpx.Client(
+            timeout=httpx.Timeout(timeout, connect=5.0), transport=transport, follow_redirects=False
+        ) as http:
             response = http.post(token_url, data=form, headers={"Accept": "application/json"})
     except httpx.TransportError as exc:
         raise client_mod._transport_failure(exc, "POST", path) from None
@@ -125,25 +126,37 @@ def request_refresh(
     if status == 200 and isinstance(body, dict):
         access, refresh = body.get("access_token"), body.get("refresh_token")
         expires = body.get("expires_in")
-        expires_in = (float(expires) if isinstance(expires, int | float) and not isinstance(expires, bool)
-                      and expires > 0 else None)
+        expires_in = (
+            float(expires)
+            if isinstance(expires, int | float) and not isinstance(expires, bool) and expires > 0
+            else None
+        )
         if isinstance(access, str) and access and isinstance(refresh, str) and refresh:
             scope = body.get("scope")
             return TokenPair(access, refresh, expires_in, scope if isinstance(scope, str) else None)
     if status == 200:
         keys = sorted(body) if isinstance(body, dict) else type(body).__name__
-        raise errors.MalformedResponse(method="POST", path=path, status=status,
-                                       expected="access_token and refresh_token", excerpt=f"keys {keys}")
+        raise errors.MalformedResponse(
+            method="POST",
+            path=path,
+            status=status,
+            expected="access_token and refresh_token",
+            excerpt=f"keys {keys}",
+        )
     code = body.get("error") if isinstance(body, dict) else None
     detail = body.get("error_description") if isinstance(body, dict) else None
     common: dict[str, Any] = {
-        "status": status, "method": "POST", "path": path,
+        "status": status,
+        "method": "POST",
+        "path": path,
         "code": str(code) if code else None,
         "details": errors.excerpt(str(detail)) if detail else None,
     }
     if status in (400, 401) and code in REJECTING_ERRORS:
         common["code"] = "REFRESH_REJECTED"
-        common["details"] = f"{code}: {common['details'] or 'the refresh token is no longer accepted'}"
+        common["details"] = (
+            f"{code}: {common['details'] or 'the refresh token is no longer accepted'}"
+        )
         raise RefreshRejected(**common)
     if status == 429:
         raise errors.RateLimited(**common)
@@ -163,20 +176,26 @@ def client_for(
     access token, refreshed ahead of expiry and after a 401 (``kwargs`` go to the client)."""
     if account.auth_kind != "oauth":
         return client_mod.LoyverseClient(account.base_url, account.token, **kwargs)
-    provider = StoredTokens(conninfo, account.id, connection=connection,
-                            http_timeout=float(kwargs.get("timeout", 15.0)))
+    provider = StoredTokens(
+        conninfo, account.id, connection=connection, http_timeout=float(kwargs.get("timeout", 15.0))
+    )
     return client_mod.LoyverseClient(account.base_url, token_provider=provider, **kwargs)
 
 
-def _seal(keys: list[bytes], access_token: str, client_secret: str, refresh_token: str) -> dict[str, Any]:
+def _seal(
+    keys: list[bytes], access_token: str, client_secret: str, refresh_token: str
+) -> dict[str, Any]:
     token_ct, key_id = crypto.encrypt(access_token, keys)
-    secret_ct, _ = crypto.encrypt(json.dumps({"client_secret": client_secret, "refresh_token": refresh_token}),
-                                  keys)
+    secret_ct, _ = crypto.encrypt(
+        json.dumps({"client_secret": client_secret, "refresh_token": refresh_token}), keys
+    )
     return {"token_ciphertext": token_ct, "oauth_ciphertext": secret_ct, "token_key_id": key_id}
 
 
 def _open_secrets(row: dict[str, Any], keys: list[bytes]) -> tuple[str, str]:
-    doc = json.loads(crypto.decrypt(row["oauth_ciphertext"], row["token_key_id"], keys, account=row["name"]))
+    doc = json.loads(
+        crypto.decrypt(row["oauth_ciphertext"], row["token_key_id"], keys, account=row["name"])
+    )
     return str(doc["client_secret"]), str(doc["refresh_token"])
 
 
@@ -197,18 +216,32 @@ def add_oauth_account(
 ) -> int:
     """Store an OAuth account (all secrets encrypted); returns its id. Without an access
     token the first use refreshes; with one whose expiry is unknown, a 401 does."""
-    for label, value in (("client id", client_id), ("client secret", client_secret),
-                         ("refresh token", refresh_token)):
+    for label, value in (
+        ("client id", client_id),
+        ("client secret", client_secret),
+        ("refresh token", refresh_token),
+    ):
         if not value or not value.strip():
             raise ValueError(f"the {label} is empty")
     access = (access_token or "").strip()
-    sealed = _seal(keys or crypto.load_keys(create=True), access, client_secret.strip(), refresh_token.strip())
-    row = queries.execute(conn, "accounts", "insert_oauth_account", {
-        "name": name, "base_url": base_url.rstrip("/"), "client_id": client_id.strip(),
-        "token_url": token_url or token_url_for(base_url),
-        "rate_limit_requests": rate_limit_requests, "rate_limit_window_seconds": rate_limit_window_seconds,
-        "expires_in": (expires_in if access else 0.0), **sealed,
-    }).fetchone()
+    sealed = _seal(
+        keys or crypto.load_keys(create=True), access, client_secret.strip(), refresh_token.strip()
+    )
+    row = queries.execute(
+        conn,
+        "accounts",
+        "insert_oauth_account",
+        {
+            "name": name,
+            "base_url": base_url.rstrip("/"),
+            "client_id": client_id.strip(),
+            "token_url": token_url or token_url_for(base_url),
+            "rate_limit_requests": rate_limit_requests,
+            "rate_limit_window_seconds": rate_limit_window_seconds,
+            "expires_in": (expires_in if access else 0.0),
+            **sealed,
+        },
+    ).fetchone()
     assert row is not None
     return int(row["id"])
 
@@ -227,8 +260,11 @@ def connect_account(
 ) -> None:
     """Connect an existing account through an OAuth app (a personal one switching over, or an
     OAuth one whose refresh token was refused): its queue, links and history stay."""
-    for label, value in (("client id", client_id), ("client secret", client_secret),
-                         ("refresh token", refresh_token)):
+    for label, value in (
+        ("client id", client_id),
+        ("client secret", client_secret),
+        ("refresh token", refresh_token),
+    ):
         if not value or not value.strip():
             raise ValueError(f"the {label} is empty")
     with conn.transaction():
@@ -236,12 +272,24 @@ def connect_account(
         if row is None:
             raise accounts.NotFound(f"no Loyverse account {account_id!r}")
         access = (access_token or "").strip()
-        sealed = _seal(keys or crypto.load_keys(create=True), access, client_secret.strip(), refresh_token.strip())
-        queries.execute(conn, "accounts", "connect_oauth", {
-            "id": int(account_id), "client_id": client_id.strip(),
-            "token_url": token_url or token_url_for(row["base_url"]),
-            "expires_in": (expires_in if access else 0.0), **sealed,
-        })
+        sealed = _seal(
+            keys or crypto.load_keys(create=True),
+            access,
+            client_secret.strip(),
+            refresh_token.strip(),
+        )
+        queries.execute(
+            conn,
+            "accounts",
+            "connect_oauth",
+            {
+                "id": int(account_id),
+                "client_id": client_id.strip(),
+                "token_url": token_url or token_url_for(row["base_url"]),
+                "expires_in": (expires_in if access else 0.0),
+                **sealed,
+            },
+        )
 
 
 class StoredTokens:
@@ -263,7 +311,9 @@ class StoredTokens:
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         if connection is not None and not connection.autocommit:
-            raise ValueError("StoredTokens needs an autocommit connection (the refresh commits at once)")
+            raise ValueError(
+                "StoredTokens needs an autocommit connection (the refresh commits at once)"
+            )
         self.conninfo = conninfo
         self.account_id = int(account_id)
         self.connection = connection
@@ -287,10 +337,16 @@ class StoredTokens:
         with self._lock:
             if self._access is None:
                 with self._conn() as conn:
-                    row = queries.execute(conn, "accounts", "oauth_tokens", {"id": self.account_id}).fetchone()
+                    row = queries.execute(
+                        conn, "accounts", "oauth_tokens", {"id": self.account_id}
+                    ).fetchone()
                 if row is None:
-                    raise errors.Unauthorized(code="NOT_OAUTH", method="POST", path=TOKEN_PATH,
-                                              details=f"account {self.account_id} is not an OAuth account")
+                    raise errors.Unauthorized(
+                        code="NOT_OAUTH",
+                        method="POST",
+                        path=TOKEN_PATH,
+                        details=f"account {self.account_id} is not an OAuth account",
+                    )
                 self._adopt(row, crypto.load_keys())
             if self._due():
                 self._refresh(force=False)
@@ -318,7 +374,9 @@ class StoredTokens:
         return bool(self.clock() >= self._expires_at - ahead)
 
     def _adopt(self, row: dict[str, Any], keys: list[bytes]) -> None:
-        self._access = crypto.decrypt(row["token_ciphertext"], row["token_key_id"], keys, account=row["name"])
+        self._access = crypto.decrypt(
+            row["token_ciphertext"], row["token_key_id"], keys, account=row["name"]
+        )
         self._ciphertext = bytes(row["token_ciphertext"])
         self._expires_at = row["expires_at"]
         self._lifetime = row["lifetime"]
@@ -337,11 +395,16 @@ class StoredTokens:
         rejected = False
         try:
             with self._conn() as conn, conn.transaction():
-                row = queries.execute(conn, "accounts", "oauth_tokens_for_refresh",
-                                      {"id": self.account_id}).fetchone()
+                row = queries.execute(
+                    conn, "accounts", "oauth_tokens_for_refresh", {"id": self.account_id}
+                ).fetchone()
                 if row is None:
-                    raise errors.Unauthorized(code="NOT_OAUTH", method="POST", path=TOKEN_PATH,
-                                              details=f"account {self.account_id} is not an OAuth account")
+                    raise errors.Unauthorized(
+                        code="NOT_OAUTH",
+                        method="POST",
+                        path=TOKEN_PATH,
+                        details=f"account {self.account_id} is not an OAuth account",
+                    )
                 keys = crypto.load_keys()  # after the lock: a key rotation that held it is visible
                 if bytes(row["token_ciphertext"]) != self._ciphertext:
                     held = self._access
@@ -353,20 +416,31 @@ class StoredTokens:
                     return
                 client_secret, refresh_token = _open_secrets(row, keys)
                 try:
-                    pair = request_refresh(row["oauth_token_url"], client_id=row["oauth_client_id"],
-                                           client_secret=client_secret, refresh_token=refresh_token,
-                                           timeout=self.http_timeout, transport=self.transport)
+                    pair = request_refresh(
+                        row["oauth_token_url"],
+                        client_id=row["oauth_client_id"],
+                        client_secret=client_secret,
+                        refresh_token=refresh_token,
+                        timeout=self.http_timeout,
+                        transport=self.transport,
+                    )
                 except RefreshRejected:
                     # committed with the transaction (raising here would roll it back)
                     queries.execute(conn, "accounts", "refresh_rejected", {"id": self.account_id})
-                    logger.error("account %s: Loyverse refused its refresh token; connect the account again",
-                                 row["name"])
+                    logger.error(
+                        "account %s: Loyverse refused its refresh token; connect the account again",
+                        row["name"],
+                    )
                     rejected = True
                     return
                 spent = bytes(row["oauth_ciphertext"])
                 sealed = _seal(keys, pair.access_token, client_secret, pair.refresh_token)
-                stored = queries.execute(conn, "accounts", "store_refreshed_tokens", {
-                    "id": self.account_id, "expires_in": pair.expires_in, **sealed}).fetchone()
+                stored = queries.execute(
+                    conn,
+                    "accounts",
+                    "store_refreshed_tokens",
+                    {"id": self.account_id, "expires_in": pair.expires_in, **sealed},
+                ).fetchone()
                 assert stored is not None
             # committed
         except psycopg.Error:
@@ -375,15 +449,23 @@ class StoredTokens:
             stored = self._store_again(spent, pair, sealed)
         finally:
             if rejected:
-                raise RefreshRejected(code="REFRESH_REJECTED", status=400, method="POST", path=TOKEN_PATH,
-                                      details="the refresh token was refused: connect the account again")
+                raise RefreshRejected(
+                    code="REFRESH_REJECTED",
+                    status=400,
+                    method="POST",
+                    path=TOKEN_PATH,
+                    details="the refresh token was refused: connect the account again",
+                )
         self.refreshes += 1
         self._access = pair.access_token
         self._ciphertext = bytes(sealed["token_ciphertext"])
         self._expires_at = stored["expires_at"]
         self._lifetime = stored["lifetime"]
-        logger.info("account %s: access token refreshed (expires in %s s)", self.account_id,
-                    "?" if pair.expires_in is None else f"{pair.expires_in:g}")
+        logger.info(
+            "account %s: access token refreshed (expires in %s s)",
+            self.account_id,
+            "?" if pair.expires_in is None else f"{pair.expires_in:g}",
+        )
 
     def _due_row(self, row: dict[str, Any]) -> bool:
         self._expires_at, self._lifetime = row["expires_at"], row["lifetime"]
@@ -392,11 +474,23 @@ class StoredTokens:
     def _store_again(self, spent: bytes, pair: TokenPair, sealed: dict[str, Any]) -> dict[str, Any]:
         """The refresh transaction's commit failed with the new pair in hand: write it on a new
         connection, but only over the pair we spent."""
-        logger.warning("account %s: storing the refreshed tokens failed; trying once more", self.account_id)
-        with db.connect(self.conninfo, autocommit=True, application_name="loyverse_sync.oauth") as conn:
-            row = queries.execute(conn, "accounts", "store_refreshed_tokens_if_unchanged", {
-                "id": self.account_id, "expires_in": pair.expires_in, "spent": spent, **sealed}).fetchone()
+        logger.warning(
+            "account %s: storing the refreshed tokens failed; trying once more", self.account_id
+        )
+        with db.connect(
+            self.conninfo, autocommit=True, application_name="loyverse_sync.oauth"
+        ) as conn:
+            row = queries.execute(
+                conn,
+                "accounts",
+                "store_refreshed_tokens_if_unchanged",
+                {"id": self.account_id, "expires_in": pair.expires_in, "spent": spent, **sealed},
+            ).fetchone()
         if row is None:
-            raise errors.Unauthorized(code="REFRESH_LOST", method="POST", path=TOKEN_PATH,
-                                      details="the refreshed tokens could not be stored")
+            raise errors.Unauthorized(
+                code="REFRESH_LOST",
+                method="POST",
+                path=TOKEN_PATH,
+                details="the refreshed tokens could not be stored",
+            )
         return dict(row)

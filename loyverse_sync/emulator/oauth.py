@@ -48,8 +48,14 @@ class Registry:
         self.refresh_tokens: dict[str, str] = {}  # live refresh token -> client_id
         self.spent: set[str] = set()
         self.expiry: dict[str, float] = {}  # access token -> expiry (monotonic + offset)
-        self.counters = {"refreshes": 0, "rejected": 0, "reused": 0, "expired_401": 0, "lost": 0,
-                         "issued": 0}
+        self.counters = {
+            "refreshes": 0,
+            "rejected": 0,
+            "reused": 0,
+            "expired_401": 0,
+            "lost": 0,
+            "issued": 0,
+        }
 
     # -- clock ---------------------------------------------------------------------------
 
@@ -66,18 +72,26 @@ class Registry:
 
     # -- apps and tokens -----------------------------------------------------------------
 
-    def create_app(self, merchant_id: str, client_id: str | None = None,
-                   client_secret: str | None = None) -> dict[str, Any]:
+    def create_app(
+        self, merchant_id: str, client_id: str | None = None, client_secret: str | None = None
+    ) -> dict[str, Any]:
         """A new app of ``merchant_id`` (approved by the merchant) and its first token pair."""
         with self.lock:
             client_id = client_id or "app-" + secrets.token_hex(8)
             if client_id in self.apps:
                 raise ValueError(f"client_id {client_id!r} exists")
-            self.apps[client_id] = {"client_secret": client_secret or secrets.token_urlsafe(24),
-                                    "merchant_id": merchant_id, "refreshes": 0}
+            self.apps[client_id] = {
+                "client_secret": client_secret or secrets.token_urlsafe(24),
+                "merchant_id": merchant_id,
+                "refreshes": 0,
+            }
             pair = self._issue(client_id, None)
-            return {"client_id": client_id, "client_secret": self.apps[client_id]["client_secret"],
-                    "merchant_id": merchant_id, **pair}
+            return {
+                "client_id": client_id,
+                "client_secret": self.apps[client_id]["client_secret"],
+                "merchant_id": merchant_id,
+                **pair,
+            }
 
     def _issue(self, client_id: str, spent_refresh: str | None) -> dict[str, Any]:
         app = self.apps[client_id]
@@ -94,9 +108,13 @@ class Registry:
             self.refresh_tokens[refresh] = client_id
         self.counters["issued"] += 1
         ttl = self.ttl_real()
-        return {"access_token": access, "token_type": "Bearer",
-                "expires_in": int(ttl) if ttl == int(ttl) else round(ttl, 3),
-                "refresh_token": refresh, "scope": "ITEMS_READ ITEMS_WRITE MERCHANT_READ STORES_READ TAXES_READ"}
+        return {
+            "access_token": access,
+            "token_type": "Bearer",
+            "expires_in": int(ttl) if ttl == int(ttl) else round(ttl, 3),
+            "refresh_token": refresh,
+            "scope": "ITEMS_READ ITEMS_WRITE MERCHANT_READ STORES_READ TAXES_READ",
+        }
 
     def expired(self, token: str) -> bool:
         """True (and counted) for an access token past its expiry."""
@@ -114,21 +132,29 @@ class Registry:
 
     # -- the token endpoint ----------------------------------------------------------------
 
-    def token_request(self, method: str, content_type: str, body: bytes) -> tuple[int, dict[str, Any]]:
+    def token_request(
+        self, method: str, content_type: str, body: bytes
+    ) -> tuple[int, dict[str, Any]]:
         """Answer ``POST /oauth/token``: (status, JSON body)."""
         if method != "POST":
             return 405, _error("invalid_request", "use POST")
         if "application/x-www-form-urlencoded" not in (content_type or ""):
-            return 400, _error("invalid_request", "the body must be application/x-www-form-urlencoded")
+            return 400, _error(
+                "invalid_request", "the body must be application/x-www-form-urlencoded"
+            )
         form = {k: v[-1] for k, v in urllib.parse.parse_qs(body.decode("utf-8", "replace")).items()}
         grant = form.get("grant_type")
         if not grant:
             return 400, _error("invalid_request", "grant_type is required")
         if grant != "refresh_token":
-            return 400, _error("unsupported_grant_type", f"grant_type {grant!r} is not supported here")
+            return 400, _error(
+                "unsupported_grant_type", f"grant_type {grant!r} is not supported here"
+            )
         with self.lock:
             app = self.apps.get(form.get("client_id", ""))
-            if app is None or not secrets.compare_digest(app["client_secret"], form.get("client_secret", "")):
+            if app is None or not secrets.compare_digest(
+                app["client_secret"], form.get("client_secret", "")
+            ):
                 self.counters["rejected"] += 1
                 return 401, _error("invalid_client", "unknown client or wrong client_secret")
             token = form.get("refresh_token")
@@ -138,7 +164,9 @@ class Registry:
                 self.counters["rejected"] += 1
                 if token in self.spent:
                     self.counters["reused"] += 1
-                return 400, _error("invalid_grant", "the refresh token is invalid or was already used")
+                return 400, _error(
+                    "invalid_grant", "the refresh token is invalid or was already used"
+                )
             pair = self._issue(form["client_id"], token)
             self.counters["refreshes"] += 1
             app["refreshes"] += 1
@@ -167,18 +195,30 @@ class Registry:
                         raise ValueError("lose_next must be an integer >= 0")
                     self.lose_next = value
                 else:
-                    raise ValueError(f"unknown OAuth setting {key!r}; known: ttl_seconds, rotation, lose_next")
+                    raise ValueError(
+                        f"unknown OAuth setting {key!r}; known: ttl_seconds, rotation, lose_next"
+                    )
             return self.summary()
 
     def summary(self) -> dict[str, Any]:
         """Settings, counters and apps (client ids and counts, never secrets or tokens)."""
         with self.lock:
             return {
-                "ttl_seconds": self.ttl_seconds, "expires_in": self.ttl_real(), "rotation": self.rotation,
-                "lose_next": self.lose_next, "counters": dict(self.counters),
-                "apps": {cid: {"merchant_id": a["merchant_id"], "refreshes": a["refreshes"],
-                               "live_refresh_tokens": sum(1 for c in self.refresh_tokens.values() if c == cid)}
-                         for cid, a in self.apps.items()},
+                "ttl_seconds": self.ttl_seconds,
+                "expires_in": self.ttl_real(),
+                "rotation": self.rotation,
+                "lose_next": self.lose_next,
+                "counters": dict(self.counters),
+                "apps": {
+                    cid: {
+                        "merchant_id": a["merchant_id"],
+                        "refreshes": a["refreshes"],
+                        "live_refresh_tokens": sum(
+                            1 for c in self.refresh_tokens.values() if c == cid
+                        ),
+                    }
+                    for cid, a in self.apps.items()
+                },
             }
 
 
@@ -186,7 +226,9 @@ def _error(code: str, description: str) -> dict[str, Any]:
     return {"error": code, "error_description": description}
 
 
-def admin(registry: Registry, method: str, route: str, doc: dict[str, Any], merchant_id: str | None) -> Any:
+def admin(
+    registry: Registry, method: str, route: str, doc: dict[str, Any], merchant_id: str | None
+) -> Any:
     """``/_emulator/oauth...``: GET oauth (summary), POST oauth (settings), POST oauth/apps
     (a new app + first pair), POST oauth/advance {"seconds"}. Raises KeyError for others."""
     if route == "oauth" and method == "GET":
