@@ -221,3 +221,17 @@ def test_a_refused_token_that_was_only_reencrypted_is_refreshed_at_once(conn, ds
         emu.state.oauth.advance(43200)
         client.get_merchant()  # one 401, one refresh, sent again
     assert counters(emu)["expired_401"] == 1 and counters(emu)["refreshes"] == 2
+
+
+def test_the_importer_fetches_with_an_oauth_account_through_an_expiry(conn, dsn, emu, fernet_key):
+    from loyverse_sync.importer import snapshot
+
+    account_id = add(conn, emu)
+    rid = accounts.add_restaurant(conn, "Cafe")
+    accounts.link_restaurant(conn, rid, account_id, emu.merchants[0]["store_ids"][0])
+    first = snapshot.fetch(dsn, rid)
+    assert first.counts["item"] == 3 and counters(emu)["refreshes"] == 1
+    emu.state.oauth.advance(43200)
+    again = snapshot.fetch(dsn, rid)
+    assert again.counts["item"] == 3
+    assert counters(emu)["expired_401"] == 1 and counters(emu)["refreshes"] == 2
