@@ -133,6 +133,13 @@ _COUNT = _common.IntBetween(0, 1_000_000)
     show_default=True,
     help="Changing default_price rewrites store prices equal to the old default.",
 )
+@click.option(
+    "--oauth",
+    "oauth_apps",
+    is_flag=True,
+    help="Give each merchant an OAuth app and print its client id, secret and tokens "
+    "(access tokens expire after 43200 s / --time-scale).",
+)
 def serve(
     host: str,
     port: int,
@@ -147,6 +154,7 @@ def serve(
     retry_after: float | None,
     stores_merge: str,
     default_price_moves_stores: bool,
+    oauth_apps: bool = False,
 ) -> None:
     """Serve the emulator until Ctrl-C or SIGTERM."""
     try:
@@ -154,7 +162,7 @@ def serve(
             host=host, port=port, menu=menu_spec, seed=seed, time_scale=time_scale, token=token,
             merchants=merchants, stores=stores, state_file=state_file, state_from=state_from,
             stores_merge=stores_merge, default_price_moves_stores=default_price_moves_stores,
-            retry_after=retry_after,
+            retry_after=retry_after, oauth_apps=oauth_apps,
         )  # fmt: skip
         emu.start()
     except (OSError, ValueError) as exc:
@@ -173,8 +181,18 @@ def serve(
             )
             click.echo(f"  stores: {', '.join(m['store_ids'])}")
             click.echo(f"  tokens: {', '.join(m['tokens'])}")
+            for app in (a for a in emu.oauth_apps if a["merchant_id"] == m["merchant_id"]):
+                click.echo(
+                    f"  OAuth app: client_id {app['client_id']}  client_secret {app['client_secret']}"
+                )
+                click.echo(
+                    f"    refresh_token {app['refresh_token']}  access_token {app['access_token']}"
+                    f" (expires in {app['expires_in']} s)"
+                )
         click.echo(f"base URL:  {emu.base_url}")
         click.echo(f"admin URL: {emu.admin_url}")
+        if oauth_apps:
+            click.echo(f"token URL: {emu.token_url}")
         sys.stdout.flush()
         while not done.wait(0.5):
             pass
@@ -326,3 +344,56 @@ def state_cmd(url: str, merchant_id: str | None) -> None:
     """Print the state dump (items with variants and store prices, categories, ...) as JSON."""
     result = _admin_call(url, lambda c: c.state(merchant_id))
     click.echo(json.dumps(result, indent=2, ensure_ascii=False))
+
+
+@emulator.command("oauth", cls=_Command)
+@_url_option
+@click.option(
+    "--ttl",
+    "ttl_seconds",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Access-token lifetime in emulated seconds (default 43200).",
+)
+@click.option(
+    "--rotation",
+    type=click.Choice(["strict", "keep"]),
+    help="strict: a refresh token works once; keep: it stays valid.",
+)
+@click.option(
+    "--lose-next",
+    type=click.IntRange(0),
+    help="Apply the next N refreshes but answer them with a 500.",
+)
+@click.option(
+    "--advance",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Move the OAuth clock forward by S emulated seconds.",
+)
+@click.option(
+    "--new-app", is_flag=True, help="Create an OAuth app (of --merchant) and print its tokens."
+)
+@_merchant_option
+def oauth_cmd(
+    url: str,
+    ttl_seconds: float | None,
+    rotation: str | None,
+    lose_next: int | None,
+    advance: float | None,
+    new_app: bool,
+    merchant_id: str | None,
+) -> None:
+    """OAuth apps: settings, clock, a new app; prints the settings and counters."""
+    settings = {
+        k: v
+        for k, v in (("ttl_seconds", ttl_seconds), ("rotation", rotation), ("lose_next", lose_next))
+        if v is not None
+    }
+    if new_app:
+        click.echo(
+            json.dumps(_admin_call(url, lambda c: c.create_oauth_app(merchant_id)), indent=2)
+        )
+    if settings:
+        _admin_call(url, lambda c: c.set_oauth(**settings))
+    if advance is not None:
+        _admin_call(url, lambda c: c.advance_oauth_clock(advance))
+    click.echo(json.dumps(_admin_call(url, lambda c: c.oauth()), indent=2))

@@ -55,9 +55,9 @@ def link(restaurant_ref: str, account_ref: str, store_id: str, no_check: bool) -
         store_name = None
         if not no_check:
             account_obj = accounts.get_account(conn, account_id)
-            from loyverse_sync.loyverse import client as lv_client
+            from loyverse_sync import oauth
 
-            with lv_client.LoyverseClient(account_obj.base_url, account_obj.token) as lv:
+            with oauth.client_for(account_obj, conn.info.dsn, connection=conn) as lv:
                 stores = {s["id"]: s for s in lv.list_stores()}
             if store_id not in stores:
                 known = ", ".join(f"{s['id']} ({s.get('name')})" for s in stores.values()) or "none"

@@ -18,7 +18,7 @@ from typing import Any
 import psycopg
 from prometheus_client import core, exposition, registry
 
-from loyverse_sync import accounts, db, queries
+from loyverse_sync import accounts, db, oauth, queries
 
 logger = logging.getLogger(__name__)
 
@@ -344,7 +344,6 @@ def health(
 
 
 def _token_checks(conn: psycopg.Connection[Any], ttl: float) -> list[Check]:
-    from loyverse_sync.loyverse import client as lv_client
     from loyverse_sync.loyverse import errors as lv_errors
 
     result = []
@@ -362,11 +361,12 @@ def _token_checks(conn: psycopg.Connection[Any], ttl: float) -> list[Check]:
             continue
         try:
             account = accounts.get_account(conn, r["account_id"])
-            with lv_client.LoyverseClient(
-                account.base_url, account.token, max_attempts=2, timeout=10
-            ) as lv:
+            with oauth.client_for(account, conn.info.dsn, connection=conn if conn.autocommit else None,
+                                  max_attempts=2, timeout=10) as lv:
                 lv.get_merchant()
             valid, detail = True, "valid (checked now with GET /merchant/)"
+        except oauth.RefreshRejected:
+            valid, detail = False, "REJECTED by Loyverse: the OAuth refresh token was refused; connect the account again"
         except lv_errors.Unauthorized:
             valid, detail = False, "REJECTED by Loyverse (401): the token was revoked or expired"
         except lv_errors.LoyverseError as exc:

@@ -28,6 +28,7 @@ from loyverse_sync.emulator import state as st
 
 API_PREFIX = "/v1.0"
 ADMIN_PREFIX = "/_emulator"
+OAUTH_TOKEN_PATH = "/oauth/token"
 
 # code, decimals, country, business name
 _MERCHANTS = [
@@ -200,6 +201,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         try:
             if path == API_PREFIX or path.startswith(API_PREFIX + "/"):
                 self._api(method, path, split.query, body)
+            elif path.rstrip("/") == OAUTH_TOKEN_PATH:
+                status, doc = self.server.emulator.state.oauth.token_request(
+                    method, self.headers.get("Content-Type") or "", body
+                )
+                self._send(status, _dumps(doc), [("Cache-Control", "no-store")])
             elif path == ADMIN_PREFIX or path.startswith(ADMIN_PREFIX + "/"):
                 self._admin(method, path[len(ADMIN_PREFIX) :].strip("/"), split.query, body)
             else:
@@ -420,6 +426,7 @@ class EmulatorServer:
         default_price_moves_stores: bool = False,
         retry_after: float | None = None,
         webhook_attempts: int = 3,
+        oauth_apps: bool = False,
     ) -> None:
         self.host = host
         self.port = port
@@ -445,6 +452,11 @@ class EmulatorServer:
                 retry_after=retry_after,
             )
             merchant.faults.update(seed=seed)
+        #: with ``oauth_apps``: one OAuth app per merchant, with its first token pair
+        #: (``[{"client_id", "client_secret", "merchant_id", "access_token", "refresh_token", ...}]``)
+        self.oauth_apps: list[dict[str, Any]] = (
+            [self.state.oauth.create_app(m) for m in self.state.merchants] if oauth_apps else []
+        )
         self.dispatcher = webhooks.Dispatcher(self.state, attempts=webhook_attempts)
         self.stopping = threading.Event()
         self._httpd: _HTTPServer | None = None
@@ -514,6 +526,11 @@ class EmulatorServer:
         return self.url + ADMIN_PREFIX
 
     @property
+    def token_url(self) -> str:
+        """The OAuth token endpoint (``POST``, form-encoded)."""
+        return self.url + OAUTH_TOKEN_PATH
+
+    @property
     def merchants(self) -> list[dict[str, Any]]:
         with self.state.lock:
             return [m.summary() for m in self.state.merchants.values()]
@@ -539,6 +556,10 @@ class EmulatorServer:
         merchant_id = doc.pop("merchant_id", None) or query.get("merchant_id") or None
         if merchant_id is not None and merchant_id not in state.merchants:
             raise KeyError(f"merchant {merchant_id}")
+        if route == "oauth" or route.startswith("oauth/"):
+            from loyverse_sync.emulator import oauth
+
+            return oauth.admin(state.oauth, method, route, doc, merchant_id)
         if method == "GET":
             if route == "health":
                 return {"status": "ok", "merchants": len(state.merchants)}

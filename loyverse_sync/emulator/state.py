@@ -258,6 +258,9 @@ class State:
         self._log_id = 0
         self._change_id = 0
         self._last_ms = 0
+        from loyverse_sync.emulator import oauth
+
+        self.oauth = oauth.Registry(self)  # OAuth apps and their expiring tokens
 
     # -- clock -----------------------------------------------------------------------------
 
@@ -330,7 +333,7 @@ class State:
         token = token.strip()
         with self.lock:
             merchant_id = self.tokens.get(token)
-            if merchant_id is None:
+            if merchant_id is None or self.oauth.expired(token):
                 return None
             return self.merchants[merchant_id], token
 

@@ -418,9 +418,13 @@ def default_client_factory(
     """
 
     def make(account: accounts.Account, on_request: Callable[[client_mod.RequestRecord], None]) -> client_mod.LoyverseClient:
-        return client_mod.LoyverseClient(
-            account.base_url,
-            account.token,
+        from loyverse_sync import oauth
+
+        # an OAuth account's token refreshes on the drain's connection, under its row lock
+        return oauth.client_for(
+            account,
+            conninfo,
+            connection=connection,
             governor=governor_mod.PostgresGovernor(conninfo, account.id, connection=connection),
             timeout=config.http_timeout,
             max_attempts=config.http_max_attempts,
