@@ -351,7 +351,7 @@ def state_cmd(url: str, merchant_id: str | None) -> None:
 @click.option(
     "--ttl",
     "ttl_seconds",
-    type=click.FloatRange(min=0, min_open=True),
+    type=_common.seconds(limits.SECONDS_MAX * 365, low_open=True),
     help="Access-token lifetime in emulated seconds (default 43200).",
 )
 @click.option(
@@ -361,12 +361,12 @@ def state_cmd(url: str, merchant_id: str | None) -> None:
 )
 @click.option(
     "--lose-next",
-    type=click.IntRange(0),
+    type=_common.IntBetween(0, 1_000_000),
     help="Apply the next N refreshes but answer them with a 500.",
 )
 @click.option(
     "--advance",
-    type=click.FloatRange(min=0, min_open=True),
+    type=_common.seconds(limits.SECONDS_MAX * 365, low_open=True),
     help="Move the OAuth clock forward by S emulated seconds.",
 )
 @click.option(
