@@ -128,6 +128,26 @@ def _positive(ctx: click.Context, param: click.Parameter, value: float | None) -
     show_default=True,
     help="Changing default_price rewrites store prices equal to the old default.",
 )
+@click.option(
+    "--post-semantics",
+    type=click.Choice(state.POST_SEMANTICS_CHOICES),
+    default="merge",
+    show_default=True,
+    help="An update POST keeps what it omits (merge) or resets it to the create defaults (whole).",
+)
+@click.option(
+    "--webhooks-list",
+    type=click.Choice(state.WEBHOOKS_LIST_CHOICES),
+    default="object",
+    show_default=True,
+    help='GET /webhooks/ answers {"webhooks": [...]} (object) or a bare array.',
+)
+@click.option(
+    "--webhook-https-only/--no-webhook-https-only",
+    default=False,
+    show_default=True,
+    help="POST /webhooks/ refuses URLs that are not https://.",
+)
 def serve(
     host: str,
     port: int,
@@ -142,6 +162,9 @@ def serve(
     retry_after: float | None,
     stores_merge: str,
     default_price_moves_stores: bool,
+    post_semantics: str,
+    webhooks_list: str,
+    webhook_https_only: bool,
 ) -> None:
     """Serve the emulator until Ctrl-C or SIGTERM."""
     try:
@@ -149,7 +172,8 @@ def serve(
             host=host, port=port, menu=menu_spec, seed=seed, time_scale=time_scale, token=token,
             merchants=merchants, stores=stores, state_file=state_file, state_from=state_from,
             stores_merge=stores_merge, default_price_moves_stores=default_price_moves_stores,
-            retry_after=retry_after,
+            retry_after=retry_after, post_semantics=post_semantics, webhooks_list=webhooks_list,
+            webhook_https_only=webhook_https_only,
         )  # fmt: skip
         emu.start()
     except (OSError, ValueError) as exc:
@@ -264,6 +288,9 @@ def faults_cmd(
 @click.option("--no-retry-after", is_flag=True, help="Stop sending Retry-After.")
 @click.option("--rate-limit", type=click.IntRange(1), help="Requests per window (default 300).")
 @click.option("--no-rate-limit", is_flag=True, help="Disable the rate limit.")
+@click.option("--post-semantics", type=click.Choice(state.POST_SEMANTICS_CHOICES))
+@click.option("--webhooks-list", type=click.Choice(state.WEBHOOKS_LIST_CHOICES))
+@click.option("--webhook-https-only/--no-webhook-https-only", default=None)
 def modes_cmd(
     url: str,
     merchant_id: str | None,
@@ -273,9 +300,20 @@ def modes_cmd(
     no_retry_after: bool,
     rate_limit: int | None,
     no_rate_limit: bool,
+    post_semantics: str | None,
+    webhooks_list: str | None,
+    webhook_https_only: bool | None,
 ) -> None:
     """Show or switch the [UNKNOWN]-behaviour modes of one merchant."""
-    values: dict[str, Any] = {}
+    values: dict[str, Any] = {
+        k: v
+        for k, v in (
+            ("post_semantics", post_semantics),
+            ("webhooks_list", webhooks_list),
+            ("webhook_https_only", webhook_https_only),
+        )
+        if v is not None
+    }
     if stores_merge is not None:
         values["stores_merge"] = stores_merge
     if default_price_moves_stores is not None:

@@ -399,8 +399,9 @@ class EmulatorServer:
 
     `menu` is "demo", "empty" or a number of items for the first merchant; `time_scale` X
     divides the rate-limit window (X=100: 300 requests per 3 s); `token` fixes the first
-    merchant's first token. `stores_merge`, `default_price_moves_stores` and `retry_after`
-    set the [UNKNOWN] modes for every merchant (docs/emulator.md).
+    merchant's first token. `stores_merge`, `default_price_moves_stores`, `retry_after`,
+    `post_semantics` ("merge" or "whole"), `webhooks_list` ("object" or "array") and
+    `webhook_https_only` set the [UNKNOWN] modes for every merchant (docs/emulator.md).
     """
 
     def __init__(
@@ -420,6 +421,9 @@ class EmulatorServer:
         default_price_moves_stores: bool = False,
         retry_after: float | None = None,
         webhook_attempts: int = 3,
+        post_semantics: str = "merge",
+        webhooks_list: str = "object",
+        webhook_https_only: bool = False,
     ) -> None:
         self.host = host
         self.port = port
@@ -440,6 +444,9 @@ class EmulatorServer:
                 stores_merge=stores_merge,
                 default_price_moves_stores=default_price_moves_stores,
                 retry_after=retry_after,
+                post_semantics=post_semantics,
+                webhooks_list=webhooks_list,
+                webhook_https_only=webhook_https_only,
             )
             merchant.faults.update(seed=seed)
         self.dispatcher = webhooks.Dispatcher(self.state, attempts=webhook_attempts)

@@ -506,8 +506,18 @@ class LoyverseClient:
         )
 
     def list_webhooks(self) -> list[Json]:
-        """GET /webhooks/: every subscription (not paginated)."""
-        return list(self._iter("/webhooks/", "webhooks", {}))
+        """GET /webhooks/: every subscription (not paginated).
+
+        The reference answers a bare array, an SDK reads ``{"webhooks": [...]}``: both are
+        accepted (the emulator's ``webhooks_list`` mode serves either)."""
+        path = "/webhooks/"
+        data = self._request("GET", path, endpoint=path, params={}, retry=True)
+        rows = data.get("webhooks") if isinstance(data, dict) else data
+        if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+            raise self._malformed(
+                "GET", path, 200, 'an array of objects, bare or as "webhooks"', data
+            )
+        return rows
 
     def post_webhook(self, body: Mapping[str, Any]) -> Json:
         """POST /webhooks/: update when ``id`` is set (retried), else subscribe (not retried
