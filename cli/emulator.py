@@ -92,6 +92,11 @@ def _positive(ctx: click.Context, param: click.Parameter, value: float | None) -
     type=click.Path(exists=True, file_okay=False),
     help="Load the first merchant from Loyverse-format JSON files in DIR.",
 )
+@click.option(
+    "--rich-menu",
+    is_flag=True,
+    help="Generated menus also have composite items, suppliers, purchase costs, two taxes, ...",
+)
 @click.option("--token", help="Fix the first merchant's first token (else random).")
 @click.option(
     "--time-scale",
@@ -155,6 +160,7 @@ def serve(
     seed: int,
     state_file: str | None,
     state_from: str | None,
+    rich_menu: bool,
     token: str | None,
     time_scale: float,
     merchants: int,
@@ -173,7 +179,7 @@ def serve(
             merchants=merchants, stores=stores, state_file=state_file, state_from=state_from,
             stores_merge=stores_merge, default_price_moves_stores=default_price_moves_stores,
             retry_after=retry_after, post_semantics=post_semantics, webhooks_list=webhooks_list,
-            webhook_https_only=webhook_https_only,
+            webhook_https_only=webhook_https_only, rich_menu=rich_menu,
         )  # fmt: skip
         emu.start()
     except (OSError, ValueError) as exc:
