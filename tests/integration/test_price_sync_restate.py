@@ -1,11 +1,11 @@
 """The price write restates the whole item: right whether Loyverse merges an update POST into
 the stored item or reads it as the whole object (the emulator's `post_semantics` modes).
 
-A chain-wide price change is synced into the demo's menu and into a rich generated menu
-(options, modifiers, two taxes, costs and purchase costs, barcodes, composite items, sold by
-weight, suppliers, stock levels, three stores of which two are mapped); afterwards every
-field of every item is as before except the synced store prices (a fingerprint of every
-item). A Loyverse answer that resets a restated field fails the rows with VERIFY_FAILED.
+A chain-wide price change is synced into the demo's menu (`loyverse-sync demo`; 40 of its
+150 items mapped) and into a rich generated menu (options, modifiers, two taxes, costs and
+purchase costs, barcodes, composite items, sold by weight, suppliers, stock levels, three
+stores of which two are mapped); afterwards every field of every item is as before except
+the synced store prices (a fingerprint of every item). A Loyverse answer that resets a restated field fails the rows with VERIFY_FAILED.
 """
 
 from __future__ import annotations
@@ -22,8 +22,12 @@ FAST = engine.EngineConfig(backoff_base=0.01, backoff_cap=0.05, http_max_attempt
 
 
 def _emulator(menu: str, post_semantics: str) -> server.EmulatorServer:
-    emu = server.EmulatorServer(menu="demo" if menu == "demo" else 60, seed=4, stores=3, time_scale=100,
-                                rich_menu=menu == "rich", post_semantics=post_semantics)
+    if menu == "demo":  # the menu `loyverse-sync demo` serves (cli/demo.py): 150 items, seed 7, 2 stores
+        emu = server.EmulatorServer(menu=150, seed=7, stores=2, merchants=1, time_scale=100,
+                                    post_semantics=post_semantics)
+    else:
+        emu = server.EmulatorServer(menu=60, seed=4, stores=3, time_scale=100, rich_menu=True,
+                                    post_semantics=post_semantics)
     for m in emu.merchants:
         emu.state.set_modes(m["merchant_id"], rate_limit=None)
     return emu
@@ -33,8 +37,8 @@ def _emulator(menu: str, post_semantics: str) -> server.EmulatorServer:
 @pytest.mark.parametrize("menu", ["demo", "rich"])
 def test_a_chain_wide_change_changes_nothing_but_the_synced_prices(conn, dsn, fernet_key, menu, post_semantics):
     with _emulator(menu, post_semantics) as emu:
-        # two of the three stores are mapped: the third store's prices must not move either
-        seed = testing.seed_from_emulator(conn, emu, stores=2, rate_limit_window_seconds=3.0)
+        # rich: two of the three stores are mapped, the third store's prices must not move either
+        seed = testing.seed_from_emulator(conn, emu, stores=2, items=40, rate_limit_window_seconds=3.0)
         before = harness.item_fingerprints(emu, seed.merchant_id, seed.products)
         since = emu.state.requests_since(0)[-1]["id"]
         changed = conn.execute("update public.products set price = price + 1").rowcount
