@@ -9,7 +9,7 @@ import sys
 import click
 import psycopg
 
-from loyverse_sync import accounts, crypto
+from loyverse_sync import accounts, crypto, limits
 from loyverse_sync.cli import _common
 
 
@@ -37,7 +37,7 @@ def _read_token(token_env: str | None) -> str:
 
 
 @account.command("add")
-@click.option("--name", required=True, help="A name for the account (unique).")
+@click.option("--name", type=_common.Name(), required=True, help="A name for the account (unique).")
 @click.option(
     "--token-env",
     metavar="VAR",
@@ -52,14 +52,14 @@ def _read_token(token_env: str | None) -> str:
 @click.option("--no-check", is_flag=True, help="Do not check the token with GET /merchant/.")
 @click.option(
     "--rate-limit",
-    type=click.IntRange(min=1),
+    type=_common.IntBetween(limits.RATE_LIMIT_REQUESTS_MIN, limits.RATE_LIMIT_REQUESTS_MAX),
     default=300,
     show_default=True,
     help="Requests per window (the account's budget).",
 )
 @click.option(
     "--rate-window",
-    type=click.FloatRange(min=0.001),
+    type=_common.FloatBetween(limits.RATE_WINDOW_SECONDS_MIN, limits.RATE_WINDOW_SECONDS_MAX),
     default=300.0,
     show_default=True,
     help="Window in seconds.",

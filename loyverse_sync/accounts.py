@@ -13,7 +13,7 @@ from typing import Any
 
 import psycopg
 
-from loyverse_sync import crypto, queries
+from loyverse_sync import crypto, limits, queries
 
 
 class NotFound(Exception):
@@ -79,7 +79,12 @@ def _first(row: Any) -> Any:
 
 def resolve_account_id(conn: psycopg.Connection[Any], ref: str | int) -> int:
     """An account by id or by name."""
-    row = queries.execute(conn, "accounts", "resolve_account", {"ref": str(ref)}).fetchone()
+    text = str(ref).strip()
+    # an id only when it fits bigint: a longer number is a name (or nothing), not an overflow
+    as_id = int(text) if text.isdigit() and int(text) <= limits.BIGINT_MAX else None
+    row = queries.execute(
+        conn, "accounts", "resolve_account", {"ref": str(ref), "id": as_id}
+    ).fetchone()
     if row is None:
         raise NotFound(f"no Loyverse account {ref!r} (see `loyverse-sync account list`)")
     return int(_first(row))

@@ -66,19 +66,7 @@ def procrastinate_migration_files() -> list[pathlib.Path]:
     return sorted(files, key=lambda p: p.name)
 
 
-_RECORD_TABLE = """
-create table if not exists loyverse.procrastinate_migrations (
-    name text primary key,
-    procrastinate_version text not null,
-    applied_at timestamptz not null default now(),
-    applied_how text not null
-        constraint applied_how_is_valid check (applied_how in ('schema', 'migration'))
-);
-comment on table loyverse.procrastinate_migrations is
-    'Which of procrastinate''s own migration files this database contains: "schema" = part of the '
-    'schema.sql installed by migration 0001, "migration" = applied later by db migrate after a '
-    'procrastinate upgrade.';
-"""
+SCHEMA_FILE = "0010_schema.sql"
 
 
 def install_procrastinate_schema(conn: Any) -> None:
@@ -86,12 +74,8 @@ def install_procrastinate_schema(conn: Any) -> None:
     from procrastinate import schema
 
     cur = conn.cursor()
-    cur.execute("create schema if not exists loyverse")
-    cur.execute(
-        "comment on schema loyverse is 'loyverse-sync: the integration with the Loyverse POS "
-        "(queue, mappings, logs, settings). Tables are internal; query the views.'"
-    )
-    cur.execute(_RECORD_TABLE)
+    # our schema and the record table: sql/0010_schema.sql, the one definition of both
+    cur.execute((sql_dir() / SCHEMA_FILE).read_text(encoding="utf-8").encode())
     cur.execute(schema.SchemaManager.get_schema())
     version = procrastinate_version()
     for f in procrastinate_migration_files():

@@ -1,3 +1,5 @@
+-- Loyverse merchant accounts: the encrypted token, currency and the rate budget every
+-- process on the account shares. Internal; loyverse.account_overview shows it without tokens.
 create table loyverse.accounts (
     id bigint generated always as identity primary key,
     name text not null

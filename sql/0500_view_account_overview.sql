@@ -1,3 +1,4 @@
+-- Accounts as operators see them: currency, rate budget, 429s and linked restaurants, never tokens.
 create view loyverse.account_overview as
 select a.id as account_id,
        a.name,

@@ -63,6 +63,14 @@ pg_server = factories.postgresql_noproc(
 postgresql = factories.postgresql("pg_server")
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Everything under tests/chaos/ is slow (the fast lane, `scripts/test --fast`, skips it)."""
+    chaos = pathlib.Path(__file__).parent / "chaos"
+    for item in items:
+        if chaos in pathlib.Path(str(item.path)).parents:
+            item.add_marker(pytest.mark.slow)
+
+
 def server_conninfo(dbname: str) -> str:
     return pg_conninfo.make_conninfo(
         host=SERVER["host"],

@@ -460,7 +460,7 @@ def load_into(merchant: st.Merchant, menu: dict[str, list[dict[str, Any]]]) -> N
                 kind,
                 data["id"],
                 data,
-                created_ms=st.ms_from_iso(data["created_at"]),
+                created_ms=_created_ms(data),
                 updated_ms=_updated_ms(data),
             )
     max_sku = merchant.next_sku - 1

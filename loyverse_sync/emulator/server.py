@@ -434,8 +434,11 @@ class EmulatorServer:
         self.port = port
         self.state_file = state_file
         if state_file and os.path.exists(state_file):
-            with open(state_file, encoding="utf-8") as fh:
-                self.state = st.State.from_json(json.load(fh), time_scale=time_scale)
+            try:
+                with open(state_file, encoding="utf-8") as fh:
+                    self.state = st.State.from_json(json.load(fh), time_scale=time_scale)
+            except ValueError as exc:  # not JSON, or not a state `--state` saved
+                raise ValueError(f"--state {state_file}: {exc}") from None
             if token and token not in self.state.tokens:
                 self.state.add_token(self.state.merchant().id, token)
         else:

@@ -538,6 +538,9 @@ class State:
 
     @classmethod
     def from_json(cls, doc: dict[str, Any], *, time_scale: float = 1.0) -> State:
+        """A state saved by ``save``; a document that is not one raises ValueError naming the
+        first bad place (e.g. ``merchants[0].collections.variants[3]: no variant_id``)."""
+        check_state_document(doc)
         state = cls(time_scale=time_scale)
         for md in doc["merchants"]:
             m = Merchant(md["profile"], time_scale=time_scale)
@@ -549,12 +552,49 @@ class State:
                     key: Any = (
                         (data["variant_id"], data["store_id"])
                         if kind == "inventory"
-                        else data.get("id", data.get("variant_id"))
+                        else data["variant_id"] if kind == "variants" else data["id"]
                     )
                     m.restore(kind, key, Record(data, seq, created_ms, updated_ms, extra))
             state.add_merchant(m)
             state.oauth_secrets.update(md.get("oauth", {}))
         return state
+
+
+#: the key each collection's records are stored under (inventory: two keys)
+_STATE_KEYS = {"variants": ("variant_id",), "inventory": ("variant_id", "store_id")}
+
+
+def check_state_document(doc: Any) -> None:
+    """Raise ValueError naming the first place where ``doc`` is not a saved emulator state."""
+
+    def bad(where: str, what: str) -> ValueError:
+        return ValueError(f"{where}: {what}")
+
+    if not isinstance(doc, dict) or not isinstance(doc.get("merchants"), list):
+        raise bad("(top)", "not an emulator state (expected {\"merchants\": [...]}, as `--state` saves)")
+    for mi, md in enumerate(doc["merchants"]):
+        where = f"merchants[{mi}]"
+        if not isinstance(md, dict):
+            raise bad(where, "not an object")
+        if not isinstance(md.get("profile"), dict) or not isinstance(md["profile"].get("id"), str):
+            raise bad(f"{where}.profile", "no merchant id")
+        if not isinstance(md.get("tokens"), list) or not all(isinstance(t, str) for t in md["tokens"]):
+            raise bad(f"{where}.tokens", "not a list of strings")
+        collections = md.get("collections")
+        if not isinstance(collections, dict):
+            raise bad(f"{where}.collections", "not an object")
+        for kind, rows in collections.items():
+            if not isinstance(rows, list):
+                raise bad(f"{where}.collections.{kind}", "not a list")
+            for ri, row in enumerate(rows):
+                place = f"{where}.collections.{kind}[{ri}]"
+                if not (isinstance(row, list) and len(row) == 5 and isinstance(row[3], dict)
+                        and all(isinstance(n, int) for n in row[:3])):
+                    raise bad(place, "not [seq, created_ms, updated_ms, object, extra]")
+                for key in _STATE_KEYS.get(kind, ("id",)):
+                    value = row[3].get(key)
+                    if not isinstance(value, str) or not value:
+                        raise bad(place, f"no {key} (a non-empty string)")
 
 
 def validate_modes(modes: dict[str, Any]) -> dict[str, Any]:

@@ -562,6 +562,9 @@ def drain_account(
                     "lease_seconds": config.lease_seconds, "scan_rows": config.scan_rows,
                 }).fetchall()
                 if not rows:
+                    # caught up: book a wake for the next row still waiting (a retry's backoff, a
+                    # batch boundary) so it goes out when due, not at the next minute's sweep
+                    queries.execute(conn, "pricesync", "wake_when_due", {"account_id": account_id})
                     break
                 lease = _Lease(conn, claimed_by, config.lease_seconds)
                 before_requests = counter["n"]

@@ -29,6 +29,10 @@ class Seed:
     items: dict[str, str]  # variant_id -> item_id
 
 
+# What the menu import writes on a mapping whose Loyverse price is VARIABLE (sql/0610).
+VARIABLE_REASON = "VARIABLE price in Loyverse: imported as 0"
+
+
 def seed_from_emulator(
     conn: psycopg.Connection[Any],
     emu: Any,
@@ -75,12 +79,16 @@ def seed_from_emulator(
                 if variant.get("deleted_at"):
                     continue
                 entry = next((e for e in variant.get("stores") or [] if e["store_id"] == store_id), None)
-                price = entry.get("price") if entry and entry.get("pricing_type") == "FIXED" else None
+                pricing = (entry or {}).get("pricing_type") or variant.get("default_pricing_type") or "FIXED"
+                price = entry.get("price") if entry and pricing == "FIXED" else None
                 if price is None:
                     price = variant.get("default_price") or 0
-                rows.append((item, variant, decimal.Decimal(str(price)).quantize(decimal.Decimal("0.01"))))
+                if pricing == "VARIABLE":
+                    price = 0  # as the import does: a 0 placeholder, flagged (see VARIABLE_REASON)
+                rows.append((item, variant, decimal.Decimal(str(price)).quantize(decimal.Decimal("0.01")),
+                             pricing == "VARIABLE"))
         with conn.cursor() as cur:
-            for item, variant, price in rows:
+            for item, variant, price, variable in rows:
                 name = (item.get("item_name") or "item")[:50]
                 opt = variant.get("option1_value")
                 cur.execute(
@@ -91,8 +99,10 @@ def seed_from_emulator(
                 cur.execute(
                     "insert into loyverse.loyverse_item_mappings (product_id, restaurant_id, account_id,"
                     " loyverse_item_id, loyverse_variant_id, loyverse_store_id, last_synced_price,"
-                    " last_synced_at, sync_direction) values (%s, %s, %s, %s, %s, %s, %s, now(), 'FROM_LOYVERSE')",
-                    (product_id, restaurant_id, account_id, item["id"], variant["variant_id"], store_id, price),
+                    " last_synced_at, sync_direction, needs_attention, attention_reason)"
+                    " values (%s, %s, %s, %s, %s, %s, %s, now(), 'FROM_LOYVERSE', %s, %s)",
+                    (product_id, restaurant_id, account_id, item["id"], variant["variant_id"], store_id, price,
+                     variable, VARIABLE_REASON if variable else None),
                 )
                 products[(variant["variant_id"], store_id)] = product_id
                 variant_items[variant["variant_id"]] = item["id"]
@@ -119,13 +129,18 @@ def loyverse_prices(emu: Any, merchant_id: str) -> dict[tuple[str, str], decimal
 
 
 def db_prices(conn: psycopg.Connection[Any], account_id: int) -> dict[tuple[str, str], decimal.Decimal]:
-    """(variant_id, store_id) -> our final rounded price, as Loyverse should show it."""
+    """(variant_id, store_id) -> our final rounded price, as Loyverse should show it.
+
+    Mappings of a VARIABLE price (entered at the counter; imported as a 0 placeholder and
+    flagged) are left out: there is no price of ours that Loyverse should show for them.
+    """
     rows = conn.execute(
         "select m.loyverse_variant_id, m.loyverse_store_id,"
         " loyverse.round_price(p.price, s.price_rounding_rule, a.decimal_places) as price"
         " from loyverse.loyverse_item_mappings m join public.products p on p.id = m.product_id"
         " join loyverse.loyverse_price_sync_settings s on s.restaurant_id = m.restaurant_id"
-        " join loyverse.accounts a on a.id = m.account_id where m.account_id = %s",
+        " join loyverse.accounts a on a.id = m.account_id where m.account_id = %s"
+        " and not (m.needs_attention and m.attention_reason like 'VARIABLE price%%')",
         (account_id,),
     ).fetchall()
     out = {}

@@ -12,7 +12,7 @@ returning id
 
 -- name: resolve_account
 select id from loyverse.accounts
- where name = %(ref)s or (%(ref)s ~ '^[0-9]+$' and id = %(ref)s::bigint)
+ where name = %(ref)s or id = %(id)s::bigint
  order by (name = %(ref)s) desc
  limit 1
 

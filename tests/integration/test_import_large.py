@@ -11,6 +11,7 @@ from loyverse_sync.emulator import server
 from loyverse_sync.importer import runs, snapshot, testing
 
 
+@pytest.mark.slow
 def test_ten_thousand_items_arrive_whole(dsn: str, conn: psycopg.Connection[Any], fernet_key: bytes) -> None:
     with server.EmulatorServer(menu=10000, token="tok", merchants=1, seed=3) as emu:
         restaurant_id, _account_id, store_id = testing.link_emulator(conn, emu)

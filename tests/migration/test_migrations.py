@@ -50,7 +50,7 @@ def test_every_rollback_has_its_migration():
 
 def test_migrate_on_an_empty_database_gives_everything_and_twice_is_a_noop(empty_database):
     applied = db.migrate(empty_database)
-    assert applied[:2] == ["0001_procrastinate_schema", "0002_foundation"]
+    assert applied[:2] == ["0001_procrastinate_schema", "0002_baseline"]
     assert db.migrate(empty_database) == []
     assert all(m.applied for m in db.status(empty_database))
     with psycopg.connect(empty_database) as c:
@@ -79,12 +79,12 @@ def test_migrate_on_an_empty_database_gives_everything_and_twice_is_a_noop(empty
 def test_rollback_then_migrate_again(empty_database):
     db.migrate(empty_database)
     undone = db.rollback(empty_database, "2")
-    assert "0002_foundation" not in undone
+    assert "0002_baseline" not in undone
     undone = db.rollback(empty_database, "1")
-    assert "0002_foundation" in undone
+    assert "0002_baseline" in undone
     with psycopg.connect(empty_database) as c:
         assert c.execute("select to_regclass('public.products')").fetchone()[0] is None
-    assert "0002_foundation" in db.migrate(empty_database)
+    assert "0002_baseline" in db.migrate(empty_database)
 
 
 def test_rollback_to_an_unknown_migration_names_the_known_ones(empty_database):

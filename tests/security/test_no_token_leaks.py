@@ -47,6 +47,7 @@ def cli(env, *args, input=None):
     return proc
 
 
+@pytest.mark.slow
 def test_the_token_leaks_nowhere(dsn, conn, emu, fernet_key, tmp_path):
     assert emu.merchants[0]["tokens"][0] == TOKEN
     seed = testing.seed_from_emulator(conn, emu, stores=2, rate_limit_window_seconds=3.0)

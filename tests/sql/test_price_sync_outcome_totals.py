@@ -17,7 +17,7 @@ import uuid
 import psycopg
 import pytest
 
-from loyverse_sync import db, queries
+from loyverse_sync import queries
 
 
 def metric(conn):
@@ -218,28 +218,6 @@ def test_deleting_a_restaurant_deletes_its_totals(conn, world):
     conn.execute("delete from public.restaurants where id = %s", (world["restaurants"][1],))
     assert metric(conn) == {("R0", "done"): 1}
     assert conn.execute("select count(*) as n from loyverse.loyverse_price_sync_outcome_totals").fetchone()["n"] == 1
-
-
-def test_the_migration_seeds_the_totals_from_the_queue_so_the_metric_continues(conn, world):
-    """0056 starts each total at the count the previous metric showed."""
-    up = (db.migrations_dir() / "0056_outcome_totals.sql").read_text()
-    down = (db.migrations_dir() / "0056_outcome_totals.rollback.sql").read_text()
-    with conn.transaction():
-        conn.execute(down)
-    assert conn.execute("select to_regclass('loyverse.loyverse_price_sync_outcome_totals') as t").fetchone()["t"] is None
-    p = world["products"]
-    conn.execute("update public.products set price = 50")
-    for pid, status in zip(p, ("done", "done", "failed", "dead", "done", "cancelled"), strict=True):
-        conn.execute("update loyverse.loyverse_price_sync_queue set status = %s, completed_at = now()"
-                     " where product_id = %s", (status, pid))
-    conn.execute("insert into loyverse.loyverse_price_sync_queue (product_id, restaurant_id, account_id, status,"
-                 " new_price, price_to_send) values (%s, %s, %s, 'dead', 1, 1)", (p[0], uuid.uuid4(), world["account_id"]))
-    before = queue_outcomes(conn)
-    with conn.transaction():
-        conn.execute(up)
-    assert metric(conn) == before == {("R0", "done"): 2, ("R0", "failed"): 1, ("R1", "dead"): 1, ("R1", "done"): 1}
-    send(conn, world, {p[5]: "done"})
-    assert metric(conn)[("R1", "done")] == 2
 
 
 @pytest.mark.parametrize(("constraint", "row"), [

@@ -1,13 +1,15 @@
 """rate_governor_take (one UPDATE ... RETURNING since 0052) behaves exactly like the version
-it replaced (insert on conflict, select for update, update), which the 0052 rollback restores:
+it replaced (insert on conflict, select for update, update), kept in tests/sql/previous/:
 same waits, same bucket rows, same errors, in every state a bucket can be in."""
 
 from __future__ import annotations
 
+import pathlib
+
 import psycopg
 import pytest
 
-from loyverse_sync import db
+PREVIOUS = pathlib.Path(__file__).parent / "previous"
 
 # (rate_limit_requests, rate_limit_window_seconds, rate_limit_safety): the usual budget, a
 # wide safety margin (burst 20), and the smallest budget (burst 1, rate 1/s).
@@ -75,7 +77,7 @@ def _errors(conn: psycopg.Connection) -> list[tuple[str, str]]:
 def test_take_matches_the_previous_definition(conn):
     new = _take_all(conn)
     new_errors = _errors(conn)
-    rollback = (db.migrations_dir() / "0052_governor_cost.rollback.sql").read_text(encoding="utf-8")
+    rollback = (PREVIOUS / "rate_governor_take_before_0052.sql").read_text(encoding="utf-8")
     with conn.transaction(force_rollback=True):
         conn.execute(rollback.encode())
         old = _take_all(conn)

@@ -1,0 +1,4687 @@
+-- depends: 0001_procrastinate_schema
+-- The baseline: the whole schema of loyverse-sync as sql/ describes it (one file per object,
+-- in dependency order), after procrastinate's own schema (0001). Built by
+-- scripts/build_baseline.py from sql/; do not edit by hand. From 0.1.0 on it is frozen and
+-- every change is a new migration that says why.
+
+-- ---- sql/0000_roles.sql ----
+-- Roles are cluster-wide: created only when missing, so a second database migrates. Two
+-- databases migrating at once (parallel test workers, two deploys) may both find a role
+-- missing: the loser's duplicate is ignored.
+do $$
+declare
+  v_role text;
+begin
+  foreach v_role in array array['loyverse_app', 'loyverse_worker', 'loyverse_readonly'] loop
+    if not exists (select 1 from pg_roles where rolname = v_role) then
+      begin
+        execute format('create role %I nologin', v_role);
+      exception when duplicate_object or unique_violation then
+        null;  -- created meanwhile by a concurrent migration
+      end;
+    end if;
+  end loop;
+end $$;
+
+-- ---- sql/0010_schema.sql ----
+-- The integration's own schema, and the record of which procrastinate migration files this
+-- database contains. Migration 0001 runs this file before procrastinate's schema.sql (it
+-- records into the table), so both statements are idempotent.
+create schema if not exists loyverse;
+
+comment on schema loyverse is
+    'loyverse-sync: the integration with the Loyverse POS (queue, mappings, logs, settings). '
+    'Tables are internal; query the views.';
+
+create table if not exists loyverse.procrastinate_migrations (
+    name text primary key,
+    procrastinate_version text not null,
+    applied_at timestamptz not null default now(),
+    applied_how text not null
+        constraint applied_how_is_valid check (applied_how in ('schema', 'migration'))
+);
+
+comment on table loyverse.procrastinate_migrations is
+    'Which of procrastinate''s own migration files this database contains: "schema" = part of the '
+    'schema.sql installed by migration 0001, "migration" = applied later by db migrate after a '
+    'procrastinate upgrade.';
+
+-- ---- sql/0100_table_restaurants.sql ----
+-- The main app's restaurants: the catalogue's root. loyverse-sync reads id and name and links
+-- each restaurant to one Loyverse store (loyverse_restaurant_links).
+create table public.restaurants (
+    id uuid primary key default gen_random_uuid(),
+    name text not null
+        constraint restaurant_name_is_not_blank check (btrim(name) <> ''),
+    created_at timestamptz not null default now(),
+    updated_at timestamptz not null default now()
+);
+
+comment on table public.restaurants is 'The main app''s restaurants. loyverse-sync reads id and name.';
+
+-- ---- sql/0105_table_categories.sql ----
+-- The main app's menu categories; the import maps a Loyverse category to one per restaurant.
+create table public.categories (
+    id uuid primary key default gen_random_uuid(),
+    restaurant_id uuid not null references public.restaurants (id) on delete cascade,
+    name text not null
+        constraint category_name_is_not_blank check (btrim(name) <> ''),
+    sort_order integer not null default 0,
+    is_active boolean not null default true,
+    created_at timestamptz not null default now(),
+    updated_at timestamptz not null default now()
+);
+
+create index categories_restaurant_id_idx on public.categories (restaurant_id);
+
+comment on table public.categories is 'The main app''s menu categories (a Loyverse category, per restaurant).';
+
+-- ---- sql/0110_table_product_groups.sql ----
+-- A sellable item with its variants (one Loyverse item): the products of a group are its
+-- variants, so a whole item can be rebuilt for Loyverse.
+create table public.product_groups (
+    id uuid primary key default gen_random_uuid(),
+    restaurant_id uuid not null references public.restaurants (id) on delete cascade,
+    category_id uuid references public.categories (id) on delete set null,
+    name text not null
+        constraint product_group_name_is_not_blank check (btrim(name) <> ''),
+    description text,
+    option1_name text,
+    option2_name text,
+    option3_name text,
+    created_at timestamptz not null default now(),
+    updated_at timestamptz not null default now()
+);
+
+create index product_groups_restaurant_id_idx on public.product_groups (restaurant_id);
+
+comment on table public.product_groups is
+    'A sellable item with its variants (one Loyverse item); its products are the variants, so a '
+    'whole item can be rebuilt for Loyverse.';
+
+-- ---- sql/0115_table_products.sql ----
+-- The main app's products, one per sellable Loyverse variant. The main app's
+-- UPDATE products SET price = ... is what price sync starts from (triggers in sql/04xx).
+create table public.products (
+    id uuid primary key default gen_random_uuid(),
+    restaurant_id uuid not null references public.restaurants (id) on delete cascade,
+    category_id uuid references public.categories (id) on delete set null,
+    product_group_id uuid references public.product_groups (id) on delete set null,
+    name text not null
+        constraint product_name_is_not_blank check (btrim(name) <> ''),
+    sku text
+        constraint product_sku_is_not_blank check (sku is null or btrim(sku) <> ''),
+    price numeric(12, 2) not null
+        constraint product_price_is_nonnegative check (price >= 0),
+    is_active boolean not null default true,
+    option1_value text,
+    option2_value text,
+    option3_value text,
+    created_at timestamptz not null default now(),
+    updated_at timestamptz not null default now(),
+    stock_quantity numeric(12, 3)
+);
+
+create index products_restaurant_id_idx on public.products (restaurant_id);
+
+create index products_category_id_idx on public.products (category_id);
+
+create index products_product_group_id_idx on public.products (product_group_id);
+
+create unique index products_restaurant_id_sku_idx on public.products (restaurant_id, sku)
+    where sku is not null;
+
+comment on table public.products is
+    'The main app''s products: one product = one sellable Loyverse variant. The main app changes '
+    'prices with UPDATE products SET price = ...; loyverse-sync does the rest.';
+
+comment on column public.products.price is 'Price in major units of the account currency, as sold at the counter.';
+
+comment on column public.products.product_group_id is 'The item this product is a variant of (null: a one-variant item).';
+
+comment on column public.products.stock_quantity is
+    'Stock in the restaurant''s linked Loyverse store as of the last `import run --with-inventory` '
+    '(may be negative: Loyverse allows selling below zero); null = never imported.';
+
+-- ---- sql/0120_table_modifier_groups.sql ----
+-- A Loyverse modifier (e.g. "Milk") per restaurant, as the menu import brings it.
+create table public.modifier_groups (
+    id uuid primary key default gen_random_uuid(),
+    restaurant_id uuid not null references public.restaurants (id) on delete cascade,
+    name text not null
+        constraint modifier_group_name_is_not_blank check (btrim(name) <> ''),
+    position integer not null default 0,
+    created_at timestamptz not null default now(),
+    updated_at timestamptz not null default now()
+);
+
+create index modifier_groups_restaurant_id_idx on public.modifier_groups (restaurant_id);
+
+comment on table public.modifier_groups is 'A Loyverse modifier (e.g. "Milk"), per restaurant.';
+
+-- ---- sql/0125_table_modifier_options.sql ----
+-- The options of a modifier (e.g. "Oat milk" +0.50), as the menu import brings them.
+create table public.modifier_options (
+    id uuid primary key default gen_random_uuid(),
+    modifier_group_id uuid not null references public.modifier_groups (id) on delete cascade,
+    name text not null
+        constraint modifier_option_name_is_not_blank check (btrim(name) <> ''),
+    price numeric(12, 2) not null default 0
+        constraint modifier_option_price_is_nonnegative check (price >= 0),
+    position integer not null default 0,
+    created_at timestamptz not null default now(),
+    updated_at timestamptz not null default now()
+);
+
+create index modifier_options_modifier_group_id_idx on public.modifier_options (modifier_group_id);
+
+comment on table public.modifier_options is 'An option of a modifier (e.g. "Oat milk" +0.50).';
+
+-- ---- sql/0130_table_product_modifier_groups.sql ----
+-- Which modifier groups a product offers (Loyverse's item modifier_ids, per product).
+create table public.product_modifier_groups (
+    product_id uuid not null references public.products (id) on delete cascade,
+    modifier_group_id uuid not null references public.modifier_groups (id) on delete cascade,
+    primary key (product_id, modifier_group_id)
+);
+
+create index product_modifier_groups_modifier_group_id_idx on public.product_modifier_groups (modifier_group_id);
+
+comment on table public.product_modifier_groups is 'Which modifier groups a product offers.';
+
+-- ---- sql/0135_table_accounts.sql ----
+-- Loyverse merchant accounts: the encrypted token, currency and the rate budget every
+-- process on the account shares. Internal; loyverse.account_overview shows it without tokens.
+create table loyverse.accounts (
+    id bigint generated always as identity primary key,
+    name text not null
+        constraint account_name_is_valid check (btrim(name) <> '' and length(name) <= 100),
+    merchant_id text,
+    business_name text,
+    currency_code text not null default 'EUR'
+        constraint currency_code_is_iso4217 check (currency_code ~ '^[A-Z]{3}$'),
+    decimal_places smallint not null default 2
+        constraint decimal_places_is_between_0_and_3 check (decimal_places between 0 and 3),
+    base_url text not null default 'https://api.loyverse.com/v1.0'
+        constraint base_url_is_http check (base_url ~ '^https?://'),
+    token_ciphertext bytea not null,
+    token_key_id text not null,
+    token_checked_at timestamptz,
+    token_valid boolean,
+    rate_limit_requests integer not null default 300
+        constraint rate_limit_requests_is_positive check (rate_limit_requests > 0),
+    rate_limit_window_seconds double precision not null default 300
+        constraint rate_limit_window_is_positive check (rate_limit_window_seconds > 0),
+    rate_limit_safety double precision not null default 0.97
+        constraint rate_limit_safety_is_between_half_and_one check (rate_limit_safety > 0.5 and rate_limit_safety <= 1),
+    created_at timestamptz not null default now(),
+    updated_at timestamptz not null default now(),
+    constraint accounts_name_key unique (name)
+);
+
+comment on table loyverse.accounts is
+    'Loyverse merchant accounts. The token is encrypted by the application (Fernet); the key never '
+    'reaches the database. Internal: query loyverse.account_overview.';
+
+comment on column loyverse.accounts.token_key_id is 'Fingerprint of the key that encrypted the token (not the key).';
+
+comment on column loyverse.accounts.rate_limit_safety is
+    'Share of the documented budget the governor spends (0.97 = 291 of 300 per window).';
+
+-- ---- sql/0140_table_account_rate_state.sql ----
+-- The shared token bucket of each account (rate_governor_take): one row per account, so
+-- every process on it paces its requests against the same budget.
+create table loyverse.account_rate_state (
+    account_id bigint primary key references loyverse.accounts (id) on delete cascade,
+    tokens double precision not null,
+    refreshed_at timestamptz not null,
+    throttled_until timestamptz,
+    slow_until timestamptz,
+    requests_total bigint not null default 0,
+    rate_limited_total bigint not null default 0,
+    last_rate_limited_at timestamptz
+);
+
+comment on table loyverse.account_rate_state is
+    'The shared token bucket of each account (see rate_governor_take). Negative tokens are '
+    'reservations already handed out.';
+
+-- ---- sql/0145_table_loyverse_restaurant_links.sql ----
+-- Which Loyverse account and store each restaurant sells through (one store per
+-- restaurant): the key from a price change to the store whose price it sets.
+create table loyverse.loyverse_restaurant_links (
+    restaurant_id uuid primary key references public.restaurants (id) on delete cascade,
+    account_id bigint not null references loyverse.accounts (id) on delete cascade,
+    store_id text not null
+        constraint store_id_is_not_blank check (btrim(store_id) <> ''),
+    store_name text,
+    linked_at timestamptz not null default now(),
+    constraint loyverse_restaurant_links_account_id_store_id_key unique (account_id, store_id)
+);
+
+create index loyverse_restaurant_links_account_id_idx on loyverse.loyverse_restaurant_links (account_id);
+
+comment on table loyverse.loyverse_restaurant_links is
+    'Which Loyverse account and store each restaurant sells through (one store per restaurant).';
+
+-- ---- sql/0150_table_loyverse_item_mappings.sql ----
+-- Our product <-> a Loyverse variant in the restaurant's store: how price sync knows where
+-- to write, and why a re-import updates in place instead of duplicating.
+create table loyverse.loyverse_item_mappings (
+    id bigint generated always as identity primary key,
+    product_id uuid not null references public.products (id) on delete cascade,
+    restaurant_id uuid not null references public.restaurants (id) on delete cascade,
+    account_id bigint not null references loyverse.accounts (id) on delete cascade,
+    loyverse_item_id text not null,
+    loyverse_variant_id text not null,
+    loyverse_store_id text not null,
+    last_synced_price numeric(12, 2),
+    last_synced_at timestamptz,
+    last_synced_version bigint,
+    sync_direction text not null default 'FROM_LOYVERSE'
+        constraint mapping_direction_is_valid check (sync_direction in ('TO_LOYVERSE', 'FROM_LOYVERSE', 'BIDIRECTIONAL')),
+    needs_attention boolean not null default false,
+    attention_reason text,
+    import_run_id bigint,
+    created_at timestamptz not null default now(),
+    updated_at timestamptz not null default now(),
+    constraint loyverse_item_mappings_product_id_key unique (product_id),
+    constraint loyverse_item_mappings_restaurant_id_variant_id_key unique (restaurant_id, loyverse_variant_id),
+    price_factor numeric(12, 6) not null default 1
+);
+
+create index loyverse_item_mappings_account_id_item_id_idx on loyverse.loyverse_item_mappings (account_id, loyverse_item_id);
+
+comment on table loyverse.loyverse_item_mappings is
+    'Our product <-> a Loyverse variant (of an item) in the restaurant''s store. A re-import '
+    'updates mapped products in place through this table, so nothing is ever duplicated.';
+
+comment on column loyverse.loyverse_item_mappings.last_synced_price is
+    'The price we last saw in (or wrote to) Loyverse for this store: the base for detecting edits made at the counter.';
+
+comment on column loyverse.loyverse_item_mappings.sync_direction is
+    'How the mapping was last synced: FROM_LOYVERSE (import) or TO_LOYVERSE (price sync).';
+
+comment on column loyverse.loyverse_item_mappings.price_factor is
+    'Our price / the Loyverse store price, as the menu import converted it for the restaurant''s '
+    'prices_include_tax (1 + ADDED rate, or 1 / (1 + INCLUDED rate); 1 when no conversion). Price '
+    'sync sends round(products.price / price_factor, currency decimals).';
+
+-- ---- sql/0155_table_loyverse_price_sync_settings.sql ----
+-- Per-restaurant price-sync settings (the plan's PriceSyncSettings), changed only through
+-- loyverse.update_price_sync_settings so every change is validated and logged.
+create table loyverse.loyverse_price_sync_settings (
+    restaurant_id uuid primary key references public.restaurants (id) on delete cascade,
+    enabled boolean not null default true,
+    sync_direction text not null default 'TO_LOYVERSE'
+        constraint sync_direction_is_valid check (sync_direction in ('TO_LOYVERSE', 'FROM_LOYVERSE', 'BIDIRECTIONAL')),
+    sync_frequency text not null default 'REALTIME'
+        constraint sync_frequency_is_valid check (sync_frequency in ('REALTIME', 'BATCH_5MIN', 'BATCH_HOURLY', 'MANUAL')),
+    include_category_ids uuid[] not null default '{}',
+    exclude_category_ids uuid[] not null default '{}',
+    price_rounding_rule text not null default 'NONE'
+        constraint price_rounding_rule_is_valid check (price_rounding_rule in ('NONE', 'NEAREST_0.05', 'NEAREST_0.10', 'UP', 'DOWN')),
+    notify_on_error boolean not null default false,
+    notification_email text
+        constraint notification_email_is_valid check (notification_email is null or notification_email ~ '^[^@[:space:]]+@[^@[:space:]]+\.[^@[:space:]]+$'),
+    max_attempts integer not null default 8
+        constraint max_attempts_is_between_1_and_50 check (max_attempts between 1 and 50),
+    priority integer not null default 0
+        constraint priority_is_between_minus_100_and_100 check (priority between -100 and 100),
+    paused boolean not null default false,
+    paused_at timestamptz,
+    prices_include_tax boolean not null default true,
+    alert_failure_rate double precision not null default 0.2
+        constraint alert_failure_rate_is_a_fraction check (alert_failure_rate > 0 and alert_failure_rate <= 1),
+    alert_queue_depth integer not null default 1000
+        constraint alert_queue_depth_is_positive check (alert_queue_depth > 0),
+    alert_oldest_pending_seconds integer not null default 900
+        constraint alert_oldest_pending_seconds_is_positive check (alert_oldest_pending_seconds > 0),
+    alert_dead_letters integer not null default 1
+        constraint alert_dead_letters_is_positive check (alert_dead_letters > 0),
+    created_at timestamptz not null default now(),
+    updated_at timestamptz not null default now(),
+    constraint notify_on_error_needs_an_email check (not notify_on_error or notification_email is not null),
+    constraint categories_are_not_both_included_and_excluded check (not (include_category_ids && exclude_category_ids))
+);
+
+comment on table loyverse.loyverse_price_sync_settings is
+    'Per-restaurant price-sync settings (the plan''s PriceSyncSettings). Change them through '
+    'loyverse.update_price_sync_settings() or `loyverse-sync sync settings set`.';
+
+comment on column loyverse.loyverse_price_sync_settings.include_category_ids is 'Empty = every category.';
+
+comment on column loyverse.loyverse_price_sync_settings.prices_include_tax is
+    'Whether our prices include tax; decides how imported prices treat Loyverse ADDED taxes.';
+
+-- ---- sql/0160_table_loyverse_price_sync_queue.sql ----
+-- The coalescing price-sync queue: one pending row per product (partial unique index), claimed
+-- by workers with FOR UPDATE SKIP LOCKED; a claimed row is never rewritten, a new one is made.
+create table loyverse.loyverse_price_sync_queue (
+    id bigint generated always as identity primary key,
+    -- No foreign keys here: each cost a check per queued row in a bulk UPDATE's trigger.
+    -- product_id is read from public.products while it is locked (loyverse.tg_products__
+    -- delete_price_sync_rows explains how); deleting products deletes their rows through
+    -- that statement trigger, which is also how a restaurant's rows go with its products.
+    -- restaurant_id and account_id are the mapping's (which has their foreign keys), copied
+    -- when the row is queued; an account's rows go with loyverse.tg_accounts__delete_price_sync_rows.
+    product_id uuid not null,
+    restaurant_id uuid not null,
+    account_id bigint not null,
+    status text not null default 'pending'
+        constraint queue_status_is_valid check (status in ('pending', 'processing', 'done', 'failed', 'dead', 'conflict', 'cancelled')),
+    source text not null default 'trigger'
+        constraint queue_source_is_valid check (source in ('trigger', 'manual', 'retry', 'resolve', 'requeue', 'settings')),
+    priority integer not null default 0,
+    version bigint not null default 1
+        constraint queue_version_is_positive check (version > 0),
+    old_price numeric(12, 2),
+    new_price numeric(12, 2) not null
+        constraint queue_new_price_is_nonnegative check (new_price >= 0),
+    price_to_send numeric(12, 3) not null
+        constraint queue_price_to_send_is_nonnegative check (price_to_send >= 0),
+    attempts integer not null default 0
+        constraint queue_attempts_is_nonnegative check (attempts >= 0),
+    max_attempts integer not null default 8
+        constraint queue_max_attempts_is_positive check (max_attempts > 0),
+    last_error text,
+    last_error_code text,
+    error_details jsonb,
+    next_attempt_at timestamptz not null default now(),
+    lease_until timestamptz,
+    claimed_by text,
+    created_at timestamptz not null default now(),
+    updated_at timestamptz not null default now(),
+    completed_at timestamptz,
+    constraint processing_rows_have_a_lease check (status <> 'processing' or lease_until is not null),
+    loyverse_item_id text
+) with (fillfactor = 50);  -- room on the page for a new version of every row on it: coalescing
+                           -- changes into pending rows stays a HOT update, even when a bulk
+                           -- UPDATE coalesces into every row of the page at once
+
+-- One pending row per product: the coalescing unit. Claimed rows are never mutated; a
+-- change that arrives meanwhile makes a new pending row.
+create unique index loyverse_price_sync_queue_product_id_pending_idx
+    on loyverse.loyverse_price_sync_queue (product_id) where status = 'pending';
+
+-- The claim: due pending rows of one account, highest priority first.
+create index loyverse_price_sync_queue_claim_idx
+    on loyverse.loyverse_price_sync_queue (account_id, priority desc, next_attempt_at, id) where status = 'pending';
+
+-- The claim picks whole Loyverse items: every pending row of an item, found without the mappings.
+create index loyverse_price_sync_queue_account_id_loyverse_item_id_idx
+    on loyverse.loyverse_price_sync_queue (account_id, loyverse_item_id) where status = 'pending';
+
+-- An item with a row in flight is not claimed again (writes restate every variant of an item).
+create index loyverse_price_sync_queue_account_id_loyverse_item_id_processing_idx
+    on loyverse.loyverse_price_sync_queue (account_id, loyverse_item_id) where status = 'processing';
+
+-- A claim's rows, for the lease heartbeat and completion. lease_until itself is not indexed:
+-- extending a lease then changes no indexed column, so it is a HOT update (no index
+-- entries); expired leases are found among an account's few processing rows.
+create index loyverse_price_sync_queue_claimed_by_idx
+    on loyverse.loyverse_price_sync_queue (claimed_by) where status = 'processing';
+
+create index loyverse_price_sync_queue_product_id_processing_idx
+    on loyverse.loyverse_price_sync_queue (product_id) where status = 'processing';
+
+create index loyverse_price_sync_queue_restaurant_id_status_idx
+    on loyverse.loyverse_price_sync_queue (restaurant_id, status) where status in ('failed', 'dead', 'conflict');
+
+create index loyverse_price_sync_queue_completed_at_idx
+    on loyverse.loyverse_price_sync_queue (completed_at) where status in ('done', 'cancelled');
+
+comment on table loyverse.loyverse_price_sync_queue is
+    'Price changes waiting for, in, or done with their write to Loyverse. Internal: query '
+    'loyverse.price_sync_status and the other views.';
+
+comment on column loyverse.loyverse_price_sync_queue.old_price is 'Price before the first change this row coalesces.';
+
+comment on column loyverse.loyverse_price_sync_queue.new_price is 'Price after the last change this row coalesces.';
+
+comment on column loyverse.loyverse_price_sync_queue.price_to_send is 'new_price after the restaurant''s rounding rule and the currency''s decimals.';
+
+comment on column loyverse.loyverse_price_sync_queue.version is 'Bumped by each coalesced change.';
+
+comment on column loyverse.loyverse_price_sync_queue.loyverse_item_id is
+    'The mapping''s Loyverse item when the row was queued (copied when queued), so a claim groups whole '
+    'items through an index. Null only for rows inserted by hand: the claim copies it from the mapping.';
+
+-- ---- sql/0162_table_loyverse_price_sync_outcome_totals.sql ----
+-- Cumulative outcomes of price changes per restaurant: what `loyverse-sync metrics` exports as
+-- the counter loyverse_sync_items_total. Kept apart from the queue so that a scrape reads a
+-- few rows per restaurant, and so that pruning the queue, retrying or resolving rows, or
+-- deleting an account never lowers a total. A restaurant's totals go with the restaurant.
+create table loyverse.loyverse_price_sync_outcome_totals (
+    restaurant_id uuid not null references public.restaurants (id) on delete cascade,
+    outcome text not null
+        constraint outcome_total_outcome_is_valid check (outcome in ('done', 'failed', 'dead')),
+    total bigint not null default 0
+        constraint outcome_total_is_nonnegative check (total >= 0),
+    constraint loyverse_price_sync_outcome_totals_pkey primary key (restaurant_id, outcome)
+);
+
+comment on table loyverse.loyverse_price_sync_outcome_totals is
+    'How many times a price-sync queue row of each restaurant entered status done, failed or dead '
+    '(a row that enters one again counts again). Only ever increases: kept by '
+    'loyverse.complete_price_sync_batch and the queue''s trigger _100_count_outcome; '
+    'seeded by migration 0056 from the queue rows retained then. '
+    'Read by `loyverse-sync metrics`.';
+
+comment on column loyverse.loyverse_price_sync_outcome_totals.total is
+    'Times a row of this restaurant entered this outcome (loyverse_sync_items_total).';
+
+-- ---- sql/0165_table_loyverse_sync_logs.sql ----
+-- The audit of every sync batch, import run and undo, with counts and error details.
+create table loyverse.loyverse_sync_logs (
+    id bigint generated always as identity primary key,
+    restaurant_id uuid references public.restaurants (id) on delete set null,
+    account_id bigint references loyverse.accounts (id) on delete set null,
+    sync_type text not null
+        constraint sync_type_is_valid check (sync_type in ('PRICE_SYNC', 'MENU_IMPORT', 'IMPORT_UNDO', 'MANUAL_TRIGGER', 'RETRY', 'NOTIFICATION')),
+    status text not null default 'RUNNING'
+        constraint sync_log_status_is_valid check (status in ('RUNNING', 'SUCCESS', 'FAILED', 'PARTIAL')),
+    items_total integer not null default 0,
+    items_succeeded integer not null default 0,
+    items_failed integer not null default 0,
+    items_skipped integer not null default 0,
+    requests_made integer not null default 0,
+    error_details jsonb not null default '[]',
+    details jsonb not null default '{}',
+    started_at timestamptz not null default now(),
+    completed_at timestamptz,
+    constraint sync_log_counts_are_nonnegative check (items_total >= 0 and items_succeeded >= 0 and items_failed >= 0 and items_skipped >= 0 and requests_made >= 0),
+    constraint sync_log_completes_after_it_starts check (completed_at is null or completed_at >= started_at)
+);
+
+create index loyverse_sync_logs_restaurant_id_started_at_idx on loyverse.loyverse_sync_logs (restaurant_id, started_at desc);
+
+create index loyverse_sync_logs_started_at_idx on loyverse.loyverse_sync_logs (started_at desc);
+
+comment on table loyverse.loyverse_sync_logs is 'One row per sync batch, import run or undo, with counts and error details.';
+
+-- ---- sql/0170_table_loyverse_import_runs.sql ----
+-- Menu imports from Loyverse with their live progress (items_done of items_total) and outcome.
+create table loyverse.loyverse_import_runs (
+    id bigint generated always as identity primary key,
+    restaurant_id uuid not null references public.restaurants (id) on delete cascade,
+    account_id bigint references loyverse.accounts (id) on delete set null,
+    snapshot_id bigint,
+    status text not null default 'PENDING'
+        constraint import_run_status_is_valid check (status in ('PENDING', 'RUNNING', 'SUCCESS', 'PARTIAL', 'FAILED', 'UNDONE')),
+    dry_run boolean not null default false,
+    options jsonb not null default '{}',
+    items_total integer not null default 0,
+    items_done integer not null default 0,
+    created_count integer not null default 0,
+    updated_count integer not null default 0,
+    skipped_count integer not null default 0,
+    duplicated_count integer not null default 0,
+    failed_count integer not null default 0,
+    report jsonb not null default '{}',
+    error text,
+    started_at timestamptz not null default now(),
+    updated_at timestamptz not null default now(),
+    completed_at timestamptz,
+    undone_at timestamptz
+);
+
+create index loyverse_import_runs_restaurant_id_idx on loyverse.loyverse_import_runs (restaurant_id, started_at desc);
+
+comment on table loyverse.loyverse_import_runs is 'Menu imports from Loyverse, with live progress (items_done of items_total).';
+
+-- ---- sql/0175_table_loyverse_import_journal.sql ----
+-- Before- and after-images of every row an import touched, so `import undo` restores them exactly.
+create table loyverse.loyverse_import_journal (
+    id bigint generated always as identity primary key,
+    run_id bigint not null references loyverse.loyverse_import_runs (id) on delete cascade,
+    table_name text not null
+        constraint journal_table_is_known check (table_name in ('categories', 'product_groups', 'products', 'modifier_groups', 'modifier_options', 'product_modifier_groups', 'loyverse_item_mappings')),
+    row_key text not null,
+    action text not null
+        constraint journal_action_is_valid check (action in ('INSERT', 'UPDATE', 'DELETE')),
+    before_image jsonb,
+    after_image jsonb,
+    created_at timestamptz not null default now(),
+    constraint loyverse_import_journal_run_id_table_name_row_key_key unique (run_id, table_name, row_key),
+    constraint updates_keep_a_before_image check (action = 'INSERT' or before_image is not null)
+);
+
+comment on table loyverse.loyverse_import_journal is
+    'Before- and after-images of every row an import run touched, so `import undo` can restore them.';
+comment on column loyverse.loyverse_import_journal.row_key is
+    'The row''s key (id, or product_id:modifier_group_id for a link); for rows an import created, '
+    'journaled set-based, ''#<xid>.<batch>.<chunk>'' with after_image a JSON array of up to 5,000 row images.';
+
+-- ---- sql/0180_table_loyverse_notification_outbox.sql ----
+-- Emails waiting to be sent (error digests, alerts, recoveries): written in the transaction
+-- that decides them, sent by the worker, so none is lost or sent for a rolled-back change.
+create table loyverse.loyverse_notification_outbox (
+    id bigint generated always as identity primary key,
+    restaurant_id uuid references public.restaurants (id) on delete cascade,
+    kind text not null
+        constraint notification_kind_is_valid check (kind in ('ERROR_DIGEST', 'ALERT', 'RECOVERY')),
+    recipient text not null
+        constraint notification_recipient_is_an_email check (recipient ~ '^[^@[:space:]]+@[^@[:space:]]+\.[^@[:space:]]+$'),
+    subject text not null,
+    body text not null,
+    payload jsonb not null default '{}',
+    dedupe_key text,
+    status text not null default 'pending'
+        constraint notification_status_is_valid check (status in ('pending', 'sending', 'sent', 'failed')),
+    attempts integer not null default 0,
+    next_attempt_at timestamptz not null default now(),
+    last_error text,
+    created_at timestamptz not null default now(),
+    sent_at timestamptz,
+    constraint loyverse_notification_outbox_dedupe_key_key unique (dedupe_key)
+);
+
+create index loyverse_notification_outbox_pending_idx on loyverse.loyverse_notification_outbox (next_attempt_at) where status = 'pending';
+
+comment on table loyverse.loyverse_notification_outbox is 'Emails waiting to be sent (error digests, alerts, recoveries); sent by the worker.';
+
+-- ---- sql/0200_table_loyverse_snapshots.sql ----
+-- Menu snapshots fetched from Loyverse (import fetch): one row per fetch, with its time, so
+-- preview and run reuse a recent snapshot instead of fetching the whole menu again.
+create table loyverse.loyverse_snapshots (
+    id bigint generated always as identity primary key,
+    account_id bigint not null references loyverse.accounts (id) on delete cascade,
+    restaurant_id uuid references public.restaurants (id) on delete cascade,
+    store_id text,
+    merchant jsonb not null default '{}',
+    with_inventory boolean not null default false,
+    show_deleted boolean not null default true,
+    requests_made integer not null default 0,
+    pages integer not null default 0,
+    counts jsonb not null default '{}',
+    fetch_seconds double precision,
+    fetched_at timestamptz not null default now(),
+    constraint snapshot_requests_are_nonnegative check (requests_made >= 0 and pages >= 0)
+);
+
+create index loyverse_snapshots_account_id_fetched_at_idx on loyverse.loyverse_snapshots (account_id, fetched_at desc);
+
+comment on table loyverse.loyverse_snapshots is
+    'A whole Loyverse menu as fetched at fetched_at (raw objects in loyverse_snapshot_objects). '
+    'A snapshot row exists only once every page arrived: a failed fetch writes nothing.';
+comment on column loyverse.loyverse_snapshots.counts is 'Objects fetched per kind, e.g. {"item": 120, "category": 8}.';
+
+-- ---- sql/0205_table_loyverse_snapshot_objects.sql ----
+-- The raw JSON objects of a snapshot, exactly as Loyverse sent them (no cleaning here: the
+-- import functions validate them, so a hostile object is reported, not silently fixed).
+create table loyverse.loyverse_snapshot_objects (
+    snapshot_id bigint not null references loyverse.loyverse_snapshots (id) on delete cascade,
+    seq integer not null,
+    kind text not null
+        constraint snapshot_object_kind_is_valid check (kind in ('store', 'category', 'item', 'modifier', 'tax', 'inventory')),
+    loyverse_id text,
+    payload jsonb not null,
+    primary key (snapshot_id, seq)
+);
+
+create index loyverse_snapshot_objects_snapshot_id_kind_loyverse_id_idx
+    on loyverse.loyverse_snapshot_objects (snapshot_id, kind, loyverse_id);
+
+comment on table loyverse.loyverse_snapshot_objects is
+    'Raw Loyverse objects of a snapshot in fetch order (seq). loyverse_id is the object''s id when '
+    'it is a string (variant_id:store_id for inventory levels), else null.';
+
+-- ---- sql/0210_table_loyverse_object_mappings.sql ----
+-- Which of our categories, product groups, modifier groups and options came from which
+-- Loyverse object, so a re-import renames in place instead of creating another copy.
+create table loyverse.loyverse_object_mappings (
+    restaurant_id uuid not null references public.restaurants (id) on delete cascade,
+    kind text not null
+        constraint object_mapping_kind_is_valid check (kind in ('category', 'item', 'modifier', 'modifier_option')),
+    loyverse_id text not null,
+    local_id uuid not null,
+    import_run_id bigint references loyverse.loyverse_import_runs (id) on delete set null,
+    created_at timestamptz not null default now(),
+    primary key (restaurant_id, kind, loyverse_id)
+);
+
+create index loyverse_object_mappings_import_run_id_idx on loyverse.loyverse_object_mappings (import_run_id);
+
+comment on table loyverse.loyverse_object_mappings is
+    'Loyverse category / item / modifier / modifier option id -> our categories / product_groups / '
+    'modifier_groups / modifier_options row (local_id), per restaurant. Rows are only ever '
+    'inserted by an import; undo removes those its run inserted.';
+comment on column loyverse.loyverse_object_mappings.import_run_id is 'The import run that created this mapping.';
+
+-- ---- sql/0215_table_loyverse_import_plan.sql ----
+-- An import run's plan: one row per Loyverse variant, with its validated values, the
+-- conflict found, the decision and (after the write) its outcome. Built by import_plan().
+create table loyverse.loyverse_import_plan (
+    run_id bigint not null references loyverse.loyverse_import_runs (id) on delete cascade,
+    row_no integer not null,
+    item_id text,
+    variant_id text,
+    item_seq integer not null,
+    batch_no integer not null default 0,
+    item_name text,
+    name text,
+    sku text,
+    price numeric(12, 2),
+    loyverse_price numeric,
+    price_factor numeric(12, 6) not null default 1,
+    stock_quantity numeric(12, 3),
+    is_active boolean not null default true,
+    option1_value text,
+    option2_value text,
+    option3_value text,
+    category_ref text,
+    category_fallback boolean not null default false,
+    modifier_ids text[] not null default '{}',
+    extra jsonb not null default '{}',
+    errors text[] not null default '{}',
+    needs_attention boolean not null default false,
+    attention_reason text,
+    match_rule text
+        constraint plan_match_rule_is_valid check (match_rule in ('mapping', 'sku', 'name')),
+    matched_product_id uuid,
+    matched_name text,
+    matched_variant_id text,
+    decision text
+        constraint plan_decision_is_valid check (decision in ('create', 'update', 'skip', 'duplicate', 'fail')),
+    decision_reason text,
+    product_id uuid,
+    group_id uuid,
+    outcome text
+        constraint plan_outcome_is_valid check (outcome in ('created', 'updated', 'unchanged', 'skipped', 'duplicated', 'failed')),
+    done boolean not null default false,
+    primary key (run_id, row_no)
+);
+
+create index loyverse_import_plan_run_id_batch_no_idx on loyverse.loyverse_import_plan (run_id, batch_no) where not done;
+
+comment on table loyverse.loyverse_import_plan is
+    'Per run and Loyverse variant: validated values, conflict (match_rule: mapping, sku or name), '
+    'decision and outcome. product_id is chosen when planning, so a resumed run never duplicates.';
+comment on column loyverse.loyverse_import_plan.decision is
+    'create | update | skip | duplicate | fail; null = a conflict still undecided (manual mode).';
+comment on column loyverse.loyverse_import_plan.price_factor is
+    'price / loyverse_price: the tax conversion applied (see loyverse_item_mappings.price_factor).';
+
+-- ---- sql/0220_table_loyverse_import_plan_objects.sql ----
+-- An import run's plan for the objects around products: categories, product groups (one per
+-- multi-variant item), modifier groups and options; each matched by mapping or name, or new.
+create table loyverse.loyverse_import_plan_objects (
+    run_id bigint not null references loyverse.loyverse_import_runs (id) on delete cascade,
+    kind text not null
+        constraint plan_object_kind_is_valid check (kind in ('category', 'item', 'modifier', 'modifier_option')),
+    loyverse_id text not null,
+    parent_loyverse_id text,
+    name text not null,
+    price numeric(12, 2),
+    position integer,
+    option1_name text,
+    option2_name text,
+    option3_name text,
+    description text,
+    local_id uuid not null,
+    match_rule text
+        constraint plan_object_match_rule_is_valid check (match_rule in ('mapping', 'name')),
+    decision text not null
+        constraint plan_object_decision_is_valid check (decision in ('create', 'update')),
+    primary key (run_id, kind, loyverse_id)
+);
+
+comment on table loyverse.loyverse_import_plan_objects is
+    'Per run: the categories, product groups, modifier groups and options to create or update '
+    '(local_id is our row; match_rule says how an existing one was found).';
+
+-- ---- sql/0225_table_loyverse_import_issues.sql ----
+-- What an import run could not carry over faithfully, or rejected: the fidelity report and
+-- the validation errors, one row per finding.
+create table loyverse.loyverse_import_issues (
+    id bigint generated always as identity primary key,
+    run_id bigint not null references loyverse.loyverse_import_runs (id) on delete cascade,
+    severity text not null
+        constraint issue_severity_is_valid check (severity in ('error', 'warning', 'fidelity')),
+    code text not null,
+    item_id text,
+    variant_id text,
+    name text,
+    message text not null
+);
+
+create index loyverse_import_issues_run_id_idx on loyverse.loyverse_import_issues (run_id);
+
+comment on table loyverse.loyverse_import_issues is
+    'Findings of an import run: error (the variant was not imported), warning (imported, something '
+    'dropped), fidelity (imported, but cannot behave exactly as in Loyverse: VARIABLE price, composite, '
+    'sold by weight, several taxes, modifier unavailable in the store, deleted in Loyverse).';
+
+-- ---- sql/0240_table_loyverse_api_call_stats.sql ----
+-- Per-minute statistics of Loyverse API calls (counts and latency histograms), aggregated in
+-- SQL so recording a call is one upsert, not one row per request.
+create table loyverse.loyverse_api_call_stats (
+    account_id bigint not null references loyverse.accounts (id) on delete cascade,
+    bucket_start timestamptz not null,
+    method text not null,
+    endpoint text not null,
+    status integer not null,
+    calls bigint not null default 0
+        constraint api_calls_is_nonnegative check (calls >= 0),
+    total_seconds double precision not null default 0,
+    max_seconds double precision not null default 0,
+    latency_buckets bigint[] not null default '{0,0,0,0,0,0,0,0,0,0}',
+    constraint loyverse_api_call_stats_pkey primary key (account_id, bucket_start, method, endpoint, status),
+    constraint latency_buckets_has_ten_bounds check (cardinality(latency_buckets) = 10)
+);
+
+create index loyverse_api_call_stats_bucket_start_idx on loyverse.loyverse_api_call_stats (bucket_start);
+
+comment on table loyverse.loyverse_api_call_stats is
+    'Loyverse API calls per account, minute, method, endpoint and HTTP status (0 = no response). '
+    'latency_buckets counts calls at or under 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30 s and above. '
+    'Internal: query loyverse.api_latency.';
+
+-- ---- sql/0245_table_loyverse_alert_state.sql ----
+-- Open and recovered alert breaches per restaurant, so an alert is mailed once per change.
+create table loyverse.loyverse_alert_state (
+    restaurant_id uuid not null references public.restaurants (id) on delete cascade,
+    alert text not null
+        constraint alert_is_known check (alert in ('FAILURE_RATE', 'QUEUE_DEPTH', 'OLDEST_PENDING', 'DEAD_LETTERS')),
+    breached_at timestamptz not null default now(),
+    recovered_at timestamptz,
+    value double precision,
+    threshold double precision,
+    constraint loyverse_alert_state_pkey primary key (restaurant_id, alert, breached_at)
+);
+
+create unique index loyverse_alert_state_open_idx on loyverse.loyverse_alert_state (restaurant_id, alert)
+    where recovered_at is null;
+
+comment on table loyverse.loyverse_alert_state is 'Alert breaches per restaurant: open while recovered_at is null.';
+
+-- ---- sql/0300_function_rate_governor_take.sql ----
+-- The rate governor's one call per Loyverse request: reserve slots in the account's shared
+-- bucket and say how long to wait, so all processes together stay under the budget.
+create function loyverse.rate_governor_take(p_account_id bigint, p_requests integer default 1)
+returns double precision
+language plpgsql
+set search_path = ''
+as $$
+-- Reserve p_requests slots and return how many seconds the caller must wait before sending.
+-- Refill rate = rate_limit_requests * safety / window; burst = what the safety margin leaves
+-- spare, halved, so burst + rate * window stays under the documented limit in ANY window.
+-- Reservations make tokens negative: later callers queue up behind earlier ones, in order.
+-- Called before every Loyverse request, so the common case is two statements: the account's
+-- limits, then one UPDATE that computes the new tokens from the row it locks.
+declare
+    v_limit integer;
+    v_window double precision;
+    v_safety double precision;
+    v_rate double precision;
+    v_burst double precision;
+    v_now timestamptz := clock_timestamp();
+    v_tokens double precision;
+    v_slow boolean;
+begin
+    if p_requests is null or p_requests < 1 then
+        raise exception 'rate_governor_take: p_requests must be >= 1, got %', p_requests
+            using errcode = 'invalid_parameter_value';
+    end if;
+    select a.rate_limit_requests, a.rate_limit_window_seconds, a.rate_limit_safety
+      into v_limit, v_window, v_safety
+      from loyverse.accounts a where a.id = p_account_id;
+    if not found then
+        raise exception 'rate_governor_take: no Loyverse account with id %', p_account_id
+            using errcode = 'no_data_found';
+    end if;
+    v_rate := v_limit * v_safety / v_window;
+    v_burst := greatest(1, floor(v_limit * (1 - v_safety) / 2));
+
+    for i in 1..2 loop
+        -- The row lock serialises takers of one account; it is held for microseconds. The SET
+        -- expressions see the row as locked (the latest version), like a SELECT ... FOR UPDATE.
+        update loyverse.account_rate_state s
+           set tokens = least(v_burst, s.tokens + extract(epoch from v_now - s.refreshed_at)
+                                       -- after a 429 we spend half the budget for one window
+                                       * case when s.slow_until > v_now then v_rate / 2 else v_rate end)
+                        - p_requests,
+               refreshed_at = v_now,
+               requests_total = s.requests_total + p_requests
+         where s.account_id = p_account_id
+        returning s.tokens, s.slow_until > v_now
+             into v_tokens, v_slow;
+        if found then
+            if v_slow then
+                v_rate := v_rate / 2;
+            end if;
+            return case when v_tokens >= 0 then 0 else -v_tokens / v_rate end;
+        end if;
+        -- The account's first take: create its bucket full (unless a concurrent taker just
+        -- did), then take from it.
+        insert into loyverse.account_rate_state (account_id, tokens, refreshed_at)
+        values (p_account_id, v_burst, v_now)
+        on conflict (account_id) do nothing;
+    end loop;
+    -- only when the account was deleted while we ran
+    raise exception 'rate_governor_take: no Loyverse account with id %', p_account_id
+        using errcode = 'no_data_found';
+end;
+$$;
+
+comment on function loyverse.rate_governor_take(bigint, integer) is
+    'Reserve p_requests Loyverse requests for the account; returns the seconds to wait before sending them.';
+
+-- ---- sql/0305_function_rate_governor_penalize.sql ----
+-- After a 429: pause every process on the account and halve its rate for one window.
+create function loyverse.rate_governor_penalize(p_account_id bigint, p_retry_after double precision default null)
+returns void
+language plpgsql
+set search_path = ''
+as $$
+-- Called after a 429: nobody sends for p_retry_after seconds (or window/limit * 8 when
+-- Loyverse said nothing), and the refill runs at half speed for one window.
+declare
+    v_limit integer;
+    v_window double precision;
+    v_safety double precision;
+    v_rate double precision;
+    v_pause double precision;
+    v_now timestamptz := clock_timestamp();
+begin
+    select a.rate_limit_requests, a.rate_limit_window_seconds, a.rate_limit_safety
+      into v_limit, v_window, v_safety
+      from loyverse.accounts a where a.id = p_account_id;
+    if not found then
+        raise exception 'rate_governor_penalize: no Loyverse account with id %', p_account_id
+            using errcode = 'no_data_found';
+    end if;
+    v_rate := v_limit * v_safety / v_window / 2;
+    v_pause := greatest(coalesce(p_retry_after, 0), v_window / v_limit * 8);
+
+    insert into loyverse.account_rate_state (account_id, tokens, refreshed_at)
+    values (p_account_id, 0, v_now)
+    on conflict (account_id) do nothing;
+
+    update loyverse.account_rate_state s
+       set tokens = least(s.tokens, 0) - v_pause * v_rate,
+           refreshed_at = greatest(s.refreshed_at, v_now),
+           throttled_until = v_now + make_interval(secs => v_pause),
+           slow_until = v_now + make_interval(secs => v_window),
+           rate_limited_total = s.rate_limited_total + 1,
+           last_rate_limited_at = v_now
+     where s.account_id = p_account_id;
+end;
+$$;
+
+comment on function loyverse.rate_governor_penalize(bigint, double precision) is
+    'Record a 429 from Loyverse: pause the account''s sends and halve its rate for one window.';
+
+-- ---- sql/0320_function_round_price.sql ----
+-- The price a restaurant sends to Loyverse: its rounding rule applied to our price, at the
+-- account currency's decimals. Pure and immutable, so it can run inside the trigger's set.
+-- No SET search_path on purpose: a SET clause keeps the planner from inlining a SQL function,
+-- and the trigger then runs it as a separate query per row (measured: most of a 20,000-row
+-- bulk UPDATE's trigger time). Every function and operator is schema-qualified instead, so
+-- the caller's search_path cannot change what it does.
+create function loyverse.round_price(p_price numeric, p_rule text, p_decimal_places integer)
+returns numeric
+language sql
+immutable
+parallel safe
+as $$
+    -- The step of a rule is never finer than the currency allows: NEAREST_0.05 in a
+    -- 1-decimal currency rounds to 0.1, every rule in a 0-decimal currency rounds to 1
+    -- (decimal_places is 0..3: accounts.decimal_places_is_between_0_and_3).
+    select pg_catalog.round(
+        case
+            when p_rule operator(pg_catalog.=) 'NONE' then p_price
+            when p_rule operator(pg_catalog.=) 'NEAREST_0.05' then
+                pg_catalog.round(p_price operator(pg_catalog./) (case when p_decimal_places operator(pg_catalog.>=) 2 then 0.05 when p_decimal_places operator(pg_catalog.=) 1 then 0.1 else 1.0 end))
+                    operator(pg_catalog.*) (case when p_decimal_places operator(pg_catalog.>=) 2 then 0.05 when p_decimal_places operator(pg_catalog.=) 1 then 0.1 else 1.0 end)
+            when p_rule operator(pg_catalog.=) 'NEAREST_0.10' then
+                pg_catalog.round(p_price operator(pg_catalog./) (case when p_decimal_places operator(pg_catalog.>=) 1 then 0.10 else 1.0 end))
+                    operator(pg_catalog.*) (case when p_decimal_places operator(pg_catalog.>=) 1 then 0.10 else 1.0 end)
+            when p_rule operator(pg_catalog.=) 'UP' then
+                pg_catalog.ceil(p_price operator(pg_catalog./) (case when p_decimal_places operator(pg_catalog.>=) 1 then 0.10 else 1.0 end))
+                    operator(pg_catalog.*) (case when p_decimal_places operator(pg_catalog.>=) 1 then 0.10 else 1.0 end)
+            when p_rule operator(pg_catalog.=) 'DOWN' then
+                pg_catalog.floor(p_price operator(pg_catalog./) (case when p_decimal_places operator(pg_catalog.>=) 1 then 0.10 else 1.0 end))
+                    operator(pg_catalog.*) (case when p_decimal_places operator(pg_catalog.>=) 1 then 0.10 else 1.0 end)
+        end,
+        p_decimal_places)
+$$;
+comment on function loyverse.round_price(numeric, text, integer) is
+    'Price after a rounding rule, at the currency''s decimals. NONE: the currency''s decimals '
+    '(half away from zero); NEAREST_0.05 / NEAREST_0.10: nearest multiple (ties away from zero); '
+    'UP / DOWN: the next multiple of 0.10 at or above / at or below. A step finer than the '
+    'currency allows becomes one unit of its last decimal (1 for 0-decimal currencies). '
+    'Unknown rule: null.';
+
+-- ---- sql/0321_function_price_to_send.sql ----
+-- What Loyverse should hold for one of our prices: the restaurant's rounding rule applied to
+-- our price (what the customer pays here), divided by the mapping's price factor (the menu
+-- import's tax conversion, e.g. 1.05 when Loyverse adds a 5 % tax on top of its price; 1 when
+-- none), at the currency's decimals. No SET search_path, so it inlines (see round_price).
+create function loyverse.price_to_send(p_price numeric, p_rule text, p_decimal_places integer, p_price_factor numeric)
+returns numeric
+language sql
+immutable
+parallel safe
+as $$
+    select pg_catalog.round(
+        loyverse.round_price(p_price, p_rule, p_decimal_places)
+            operator(pg_catalog./) coalesce(nullif(p_price_factor, 0::numeric), 1::numeric),
+        p_decimal_places)
+$$;
+comment on function loyverse.price_to_send(numeric, text, integer, numeric) is
+    'The price to write to Loyverse for our price: round_price(price, rule, decimals) / price_factor, at the '
+    'currency''s decimals. Example: 4.83 with NONE, 2 decimals and factor 1.05 (an ADDED 5 % tax) -> 4.60.';
+
+-- ---- sql/0322_function_price_sync_due_at.sql ----
+-- When a freshly queued change becomes due under a restaurant's sync frequency: the queue's
+-- next_attempt_at carries the frequency, so one claim query serves every frequency.
+-- No SET search_path on purpose (like loyverse.round_price): the trigger calls it per row and
+-- only an inlined SQL function is cheap there; every name is schema-qualified instead.
+create function loyverse.price_sync_due_at(p_frequency text)
+returns timestamptz
+language sql
+stable
+as $$
+    select case
+        when p_frequency operator(pg_catalog.=) 'REALTIME' then pg_catalog.now()
+        when p_frequency operator(pg_catalog.=) 'BATCH_5MIN' then
+            pg_catalog.date_bin('5 minutes'::pg_catalog.interval, pg_catalog.now(), '2000-01-01 00:00+00'::pg_catalog.timestamptz)
+                operator(pg_catalog.+) '5 minutes'::pg_catalog.interval
+        when p_frequency operator(pg_catalog.=) 'BATCH_HOURLY' then
+            pg_catalog.date_bin('1 hour'::pg_catalog.interval, pg_catalog.now(), '2000-01-01 00:00+00'::pg_catalog.timestamptz)
+                operator(pg_catalog.+) '1 hour'::pg_catalog.interval
+        else 'infinity'::pg_catalog.timestamptz  -- MANUAL: only loyverse.trigger_price_sync() makes it due
+    end
+$$;
+comment on function loyverse.price_sync_due_at(text) is
+    'next_attempt_at of a new queue row: REALTIME now; BATCH_5MIN / BATCH_HOURLY the next 5-minute / '
+    'hour boundary (UTC); MANUAL infinity (due only after an explicit trigger).';
+
+-- ---- sql/0323_function_category_is_synced.sql ----
+-- A restaurant's category filters, the one definition: a product is synced to Loyverse when
+-- include_category_ids is empty or holds its category, and exclude_category_ids does not.
+-- No SET search_path on purpose (like loyverse.round_price): the products trigger's upsert
+-- uses it per row and only an inlined SQL function is free there; every name is
+-- schema-qualified instead.
+create function loyverse.category_is_synced(p_category_id uuid, p_include uuid[], p_exclude uuid[])
+returns boolean
+language sql
+immutable
+as $$
+    select (pg_catalog.cardinality(p_include) operator(pg_catalog.=) 0
+            or p_category_id operator(pg_catalog.=) any (p_include))
+       and (p_category_id is null or not p_category_id operator(pg_catalog.=) any (p_exclude))
+$$;
+comment on function loyverse.category_is_synced(uuid, uuid[], uuid[]) is
+    'Whether a product of this category passes the include / exclude category filters '
+    '(include empty = every category).';
+
+-- ---- sql/0325_function_wake_price_sync.sql ----
+-- Wake the worker for one Loyverse account: defer procrastinate's sync_loyverse_prices job,
+-- coalesced by a queueing lock per account (at most one queued job) and a lock per account
+-- (one running job). The only place that knows procrastinate's composite type.
+create function loyverse.wake_price_sync(p_account_id bigint)
+returns boolean
+language plpgsql
+security definer
+-- procrastinate's own functions name their tables unqualified: they need public on the path
+-- (PostgreSQL 15 gives PUBLIC no CREATE on schema public, so this path is not hijackable).
+set search_path = public, pg_temp
+as $$
+declare
+    v_lock text := 'loyverse_price_sync:' || p_account_id;
+begin
+    -- Check first: a swallowed unique_violation costs a subtransaction, a sequence value
+    -- and a dead tuple (STACK.md), and a queued job already drains everything due.
+    if exists (select 1 from public.procrastinate_jobs j
+                where j.queueing_lock = v_lock and j.status = 'todo') then
+        return false;
+    end if;
+    begin
+        perform public.procrastinate_defer_jobs_v1(array[
+            row('price_sync', 'sync_loyverse_prices', 0, v_lock, v_lock,
+                jsonb_build_object('account_id', p_account_id), null)::public.procrastinate_job_to_defer_v1]);
+    exception when unique_violation then
+        return false;  -- a concurrent transaction queued it first
+    end;
+    return true;
+end;
+$$;
+comment on function loyverse.wake_price_sync(bigint) is
+    'Queue one sync_loyverse_prices job for the account unless one is already queued; true when a job was queued.';
+
+-- ---- sql/0326_function_wake_price_sync_when_due.sql ----
+-- After a drain: make sure the account is woken when its next pending row becomes due (a
+-- retry's backoff, a BATCH_* boundary), instead of at the once-a-minute sweep. A second
+-- queueing lock per account keeps this scheduled job apart from wake_price_sync's immediate one.
+create function loyverse.wake_price_sync_when_due(p_account_id bigint)
+returns timestamptz
+language plpgsql
+security definer
+-- procrastinate's own functions name their tables unqualified (as in wake_price_sync)
+set search_path = public, pg_temp
+as $$
+declare
+    v_lock text := 'loyverse_price_sync:' || p_account_id;
+    v_due_lock text := 'loyverse_price_sync_due:' || p_account_id;
+    v_due timestamptz;
+    v_job record;
+begin
+    select min(q.next_attempt_at) into v_due
+      from loyverse.loyverse_price_sync_queue q
+     where q.account_id = p_account_id and q.status = 'pending' and q.next_attempt_at > now();
+    if v_due is null then
+        return null;  -- nothing waits: what is due now is the running drain's or a queued job's
+    end if;
+    select j.id, j.scheduled_at into v_job
+      from public.procrastinate_jobs j
+     where j.queueing_lock = v_due_lock and j.status = 'todo';
+    if found then
+        if v_job.scheduled_at is not null and v_job.scheduled_at <= v_due then
+            return v_job.scheduled_at;  -- an earlier wake is already booked; it re-books itself
+        end if;
+        perform public.procrastinate_cancel_job_v1(v_job.id, false, true);  -- too late: replace it
+    end if;
+    begin
+        -- the same lock as the immediate job: never two drains of one account at once
+        perform public.procrastinate_defer_jobs_v1(array[
+            row('price_sync', 'sync_loyverse_prices', 0, v_lock, v_due_lock,
+                jsonb_build_object('account_id', p_account_id), v_due)::public.procrastinate_job_to_defer_v1]);
+    exception when unique_violation then
+        null;  -- a concurrent drain booked it first
+    end;
+    return v_due;
+end;
+$$;
+
+comment on function loyverse.wake_price_sync_when_due(bigint) is
+    'Book a sync_loyverse_prices job for the moment the account''s next pending row is due (backoff, '
+    'batch boundary); returns that moment, or null when nothing waits. Called by the worker after each drain.';
+
+revoke execute on function loyverse.wake_price_sync_when_due(bigint) from public;
+grant execute on function loyverse.wake_price_sync_when_due(bigint) to loyverse_worker;
+
+-- ---- sql/0330_function_tg_products__enqueue_price_sync.sql ----
+-- Statement-level trigger function on public.products: one set-based upsert of the price
+-- sync queue per UPDATE statement (a 20,000-row bulk update is one statement, not 20,000 calls).
+-- It fires for EVERY update of products, so a statement that changed no price must cost
+-- next to nothing. Two things make that so:
+--   * loyverse_sync.price_changed, a transaction-local flag set by the row trigger
+--     _090_note_price_change (loyverse.tg_products__note_price_change) only when a row's
+--     price really changes. That trigger is AFTER ... FOR EACH ROW: its WHEN sees the row as
+--     stored, after every BEFORE trigger, so a price changed by a restaurant's own BEFORE
+--     trigger during `UPDATE ... SET name = ...` is seen too (an `UPDATE OF price` trigger
+--     would miss it: column lists only look at the SET list). Its AFTER ROW events fire
+--     before this statement's AFTER STATEMENT event. Without the flag this function returns
+--     at once: no query, no SPI. The flag is never cleared before the transaction ends (a
+--     nested UPDATE's trigger could otherwise consume its outer statement's flag): later
+--     statements of the transaction take the full path, which is correct, only slower.
+--   * SECURITY INVOKER, no SET clause: a SECURITY DEFINER function with `SET search_path`
+--     costs ~5 us per call, mostly the search path recomputed for the caller's next
+--     statement. The queue is written by loyverse.enqueue_price_changes (SECURITY DEFINER,
+--     called only when a price changed), so every name here is schema-qualified.
+--
+-- Plans: PL/pgSQL keeps the plan of each query from its first run in a session, made for the
+-- transition tables' sizes of THAT run. A join of new_rows with old_rows planned for one row
+-- is a nested loop, quadratic on a later 20,000-row update (measured: 115 s). So no query
+-- here joins the two transition tables: the changed rows are a set difference (hashed or
+-- sorted, never quadratic) of (id, old price) pairs, and the upsert reads the products'
+-- current price and category itself, through an index.
+create function loyverse.tg_products__enqueue_price_sync()
+returns trigger
+language plpgsql
+as $$
+declare
+    v_ids pg_catalog.uuid[];
+    v_old_prices pg_catalog.numeric[];
+begin
+    if pg_catalog.current_setting('loyverse_sync.price_changed', true) is distinct from 'on' then
+        return null;  -- no price changed in this transaction so far
+    end if;
+    -- Prices written by the menu import come from Loyverse: never send them back.
+    if pg_catalog.current_setting('loyverse_sync.origin', true) = 'loyverse' then
+        return null;
+    end if;
+    -- The (id, old price) pairs that no new row repeats: the rows whose price changed (or
+    -- whose id changed: only unmapped products can, the mappings' foreign key forbids it
+    -- otherwise, and the upsert skips products that are not mapped).
+    select pg_catalog.array_agg(c.id), pg_catalog.array_agg(c.price)
+      into v_ids, v_old_prices
+      from (select o.id, o.price from old_rows o
+            except all
+            select n.id, n.price from new_rows n) c;
+    if v_ids is not null then
+        perform loyverse.enqueue_price_changes(v_ids, v_old_prices);
+    end if;
+    return null;
+end;
+$$;
+comment on function loyverse.tg_products__enqueue_price_sync() is
+    'Queue the products whose price changed in this statement (mapped, sync enabled towards Loyverse, '
+    'category filters passed) and wake the worker of each REALTIME account. Returns at once unless '
+    '_090_note_price_change flagged a price change in this transaction; skipped when '
+    'loyverse_sync.origin = ''loyverse'' (the menu import).';
+
+-- ---- sql/0331_function_tg_products__note_price_change.sql ----
+-- Row trigger function on public.products, fired only for rows whose stored price differs
+-- from the old one (the trigger's WHEN): flags the transaction so that the statement
+-- trigger (loyverse.tg_products__enqueue_price_sync) looks for price changes. For an UPDATE
+-- that changes no price the WHEN is false for every row and this never runs.
+-- An assignment, not PERFORM: PL/pgSQL evaluates it as a simple expression, without SPI.
+create function loyverse.tg_products__note_price_change()
+returns trigger
+language plpgsql
+as $$
+declare
+    v_ignored text;
+begin
+    v_ignored := pg_catalog.set_config('loyverse_sync.price_changed', 'on', true);
+    return null;
+end;
+$$;
+comment on function loyverse.tg_products__note_price_change() is
+    'Set the transaction-local flag loyverse_sync.price_changed: a product''s price changed, so the '
+    'price-sync statement trigger must look at this transaction''s updates.';
+
+-- ---- sql/0332_function_enqueue_price_changes.sql ----
+-- The trigger's upsert: the products whose price changed in one UPDATE statement, as arrays
+-- (product, old price), become one pending queue row each, at the product's CURRENT price
+-- and category, read here. Not the statement's new rows: by the time a statement's AFTER
+-- STATEMENT trigger fires, a restaurant's own AFTER ROW trigger may have changed the price
+-- again in a nested UPDATE, whose own trigger already queued the newer price; writing the
+-- statement's value over it would leave Loyverse with an older price (measured before 0055:
+-- products 1020.00, queued 20.00).
+-- SECURITY DEFINER: whoever updates products runs the trigger, and may not read the queue
+-- (loyverse_app cannot). EXECUTE is granted to PUBLIC, because any role allowed to update
+-- products runs this through the trigger; called directly it can only queue the price that
+-- public.products holds now, and only from within a trigger.
+-- A forced generic plan: the arrays are parameters, and PL/pgSQL would otherwise re-plan
+-- this statement on every call (measured: 1.7 ms vs 0.7 ms per single-row UPDATE). The
+-- generic plan reaches products, mappings, settings and accounts by index for any array size.
+create function loyverse.enqueue_price_changes(
+    p_product_ids uuid[],
+    p_old_prices numeric[]
+)
+returns void
+language plpgsql
+security definer
+set search_path = ''
+set plan_cache_mode = force_generic_plan
+as $$
+declare
+    v_accounts bigint[];
+    v_account bigint;
+begin
+    if pg_catalog.pg_trigger_depth() = 0 then
+        raise exception 'loyverse.enqueue_price_changes is for the products trigger only'
+            using hint = 'To send current prices again, use loyverse.trigger_price_sync(restaurant_id).';
+    end if;
+    with upserted as (
+        -- One pending row per product (partial unique index): the first change keeps its
+        -- old_price, the last one sets new_price, each bumps the version. Claimed rows are
+        -- not 'pending', so a change during a send makes a new pending row.
+        insert into loyverse.loyverse_price_sync_queue as q
+               (product_id, restaurant_id, account_id, priority, old_price, new_price,
+                price_to_send, max_attempts, next_attempt_at, loyverse_item_id)
+        select c.product_id, m.restaurant_id, m.account_id, s.priority, c.old_price, p.price,
+               loyverse.price_to_send(p.price, s.price_rounding_rule, a.decimal_places, m.price_factor),
+               s.max_attempts, loyverse.price_sync_due_at(s.sync_frequency), m.loyverse_item_id
+          from unnest(p_product_ids, p_old_prices) as c (product_id, old_price)
+          join public.products p on p.id = c.product_id
+          join loyverse.loyverse_item_mappings m on m.product_id = c.product_id
+          join loyverse.loyverse_price_sync_settings s on s.restaurant_id = m.restaurant_id
+          join loyverse.accounts a on a.id = m.account_id
+         where p.price is distinct from c.old_price
+           and s.enabled
+           and s.sync_direction in ('TO_LOYVERSE', 'BIDIRECTIONAL')
+           and loyverse.category_is_synced(p.category_id, s.include_category_ids, s.exclude_category_ids)
+        on conflict (product_id) where status = 'pending' do update
+           set new_price = excluded.new_price,
+               price_to_send = excluded.price_to_send,
+               version = q.version + 1,
+               restaurant_id = excluded.restaurant_id,
+               account_id = excluded.account_id,
+               loyverse_item_id = excluded.loyverse_item_id,
+               priority = greatest(q.priority, excluded.priority),
+               max_attempts = excluded.max_attempts,
+               -- a row backing off after a failure keeps its backoff
+               next_attempt_at = case when q.attempts > 0 then q.next_attempt_at
+                                      else least(q.next_attempt_at, excluded.next_attempt_at) end,
+               updated_at = now()
+        returning q.restaurant_id, q.account_id, q.next_attempt_at
+    ), due as (
+        select distinct u.restaurant_id, u.account_id from upserted u where u.next_attempt_at <= now()
+    )
+    -- Wake the worker of each account with a due row of a REALTIME, unpaused restaurant,
+    -- unless its sync job is already queued (the usual case while prices keep changing):
+    -- the same check loyverse.wake_price_sync makes first, done here inside this query so
+    -- that a queued job costs no function call and no statement of its own (measured per
+    -- single-row price UPDATE: 4-20 us across runs of the ~190 us the trigger adds). The lock
+    -- name is wake_price_sync's, which checks again (a job may have been queued meanwhile).
+    select array_agg(distinct d.account_id) into v_accounts
+      from due d
+      join loyverse.loyverse_price_sync_settings s on s.restaurant_id = d.restaurant_id
+     where s.sync_frequency = 'REALTIME' and not s.paused
+       and not exists (select 1 from public.procrastinate_jobs j
+                        where j.queueing_lock = 'loyverse_price_sync:' || d.account_id
+                          and j.status = 'todo'
+                        offset 0);  -- kept a subplan: one index lookup per account, whatever the plan
+
+    if v_accounts is not null then
+        foreach v_account in array v_accounts loop
+            perform loyverse.wake_price_sync(v_account);
+        end loop;
+    end if;
+end;
+$$;
+comment on function loyverse.enqueue_price_changes(uuid[], numeric[]) is
+    'Internal to the products trigger: upsert one pending queue row, at its current price, per product '
+    'whose price differs from the given old price and that is mapped, '
+    'syncs towards Loyverse and passes the category filters; wake each REALTIME account with a due row.';
+
+-- ---- sql/0333_function_tg_products__delete_price_sync_rows.sql ----
+-- The cascade of the queue's product_id, set-based: deleting products deletes their queue
+-- rows, in one statement per DELETE. The queue has no foreign key to products (since 0060):
+-- its check ran one SPI statement and took a tuple lock for every queued row, about a
+-- quarter of what a 20,000-row bulk price UPDATE added from a drained queue (measured:
+-- 29.5-31.6 -> 23.1-24.5 us per row). No row can name a product that is gone: the queue
+-- is written only by loyverse.enqueue_price_changes, from the products trigger, whose UPDATE
+-- holds each product's row lock until commit, and by loyverse.enqueue_current_prices, which
+-- locks the products it reads FOR KEY SHARE; either way a concurrent DELETE waits for the
+-- commit, and this trigger then sees the rows and deletes them.
+create function loyverse.tg_products__delete_price_sync_rows()
+returns trigger
+language plpgsql
+security definer
+set search_path = ''
+as $$
+begin
+    delete from loyverse.loyverse_price_sync_queue q
+     using old_rows o
+     where q.product_id = o.id;
+    return null;
+end;
+$$;
+comment on function loyverse.tg_products__delete_price_sync_rows() is
+    'Delete the price-sync queue rows of deleted products (the cascade of the queue''s product_id).';
+
+-- ---- sql/0335_function_enqueue_current_prices.sql ----
+-- Queue the database's current price of some products (manual full sync, retry, conflict
+-- resolution, a worker that lost its lease, a settings change that widens what is synced):
+-- the same upsert as the trigger, due now or at p_due_at (a settings change follows the
+-- restaurant's frequency: MANUAL rows wait for an explicit trigger).
+create function loyverse.enqueue_current_prices(
+    p_product_ids uuid[],
+    p_source text,
+    p_priority_boost integer default 0,
+    p_due_at timestamptz default null  -- null: now
+)
+returns integer
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+    v_count integer;
+    v_accounts bigint[];
+    v_account bigint;
+begin
+    with wanted as (
+        select p.id as product_id, m.restaurant_id, m.account_id, m.last_synced_price as old_price,
+               p.price as new_price,
+               loyverse.price_to_send(p.price, s.price_rounding_rule, a.decimal_places, m.price_factor) as price_to_send,
+               s.priority + p_priority_boost as priority,
+               s.max_attempts,
+               not s.paused and coalesce(p_due_at, now()) <= now() as wake,
+               m.loyverse_item_id
+          from public.products p
+          join loyverse.loyverse_item_mappings m on m.product_id = p.id
+          join loyverse.loyverse_price_sync_settings s on s.restaurant_id = m.restaurant_id
+          join loyverse.accounts a on a.id = m.account_id
+         where p.id = any (p_product_ids)
+           and s.enabled
+           and s.sync_direction in ('TO_LOYVERSE', 'BIDIRECTIONAL')
+           -- a product deleted meanwhile is skipped, one being deleted waits for this commit
+           -- (the queue has no foreign key to products: sql/0333)
+           for key share of p
+    ), upserted as (
+        insert into loyverse.loyverse_price_sync_queue as q
+               (product_id, restaurant_id, account_id, source, priority, old_price, new_price,
+                price_to_send, max_attempts, next_attempt_at, loyverse_item_id)
+        select w.product_id, w.restaurant_id, w.account_id, p_source, w.priority, w.old_price,
+               w.new_price, w.price_to_send, w.max_attempts, coalesce(p_due_at, now()), w.loyverse_item_id
+          from wanted w
+        on conflict (product_id) where status = 'pending' do update
+           set new_price = excluded.new_price,
+               price_to_send = excluded.price_to_send,
+               version = q.version + case when q.price_to_send = excluded.price_to_send then 0 else 1 end,
+               source = excluded.source,
+               loyverse_item_id = excluded.loyverse_item_id,
+               priority = greatest(q.priority, excluded.priority),
+               next_attempt_at = least(q.next_attempt_at, coalesce(p_due_at, now())),
+               updated_at = now()
+        returning q.product_id, q.account_id
+    )
+    select count(*), array_agg(distinct u.account_id) filter (where w.wake)
+      into v_count, v_accounts
+      from upserted u join wanted w on w.product_id = u.product_id;
+
+    if v_accounts is not null then
+        foreach v_account in array v_accounts loop
+            perform loyverse.wake_price_sync(v_account);
+        end loop;
+    end if;
+    return v_count;
+end;
+$$;
+comment on function loyverse.enqueue_current_prices(uuid[], text, integer, timestamptz) is
+    'Queue the current price of the given products (due at p_due_at, default now; priority raised by '
+    'p_priority_boost) and wake their accounts when due now; returns the rows queued. Skips products '
+    'whose restaurant does not sync to Loyverse.';
+
+-- ---- sql/0336_function_add_outcome_totals.sql ----
+-- Add queue rows that entered an outcome to loyverse.loyverse_price_sync_outcome_totals:
+-- pairs (restaurant, status), of which only done, failed and dead count; one upsert per
+-- (restaurant, outcome), in restaurant order so that concurrent callers lock the same rows
+-- in the same order; restaurants that are gone are skipped. Used by
+-- complete_price_sync_batch (a whole batch per outcome) and the queue's row trigger.
+-- Returns the number of (restaurant, outcome) totals changed.
+create function loyverse._add_outcome_totals(p_restaurant_ids uuid[], p_statuses text[])
+returns integer
+language sql
+set search_path = ''
+as $$
+    with added as (
+        insert into loyverse.loyverse_price_sync_outcome_totals as t (restaurant_id, outcome, total)
+        select g.restaurant_id, g.outcome, g.n
+          from (select c.restaurant_id, c.outcome, count(*) as n
+                  from unnest(p_restaurant_ids, p_statuses) as c (restaurant_id, outcome)
+                 where c.outcome in ('done', 'failed', 'dead')
+                 group by c.restaurant_id, c.outcome) g
+         where exists (select 1 from public.restaurants x where x.id = g.restaurant_id)
+         order by g.restaurant_id
+        on conflict (restaurant_id, outcome) do update set total = t.total + excluded.total
+        returning 1
+    )
+    select count(*)::integer from added
+$$;
+comment on function loyverse._add_outcome_totals(uuid[], text[]) is
+    'Internal: add the (restaurant, status) pairs that are done, failed or dead to the outcome totals.';
+
+-- ---- sql/0337_function_tg_accounts__delete_price_sync_rows.sql ----
+-- The queue's account_id has no foreign key (see the queue table): when an account is
+-- deleted, its queue rows go with it here, as an ON DELETE CASCADE would do.
+create function loyverse.tg_accounts__delete_price_sync_rows()
+returns trigger
+language plpgsql
+security definer
+set search_path = ''
+as $$
+begin
+    delete from loyverse.loyverse_price_sync_queue q
+     using old_rows o
+     where q.account_id = o.id;
+    return null;
+end;
+$$;
+comment on function loyverse.tg_accounts__delete_price_sync_rows() is
+    'Delete the price-sync queue rows of deleted accounts (the cascade of the queue''s account_id).';
+
+-- ---- sql/0338_function_release_expired_price_sync_leases.sql ----
+-- Rows whose worker vanished (lease expired) become claimable again, counting an attempt;
+-- one superseded by a newer pending change is cancelled (the newer row carries the price).
+create function loyverse.release_expired_price_sync_leases(p_account_id bigint default null)
+returns integer
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+    v_count integer;
+    -- a variable, not clock_timestamp() in the query: a volatile call cannot be an index
+    -- condition, and the claim runs this first (measured: a scan of every processing row)
+    v_now timestamptz := clock_timestamp();
+begin
+    with expired as (
+        select q.id,
+               exists (select 1 from loyverse.loyverse_price_sync_queue p
+                        where p.product_id = q.product_id and p.status = 'pending') as superseded
+          from loyverse.loyverse_price_sync_queue q
+         where q.status = 'processing'
+           and q.lease_until < v_now
+           and (p_account_id is null or q.account_id = p_account_id)
+           for update of q skip locked
+    ), released as (
+        update loyverse.loyverse_price_sync_queue q
+           set status = case when e.superseded then 'cancelled'
+                             when q.attempts + 1 >= q.max_attempts then 'dead'
+                             else 'pending' end,
+               attempts = q.attempts + 1,
+               lease_until = null,
+               claimed_by = null,
+               last_error = case when e.superseded then 'lease expired; superseded by a newer change'
+                                 else 'lease expired: the worker stopped or lost its connection' end,
+               last_error_code = 'LEASE_EXPIRED',
+               next_attempt_at = now(),
+               completed_at = case when e.superseded or q.attempts + 1 >= q.max_attempts then now() end,
+               updated_at = now()
+          from expired e
+         where q.id = e.id
+        returning 1
+    )
+    select count(*) into v_count from released;
+    return v_count;
+exception when unique_violation then
+    -- a trigger made a pending row for the same product meanwhile: try again next time
+    return 0;
+end;
+$$;
+comment on function loyverse.release_expired_price_sync_leases(bigint) is
+    'Make processing rows with an expired lease claimable again (attempts + 1; dead at max_attempts; '
+    'cancelled when a newer pending change exists). Returns the rows released.';
+
+-- ---- sql/0339_function_tg_price_sync_queue__count_outcome.sql ----
+-- Every way a queue row enters done, failed or dead that loyverse.complete_price_sync_batch
+-- does not count itself (it counts its whole batch in one statement per outcome and sets
+-- loyverse_sync.outcomes_counted for its duration): expired leases that dead-letter a row,
+-- rows changed by hand. One row at a time; the trigger's WHEN clause keeps it
+-- from running for any other change (the products trigger's upserts never fire it).
+create function loyverse.tg_price_sync_queue__count_outcome()
+returns trigger
+language plpgsql
+security definer
+set search_path = ''
+as $$
+begin
+    perform loyverse._add_outcome_totals(array[new.restaurant_id], array[new.status]);
+    return null;
+end;
+$$;
+comment on function loyverse.tg_price_sync_queue__count_outcome() is
+    'Add 1 to the restaurant''s total of the outcome (done, failed, dead) a queue row entered, '
+    'unless loyverse.complete_price_sync_batch counts it itself. Rows of an unknown restaurant are not counted.';
+
+-- ---- sql/0340_function_claim_price_sync_batch.sql ----
+-- The worker's claim: due pending rows of ONE account, whole Loyverse items at a time
+-- (every due row of each chosen item, so one write per item), highest priority first,
+-- FOR UPDATE SKIP LOCKED, with a lease. An item with a row in flight is not claimed: a write
+-- restates every variant of its item, so two claims holding rows of one item could each write
+-- the other's variants with prices read before the other's write (an older price last).
+create function loyverse.claim_price_sync_batch(
+    p_account_id bigint,
+    p_claimed_by text,
+    p_max_items integer default 250,
+    p_lease_seconds double precision default 120,
+    p_scan_rows integer default 2000
+)
+returns table (
+    id bigint,
+    product_id uuid,
+    restaurant_id uuid,
+    version bigint,
+    source text,
+    attempts integer,
+    max_attempts integer,
+    old_price numeric,
+    new_price numeric,
+    price_to_send numeric,
+    loyverse_item_id text,
+    loyverse_variant_id text,
+    loyverse_store_id text,
+    last_synced_price numeric,
+    sync_direction text,
+    enabled boolean
+)
+language plpgsql
+security definer
+set search_path = ''
+as $$
+#variable_conflict use_column
+declare
+    v_items text[] := '{}';
+    v_item text;
+    v_id bigint;
+begin
+    if p_claimed_by is null or btrim(p_claimed_by) = '' then
+        raise exception 'claim_price_sync_batch: p_claimed_by must not be empty'
+            using errcode = 'invalid_parameter_value';
+    end if;
+    -- One claim of an account at a time: a claim must see the rows the previous one took
+    -- (normally one job drains an account; this matters when a worker was presumed dead).
+    perform pg_advisory_xact_lock(hashtext('loyverse.claim_price_sync_batch'), p_account_id::integer);
+    perform loyverse.release_expired_price_sync_leases(p_account_id);
+
+    -- The items to write, in the order of their most urgent due row (claim index order):
+    -- read due rows one by one and stop at p_max_items distinct items (at most p_scan_rows
+    -- rows). The item is denormalised on the row, so this touches no mapping.
+    for v_id, v_item in
+        select q.id, q.loyverse_item_id
+          from loyverse.loyverse_price_sync_queue q
+          join loyverse.loyverse_price_sync_settings s on s.restaurant_id = q.restaurant_id
+         where q.status = 'pending'
+           and q.account_id = p_account_id
+           and q.next_attempt_at <= now()
+           and not s.paused
+           and not exists (select 1 from loyverse.loyverse_price_sync_queue f
+                            where f.account_id = q.account_id and f.loyverse_item_id = q.loyverse_item_id
+                              and f.status = 'processing'
+                           offset 0)
+         order by q.priority desc, q.next_attempt_at, q.id
+         limit p_scan_rows
+    loop
+        if v_item is null then
+            -- a row inserted without its item (by hand): copy it from the mapping now, so
+            -- the pick below finds it through the item index like every other row
+            update loyverse.loyverse_price_sync_queue q
+               set loyverse_item_id = m.loyverse_item_id
+              from loyverse.loyverse_item_mappings m
+             where q.id = v_id and m.product_id = q.product_id
+            returning q.loyverse_item_id into v_item;
+        end if;
+        if v_item is not null and not v_item = any (v_items) then
+            v_items := v_items || v_item;
+            exit when cardinality(v_items) >= p_max_items;
+        end if;
+    end loop;
+    if cardinality(v_items) = 0 then
+        return;
+    end if;
+
+    return query
+    with picked as (
+        -- every due row of the chosen items (whole items: one write per item)
+        select q.id
+          from loyverse.loyverse_price_sync_queue q
+          join loyverse.loyverse_price_sync_settings s on s.restaurant_id = q.restaurant_id
+         where q.account_id = p_account_id
+           and q.status = 'pending'
+           and q.loyverse_item_id = any (v_items)
+           and q.next_attempt_at <= now()
+           and not s.paused
+           and exists (select 1 from loyverse.loyverse_item_mappings m where m.product_id = q.product_id)
+           -- writes for one item never overlap: no row of the item (nor, for a row queued
+           -- without its item, of the product) is in flight under another claim.
+           -- (OFFSET 0 keeps this a per-row index probe: as an anti join the planner,
+           -- expecting few processing rows, rescans all of them for every candidate.)
+           and not exists (select 1 from loyverse.loyverse_price_sync_queue f
+                            where f.account_id = q.account_id and f.loyverse_item_id = q.loyverse_item_id
+                              and f.status = 'processing'
+                           offset 0)
+           and not exists (select 1 from loyverse.loyverse_price_sync_queue f
+                            where f.product_id = q.product_id and f.status = 'processing'
+                           offset 0)
+           for update of q skip locked
+    ), claimed as (
+        update loyverse.loyverse_price_sync_queue q
+           set status = 'processing',
+               lease_until = clock_timestamp() + make_interval(secs => p_lease_seconds),
+               claimed_by = p_claimed_by,
+               updated_at = now()
+          from picked
+         where q.id = picked.id
+        returning q.*
+    )
+    select c.id, c.product_id, c.restaurant_id, c.version, c.source, c.attempts, c.max_attempts,
+           c.old_price, c.new_price, c.price_to_send, m.loyverse_item_id, m.loyverse_variant_id,
+           m.loyverse_store_id, m.last_synced_price, s.sync_direction, s.enabled
+      from claimed c
+      join loyverse.loyverse_item_mappings m on m.product_id = c.product_id
+      join loyverse.loyverse_price_sync_settings s on s.restaurant_id = c.restaurant_id
+     order by m.loyverse_item_id, c.id;
+end;
+$$;
+comment on function loyverse.claim_price_sync_batch(bigint, text, integer, double precision, integer) is
+    'Claim up to p_max_items Loyverse items'' worth of due pending rows of one account (status processing, '
+    'lease p_lease_seconds, claimed_by = p_claimed_by, a token unique to this claim); items are chosen among '
+    'the first p_scan_rows due rows by priority. Releases expired leases first.';
+
+-- ---- sql/0342_function_extend_price_sync_lease.sql ----
+-- A worker still busy with a batch (waiting for the rate budget) keeps its lease alive.
+create function loyverse.extend_price_sync_lease(p_claimed_by text, p_lease_seconds double precision default 120)
+returns integer
+language sql
+security definer
+set search_path = ''
+as $$
+    with extended as (
+        update loyverse.loyverse_price_sync_queue q
+           set lease_until = clock_timestamp() + make_interval(secs => p_lease_seconds)
+         where q.claimed_by = p_claimed_by and q.status = 'processing'
+        returning 1
+    )
+    select count(*)::integer from extended
+$$;
+comment on function loyverse.extend_price_sync_lease(text, double precision) is
+    'Extend the lease of a claim''s rows; returns how many rows the claim still holds (0: the lease was lost).';
+
+-- ---- sql/0350_function_complete_price_sync_batch.sql ----
+-- The worker reports a claimed batch in one call: every row's outcome, applied atomically,
+-- plus one loyverse_sync_logs row. Rows no longer held by this claim (lease lost) are left
+-- alone; if we wrote them to Loyverse, the product's current price is queued again so the
+-- final price is always the last one written. The rows entering done, failed or dead are
+-- added to loyverse.loyverse_price_sync_outcome_totals here, one statement per outcome; the
+-- SET clause loyverse_sync.outcomes_counted tells the queue's row trigger not to count them
+-- one by one.
+create function loyverse.complete_price_sync_batch(
+    p_claimed_by text,
+    p_results jsonb,
+    p_requests_made integer default 0,
+    p_details jsonb default '{}',
+    p_started_at timestamptz default null,
+    p_backoff_base double precision default 2,
+    p_backoff_cap double precision default 900
+)
+returns jsonb
+language plpgsql
+security definer
+set search_path = ''
+set loyverse_sync.outcomes_counted = 'on'
+as $$
+-- p_results: [{"id", "outcome": done|retry|failed|conflict|release|cancel, "sent": bool,
+--              "error", "code", "details": {...}, "loyverse_price": number}]
+declare
+    v_lost_products uuid[];
+    v_lost integer;
+    v_counts jsonb;
+    v_restaurants uuid[];
+    v_account bigint;
+    v_log_id bigint;
+    v_errors jsonb;
+    v_ignored integer;
+begin
+    create temporary table if not exists pg_temp.price_sync_results (
+        id bigint primary key, outcome text not null, sent boolean, error text, code text,
+        details jsonb, loyverse_price numeric, product_id uuid, mine boolean, superseded boolean,
+        restaurant_id uuid, account_id bigint
+    ) on commit drop;
+    truncate pg_temp.price_sync_results;
+
+    insert into pg_temp.price_sync_results (id, outcome, sent, error, code, details, loyverse_price)
+    select r.id, r.outcome, coalesce(r.sent, false), r.error, r.code, r.details, r.loyverse_price
+      from jsonb_to_recordset(p_results) as r(id bigint, outcome text, sent boolean, error text,
+                                              code text, details jsonb, loyverse_price numeric);
+    if exists (select 1 from pg_temp.price_sync_results
+                where outcome not in ('done', 'retry', 'failed', 'conflict', 'release', 'cancel')) then
+        raise exception 'complete_price_sync_batch: unknown outcome in p_results'
+            using errcode = 'invalid_parameter_value';
+    end if;
+
+    -- Lock our rows; anything not processing under this claim was lost (lease expired).
+    update pg_temp.price_sync_results r
+       set mine = true, product_id = q.product_id, restaurant_id = q.restaurant_id, account_id = q.account_id,
+           superseded = exists (select 1 from loyverse.loyverse_price_sync_queue p
+                                 where p.product_id = q.product_id and p.status = 'pending')
+      from loyverse.loyverse_price_sync_queue q
+     where q.id = r.id and q.status = 'processing' and q.claimed_by = p_claimed_by;
+    perform 1 from loyverse.loyverse_price_sync_queue q
+      join pg_temp.price_sync_results r on r.id = q.id and r.mine for update of q;
+
+    select array_agg(q.product_id) filter (where r.sent), count(*)
+      into v_lost_products, v_lost
+      from pg_temp.price_sync_results r
+      join loyverse.loyverse_price_sync_queue q on q.id = r.id
+     where r.mine is not true;
+
+    -- done: verified in Loyverse. Here and below, the rows that enter done, failed or dead
+    -- are added to their restaurant's outcome total (none for a restaurant that is gone).
+    with done as (
+        update loyverse.loyverse_price_sync_queue q
+           set status = 'done', lease_until = null, completed_at = now(), updated_at = now(),
+               last_error = r.error, last_error_code = r.code, error_details = r.details
+          from pg_temp.price_sync_results r
+         where r.id = q.id and r.mine and r.outcome = 'done'
+        returning q.restaurant_id, q.status
+    )
+    select loyverse._add_outcome_totals(array_agg(d.restaurant_id), array_agg(d.status))
+      into v_ignored
+      from done d;
+    update loyverse.loyverse_item_mappings m
+       set last_synced_price = round(q.price_to_send, 2),
+           last_synced_at = now(),
+           last_synced_version = q.version,
+           sync_direction = 'TO_LOYVERSE',
+           needs_attention = false,
+           attention_reason = null,
+           updated_at = now()
+      from pg_temp.price_sync_results r
+      join loyverse.loyverse_price_sync_queue q on q.id = r.id
+     where r.mine and r.outcome = 'done' and m.product_id = q.product_id;
+
+    -- retry (429, 5xx, timeouts) and release (graceful stop, not an attempt): back to pending,
+    -- unless a newer change is pending already, which then carries the price.
+    with moved as (
+        update loyverse.loyverse_price_sync_queue q
+           set status = case when r.superseded then 'cancelled'
+                             when r.outcome = 'retry' and q.attempts + 1 >= q.max_attempts then 'dead'
+                             else 'pending' end,
+               attempts = q.attempts + case when r.outcome = 'retry' then 1 else 0 end,
+               next_attempt_at = case when r.outcome = 'release' then now()
+                                      else now() + make_interval(secs =>
+                                          least(p_backoff_cap, p_backoff_base * power(2, q.attempts))
+                                          * (0.5 + random() * 0.5)) end,
+               lease_until = null,
+               claimed_by = null,
+               last_error = case when r.superseded then coalesce(r.error || '; ', '') || 'superseded by a newer change'
+                                 else coalesce(r.error, q.last_error) end,
+               last_error_code = coalesce(r.code, q.last_error_code),
+               error_details = coalesce(r.details, q.error_details),
+               completed_at = case when r.superseded or (r.outcome = 'retry' and q.attempts + 1 >= q.max_attempts)
+                                   then now() end,
+               updated_at = now()
+          from pg_temp.price_sync_results r
+         where r.id = q.id and r.mine and r.outcome in ('retry', 'release')
+        returning q.restaurant_id, q.status
+    )
+    select loyverse._add_outcome_totals(array_agg(m.restaurant_id), array_agg(m.status))
+      into v_ignored
+      from moved m;
+
+    -- failed: not retryable (variant gone, validation, verification); the mapping is flagged
+    with failed as (
+        update loyverse.loyverse_price_sync_queue q
+           set status = 'failed', attempts = q.attempts + 1, lease_until = null, completed_at = now(),
+               updated_at = now(), last_error = r.error, last_error_code = r.code, error_details = r.details
+          from pg_temp.price_sync_results r
+         where r.id = q.id and r.mine and r.outcome = 'failed'
+        returning q.restaurant_id, q.status
+    )
+    select loyverse._add_outcome_totals(array_agg(f.restaurant_id), array_agg(f.status))
+      into v_ignored
+      from failed f;
+    update loyverse.loyverse_item_mappings m
+       set needs_attention = true,
+           attention_reason = left(coalesce(r.code || ': ', '') || coalesce(r.error, 'price sync failed'), 500),
+           updated_at = now()
+      from pg_temp.price_sync_results r
+     where r.mine and r.outcome = 'failed' and m.product_id = r.product_id;
+
+    -- conflict (BIDIRECTIONAL, price edited in Loyverse): held for `sync resolve`; an older
+    -- held row of the same product is superseded by this one.
+    update loyverse.loyverse_price_sync_queue q
+       set status = 'cancelled', completed_at = now(), updated_at = now(),
+           last_error = 'conflict superseded by a newer held change'
+      from pg_temp.price_sync_results r
+     where r.mine and r.outcome = 'conflict' and q.product_id = r.product_id
+       and q.status = 'conflict' and q.id <> r.id;
+    update loyverse.loyverse_price_sync_queue q
+       set status = 'conflict', lease_until = null, completed_at = now(), updated_at = now(),
+           last_error = coalesce(r.error, 'price changed in Loyverse since our last sync'),
+           last_error_code = coalesce(r.code, 'CONFLICT'),
+           error_details = jsonb_build_object('loyverse_price', r.loyverse_price) || coalesce(r.details, '{}')
+      from pg_temp.price_sync_results r
+     where r.id = q.id and r.mine and r.outcome = 'conflict';
+
+    update loyverse.loyverse_price_sync_queue q
+       set status = 'cancelled', lease_until = null, completed_at = now(), updated_at = now(),
+           last_error = coalesce(r.error, 'cancelled'), last_error_code = r.code
+      from pg_temp.price_sync_results r
+     where r.id = q.id and r.mine and r.outcome = 'cancel';
+
+    if v_lost_products is not null then
+        perform loyverse.enqueue_current_prices(v_lost_products, 'requeue', 0);
+    end if;
+
+    select jsonb_build_object(
+               'done', count(*) filter (where r.mine and r.outcome = 'done'),
+               'retried', count(*) filter (where r.mine and r.outcome = 'retry' and q.status = 'pending'),
+               'dead', count(*) filter (where r.mine and q.status = 'dead'),
+               'failed', count(*) filter (where r.mine and r.outcome = 'failed'),
+               'conflicts', count(*) filter (where r.mine and r.outcome = 'conflict'),
+               'released', count(*) filter (where r.mine and r.outcome = 'release'),
+               'cancelled', count(*) filter (where r.mine and q.status = 'cancelled'),
+               'lost', v_lost),
+           array_agg(distinct r.restaurant_id) filter (where r.mine),
+           min(r.account_id),
+           coalesce(jsonb_agg(jsonb_build_object('queue_id', r.id, 'product_id', r.product_id,
+                                                 'outcome', r.outcome, 'code', r.code, 'error', r.error,
+                                                 'details', r.details))
+                    filter (where r.mine and r.outcome in ('retry', 'failed', 'conflict')), '[]')
+      into v_counts, v_restaurants, v_account, v_errors
+      from pg_temp.price_sync_results r
+      left join loyverse.loyverse_price_sync_queue q on q.id = r.id;
+
+    if jsonb_array_length(p_results) > 0 then
+        insert into loyverse.loyverse_sync_logs
+               (restaurant_id, account_id, sync_type, status, items_total, items_succeeded,
+                items_failed, items_skipped, requests_made, error_details, details, started_at, completed_at)
+        values (case when cardinality(v_restaurants) = 1 then v_restaurants[1] end,
+                v_account,
+                'PRICE_SYNC',
+                case when (v_counts->>'done')::int = jsonb_array_length(p_results) then 'SUCCESS'
+                     when (v_counts->>'done')::int = 0 then 'FAILED'
+                     else 'PARTIAL' end,
+                jsonb_array_length(p_results),
+                (v_counts->>'done')::int,
+                (v_counts->>'failed')::int + (v_counts->>'dead')::int,
+                jsonb_array_length(p_results) - (v_counts->>'done')::int
+                    - (v_counts->>'failed')::int - (v_counts->>'dead')::int,
+                greatest(p_requests_made, 0),
+                v_errors,
+                coalesce(p_details, '{}') || jsonb_build_object('claim', p_claimed_by, 'counts', v_counts,
+                                                               'restaurant_ids', to_jsonb(v_restaurants)),
+                least(coalesce(p_started_at, now()), now()),
+                now())
+        returning id into v_log_id;
+    end if;
+    return v_counts || jsonb_build_object('log_id', v_log_id);
+end;
+$$;
+comment on function loyverse.complete_price_sync_batch(text, jsonb, integer, jsonb, timestamptz, double precision, double precision) is
+    'Apply a worker''s outcomes for one claim (done / retry with exponential backoff and jitter, dead at '
+    'max_attempts / failed / conflict / release / cancel), update the mappings, write one sync log row. '
+    'Rows lost by this claim are not touched; the ones we wrote are queued again. Adds the rows that '
+    'entered done, failed or dead to loyverse.loyverse_price_sync_outcome_totals.';
+
+-- ---- sql/0352_function_price_sync_restaurant.sql ----
+-- Internal helper of the SQL API: the settings row of a restaurant, or an error naming the field.
+create function loyverse._price_sync_restaurant(p_restaurant_id uuid)
+returns loyverse.loyverse_price_sync_settings
+language plpgsql
+stable
+set search_path = ''
+as $$
+declare
+    v_settings loyverse.loyverse_price_sync_settings;
+begin
+    if p_restaurant_id is null then
+        raise exception 'restaurant: required' using errcode = 'invalid_parameter_value', column = 'restaurant';
+    end if;
+    select * into v_settings from loyverse.loyverse_price_sync_settings s where s.restaurant_id = p_restaurant_id;
+    if not found then
+        if not exists (select 1 from public.restaurants r where r.id = p_restaurant_id) then
+            raise exception 'restaurant: no restaurant with id %', p_restaurant_id
+                using errcode = 'no_data_found', column = 'restaurant';
+        end if;
+        raise exception 'restaurant: % is not linked to a Loyverse store (no price-sync settings)', p_restaurant_id
+            using errcode = 'no_data_found', column = 'restaurant';
+    end if;
+    return v_settings;
+end;
+$$;
+comment on function loyverse._price_sync_restaurant(uuid) is
+    'Internal: the price-sync settings row of a restaurant; raises an error naming "restaurant" when there is none.';
+
+-- ---- sql/0353_function_price_sync_out_of_sync.sql ----
+-- The mapped products of a restaurant whose price in Loyverse is not known to be the one we
+-- would send now: the price sent by an in-flight (processing) row, else the mapping's last
+-- synced price, differs from the current price rounded under the current settings, or was
+-- never synced. Only products that pass the category filters, and none with a pending row
+-- (it already carries the current price) or a conflict held for a decision.
+-- Used by a full manual sync and by a settings change that widens what is synced.
+create function loyverse._price_sync_out_of_sync(p_restaurant_id uuid)
+returns uuid[]
+language sql
+stable
+set search_path = ''
+as $$
+    select coalesce(array_agg(m.product_id order by m.product_id), '{}')
+      from loyverse.loyverse_item_mappings m
+      join public.products p on p.id = m.product_id
+      join loyverse.accounts a on a.id = m.account_id
+      join loyverse.loyverse_price_sync_settings s on s.restaurant_id = m.restaurant_id
+     where m.restaurant_id = p_restaurant_id
+       and loyverse.category_is_synced(p.category_id, s.include_category_ids, s.exclude_category_ids)
+       and coalesce((select q.price_to_send from loyverse.loyverse_price_sync_queue q
+                      where q.product_id = m.product_id and q.status = 'processing'
+                      order by q.id desc limit 1),
+                    m.last_synced_price)
+           is distinct from loyverse.price_to_send(p.price, s.price_rounding_rule, a.decimal_places, m.price_factor)
+       and not exists (select 1 from loyverse.loyverse_price_sync_queue q
+                        where q.product_id = m.product_id and q.status in ('pending', 'conflict'))
+$$;
+comment on function loyverse._price_sync_out_of_sync(uuid) is
+    'Internal: the mapped products of a restaurant (category filters passed) whose price in Loyverse is not '
+    'known to be the one we would send now, and with no pending or conflict row.';
+
+-- ---- sql/0355_function_trigger_price_sync.sql ----
+-- SQL API: "sync this restaurant now". Its pending rows become due at once with a priority
+-- above routine changes; p_full also queues every mapped product whose price in Loyverse
+-- (as last synced) differs from ours, or was never synced, and that passes the category
+-- filters (loyverse._price_sync_out_of_sync).
+create function loyverse.trigger_price_sync(p_restaurant_id uuid, p_full boolean default false)
+returns integer
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+    v_settings loyverse.loyverse_price_sync_settings := loyverse._price_sync_restaurant(p_restaurant_id);
+    v_account bigint;
+    v_count integer;
+begin
+    if not v_settings.enabled or v_settings.sync_direction = 'FROM_LOYVERSE' then
+        raise exception 'restaurant: price sync to Loyverse is disabled for % (enabled=%, sync_direction=%)',
+            p_restaurant_id, v_settings.enabled, v_settings.sync_direction
+            using errcode = 'object_not_in_prerequisite_state', column = 'restaurant';
+    end if;
+    if v_settings.paused then
+        raise exception 'restaurant: price sync is paused for %; resume it first', p_restaurant_id
+            using errcode = 'object_not_in_prerequisite_state', column = 'restaurant';
+    end if;
+    select l.account_id into v_account from loyverse.loyverse_restaurant_links l where l.restaurant_id = p_restaurant_id;
+
+    if p_full then
+        perform loyverse.enqueue_current_prices(loyverse._price_sync_out_of_sync(p_restaurant_id), 'manual', 200);
+    end if;
+
+    update loyverse.loyverse_price_sync_queue q
+       set next_attempt_at = now(),
+           priority = greatest(q.priority, v_settings.priority + 200),
+           updated_at = now()
+     where q.restaurant_id = p_restaurant_id and q.status = 'pending';
+    get diagnostics v_count = row_count;
+
+    insert into loyverse.loyverse_sync_logs (restaurant_id, account_id, sync_type, status, items_total, details, completed_at)
+    values (p_restaurant_id, v_account, 'MANUAL_TRIGGER', 'SUCCESS', v_count,
+            jsonb_build_object('full', p_full), now());
+    if v_count > 0 and v_account is not null then
+        perform loyverse.wake_price_sync(v_account);
+    end if;
+    return v_count;
+end;
+$$;
+comment on function loyverse.trigger_price_sync(uuid, boolean) is
+    'Sync a restaurant now: its pending changes become due with priority + 200 (p_full: also queue every '
+    'mapped product not known to be in sync). Returns the rows due. Example: select loyverse.trigger_price_sync(''<uuid>'');';
+
+-- ---- sql/0360_function_retry_price_sync.sql ----
+-- SQL API: retry failed and dead-lettered changes. The old rows are closed as 'cancelled'
+-- (their error stays readable) and the product's CURRENT price is queued, due now, with a
+-- priority above routine changes.
+create function loyverse.retry_price_sync(
+    p_restaurant_id uuid default null,
+    p_product_id uuid default null,
+    p_status text default null
+)
+returns integer
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+    v_products uuid[];
+    v_count integer;
+begin
+    if p_status is not null and p_status not in ('failed', 'dead') then
+        raise exception 'status: must be failed, dead or null (both), got %', p_status
+            using errcode = 'invalid_parameter_value', column = 'status';
+    end if;
+    if p_restaurant_id is not null then
+        perform loyverse._price_sync_restaurant(p_restaurant_id);
+    end if;
+    if p_product_id is not null and not exists (
+            select 1 from public.products p
+             where p.id = p_product_id and (p_restaurant_id is null or p.restaurant_id = p_restaurant_id)) then
+        raise exception 'product: no product % in restaurant %', p_product_id, coalesce(p_restaurant_id::text, '(any)')
+            using errcode = 'no_data_found', column = 'product';
+    end if;
+
+    with closed as (
+        update loyverse.loyverse_price_sync_queue q
+           set status = 'cancelled',
+               last_error = 'retried: ' || coalesce(q.last_error, q.status),
+               updated_at = now(),
+               completed_at = coalesce(q.completed_at, now())
+         where q.status in ('failed', 'dead')
+           and (p_status is null or q.status = p_status)
+           and (p_restaurant_id is null or q.restaurant_id = p_restaurant_id)
+           and (p_product_id is null or q.product_id = p_product_id)
+        returning q.product_id
+    )
+    select array_agg(distinct c.product_id) into v_products from closed c;
+    if v_products is null then
+        return 0;
+    end if;
+    update loyverse.loyverse_item_mappings m
+       set needs_attention = false, attention_reason = null, updated_at = now()
+     where m.product_id = any (v_products);
+    v_count := loyverse.enqueue_current_prices(v_products, 'retry', 200);
+    insert into loyverse.loyverse_sync_logs (restaurant_id, sync_type, status, items_total, details, completed_at)
+    values (p_restaurant_id, 'RETRY', 'SUCCESS', v_count,
+            jsonb_build_object('product_id', p_product_id, 'status', p_status), now());
+    return v_count;
+end;
+$$;
+comment on function loyverse.retry_price_sync(uuid, uuid, text) is
+    'Retry failed and/or dead price changes (all, one restaurant, or one product; p_status failed|dead|null): '
+    'queues the products'' current prices with priority + 200. Returns the rows queued.';
+
+-- ---- sql/0365_function_price_sync_settings.sql ----
+-- SQL API: a restaurant's price-sync settings as one jsonb document.
+create function loyverse.price_sync_settings(p_restaurant_id uuid)
+returns jsonb
+language plpgsql
+stable
+security definer
+set search_path = ''
+as $$
+begin
+    return to_jsonb(loyverse._price_sync_restaurant(p_restaurant_id)) - 'created_at';
+end;
+$$;
+comment on function loyverse.price_sync_settings(uuid) is
+    'A restaurant''s price-sync settings as jsonb. Example: select loyverse.price_sync_settings(''<uuid>'');';
+
+-- ---- sql/0366_function_update_price_sync_settings.sql ----
+-- SQL API: change some price-sync settings of a restaurant. Every key is validated; a bad
+-- one raises an error naming it (diagnostics column = the key) and nothing changes. Pending
+-- rows follow the new settings (frequency, rounding, disabled, category filters), and a
+-- change that widens what is sent (sync enabled again, direction back towards Loyverse,
+-- category filters or rounding rule changed) queues every product whose price in Loyverse
+-- is not known to be the one we would send now, at the restaurant's frequency (source
+-- 'settings'): prices changed while a product was not synced are not left behind.
+create function loyverse.update_price_sync_settings(p_restaurant_id uuid, p_changes jsonb)
+returns jsonb
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+    v_old loyverse.loyverse_price_sync_settings := loyverse._price_sync_restaurant(p_restaurant_id);
+    v_new loyverse.loyverse_price_sync_settings;
+    v_key text;
+    v_value jsonb;
+    v_constraint text;
+    v_field text;
+    v_account bigint;
+    v_filters_changed boolean;
+    v_editable constant text[] := array['enabled', 'sync_direction', 'sync_frequency', 'include_category_ids',
+        'exclude_category_ids', 'price_rounding_rule', 'notify_on_error', 'notification_email', 'max_attempts',
+        'priority', 'prices_include_tax', 'alert_failure_rate', 'alert_queue_depth',
+        'alert_oldest_pending_seconds', 'alert_dead_letters'];
+begin
+    if p_changes is null or jsonb_typeof(p_changes) <> 'object' then
+        raise exception 'settings: expected a json object of setting = value'
+            using errcode = 'invalid_parameter_value', column = 'settings';
+    end if;
+    v_new := v_old;
+    for v_key, v_value in select * from jsonb_each(p_changes) loop
+        if not v_key = any (v_editable) then
+            raise exception '%: unknown setting (known: %)', v_key, array_to_string(v_editable, ', ')
+                using errcode = 'invalid_parameter_value', column = v_key;
+        end if;
+        if v_value = 'null'::jsonb and v_key <> 'notification_email' then
+            raise exception '%: must not be null', v_key using errcode = 'not_null_violation', column = v_key;
+        end if;
+        begin
+            -- one key at a time, so a type error names its field
+            v_new := jsonb_populate_record(v_new, jsonb_build_object(v_key, v_value));
+        exception when others then
+            raise exception '%: invalid value %', v_key, v_value
+                using errcode = 'invalid_parameter_value', column = v_key;
+        end;
+    end loop;
+    if exists (select 1 from unnest(v_new.include_category_ids || v_new.exclude_category_ids) c(id)
+                where not exists (select 1 from public.categories k
+                                   where k.id = c.id and k.restaurant_id = p_restaurant_id)) then
+        raise exception '%: unknown category of this restaurant',
+            case when exists (select 1 from unnest(v_new.include_category_ids) c(id)
+                               where not exists (select 1 from public.categories k
+                                                  where k.id = c.id and k.restaurant_id = p_restaurant_id))
+                 then 'include_category_ids' else 'exclude_category_ids' end
+            using errcode = 'foreign_key_violation';
+    end if;
+
+    begin
+        update loyverse.loyverse_price_sync_settings s
+           set enabled = v_new.enabled,
+               sync_direction = v_new.sync_direction,
+               sync_frequency = v_new.sync_frequency,
+               include_category_ids = v_new.include_category_ids,
+               exclude_category_ids = v_new.exclude_category_ids,
+               price_rounding_rule = v_new.price_rounding_rule,
+               notify_on_error = v_new.notify_on_error,
+               notification_email = v_new.notification_email,
+               max_attempts = v_new.max_attempts,
+               priority = v_new.priority,
+               prices_include_tax = v_new.prices_include_tax,
+               alert_failure_rate = v_new.alert_failure_rate,
+               alert_queue_depth = v_new.alert_queue_depth,
+               alert_oldest_pending_seconds = v_new.alert_oldest_pending_seconds,
+               alert_dead_letters = v_new.alert_dead_letters,
+               updated_at = now()
+         where s.restaurant_id = p_restaurant_id;
+    exception when check_violation then
+        get stacked diagnostics v_constraint = constraint_name;
+        v_field := case v_constraint
+            when 'sync_direction_is_valid' then 'sync_direction'
+            when 'sync_frequency_is_valid' then 'sync_frequency'
+            when 'price_rounding_rule_is_valid' then 'price_rounding_rule'
+            when 'notification_email_is_valid' then 'notification_email'
+            when 'max_attempts_is_between_1_and_50' then 'max_attempts'
+            when 'priority_is_between_minus_100_and_100' then 'priority'
+            when 'alert_failure_rate_is_a_fraction' then 'alert_failure_rate'
+            when 'alert_queue_depth_is_positive' then 'alert_queue_depth'
+            when 'alert_oldest_pending_seconds_is_positive' then 'alert_oldest_pending_seconds'
+            when 'alert_dead_letters_is_positive' then 'alert_dead_letters'
+            when 'notify_on_error_needs_an_email' then 'notification_email'
+            when 'categories_are_not_both_included_and_excluded' then 'exclude_category_ids'
+            else 'settings' end;
+        raise exception '%: invalid value (%)', v_field, v_constraint
+            using errcode = 'check_violation', column = v_field, constraint = v_constraint;
+    end;
+
+    -- Pending rows are not claimed yet, so they may follow the new settings.
+    if not v_new.enabled or v_new.sync_direction = 'FROM_LOYVERSE' then
+        update loyverse.loyverse_price_sync_queue q
+           set status = 'cancelled', completed_at = now(), updated_at = now(),
+               last_error = 'price sync to Loyverse disabled'
+         where q.restaurant_id = p_restaurant_id and q.status = 'pending';
+    else
+        if v_new.price_rounding_rule <> v_old.price_rounding_rule then
+            update loyverse.loyverse_price_sync_queue q
+               set price_to_send = loyverse.price_to_send(q.new_price, v_new.price_rounding_rule, a.decimal_places, m.price_factor),
+                   version = q.version + 1, updated_at = now()
+              from loyverse.accounts a, loyverse.loyverse_item_mappings m
+             where a.id = q.account_id and m.product_id = q.product_id
+               and q.restaurant_id = p_restaurant_id and q.status = 'pending';
+        end if;
+        v_filters_changed := v_new.include_category_ids is distinct from v_old.include_category_ids
+                             or v_new.exclude_category_ids is distinct from v_old.exclude_category_ids;
+        if v_filters_changed then
+            -- pending changes of products the filters now leave out are not sent
+            update loyverse.loyverse_price_sync_queue q
+               set status = 'cancelled', completed_at = now(), updated_at = now(),
+                   last_error = 'category no longer synced to Loyverse'
+              from public.products p
+             where p.id = q.product_id
+               and q.restaurant_id = p_restaurant_id and q.status = 'pending'
+               and not loyverse.category_is_synced(p.category_id, v_new.include_category_ids,
+                                                   v_new.exclude_category_ids);
+        end if;
+        if v_new.sync_frequency <> v_old.sync_frequency then
+            update loyverse.loyverse_price_sync_queue q
+               set next_attempt_at = loyverse.price_sync_due_at(v_new.sync_frequency), updated_at = now()
+             where q.restaurant_id = p_restaurant_id and q.status = 'pending' and q.attempts = 0
+               and q.source in ('trigger', 'settings');
+            if v_new.sync_frequency = 'REALTIME' and not v_new.paused then
+                select l.account_id into v_account from loyverse.loyverse_restaurant_links l
+                 where l.restaurant_id = p_restaurant_id;
+                if v_account is not null then
+                    perform loyverse.wake_price_sync(v_account);
+                end if;
+            end if;
+        end if;
+        -- what was not synced before, or would be sent differently now, catches up
+        if not v_old.enabled or v_old.sync_direction = 'FROM_LOYVERSE' or v_filters_changed
+           or v_new.price_rounding_rule <> v_old.price_rounding_rule then
+            perform loyverse.enqueue_current_prices(loyverse._price_sync_out_of_sync(p_restaurant_id), 'settings', 0,
+                                                    loyverse.price_sync_due_at(v_new.sync_frequency));
+        end if;
+    end if;
+    return loyverse.price_sync_settings(p_restaurant_id);
+end;
+$$;
+comment on function loyverse.update_price_sync_settings(uuid, jsonb) is
+    'Change price-sync settings: p_changes = {"setting": value, ...}. Validated; an error names the field '
+    '(its message starts with it; diagnostics column too) and nothing changes. Returns the new settings. '
+    'Example: select loyverse.update_price_sync_settings(''<uuid>'', ''{"price_rounding_rule": "UP"}'');';
+
+-- ---- sql/0370_function_pause_price_sync.sql ----
+-- SQL API: pause a restaurant's price sync. Changes keep being queued; nothing is sent.
+create function loyverse.pause_price_sync(p_restaurant_id uuid)
+returns boolean
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+    v_settings loyverse.loyverse_price_sync_settings := loyverse._price_sync_restaurant(p_restaurant_id);
+begin
+    if v_settings.paused then
+        return false;
+    end if;
+    update loyverse.loyverse_price_sync_settings s
+       set paused = true, paused_at = now(), updated_at = now()
+     where s.restaurant_id = p_restaurant_id;
+    return true;
+end;
+$$;
+comment on function loyverse.pause_price_sync(uuid) is
+    'Pause a restaurant''s price sync (changes are still queued, none is sent); false when already paused.';
+
+-- ---- sql/0371_function_resume_price_sync.sql ----
+-- SQL API: resume a paused restaurant; what is due is sent at once.
+create function loyverse.resume_price_sync(p_restaurant_id uuid)
+returns boolean
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+    v_settings loyverse.loyverse_price_sync_settings := loyverse._price_sync_restaurant(p_restaurant_id);
+    v_account bigint;
+begin
+    if not v_settings.paused then
+        return false;
+    end if;
+    update loyverse.loyverse_price_sync_settings s
+       set paused = false, paused_at = null, updated_at = now()
+     where s.restaurant_id = p_restaurant_id;
+    select q.account_id into v_account from loyverse.loyverse_price_sync_queue q
+     where q.restaurant_id = p_restaurant_id and q.status = 'pending' and q.next_attempt_at <= now()
+     limit 1;
+    if v_account is not null then
+        perform loyverse.wake_price_sync(v_account);
+    end if;
+    return true;
+end;
+$$;
+comment on function loyverse.resume_price_sync(uuid) is
+    'Resume a paused restaurant''s price sync and wake its worker; false when it was not paused.';
+
+-- ---- sql/0375_function_resolve_price_sync_conflicts.sql ----
+-- SQL API: decide held conflicts (BIDIRECTIONAL restaurants, price edited in Loyverse).
+-- ours: push our current price (overwriting Loyverse). theirs: take Loyverse's price into
+-- our product (marked as coming from Loyverse, so it is not queued back).
+create function loyverse.resolve_price_sync_conflicts(p_restaurant_id uuid, p_keep text, p_product_id uuid default null)
+returns integer
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+    v_products uuid[];
+    v_count integer;
+    v_origin text;
+begin
+    perform loyverse._price_sync_restaurant(p_restaurant_id);
+    if p_keep is null or p_keep not in ('ours', 'theirs') then
+        raise exception 'keep: must be ours or theirs, got %', coalesce(p_keep, 'null')
+            using errcode = 'invalid_parameter_value', column = 'keep';
+    end if;
+    if p_product_id is not null and not exists (select 1 from public.products p
+                                                where p.id = p_product_id and p.restaurant_id = p_restaurant_id) then
+        raise exception 'product: no product % in restaurant %', p_product_id, p_restaurant_id
+            using errcode = 'no_data_found', column = 'product';
+    end if;
+
+    create temporary table if not exists pg_temp.price_sync_resolved (
+        id bigint, product_id uuid, loyverse_price numeric) on commit drop;
+    truncate pg_temp.price_sync_resolved;
+    with closed as (
+        update loyverse.loyverse_price_sync_queue q
+           set status = 'cancelled', updated_at = now(),
+               last_error = 'conflict resolved: keep ' || p_keep || ' (' || coalesce(q.last_error, '') || ')'
+         where q.status = 'conflict' and q.restaurant_id = p_restaurant_id
+           and (p_product_id is null or q.product_id = p_product_id)
+        returning q.id, q.product_id, (q.error_details->>'loyverse_price')::numeric as loyverse_price
+    )
+    insert into pg_temp.price_sync_resolved select * from closed;
+    get diagnostics v_count = row_count;
+    if v_count = 0 then
+        return 0;
+    end if;
+
+    if p_keep = 'ours' then
+        -- Loyverse's price is now the known base; the resolve row overwrites it.
+        update loyverse.loyverse_item_mappings m
+           set last_synced_price = r.loyverse_price, updated_at = now()
+          from pg_temp.price_sync_resolved r
+         where m.product_id = r.product_id and r.loyverse_price is not null;
+        select array_agg(distinct r.product_id) into v_products from pg_temp.price_sync_resolved r;
+        perform loyverse.enqueue_current_prices(v_products, 'resolve', 200);
+    else
+        v_origin := current_setting('loyverse_sync.origin', true);
+        perform set_config('loyverse_sync.origin', 'loyverse', true);
+        update public.products p
+           set price = r.loyverse_price, updated_at = now()
+          from pg_temp.price_sync_resolved r
+         where p.id = r.product_id and r.loyverse_price is not null;
+        perform set_config('loyverse_sync.origin', coalesce(v_origin, ''), true);
+        update loyverse.loyverse_item_mappings m
+           set last_synced_price = r.loyverse_price, last_synced_at = now(), sync_direction = 'FROM_LOYVERSE',
+               needs_attention = false, attention_reason = null, updated_at = now()
+          from pg_temp.price_sync_resolved r
+         where m.product_id = r.product_id and r.loyverse_price is not null;
+    end if;
+    return v_count;
+end;
+$$;
+comment on function loyverse.resolve_price_sync_conflicts(uuid, text, uuid) is
+    'Resolve held conflicts of a restaurant (one product or all): keep ''ours'' pushes our price, keep '
+    '''theirs'' copies Loyverse''s price into our product. Returns the conflicts resolved.';
+
+-- ---- sql/0380_function_sweep_price_sync.sql ----
+-- The periodic safety net (every minute, from the worker's periodic task): release expired
+-- leases, close pending rows whose product lost its mapping, and wake every account with
+-- due rows (BATCH_* restaurants at their boundary, backoffs that ended, lost wake-ups).
+create function loyverse.sweep_price_sync()
+returns jsonb
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+    v_released integer;
+    v_orphans integer;
+    v_woken integer := 0;
+    v_account bigint;
+begin
+    v_released := loyverse.release_expired_price_sync_leases(null);
+    update loyverse.loyverse_price_sync_queue q
+       set status = 'cancelled', completed_at = now(), updated_at = now(),
+           last_error = 'product no longer mapped to Loyverse'
+     where q.status = 'pending'
+       and not exists (select 1 from loyverse.loyverse_item_mappings m where m.product_id = q.product_id);
+    get diagnostics v_orphans = row_count;
+    for v_account in
+        select distinct q.account_id
+          from loyverse.loyverse_price_sync_queue q
+          join loyverse.loyverse_price_sync_settings s on s.restaurant_id = q.restaurant_id
+         where q.status = 'pending' and q.next_attempt_at <= now() and not s.paused
+    loop
+        if loyverse.wake_price_sync(v_account) then
+            v_woken := v_woken + 1;
+        end if;
+    end loop;
+    return jsonb_build_object('released', v_released, 'orphans', v_orphans, 'woken', v_woken);
+end;
+$$;
+comment on function loyverse.sweep_price_sync() is
+    'Periodic safety net: release expired leases, cancel unmapped pending rows, wake accounts with due rows.';
+
+-- ---- sql/0385_function_prune_price_sync_queue.sql ----
+-- Retention: completed rows (done, cancelled) older than p_older_than are deleted in
+-- bounded chunks; failed, dead and conflict rows stay until retried or resolved.
+create function loyverse.prune_price_sync_queue(p_older_than interval default '7 days', p_limit integer default 50000)
+returns integer
+language sql
+security definer
+set search_path = ''
+as $$
+    with doomed as (
+        select q.id from loyverse.loyverse_price_sync_queue q
+         where q.status in ('done', 'cancelled') and q.completed_at < now() - p_older_than
+         order by q.completed_at
+         limit p_limit
+    ), deleted as (
+        delete from loyverse.loyverse_price_sync_queue q using doomed d where q.id = d.id returning 1
+    )
+    select count(*)::integer from deleted
+$$;
+comment on function loyverse.prune_price_sync_queue(interval, integer) is
+    'Delete done and cancelled queue rows completed more than p_older_than ago (at most p_limit per call).';
+
+-- ---- sql/0390_function_enqueue_price_sync_digests.sql ----
+-- Notifications: one error digest per restaurant (notify_on_error) per interval, listing the
+-- changes that failed or were dead-lettered since its previous digest. dedupe_key makes a
+-- second call in the same interval a no-op.
+create function loyverse.enqueue_price_sync_digests(p_interval interval default '1 hour')
+returns integer
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+    v_count integer;
+    v_bucket timestamptz := date_bin(p_interval, now(), timestamptz '2000-01-01 00:00+00');
+begin
+    with due as (
+        select s.restaurant_id, r.name, s.notification_email,
+               coalesce((select max(o.created_at) from loyverse.loyverse_notification_outbox o
+                          where o.restaurant_id = s.restaurant_id and o.kind = 'ERROR_DIGEST'),
+                        '-infinity') as since
+          from loyverse.loyverse_price_sync_settings s
+          join public.restaurants r on r.id = s.restaurant_id
+         where s.notify_on_error and s.notification_email is not null
+    ), failures as (
+        select d.restaurant_id, d.name, d.notification_email,
+               count(*) as n,
+               count(*) filter (where q.status = 'dead') as dead,
+               jsonb_agg(jsonb_build_object('queue_id', q.id, 'product_id', q.product_id, 'product', p.name,
+                                            'status', q.status, 'price', q.price_to_send,
+                                            'code', q.last_error_code, 'error', q.last_error)
+                         order by q.id) as rows,
+               string_agg(format('- %s (%s): %s -> %s, %s%s', p.name, q.status, q.old_price, q.price_to_send,
+                                 coalesce(q.last_error_code || ': ', ''), coalesce(q.last_error, '')),
+                          E'\n' order by q.id) as lines
+          from due d
+          join loyverse.loyverse_price_sync_queue q on q.restaurant_id = d.restaurant_id
+          join public.products p on p.id = q.product_id
+         where q.status in ('failed', 'dead') and q.completed_at > d.since
+         group by d.restaurant_id, d.name, d.notification_email
+    ), inserted as (
+        insert into loyverse.loyverse_notification_outbox (restaurant_id, kind, recipient, subject, body, payload, dedupe_key)
+        select f.restaurant_id, 'ERROR_DIGEST', f.notification_email,
+               format('[loyverse-sync] %s: %s price change(s) not synced to Loyverse', f.name, f.n),
+               format(E'%s price change(s) of %s could not be written to Loyverse (%s dead-lettered).\n\n%s\n\n'
+                      'Retry with: loyverse-sync sync retry --restaurant %s\n', f.n, f.name, f.dead, f.lines, f.restaurant_id),
+               jsonb_build_object('restaurant_id', f.restaurant_id, 'failures', f.rows),
+               format('price-sync-digest:%s:%s', f.restaurant_id, to_char(v_bucket at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI'))
+          from failures f
+        on conflict (dedupe_key) do nothing
+        returning 1
+    )
+    select count(*) into v_count from inserted;
+    return v_count;
+end;
+$$;
+comment on function loyverse.enqueue_price_sync_digests(interval) is
+    'Queue one ERROR_DIGEST email per restaurant with notify_on_error and new failed/dead changes, at most '
+    'one per p_interval (dedupe_key). Returns the digests queued.';
+
+-- ---- sql/0391_function_latency_bounds.sql ----
+-- The latency histogram's bucket bounds, in one place for the recorder and the views.
+create function loyverse.latency_bounds()
+returns double precision[]
+language sql
+immutable
+parallel safe
+set search_path = ''
+as $$
+    select array[0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 'Infinity']::double precision[]
+$$;
+
+comment on function loyverse.latency_bounds() is 'Upper bounds (seconds) of loyverse_api_call_stats.latency_buckets.';
+
+-- ---- sql/0392_function_record_api_calls.sql ----
+-- Add a batch of Loyverse API calls to the per-minute statistics (one statement per flush).
+create function loyverse.record_api_calls(p_account_id bigint, p_calls jsonb)
+returns integer
+language plpgsql
+set search_path = ''
+as $$
+-- p_calls: [{"method": "GET", "endpoint": "/items", "status": 200, "seconds": 0.12, "at": "..."}].
+-- Aggregated set-based into minute buckets; returns the number of calls recorded.
+declare
+    v_bounds double precision[] := loyverse.latency_bounds();
+begin
+    if jsonb_typeof(p_calls) is distinct from 'array' then
+        raise exception 'record_api_calls: p_calls must be a JSON array, got %', jsonb_typeof(p_calls)
+            using errcode = 'invalid_parameter_value';
+    end if;
+    with calls as (
+        select date_trunc('minute', coalesce((c ->> 'at')::timestamptz, now())) as bucket_start,
+               upper(c ->> 'method') as method,
+               c ->> 'endpoint' as endpoint,
+               coalesce((c ->> 'status')::integer, 0) as status,
+               greatest(coalesce((c ->> 'seconds')::double precision, 0), 0) as seconds
+          from jsonb_array_elements(p_calls) c
+    ), bucketed as (
+        select c.*, (select min(i) from generate_series(1, 10) i where c.seconds <= v_bounds[i]) as bucket
+          from calls c
+    )
+    insert into loyverse.loyverse_api_call_stats as s
+        (account_id, bucket_start, method, endpoint, status, calls, total_seconds, max_seconds, latency_buckets)
+    select p_account_id, b.bucket_start, b.method, b.endpoint, b.status,
+           count(*), sum(b.seconds), max(b.seconds),
+           array[count(*) filter (where b.bucket = 1), count(*) filter (where b.bucket = 2),
+                 count(*) filter (where b.bucket = 3), count(*) filter (where b.bucket = 4),
+                 count(*) filter (where b.bucket = 5), count(*) filter (where b.bucket = 6),
+                 count(*) filter (where b.bucket = 7), count(*) filter (where b.bucket = 8),
+                 count(*) filter (where b.bucket = 9), count(*) filter (where b.bucket = 10)]
+      from bucketed b
+     group by b.bucket_start, b.method, b.endpoint, b.status
+    on conflict (account_id, bucket_start, method, endpoint, status) do update
+       set calls = s.calls + excluded.calls,
+           total_seconds = s.total_seconds + excluded.total_seconds,
+           max_seconds = greatest(s.max_seconds, excluded.max_seconds),
+           latency_buckets = array(select x.a + x.b
+                                     from unnest(s.latency_buckets, excluded.latency_buckets) with ordinality x(a, b, n)
+                                    order by x.n);
+    return jsonb_array_length(p_calls);
+end;
+$$;
+
+comment on function loyverse.record_api_calls(bigint, jsonb) is
+    'Add Loyverse API calls (method, endpoint, status, seconds) to the per-minute statistics of an account.';
+
+-- ---- sql/0393_function_latency_quantile.sql ----
+-- A quantile of a latency histogram (the bucket's upper bound), for the latency views.
+create function loyverse._latency_quantile(p_buckets bigint[], p_q double precision)
+returns double precision
+language sql
+immutable
+parallel safe
+set search_path = ''
+as $$
+    -- The upper bound of the first bucket whose cumulative count reaches q of the total
+    -- (a histogram quantile, as Prometheus computes it without interpolation).
+    select (loyverse.latency_bounds())[min(x.n)]
+      from (select n, sum(c) over (order by n) as cum, sum(c) over () as total
+              from unnest(p_buckets) with ordinality u(c, n)) x
+     where x.total > 0 and x.cum >= p_q * x.total
+$$;
+
+comment on function loyverse._latency_quantile(bigint[], double precision) is
+    'Internal: quantile (upper bucket bound, seconds) of a latency_buckets histogram.';
+
+-- ---- sql/0394_function_sum_buckets.sql ----
+-- Element-wise sum of two latency histograms: the state function of loyverse.sum_buckets.
+create function loyverse._sum_buckets(p_a bigint[], p_b bigint[])
+returns bigint[]
+language sql
+immutable
+parallel safe
+set search_path = ''
+as $$
+    select array(select coalesce(x.a, 0) + coalesce(x.b, 0)
+                   from unnest(p_a, p_b) with ordinality x(a, b, n) order by x.n)
+$$;
+
+-- ---- sql/0395_aggregate_sum_buckets.sql ----
+-- sum_buckets(histogram): adds latency histograms across minutes and endpoints.
+create aggregate loyverse.sum_buckets(bigint[]) (
+    sfunc = loyverse._sum_buckets,
+    stype = bigint[],
+    initcond = '{0,0,0,0,0,0,0,0,0,0}'
+);
+
+comment on aggregate loyverse.sum_buckets(bigint[]) is 'Element-wise sum of latency histograms.';
+
+-- ---- sql/0420_trigger_products_price_sync.sql ----
+-- Price changes on public.products feed the price-sync queue. Only UPDATE: a mapping
+-- references an existing product, so an inserted product is never mapped yet (an INSERT
+-- ... ON CONFLICT DO UPDATE fires these UPDATE triggers for the rows it updates).
+-- The two work together: disabling one of them alone loses price changes.
+create trigger _090_note_price_change
+    after update on public.products
+    for each row
+    when (old.price is distinct from new.price)
+    execute function loyverse.tg_products__note_price_change();
+comment on trigger _090_note_price_change on public.products is
+    'Flags the transaction when a price really changed (sees the stored row, BEFORE triggers included), '
+    'so that _100_enqueue_price_sync looks for it; UPDATEs that change no price skip the price sync.';
+
+create trigger _100_enqueue_price_sync
+    after update on public.products
+    referencing old table as old_rows new table as new_rows
+    for each statement
+    execute function loyverse.tg_products__enqueue_price_sync();
+comment on trigger _100_enqueue_price_sync on public.products is
+    'Queues price changes for the Loyverse price sync (statement-level, transition tables).';
+
+-- Deleting products deletes their queue rows: the queue's product_id has no foreign key
+-- (its check cost every queued row; sql/0333).
+create trigger _110_delete_price_sync_rows
+    after delete on public.products
+    referencing old table as old_rows
+    for each statement
+    execute function loyverse.tg_products__delete_price_sync_rows();
+comment on trigger _110_delete_price_sync_rows on public.products is
+    'Deleting products deletes their price-sync queue rows.';
+
+-- ---- sql/0421_trigger_accounts_price_sync_queue.sql ----
+-- Deleting an account deletes its queue rows: the queue has no foreign key to accounts (its
+-- check cost every queued change), so this statement trigger is the cascade.
+create trigger _100_delete_price_sync_rows
+    after delete on loyverse.accounts
+    referencing old table as old_rows
+    for each statement
+    execute function loyverse.tg_accounts__delete_price_sync_rows();
+comment on trigger _100_delete_price_sync_rows on loyverse.accounts is
+    'Deleting an account deletes its price-sync queue rows.';
+
+-- ---- sql/0422_trigger_price_sync_queue_outcome_totals.sql ----
+-- The queue's outcomes feed loyverse.loyverse_price_sync_outcome_totals. A row trigger whose
+-- WHEN clause is false for every write but a row entering done, failed or dead; it names
+-- the status column, so UPDATEs that do not set status (the products trigger coalescing a
+-- change into a pending row, lease extensions) do not fire it. No INSERT trigger: our
+-- functions only insert pending rows, and any AFTER INSERT row trigger costs every queued
+-- price change ~2 us (its WHEN is prepared per statement); a row inserted by hand already
+-- done, failed or dead is not counted.
+-- loyverse.complete_price_sync_batch sets loyverse_sync.outcomes_counted = 'on' while it
+-- runs: it adds its batch's outcomes itself, one statement per outcome.
+create trigger _100_count_outcome
+    after update of status on loyverse.loyverse_price_sync_queue
+    for each row
+    when (new.status in ('done', 'failed', 'dead')
+          and old.status is distinct from new.status
+          and pg_catalog.current_setting('loyverse_sync.outcomes_counted', true) is distinct from 'on')
+    execute function loyverse.tg_price_sync_queue__count_outcome();
+comment on trigger _100_count_outcome on loyverse.loyverse_price_sync_queue is
+    'A row entering done, failed or dead adds 1 to its restaurant''s outcome total (except in '
+    'loyverse.complete_price_sync_batch, which counts its batch itself).';
+
+-- ---- sql/0500_view_account_overview.sql ----
+-- Accounts as operators see them: currency, rate budget, 429s and linked restaurants, never tokens.
+create view loyverse.account_overview as
+select a.id as account_id,
+       a.name,
+       a.merchant_id,
+       a.business_name,
+       a.currency_code,
+       a.decimal_places,
+       a.base_url,
+       a.token_valid,
+       a.token_checked_at,
+       a.rate_limit_requests,
+       a.rate_limit_window_seconds,
+       coalesce(s.requests_total, 0) as requests_total,
+       coalesce(s.rate_limited_total, 0) as rate_limited_total,
+       s.last_rate_limited_at,
+       (select count(*) from loyverse.loyverse_restaurant_links l where l.account_id = a.id) as restaurants,
+       a.created_at
+  from loyverse.accounts a
+  left join loyverse.account_rate_state s on s.account_id = a.id;
+
+comment on view loyverse.account_overview is 'Loyverse accounts without their tokens: currency, rate budget, 429s, linked restaurants.';
+
+-- ---- sql/0505_view_restaurant_overview.sql ----
+-- Each restaurant with its Loyverse account and store, product counts and sync settings.
+create view loyverse.restaurant_overview as
+select r.id as restaurant_id,
+       r.name,
+       l.account_id,
+       a.name as account_name,
+       l.store_id,
+       l.store_name,
+       (select count(*) from public.products p where p.restaurant_id = r.id) as products,
+       (select count(*) from loyverse.loyverse_item_mappings m where m.restaurant_id = r.id) as mapped_products,
+       s.enabled as sync_enabled,
+       s.sync_direction,
+       s.sync_frequency,
+       s.paused
+  from public.restaurants r
+  left join loyverse.loyverse_restaurant_links l on l.restaurant_id = r.id
+  left join loyverse.accounts a on a.id = l.account_id
+  left join loyverse.loyverse_price_sync_settings s on s.restaurant_id = r.id;
+
+comment on view loyverse.restaurant_overview is 'Each restaurant with its Loyverse account and store, product counts and sync settings.';
+
+-- ---- sql/0520_view_price_sync_status.sql ----
+-- Per-restaurant price-sync status for DBAs and the CLI (`sync status`).
+-- One grouped pass over the queue rows that count (pending, processing, failed, dead,
+-- conflict, and done in the last day: each arm matches a partial index), joined by
+-- restaurant_id: the cost does not multiply by the number of restaurants. A restaurant
+-- whose last success is older than a day takes it from last_done, read only for such a
+-- restaurant (and only when last_success_at is selected): one pass for all of them.
+create view loyverse.price_sync_status as
+with last_done as materialized (
+    select y.restaurant_id, y.completed_at
+      from loyverse.loyverse_price_sync_queue y
+     where y.id in (select max(z.id) from loyverse.loyverse_price_sync_queue z
+                     where z.status = 'done' group by z.restaurant_id)
+)
+select r.id as restaurant_id,
+       r.name as restaurant_name,
+       l.account_id,
+       l.store_id,
+       s.enabled,
+       s.paused,
+       s.sync_direction,
+       s.sync_frequency,
+       s.price_rounding_rule,
+       coalesce(q.pending, 0) as pending,
+       coalesce(q.due, 0) as due,
+       coalesce(q.processing, 0) as processing,
+       coalesce(q.failed, 0) as failed,
+       coalesce(q.dead, 0) as dead,
+       coalesce(q.conflicts, 0) as conflicts,
+       now() - q.oldest_pending as oldest_pending_age,
+       coalesce(q.last_success_at,
+                (select d.completed_at from last_done d where d.restaurant_id = r.id)) as last_success_at,
+       coalesce(q.synced_last_hour, 0) as synced_last_hour,
+       round(q.synced_last_hour::numeric / nullif(q.finished_last_hour, 0), 3) as success_rate_last_hour,
+       coalesce(q.synced_last_day, 0) as synced_last_day,
+       round(q.synced_last_day::numeric / nullif(q.finished_last_day, 0), 3) as success_rate_last_day,
+       round(coalesce(rate.requests_last_5min, 0) / 5.0, 1) as requests_per_minute,
+       round((a.rate_limit_requests * 60 / a.rate_limit_window_seconds)::numeric, 1) as budget_per_minute
+  from public.restaurants r
+  join loyverse.loyverse_price_sync_settings s on s.restaurant_id = r.id
+  left join loyverse.loyverse_restaurant_links l on l.restaurant_id = r.id
+  left join loyverse.accounts a on a.id = l.account_id
+  left join (
+      select x.restaurant_id,
+             count(*) filter (where x.status = 'pending') as pending,
+             count(*) filter (where x.status = 'pending' and x.next_attempt_at <= now()) as due,
+             count(*) filter (where x.status = 'processing') as processing,
+             count(*) filter (where x.status = 'failed') as failed,
+             count(*) filter (where x.status = 'dead') as dead,
+             count(*) filter (where x.status = 'conflict') as conflicts,
+             min(x.created_at) filter (where x.status = 'pending') as oldest_pending,
+             max(x.completed_at) filter (where x.status = 'done') as last_success_at,
+             count(*) filter (where x.status = 'done' and x.completed_at > now() - interval '1 hour') as synced_last_hour,
+             count(*) filter (where x.status in ('done', 'failed', 'dead')
+                                and x.completed_at > now() - interval '1 hour') as finished_last_hour,
+             count(*) filter (where x.status = 'done' and x.completed_at > now() - interval '1 day') as synced_last_day,
+             count(*) filter (where x.status in ('done', 'failed', 'dead')
+                                and x.completed_at > now() - interval '1 day') as finished_last_day
+        from loyverse.loyverse_price_sync_queue x
+       where x.status = 'pending'
+          or x.status = 'processing'
+          or x.status in ('failed', 'dead', 'conflict')
+          or (x.status = 'done' and x.completed_at > now() - interval '1 day')
+       group by x.restaurant_id
+  ) q on q.restaurant_id = r.id
+  left join lateral (
+      select sum(g.requests_made) as requests_last_5min
+        from loyverse.loyverse_sync_logs g
+       where g.account_id = l.account_id and g.sync_type = 'PRICE_SYNC'
+         and g.started_at > now() - interval '5 minutes'
+  ) rate on true;
+comment on view loyverse.price_sync_status is
+    'Price sync per restaurant: queue counts (pending, due, processing, failed, dead, conflicts), oldest pending '
+    'age, last success, items synced and success rate over the last hour and day, the account''s current '
+    'price-sync send rate (requests/min over 5 min) against its budget.';
+comment on column loyverse.price_sync_status.due is 'Pending rows whose time has come (REALTIME at once, BATCH_* at their boundary, retries after their backoff).';
+comment on column loyverse.price_sync_status.success_rate_last_hour is 'done / (done + failed + dead) completed in the last hour; null when none.';
+comment on column loyverse.price_sync_status.requests_per_minute is 'Loyverse requests made by price sync for this restaurant''s account, per minute over the last 5 minutes.';
+
+-- ---- sql/0525_view_price_sync_history.sql ----
+-- Sync history: one row per price-sync batch, manual trigger and retry.
+create view loyverse.price_sync_history as
+select g.id as log_id,
+       g.started_at,
+       g.completed_at,
+       g.completed_at - g.started_at as duration,
+       g.sync_type,
+       g.status,
+       g.account_id,
+       g.restaurant_id,
+       case when jsonb_typeof(g.details->'restaurant_ids') = 'array'
+            then array(select jsonb_array_elements_text(g.details->'restaurant_ids'))::uuid[]
+            else array_remove(array[g.restaurant_id], null) end as restaurant_ids,
+       g.items_total,
+       g.items_succeeded,
+       g.items_failed,
+       g.items_skipped,
+       g.requests_made,
+       g.error_details
+  from loyverse.loyverse_sync_logs g
+ where g.sync_type in ('PRICE_SYNC', 'MANUAL_TRIGGER', 'RETRY');
+comment on view loyverse.price_sync_history is
+    'Price-sync history: each batch a worker wrote (items, requests, errors), each manual trigger and retry. '
+    'restaurant_ids lists every restaurant of a batch (restaurant_id is set only when there is one).';
+
+-- ---- sql/0530_view_price_sync_problems.sql ----
+-- Failed, dead-lettered and held (conflict) changes with their last error.
+create view loyverse.price_sync_problems as
+select q.id as queue_id,
+       q.restaurant_id,
+       r.name as restaurant_name,
+       q.product_id,
+       p.name as product_name,
+       q.status,
+       q.old_price,
+       q.new_price,
+       q.price_to_send,
+       p.price as current_price,
+       q.attempts,
+       q.max_attempts,
+       q.last_error_code,
+       q.last_error,
+       q.error_details,
+       m.loyverse_item_id,
+       m.loyverse_variant_id,
+       m.loyverse_store_id,
+       m.needs_attention,
+       q.created_at,
+       q.completed_at
+  from loyverse.loyverse_price_sync_queue q
+  join public.restaurants r on r.id = q.restaurant_id
+  join public.products p on p.id = q.product_id
+  left join loyverse.loyverse_item_mappings m on m.product_id = q.product_id
+ where q.status in ('failed', 'dead', 'conflict');
+comment on view loyverse.price_sync_problems is
+    'Price changes that need a person: failed (not retryable, e.g. variant gone), dead (retries exhausted), '
+    'conflict (edited in Loyverse, BIDIRECTIONAL). Fix with `sync retry` / `sync resolve`.';
+comment on column loyverse.price_sync_problems.error_details is 'Loyverse''s error (code, details, field) or, for a conflict, the price found in Loyverse.';
+
+-- ---- sql/0535_view_price_sync_queue_health.sql ----
+-- Queue health per account: backlog, leases, and the procrastinate jobs that drain it.
+create view loyverse.price_sync_queue_health as
+select a.id as account_id,
+       a.name as account_name,
+       coalesce(q.pending, 0) as pending,
+       coalesce(q.due, 0) as due,
+       coalesce(q.processing, 0) as processing,
+       coalesce(q.expired_leases, 0) as expired_leases,
+       coalesce(q.retrying, 0) as retrying,
+       now() - q.oldest_due as oldest_due_age,
+       (select count(*) from public.procrastinate_jobs j
+         where j.queueing_lock = 'loyverse_price_sync:' || a.id and j.status = 'todo') as jobs_queued,
+       (select count(*) from public.procrastinate_jobs j
+         where j.lock = 'loyverse_price_sync:' || a.id and j.status = 'doing') as jobs_running,
+       st.throttled_until,
+       st.rate_limited_total
+  from loyverse.accounts a
+  left join loyverse.account_rate_state st on st.account_id = a.id
+  left join lateral (
+      select count(*) filter (where x.status = 'pending') as pending,
+             count(*) filter (where x.status = 'pending' and x.next_attempt_at <= now()) as due,
+             count(*) filter (where x.status = 'processing') as processing,
+             count(*) filter (where x.status = 'processing' and x.lease_until < now()) as expired_leases,
+             count(*) filter (where x.status = 'pending' and x.attempts > 0) as retrying,
+             min(x.next_attempt_at) filter (where x.status = 'pending' and x.next_attempt_at <= now()) as oldest_due
+        from loyverse.loyverse_price_sync_queue x
+       where x.account_id = a.id and x.status in ('pending', 'processing')
+  ) q on true;
+comment on view loyverse.price_sync_queue_health is
+    'Per account: pending / due / processing rows, expired leases (a worker died; the next claim or sweep '
+    'frees them), rows retrying, age of the oldest due row, queued and running sync jobs, 429 state.';
+
+-- ---- sql/0560_view_api_latency.sql ----
+-- The last hour of Loyverse API calls per account and endpoint: counts, mean, p50, p95, max.
+create view loyverse.api_latency as
+select s.account_id,
+       a.name as account_name,
+       s.method,
+       s.endpoint,
+       sum(s.calls) as calls,
+       sum(s.calls) filter (where s.status between 200 and 299) as ok,
+       sum(s.calls) filter (where s.status = 429) as rate_limited,
+       sum(s.calls) filter (where s.status >= 500 or s.status = 0) as server_or_network_errors,
+       round((sum(s.total_seconds) / nullif(sum(s.calls), 0))::numeric, 4) as mean_seconds,
+       loyverse._latency_quantile(loyverse.sum_buckets(s.latency_buckets), 0.5) as p50_seconds,
+       loyverse._latency_quantile(loyverse.sum_buckets(s.latency_buckets), 0.95) as p95_seconds,
+       max(s.max_seconds) as max_seconds
+  from loyverse.loyverse_api_call_stats s
+  join loyverse.accounts a on a.id = s.account_id
+ where s.bucket_start > now() - interval '1 hour'
+ group by s.account_id, a.name, s.method, s.endpoint;
+
+comment on view loyverse.api_latency is
+    'Loyverse API calls of the last hour per account, method and endpoint: counts by outcome, mean, '
+    'p50 and p95 (upper bound of the histogram bucket) and max response time in seconds.';
+
+comment on column loyverse.api_latency.p95_seconds is 'Histogram quantile: 95% of calls took at most this long.';
+
+-- ---- sql/0565_view_alert_measurements.sql ----
+-- Each restaurant's alert conditions measured now against their thresholds (read by
+-- evaluate_alerts and by operators).
+create view loyverse.alert_measurements as
+select st.restaurant_id,
+       st.restaurant_name,
+       m.alert,
+       m.value,
+       m.threshold,
+       m.value >= m.threshold as breached
+  from loyverse.price_sync_status st
+  join loyverse.loyverse_price_sync_settings s on s.restaurant_id = st.restaurant_id
+  cross join lateral (values
+      ('FAILURE_RATE', coalesce(1 - st.success_rate_last_hour, 0)::double precision, s.alert_failure_rate),
+      ('QUEUE_DEPTH', st.pending::double precision, s.alert_queue_depth::double precision),
+      ('OLDEST_PENDING', coalesce(extract(epoch from st.oldest_pending_age), 0)::double precision,
+                         s.alert_oldest_pending_seconds::double precision),
+      ('DEAD_LETTERS', st.dead::double precision, s.alert_dead_letters::double precision)
+  ) m(alert, value, threshold)
+ where s.enabled and not s.paused;
+
+comment on view loyverse.alert_measurements is
+    'Each restaurant''s alert conditions now: the measured value, its threshold from the settings, breached or not.';
+
+-- ---- sql/0570_function_evaluate_alerts.sql ----
+-- Open and close alert breaches and queue one ALERT or RECOVERY email per change; the worker
+-- runs it every minute.
+create function loyverse.evaluate_alerts()
+returns table (restaurant_id uuid, alert text, change text, value double precision)
+language plpgsql
+set search_path = ''
+as $$
+-- Open a breach (and queue an ALERT email) for every condition newly over its threshold;
+-- close it (and queue a RECOVERY email) when it is back under. Once per breach, whatever
+-- how often this runs: the open breach is remembered in loyverse_alert_state.
+begin
+    create temporary table if not exists pg_temp.alert_changes (
+        restaurant_id uuid, alert text, change text, value double precision, threshold double precision
+    ) on commit drop;
+    truncate pg_temp.alert_changes;
+
+    with opened as (
+        insert into loyverse.loyverse_alert_state as a (restaurant_id, alert, value, threshold)
+        select m.restaurant_id, m.alert, m.value, m.threshold
+          from loyverse.alert_measurements m
+         where m.breached
+           and not exists (select 1 from loyverse.loyverse_alert_state o
+                            where o.restaurant_id = m.restaurant_id and o.alert = m.alert
+                              and o.recovered_at is null)
+        on conflict do nothing
+        returning a.restaurant_id, a.alert, a.value, a.threshold
+    )
+    insert into pg_temp.alert_changes select o.restaurant_id, o.alert, 'BREACHED', o.value, o.threshold from opened o;
+
+    with closed as (
+        update loyverse.loyverse_alert_state a
+           set recovered_at = now(), value = m.value
+          from loyverse.alert_measurements m
+         where a.restaurant_id = m.restaurant_id and a.alert = m.alert
+           and a.recovered_at is null and not m.breached
+        returning a.restaurant_id, a.alert, m.value, a.threshold
+    )
+    insert into pg_temp.alert_changes select c.restaurant_id, c.alert, 'RECOVERED', c.value, c.threshold from closed c;
+
+    insert into loyverse.loyverse_notification_outbox (restaurant_id, kind, recipient, subject, body, payload, dedupe_key)
+    select c.restaurant_id,
+           case c.change when 'BREACHED' then 'ALERT' else 'RECOVERY' end,
+           s.notification_email,
+           format('[loyverse-sync] %s: %s %s', r.name, replace(lower(c.alert), '_', ' '),
+                  case c.change when 'BREACHED' then 'over its threshold' else 'back to normal' end),
+           format(E'Restaurant: %s
+Condition: %s
+Value: %s
+Threshold: %s
+At: %s
+
+%s',
+                  r.name, c.alert, round(c.value::numeric, 3), round(c.threshold::numeric, 3), now(),
+                  case c.change when 'BREACHED'
+                       then 'See `loyverse-sync sync status --restaurant ' || r.id || '` for details.'
+                       else 'No action needed.' end),
+           jsonb_build_object('alert', c.alert, 'change', c.change, 'value', c.value, 'threshold', c.threshold),
+           format('alert:%s:%s:%s:%s', c.restaurant_id, c.alert, c.change,
+                  (select max(a.breached_at) from loyverse.loyverse_alert_state a
+                    where a.restaurant_id = c.restaurant_id and a.alert = c.alert))
+      from pg_temp.alert_changes c
+      join public.restaurants r on r.id = c.restaurant_id
+      join loyverse.loyverse_price_sync_settings s on s.restaurant_id = c.restaurant_id
+     where s.notification_email is not null
+    on conflict (dedupe_key) do nothing;
+
+    return query select c.restaurant_id, c.alert, c.change, c.value from pg_temp.alert_changes c;
+end;
+$$;
+
+comment on function loyverse.evaluate_alerts() is
+    'Compare every restaurant''s alert conditions with its thresholds; open/close breaches and queue one '
+    'ALERT or RECOVERY email per change. Run periodically by the worker.';
+
+-- ---- sql/0575_view_alerts.sql ----
+-- Alert breaches, open and recovered, per restaurant.
+create view loyverse.alerts as
+select a.restaurant_id, r.name as restaurant_name, a.alert, a.breached_at, a.recovered_at, a.value, a.threshold,
+       a.recovered_at is null as open
+  from loyverse.loyverse_alert_state a
+  join public.restaurants r on r.id = a.restaurant_id;
+
+comment on view loyverse.alerts is 'Alert breaches, open and recovered, per restaurant.';
+
+-- ---- sql/0600_function_normalize_name.sql ----
+-- The key names are compared by when an import looks for "the same name": case- and
+-- space-insensitive ("  Flat  White" = "flat white").
+create function loyverse.normalize_name(p_name text)
+returns text
+language sql
+immutable
+parallel safe
+-- No SET clause: the SQL-standard body is bound when created (no search_path lookup at run
+-- time), and a function with SET is never inlined: the import calls this per row.
+return lower(regexp_replace(btrim(p_name), '\s+', ' ', 'g'));
+
+comment on function loyverse.normalize_name(text) is
+    'Lower-cased, trimmed, inner whitespace collapsed: how the menu import compares names.';
+
+-- ---- sql/0601_function_jsonb_to_int.sql ----
+-- Safe reads of Loyverse JSON: a value of the wrong type (or out of range) is null, never
+-- an error, so one hostile object cannot abort a set-based import.
+create function loyverse.jsonb_to_int(p_value jsonb)
+returns integer
+language sql
+immutable
+parallel safe
+-- No SET clause: the SQL-standard body is bound when created (no search_path lookup at run
+-- time), and a function with SET is never inlined: the import calls this per row.
+return case when jsonb_typeof(p_value) = 'number' then
+            case when (p_value #>> '{}')::numeric between -2147483648 and 2147483647
+                 then round((p_value #>> '{}')::numeric)::integer end end;
+
+comment on function loyverse.jsonb_to_int(jsonb) is 'A JSON number as an integer; null for anything else or out of range.';
+
+-- ---- sql/0602_function_jsonb_to_bool.sql ----
+-- Safe read of a Loyverse JSON boolean (see jsonb_to_int).
+create function loyverse.jsonb_to_bool(p_value jsonb)
+returns boolean
+language sql
+immutable
+parallel safe
+-- No SET clause: the SQL-standard body is bound when created (no search_path lookup at run
+-- time), and a function with SET is never inlined: the import calls this per row.
+return case when jsonb_typeof(p_value) = 'boolean' then (p_value #>> '{}')::boolean end;
+
+comment on function loyverse.jsonb_to_bool(jsonb) is 'A JSON boolean as boolean; null for anything else.';
+
+-- ---- sql/0605_function_import_field_map_problems.sql ----
+-- Checks an import's --map (Loyverse field -> our products column) against both schemas:
+-- the Loyverse item/variant fields we know, and public.products as it is in this database.
+create function loyverse.import_field_map_problems(p_map jsonb)
+returns table (loyverse_field text, our_column text, problem text)
+language sql
+stable
+set search_path = ''
+as $$
+    with m as (
+        select e.key as f, e.value as c
+          from jsonb_each(case when jsonb_typeof(p_map) = 'object' then p_map else '{}'::jsonb end) e
+    ),
+    lv(f) as (
+        values ('item_name'), ('handle'), ('reference_id'), ('description'), ('form'), ('color'),
+               ('image_url'), ('id'), ('option1_name'), ('option2_name'), ('option3_name'),
+               ('sku'), ('barcode'), ('reference_variant_id'), ('variant_id'), ('option1_value'),
+               ('option2_value'), ('option3_value'), ('cost'), ('purchase_cost')
+    ),
+    cols as (
+        select a.attname::text as c, format_type(a.atttypid, a.atttypmod) as t
+          from pg_catalog.pg_attribute a
+         where a.attrelid = 'public.products'::regclass and a.attnum > 0 and not a.attisdropped
+    )
+    select m.f, m.c #>> '{}',
+           case
+             when jsonb_typeof(m.c) <> 'string' then 'the column must be given as text'
+             when not exists (select 1 from lv where lv.f = m.f) then
+               format('%s is not a Loyverse item or variant field (known: %s)', m.f,
+                      (select string_agg(f, ', ' order by f) from lv))
+             when not exists (select 1 from cols where cols.c = m.c #>> '{}') then
+               format('products has no column %s', m.c #>> '{}')
+             when (m.c #>> '{}') in ('id', 'restaurant_id', 'category_id', 'product_group_id', 'price',
+                                    'is_active', 'created_at', 'updated_at') then
+               format('products.%s is set by the import itself and cannot be mapped', m.c #>> '{}')
+             when (select t from cols where cols.c = m.c #>> '{}') not in ('text', 'character varying')
+                  and (select t from cols where cols.c = m.c #>> '{}') not like 'character varying(%' then
+               format('products.%s is %s; only text columns can be mapped', m.c #>> '{}',
+                      (select t from cols where cols.c = m.c #>> '{}'))
+             when (select count(*) from m m2 where m2.c = m.c) > 1 then
+               format('products.%s is mapped more than once', m.c #>> '{}')
+           end
+      from m
+     where jsonb_typeof(m.c) <> 'string'
+        or not exists (select 1 from lv where lv.f = m.f)
+        or not exists (select 1 from cols where cols.c = m.c #>> '{}')
+        or (m.c #>> '{}') in ('id', 'restaurant_id', 'category_id', 'product_group_id', 'price',
+                             'is_active', 'created_at', 'updated_at')
+        or (select t from cols where cols.c = m.c #>> '{}') not in ('text', 'character varying')
+           and (select t from cols where cols.c = m.c #>> '{}') not like 'character varying(%'
+        or (select count(*) from m m2 where m2.c = m.c) > 1;
+$$;
+
+comment on function loyverse.import_field_map_problems(jsonb) is
+    'Problems of an import field mapping {"loyverse_field": "products_column"}; no rows = valid.';
+
+-- ---- sql/0610_function_import_plan.sql ----
+-- Builds an import run's plan from its snapshot, set-based: validation, pricing for the
+-- linked store, conflict detection (mapping, then SKU, then name), resolution, and the
+-- fidelity report. Writes only the run's plan tables; the catalogue is untouched.
+create function loyverse.import_plan(p_run_id bigint)
+returns jsonb
+language plpgsql
+set search_path = ''
+set jit = off
+set enable_nestloop = off
+set work_mem = '64MB'
+set enable_memoize = off
+as $$
+declare
+    v_run loyverse.loyverse_import_runs;
+    v_opts jsonb;
+    v_store text;
+    v_dp integer;
+    v_incl_tax boolean;
+    v_conflict text;
+    v_decisions jsonb;
+    v_name_field text;
+    v_sku_field text;
+    v_extra jsonb;
+    v_batch integer;
+    v_unknown text;
+    v_sel_items text[];
+    v_sel_cats text[];
+    v_excl text[];
+    v_selecting boolean;
+    v_inventory boolean;
+    v_atomic boolean;
+begin
+    select * into v_run from loyverse.loyverse_import_runs r where r.id = p_run_id;
+    if not found then
+        raise exception 'import_plan: no import run %', p_run_id using errcode = 'no_data_found';
+    end if;
+    if v_run.snapshot_id is null then
+        raise exception 'import_plan: run % has no snapshot', p_run_id using errcode = 'invalid_parameter_value';
+    end if;
+    v_opts := v_run.options;
+    -- An atomic run (no --batch-size, not a dry run) plans and writes in one transaction.
+    v_atomic := not v_run.dry_run and jsonb_typeof(v_opts -> 'batch_size') is distinct from 'number';
+    select l.store_id into v_store
+      from loyverse.loyverse_restaurant_links l where l.restaurant_id = v_run.restaurant_id;
+    if v_store is null then
+        raise exception 'restaurant % is not linked to a Loyverse store', v_run.restaurant_id
+            using errcode = 'invalid_parameter_value';
+    end if;
+    -- The currency's decimals: what the snapshot's merchant says, else the account row.
+    select coalesce(case when jsonb_typeof(s.merchant #> '{currency,decimal_places}') = 'number'
+                         then (s.merchant #>> '{currency,decimal_places}')::numeric::integer end,
+                    a.decimal_places, 2)
+      into v_dp
+      from loyverse.loyverse_snapshots s
+      left join loyverse.accounts a on a.id = s.account_id
+     where s.id = v_run.snapshot_id;
+    v_dp := least(greatest(coalesce(v_dp, 2), 0), 2);  -- products.price is numeric(12,2)
+    select coalesce((select st.prices_include_tax from loyverse.loyverse_price_sync_settings st
+                      where st.restaurant_id = v_run.restaurant_id), true)
+      into v_incl_tax;
+    v_conflict := coalesce(v_opts ->> 'conflict', 'skip');
+    v_decisions := case when jsonb_typeof(v_opts -> 'decisions') = 'object' then v_opts -> 'decisions' else '{}' end;
+    v_name_field := coalesce((select e.key from jsonb_each_text(coalesce(v_opts -> 'map', '{}')) e
+                               where e.value = 'name' limit 1), 'item_name');
+    v_sku_field := coalesce((select e.key from jsonb_each_text(coalesce(v_opts -> 'map', '{}')) e
+                              where e.value = 'sku' limit 1), 'sku');
+    v_extra := coalesce((select jsonb_object_agg(e.value, e.key) from jsonb_each_text(coalesce(v_opts -> 'map', '{}')) e
+                          where e.value not in ('name', 'sku')), '{}');
+    v_batch := greatest(coalesce((v_opts ->> 'batch_size')::integer, 500), 1);
+    v_unknown := coalesce(v_opts ->> 'unknown_category', 'fallback');
+    v_inventory := coalesce(loyverse.jsonb_to_bool(v_opts -> 'with_inventory'), false);
+    select coalesce(array_agg(loyverse.normalize_name(x)), '{}') into v_sel_items
+      from jsonb_array_elements_text(coalesce(v_opts -> 'items', '[]')) x;
+    select coalesce(array_agg(loyverse.normalize_name(x)), '{}') into v_sel_cats
+      from jsonb_array_elements_text(coalesce(v_opts -> 'categories', '[]')) x;
+    select coalesce(array_agg(loyverse.normalize_name(x)), '{}') into v_excl
+      from jsonb_array_elements_text(coalesce(v_opts -> 'exclude', '[]')) x;
+    v_selecting := cardinality(v_sel_items) + cardinality(v_sel_cats) + cardinality(v_excl) > 0;
+
+    delete from loyverse.loyverse_import_plan p where p.run_id = p_run_id;
+    delete from loyverse.loyverse_import_plan_objects p where p.run_id = p_run_id;
+    delete from loyverse.loyverse_import_issues i where i.run_id = p_run_id;
+
+    -- Valid, live categories, taxes and modifiers of the snapshot.
+    drop table if exists pg_temp._lv_cats, pg_temp._lv_taxes, pg_temp._lv_mods, pg_temp._lv_items, pg_temp._lv_rows,
+        pg_temp._lv_stock, pg_temp._lv_plan;
+    create temp table _lv_cats on commit drop as
+    select distinct on (o.loyverse_id) o.loyverse_id as id, btrim(o.payload ->> 'name') as name, o.seq
+      from loyverse.loyverse_snapshot_objects o
+     where o.snapshot_id = v_run.snapshot_id and o.kind = 'category' and o.loyverse_id is not null
+       and jsonb_typeof(o.payload -> 'name') = 'string' and btrim(o.payload ->> 'name') <> ''
+       and length(o.payload ->> 'name') <= 64
+       and coalesce(jsonb_typeof(o.payload -> 'deleted_at'), 'null') = 'null'
+     order by o.loyverse_id, o.seq;
+
+    create temp table _lv_taxes on commit drop as
+    select distinct on (o.loyverse_id) o.loyverse_id as id, o.payload ->> 'type' as type,
+           (o.payload ->> 'rate')::numeric as rate
+      from loyverse.loyverse_snapshot_objects o
+     where o.snapshot_id = v_run.snapshot_id and o.kind = 'tax' and o.loyverse_id is not null
+       and jsonb_typeof(o.payload -> 'rate') = 'number'
+       and (o.payload ->> 'rate')::numeric between 0 and 1000  -- a hostile rate is ignored (unknown_tax)
+       and coalesce(jsonb_typeof(o.payload -> 'deleted_at'), 'null') = 'null'
+       and (jsonb_typeof(o.payload -> 'stores') is distinct from 'array' or o.payload -> 'stores' ? v_store)
+     order by o.loyverse_id, o.seq;
+
+    create temp table _lv_mods on commit drop as
+    select distinct on (o.loyverse_id) o.loyverse_id as id, btrim(o.payload ->> 'name') as name, o.payload as m,
+           (jsonb_typeof(o.payload -> 'stores') is distinct from 'array' or o.payload -> 'stores' ? v_store) as in_store
+      from loyverse.loyverse_snapshot_objects o
+     where o.snapshot_id = v_run.snapshot_id and o.kind = 'modifier' and o.loyverse_id is not null
+       and jsonb_typeof(o.payload -> 'name') = 'string' and btrim(o.payload ->> 'name') <> ''
+       and coalesce(jsonb_typeof(o.payload -> 'deleted_at'), 'null') = 'null'
+     order by o.loyverse_id, o.seq;
+
+    -- Stock levels of the linked store (--with-inventory); negative stock is allowed.
+    create temp table _lv_stock on commit drop as
+    select distinct on (o.payload ->> 'variant_id') o.payload ->> 'variant_id' as variant_id,
+           case when jsonb_typeof(o.payload -> 'in_stock') = 'number'
+                     and (o.payload ->> 'in_stock')::numeric between -999999999 and 999999999
+                then round((o.payload ->> 'in_stock')::numeric, 3) end as qty,
+           o.payload -> 'in_stock' as raw
+      from loyverse.loyverse_snapshot_objects o
+     where v_inventory and o.snapshot_id = v_run.snapshot_id and o.kind = 'inventory'
+       and o.payload ->> 'store_id' = v_store and jsonb_typeof(o.payload -> 'variant_id') = 'string'
+     order by o.payload ->> 'variant_id', o.seq desc;
+
+    -- Items, deduplicated by id (the first copy wins), then the selection.
+    create temp table _lv_items on commit drop as
+    -- i is the item without its variants (small: read many times without de-TOASTing the
+    -- whole payload again), variants the array as sent (SQL null when the key is absent).
+    -- (deduplicated by an anti join on the keys: sorting whole payloads spilled to disk)
+    select o.seq, o.loyverse_id as item_id,
+           case when jsonb_typeof(o.payload) = 'object' then o.payload - 'variants' else o.payload end as i,
+           o.payload -> 'variants' as variants
+      from loyverse.loyverse_snapshot_objects o
+     where o.snapshot_id = v_run.snapshot_id and o.kind = 'item'
+       and not exists (select 1 from loyverse.loyverse_snapshot_objects o2
+                        where o2.snapshot_id = v_run.snapshot_id and o2.kind = 'item'
+                          and o2.loyverse_id = o.loyverse_id and o2.seq < o.seq);
+
+    analyze _lv_items (item_id);
+
+    if v_selecting then
+        delete from _lv_items it
+         where not (
+                 (cardinality(v_sel_items) = 0 and cardinality(v_sel_cats) = 0)
+                 or loyverse.normalize_name(it.item_id) = any (v_sel_items)
+                 or loyverse.normalize_name(it.i ->> 'item_name') = any (v_sel_items)
+                 or loyverse.normalize_name(it.i ->> 'category_id') = any (v_sel_cats)
+                 or exists (select 1 from _lv_cats c where c.id = it.i ->> 'category_id'
+                             and loyverse.normalize_name(c.name) = any (v_sel_cats)))
+            or loyverse.normalize_name(it.item_id) = any (v_excl)
+            or loyverse.normalize_name(it.i ->> 'item_name') = any (v_excl)
+            or loyverse.normalize_name(it.i ->> 'category_id') = any (v_excl)
+            or exists (select 1 from _lv_cats c where c.id = it.i ->> 'category_id'
+                        and loyverse.normalize_name(c.name) = any (v_excl));
+    end if;
+
+    -- One row per variant (an item without variants yields one row that fails validation).
+    create temp table _lv_rows on commit drop as
+    with it as materialized (
+        -- per item, not per variant: the tax sums and the in-store modifiers it links (read
+        -- from i, which is small and stored uncompressed; the snapshot payload is compressed
+        -- and every access to it decompresses it again)
+        select it.*, tx.added_rate, tx.included_rate,
+               coalesce((select array_agg(m.id order by m.id)
+                           from _lv_mods m
+                          where m.in_store and jsonb_typeof(it.i -> 'modifier_ids') = 'array'
+                            and it.i -> 'modifier_ids' ? m.id), '{}') as mod_ids
+          from _lv_items it
+          cross join lateral (
+                 select coalesce(sum(t.rate) filter (where t.type = 'ADDED'), 0) as added_rate,
+                        coalesce(sum(t.rate) filter (where t.type = 'INCLUDED'), 0) as included_rate
+                   from _lv_taxes t
+                  where jsonb_typeof(it.i -> 'tax_ids') = 'array' and it.i -> 'tax_ids' ? t.id) tx
+    ),
+    v as (
+        select it.seq as item_seq, it.item_id, it.i, jsonb_typeof(it.variants) as variants_type, vv.ord, vv.v,
+               it.added_rate, it.included_rate, it.mod_ids,
+               case when jsonb_typeof(it.variants) = 'array' then jsonb_array_length(it.variants) else 0 end as n_variants,
+               case when jsonb_typeof(vv.v -> 'variant_id') = 'string' and btrim(vv.v ->> 'variant_id') <> ''
+                    then vv.v ->> 'variant_id' end as variant_id,
+               se.e as se,
+               case when jsonb_typeof(coalesce(vv.v -> v_name_field, it.i -> v_name_field)) in ('string', 'number')
+                    then btrim(coalesce(vv.v -> v_name_field, it.i -> v_name_field) #>> '{}') end as base_name,
+               case when jsonb_typeof(coalesce(vv.v -> v_sku_field, it.i -> v_sku_field)) in ('string', 'number')
+                    then nullif(btrim(coalesce(vv.v -> v_sku_field, it.i -> v_sku_field) #>> '{}'), '') end as sku,
+               coalesce(jsonb_typeof(coalesce(vv.v -> v_sku_field, it.i -> v_sku_field)), 'null') as sku_type
+          from it
+          cross join lateral jsonb_array_elements(
+                 case when jsonb_typeof(it.variants) = 'array' and jsonb_array_length(it.variants) > 0
+                      then it.variants else '[null]'::jsonb end) with ordinality vv(v, ord)
+          left join lateral (
+                 select e from jsonb_array_elements(case when jsonb_typeof(vv.v -> 'stores') = 'array'
+                                                         then vv.v -> 'stores' else '[]'::jsonb end) e
+                  where e ->> 'store_id' = v_store limit 1) se on true
+    ),
+    p as (
+        select v.*,
+               case when v.se is not null
+                    then coalesce(v.se ->> 'pricing_type', v.v ->> 'default_pricing_type', 'FIXED')
+                    when jsonb_typeof(v.v -> 'default_price') = 'number'
+                    then coalesce(v.v ->> 'default_pricing_type', 'FIXED')
+                    else coalesce(v.v ->> 'default_pricing_type', 'VARIABLE') end as pricing_type
+          from v
+    ),
+    q as (
+        select p.*,
+               case when p.pricing_type = 'FIXED' then
+                    case when p.se is not null and coalesce(jsonb_typeof(p.se -> 'price'), 'null') <> 'null'
+                         then p.se -> 'price' else p.v -> 'default_price' end end as price_json,
+               case when jsonb_typeof(p.i -> 'category_id') = 'string' then p.i ->> 'category_id' end as cat_id
+          from p
+    ),
+    r as materialized (
+        select q.*,
+               case when jsonb_typeof(q.price_json) = 'number' then (q.price_json #>> '{}')::numeric end as raw_price
+          from q
+    )
+    -- (narrow: the item and variant JSON is not copied into the table, only what is used later)
+    select row_number() over (order by r.item_seq, r.ord)::integer as row_no,
+           r.item_seq, r.item_id, r.variant_id, r.base_name, r.sku, r.pricing_type, r.raw_price,
+           r.added_rate, r.included_rate, r.cat_id, r.mod_ids as modifier_ids,
+           r.v ->> 'option1_value' as option1_value, r.v ->> 'option2_value' as option2_value,
+           r.v ->> 'option3_value' as option3_value,
+           loyverse.jsonb_to_bool(r.se -> 'available_for_sale') as available_for_sale,
+           case when v_extra = '{}' then '{}'::jsonb else coalesce((select jsonb_object_agg(x.key,
+                              case when jsonb_typeof(coalesce(r.v -> (x.value #>> '{}'), r.i -> (x.value #>> '{}'))) in ('string', 'number', 'boolean')
+                                   then coalesce(r.v -> (x.value #>> '{}'), r.i -> (x.value #>> '{}')) #>> '{}' end)
+                       from jsonb_each(v_extra) x), '{}') end as extra,
+           case when r.raw_price is null then null
+                when v_incl_tax and r.added_rate > 0 then r.raw_price * (1 + r.added_rate / 100)
+                when not v_incl_tax and r.included_rate > 0 then r.raw_price / (1 + r.included_rate / 100)
+                else r.raw_price end as adj_price,
+           -- our price / Loyverse price (price sync sends our price / price_factor back)
+           round(case when v_incl_tax and r.added_rate > 0 then 1 + r.added_rate / 100
+                      when not v_incl_tax and r.included_rate > 0 then 1 / (1 + r.included_rate / 100)
+                      else 1 end, 6) as price_factor,
+           case when r.n_variants > 1 or coalesce(r.v ->> 'option1_value', r.v ->> 'option2_value', r.v ->> 'option3_value') is not null
+                then r.base_name || coalesce(' (' || nullif(concat_ws(' / ', r.v ->> 'option1_value', r.v ->> 'option2_value', r.v ->> 'option3_value'), '') || ')', '')
+                else r.base_name end as name,
+           exists (select 1 from _lv_cats c where c.id = r.cat_id) as cat_known,
+           (coalesce(jsonb_typeof(r.i -> 'deleted_at'), 'null') <> 'null'
+            or coalesce(jsonb_typeof(r.v -> 'deleted_at'), 'null') <> 'null') as deleted,
+           array_remove(array[
+             case when r.item_id is null then 'the item has no id' end,
+             case when r.variants_type <> 'array' then 'variants is not a list'
+                  when r.n_variants = 0 then 'the item has no variants' end,
+             case when r.n_variants > 0 and r.variant_id is null then 'the variant has no variant_id' end,
+             case when r.base_name is null then format('%s is missing or not text', v_name_field)
+                  when r.base_name = '' then format('%s is blank', v_name_field)
+                  when length(r.base_name) > 64 then format('%s is longer than 64 characters (%s)', v_name_field, length(r.base_name)) end,
+             case when r.sku_type not in ('string', 'number', 'null') then format('%s is not text', v_sku_field)
+                  when length(r.sku) > 40 then format('%s is longer than 40 characters', v_sku_field) end,
+             case when r.pricing_type not in ('FIXED', 'VARIABLE') then format('unknown pricing type %s', left(r.pricing_type, 40)) end,
+             case when r.price_json is not null and jsonb_typeof(r.price_json) not in ('number', 'null')
+                  then format('price is not a number: %s', left(r.price_json::text, 40))
+                  when r.raw_price < 0 then format('negative price %s', r.raw_price)
+                  when r.raw_price * (1 + greatest(r.added_rate, 0) / 100) >= 9999999999 then format('price %s is too large', r.raw_price) end,
+             case when r.i ? 'category_id' and coalesce(jsonb_typeof(r.i -> 'category_id'), 'null') not in ('string', 'null')
+                  then 'category_id is not text'
+                  when r.cat_id is not null and v_unknown = 'reject'
+                       and not exists (select 1 from _lv_cats c where c.id = r.cat_id)
+                  then format('unknown category %s', left(r.cat_id, 64)) end,
+             case when coalesce(jsonb_typeof(r.i -> 'modifier_ids'), 'null') not in ('array', 'null')
+                  then 'modifier_ids is not a list' end,
+             case when jsonb_typeof(r.i -> 'option1_name') = 'string' and r.n_variants > 0
+                       and coalesce(jsonb_typeof(r.v -> 'option1_value'), 'null') = 'null' then 'option1_value is missing' end,
+             case when jsonb_typeof(r.i -> 'option2_name') = 'string' and r.n_variants > 0
+                       and coalesce(jsonb_typeof(r.v -> 'option2_value'), 'null') = 'null' then 'option2_value is missing' end,
+             case when jsonb_typeof(r.i -> 'option3_name') = 'string' and r.n_variants > 0
+                       and coalesce(jsonb_typeof(r.v -> 'option3_value'), 'null') = 'null' then 'option3_value is missing' end
+           ]::text[], null) as errors
+      from r;
+    analyze _lv_rows (row_no, variant_id, sku, item_id);
+
+    -- Duplicate SKUs inside Loyverse: the first variant keeps it, the others are rejected.
+    update _lv_rows x
+       set errors = x.errors || format('SKU %s is also used by variant %s in Loyverse', x.sku, d.first_variant)
+      from (select r.row_no,
+                   first_value(r.variant_id) over w as first_variant,
+                   row_number() over w as n
+              from _lv_rows r
+             where r.sku is not null and cardinality(r.errors) = 0 and not r.deleted
+            window w as (partition by r.sku order by r.row_no)) d
+     where d.row_no = x.row_no and d.n > 1;
+
+    -- The plan is built in a temp table (no WAL, no shared indexes to maintain while the
+    -- passes below refine it) and inserted into loyverse_import_plan once, at the end.
+    create temp table _lv_plan (like loyverse.loyverse_import_plan including defaults) on commit drop;
+    -- One INSERT: values, conflict detection (in order: an existing mapping, the same SKU, the
+    -- same name) and the decision, so the plan needs no UPDATE pass for them.
+    -- Name matches ignore products already linked to another Loyverse variant (a menu may
+    -- repeat a name legitimately); the oldest product of that name wins.
+    insert into _lv_plan
+        (run_id, row_no, item_id, variant_id, item_seq, batch_no, item_name, name, sku, price, loyverse_price,
+         price_factor, stock_quantity, is_active, option1_value, option2_value, option3_value, category_ref, category_fallback, modifier_ids,
+         extra, errors, needs_attention, attention_reason, match_rule, matched_product_id, matched_name, matched_variant_id,
+         decision, decision_reason, product_id)
+    select p_run_id, r.row_no, r.item_id, r.variant_id, r.item_seq,
+           (dense_rank() over (order by r.item_seq) - 1)::integer / v_batch,
+           r.base_name, r.name, r.sku,
+           case when cardinality(r.errors) = 0 then round(coalesce(r.adj_price, 0), v_dp) end,
+           r.raw_price,
+           r.price_factor,
+           (select s.qty from _lv_stock s where s.variant_id = r.variant_id),
+           coalesce(r.available_for_sale, true),
+           r.option1_value, r.option2_value, r.option3_value,
+           case when r.cat_known then r.cat_id when r.cat_id is not null then '(fallback)' end,
+           r.cat_id is not null and not r.cat_known,
+           r.modifier_ids,
+           r.extra,
+           r.errors,
+           r.pricing_type = 'VARIABLE',
+           case when r.pricing_type = 'VARIABLE' then 'VARIABLE price in Loyverse: imported as 0' end,
+           k.match_rule, k.matched_product_id, pn.name, k.matched_variant_id,
+           case when cardinality(r.errors) > 0 then 'fail' when r.deleted then 'skip' else d.decision end,
+           case when cardinality(r.errors) > 0 then array_to_string(r.errors, '; ') when r.deleted then 'deleted in Loyverse'
+                else d.reason end,
+           -- targets: an update writes the matched product, a create or duplicate a new id chosen now
+           case when cardinality(r.errors) > 0 or r.deleted then null
+                when d.decision = 'update' then k.matched_product_id
+                when d.decision in ('create', 'duplicate') then gen_random_uuid() end
+      from _lv_rows r
+      left join loyverse.loyverse_item_mappings m
+             on cardinality(r.errors) = 0 and not r.deleted
+            and m.restaurant_id = v_run.restaurant_id and m.loyverse_variant_id = r.variant_id
+      left join public.products ps
+             on m.id is null and cardinality(r.errors) = 0 and not r.deleted
+            and ps.restaurant_id = v_run.restaurant_id and ps.sku = r.sku
+      left join loyverse.loyverse_item_mappings ms on ms.product_id = ps.id
+      left join (select distinct on (loyverse.normalize_name(pr.name)) loyverse.normalize_name(pr.name) as k, pr.id
+                   from public.products pr
+                  where pr.restaurant_id = v_run.restaurant_id
+                    and not exists (select 1 from loyverse.loyverse_item_mappings m2 where m2.product_id = pr.id)
+                  order by loyverse.normalize_name(pr.name), pr.created_at, pr.id) c
+             on m.id is null and ps.id is null and cardinality(r.errors) = 0 and not r.deleted
+            and c.k = loyverse.normalize_name(r.name)
+      cross join lateral (
+             select case when m.id is not null then 'mapping' when ps.id is not null then 'sku'
+                         when c.id is not null then 'name' end as match_rule,
+                    coalesce(m.product_id, ps.id, c.id) as matched_product_id,
+                    case when m.id is not null then m.loyverse_variant_id
+                         when ps.id is not null then ms.loyverse_variant_id end as matched_variant_id,
+                    coalesce(v_decisions ->> r.variant_id, v_decisions ->> r.item_id) as chosen) k
+      left join public.products pn on pn.id = k.matched_product_id
+      -- Resolution: a decision from the decisions file (by variant id, else item id) wins.
+      cross join lateral (
+             select case
+                      when k.match_rule is null then
+                        case when k.chosen = 'skip' then 'skip' else 'create' end
+                      when k.chosen in ('skip', 'update', 'duplicate') then k.chosen
+                      when k.match_rule = 'mapping' then 'update'
+                      when v_conflict = 'manual' then null
+                      else v_conflict
+                    end as decision,
+                    case
+                      when k.chosen in ('skip', 'update', 'duplicate') then 'decisions file'
+                      when k.match_rule = 'mapping' then 're-sync of a mapped product'
+                      when k.match_rule is not null and v_conflict <> 'manual' then format('--conflict %s', v_conflict)
+                      when k.match_rule is null then 'new'
+                    end as reason) d;
+    create index on _lv_plan (row_no);
+    create index on _lv_plan (variant_id);
+    analyze _lv_plan (row_no, variant_id, item_id, decision, product_id, category_ref, matched_product_id);
+
+    -- Updates that cannot be: a product linked to another variant, or two variants for one product.
+    update _lv_plan p
+       set decision = 'fail', product_id = null,
+           decision_reason = format('product "%s" is already linked to Loyverse variant %s', p.matched_name, p.matched_variant_id),
+           errors = p.errors || format('product "%s" is already linked to Loyverse variant %s', p.matched_name, p.matched_variant_id)
+     where p.run_id = p_run_id and p.decision = 'update' and p.match_rule <> 'mapping'
+       and p.matched_variant_id is not null and p.matched_variant_id <> p.variant_id;
+
+    update _lv_plan p
+       set decision = 'fail', product_id = null,
+           decision_reason = format('variant %s already updates product "%s"', d.first_variant, p.matched_name),
+           errors = p.errors || format('variant %s already updates product "%s"', d.first_variant, p.matched_name)
+      from (select p2.row_no, row_number() over w as n, first_value(p2.variant_id) over w as first_variant
+              from _lv_plan p2
+             where p2.run_id = p_run_id and p2.decision = 'update'
+            window w as (partition by p2.matched_product_id order by p2.match_rule = 'mapping' desc, p2.row_no)) d
+     where p.run_id = p_run_id and p.row_no = d.row_no and d.n > 1;
+
+    -- Duplicates: " (Loyverse)", " (Loyverse 2)", ... after the highest suffix in use, and a
+    -- SKU with the same suffix ("-LV", "-LV2", ...).
+    update _lv_plan p
+       set name = d.base || case when d.n = 1 then ' (Loyverse)' else format(' (Loyverse %s)', d.n) end,
+           sku = case when p.sku is null then null
+                      when d.n = 1 then p.sku || '-LV' else p.sku || '-LV' || d.n end
+      from (select p2.row_no, p2.name as base,
+                   coalesce((select max(coalesce(nullif(substring(pr.name from ' \(Loyverse ?([0-9]*)\)$'), ''), '1')::integer)
+                               from public.products pr
+                              where pr.restaurant_id = v_run.restaurant_id
+                                and (loyverse.normalize_name(pr.name) like loyverse.normalize_name(p2.name) || ' (loyverse%)'
+                                     or (p2.sku is not null and pr.sku like p2.sku || '-LV%'))), 0)
+                   + row_number() over (partition by loyverse.normalize_name(p2.name) order by p2.row_no) as n
+              from _lv_plan p2
+             where p2.run_id = p_run_id and p2.decision = 'duplicate') d
+     where p.run_id = p_run_id and p.row_no = d.row_no;
+
+    -- A SKU that another product of the restaurant already has cannot be written.
+    update _lv_plan p
+       set decision = 'fail',
+           decision_reason = format('SKU %s is already used by product "%s"', p.sku, pr.name),
+           errors = p.errors || format('SKU %s is already used by product "%s"', p.sku, pr.name)
+      from public.products pr
+     where p.run_id = p_run_id and p.decision in ('create', 'update', 'duplicate') and p.sku is not null
+       and pr.restaurant_id = v_run.restaurant_id and pr.sku = p.sku and pr.id <> p.product_id;
+
+    -- Categories: mapped, else the same name, else new; the fallback for unknown ones.
+    insert into loyverse.loyverse_import_plan_objects (run_id, kind, loyverse_id, name, local_id, match_rule, decision)
+    select p_run_id, 'category', c.id, c.name,
+           coalesce(om.local_id, byname.id, gen_random_uuid()),
+           case when om.local_id is not null then 'mapping' when byname.id is not null then 'name' end,
+           case when coalesce(om.local_id, byname.id) is not null
+                     and exists (select 1 from public.categories x where x.id = coalesce(om.local_id, byname.id))
+                then 'update' else 'create' end
+      from (select c.id, c.name from _lv_cats c
+             where not v_selecting
+                or exists (select 1 from _lv_plan p
+                            where p.run_id = p_run_id and p.category_ref = c.id
+                              and p.decision in ('create', 'update', 'duplicate'))
+            union all
+            select '(fallback)', 'Uncategorised'
+             where exists (select 1 from _lv_plan p
+                            where p.run_id = p_run_id and p.category_ref = '(fallback)'
+                              and p.decision in ('create', 'update', 'duplicate'))) c
+      left join loyverse.loyverse_object_mappings om
+             on om.restaurant_id = v_run.restaurant_id and om.kind = 'category' and om.loyverse_id = c.id
+      left join lateral (select x.id from public.categories x
+                          where x.restaurant_id = v_run.restaurant_id
+                            and loyverse.normalize_name(x.name) = loyverse.normalize_name(c.name)
+                          order by x.created_at, x.id limit 1) byname on om.local_id is null;
+
+    -- Product groups: one per written item that has options or several variants.
+    insert into loyverse.loyverse_import_plan_objects
+        (run_id, kind, loyverse_id, name, option1_name, option2_name, option3_name, description, local_id, match_rule, decision)
+    select p_run_id, 'item', g.item_id, g.item_name, g.o1, g.o2, g.o3, g.descr,
+           coalesce(om.local_id, g.existing_group, gen_random_uuid()),
+           case when om.local_id is not null or g.existing_group is not null then 'mapping' end,
+           case when exists (select 1 from public.product_groups x where x.id = coalesce(om.local_id, g.existing_group))
+                then 'update' else 'create' end
+      from (select p.item_id, min(p.item_name) as item_name,
+                   min(case when jsonb_typeof(it.i -> 'option1_name') = 'string' then it.i ->> 'option1_name' end) as o1,
+                   min(case when jsonb_typeof(it.i -> 'option2_name') = 'string' then it.i ->> 'option2_name' end) as o2,
+                   min(case when jsonb_typeof(it.i -> 'option3_name') = 'string' then it.i ->> 'option3_name' end) as o3,
+                   min(case when jsonb_typeof(it.i -> 'description') = 'string' then it.i ->> 'description' end) as descr,
+                   (array_agg(pr.product_group_id) filter (where pr.product_group_id is not null))[1] as existing_group
+              from _lv_plan p
+              join _lv_items it on it.item_id = p.item_id
+              left join public.products pr on pr.id = p.product_id and p.match_rule = 'mapping'
+             where p.run_id = p_run_id and p.decision in ('create', 'update', 'duplicate')
+               and (case when jsonb_typeof(it.variants) = 'array' then jsonb_array_length(it.variants) else 0 end > 1
+                    or jsonb_typeof(it.i -> 'option1_name') = 'string')
+             group by p.item_id) g
+      left join loyverse.loyverse_object_mappings om
+             on om.restaurant_id = v_run.restaurant_id and om.kind = 'item' and om.loyverse_id = g.item_id;
+
+    -- (group_id is set from these objects by the final insert into loyverse_import_plan)
+
+    -- Modifier groups linked from written items (available in the store), and their options.
+    insert into loyverse.loyverse_import_plan_objects (run_id, kind, loyverse_id, name, position, local_id, match_rule, decision)
+    select p_run_id, 'modifier', m.id, m.name,
+           coalesce(loyverse.jsonb_to_int(m.m -> 'position'), 0),
+           coalesce(om.local_id, byname.id, gen_random_uuid()),
+           case when om.local_id is not null then 'mapping' when byname.id is not null then 'name' end,
+           case when exists (select 1 from public.modifier_groups x where x.id = coalesce(om.local_id, byname.id))
+                then 'update' else 'create' end
+      from _lv_mods m
+      left join loyverse.loyverse_object_mappings om
+             on om.restaurant_id = v_run.restaurant_id and om.kind = 'modifier' and om.loyverse_id = m.id
+      left join lateral (select x.id from public.modifier_groups x
+                          where x.restaurant_id = v_run.restaurant_id
+                            and loyverse.normalize_name(x.name) = loyverse.normalize_name(m.name)
+                          order by x.created_at, x.id limit 1) byname on om.local_id is null
+     where exists (select 1 from _lv_plan p
+                    where p.run_id = p_run_id and p.decision in ('create', 'update', 'duplicate')
+                      and m.id = any (p.modifier_ids));
+
+    insert into loyverse.loyverse_import_plan_objects
+        (run_id, kind, loyverse_id, parent_loyverse_id, name, price, position, local_id, match_rule, decision)
+    select p_run_id, 'modifier_option', o.opt ->> 'id', g.loyverse_id, btrim(o.opt ->> 'name'),
+           round(coalesce(case when jsonb_typeof(o.opt -> 'price') = 'number' then (o.opt ->> 'price')::numeric end, 0), v_dp),
+           coalesce(loyverse.jsonb_to_int(o.opt -> 'position'), o.ord::integer - 1),
+           coalesce(om.local_id, byname.id, gen_random_uuid()),
+           case when om.local_id is not null then 'mapping' when byname.id is not null then 'name' end,
+           case when exists (select 1 from public.modifier_options x where x.id = coalesce(om.local_id, byname.id))
+                then 'update' else 'create' end
+      from loyverse.loyverse_import_plan_objects g
+      join _lv_mods m on m.id = g.loyverse_id
+      cross join lateral jsonb_array_elements(case when jsonb_typeof(m.m -> 'modifier_options') = 'array'
+                                                   then m.m -> 'modifier_options' else '[]'::jsonb end) with ordinality o(opt, ord)
+      left join loyverse.loyverse_object_mappings om
+             on om.restaurant_id = v_run.restaurant_id and om.kind = 'modifier_option' and om.loyverse_id = o.opt ->> 'id'
+      left join lateral (select x.id from public.modifier_options x
+                          where x.modifier_group_id = g.local_id
+                            and loyverse.normalize_name(x.name) = loyverse.normalize_name(o.opt ->> 'name')
+                          order by x.created_at, x.id limit 1) byname on om.local_id is null
+     where g.run_id = p_run_id and g.kind = 'modifier'
+       and jsonb_typeof(o.opt -> 'id') = 'string' and jsonb_typeof(o.opt -> 'name') = 'string'
+       and btrim(o.opt ->> 'name') <> ''
+       and coalesce(jsonb_typeof(o.opt -> 'deleted_at'), 'null') = 'null'
+       and coalesce(jsonb_typeof(o.opt -> 'price'), 'null') in ('number', 'null')
+       and coalesce(case when jsonb_typeof(o.opt -> 'price') = 'number' then (o.opt ->> 'price')::numeric end, 0) between 0 and 9999999999
+    on conflict do nothing;
+
+    -- The report: errors, warnings and what cannot carry over faithfully.
+    insert into loyverse.loyverse_import_issues (run_id, severity, code, item_id, variant_id, name, message)
+    select p_run_id, 'error', 'invalid', p.item_id, p.variant_id, coalesce(p.name, p.item_name), e
+      from _lv_plan p cross join lateral unnest(p.errors) e
+     where p.run_id = p_run_id
+    union all
+    select p_run_id, 'fidelity', 'deleted', p.item_id, p.variant_id, p.name, 'deleted in Loyverse: not imported'
+      from _lv_plan p
+     where p.run_id = p_run_id and p.decision = 'skip' and p.decision_reason = 'deleted in Loyverse'
+    union all
+    select p_run_id, 'fidelity', 'variable_price', p.item_id, p.variant_id, p.name,
+           'VARIABLE price (entered at the counter in Loyverse): imported as 0 and flagged'
+      from _lv_plan p
+     where p.run_id = p_run_id and p.needs_attention and p.decision in ('create', 'update', 'duplicate')
+    union all
+    select p_run_id, 'fidelity', 'price_rounded', r.item_id, r.variant_id, r.name,
+           format('price %s rounded to %s decimal places', r.adj_price, v_dp)
+      from _lv_rows r
+     where cardinality(r.errors) = 0 and r.adj_price is not null and round(r.adj_price, v_dp) <> r.adj_price
+    union all
+    select p_run_id, 'fidelity', 'tax_adjusted', r.item_id, r.variant_id, r.name,
+           case when v_incl_tax then format('Loyverse price %s excludes %s%% ADDED tax; imported tax-inclusive', r.raw_price, r.added_rate)
+                else format('Loyverse price %s includes %s%% tax; imported without it', r.raw_price, r.included_rate) end
+      from _lv_rows r
+     where cardinality(r.errors) = 0 and r.raw_price is not null
+       and ((v_incl_tax and r.added_rate > 0) or (not v_incl_tax and r.included_rate > 0))
+    union all
+    select p_run_id, 'fidelity', 'not_for_sale', r.item_id, r.variant_id, r.name,
+           'not available for sale in the store: imported inactive'
+      from _lv_rows r
+     where cardinality(r.errors) = 0 and r.available_for_sale is false
+    union all
+    select p_run_id, 'warning', 'invalid_stock', r.item_id, r.variant_id, r.name,
+           format('stock level %s is not a number in range: stock not imported', left(s.raw::text, 40))
+      from _lv_rows r join _lv_stock s on s.variant_id = r.variant_id
+     where cardinality(r.errors) = 0 and s.qty is null
+    union all
+    select p_run_id, 'warning', 'unknown_category', min(r.item_id), null, min(r.base_name),
+           format('category %s is not in the category list: imported under "Uncategorised"', left(r.cat_id, 64))
+      from _lv_rows r
+     where cardinality(r.errors) = 0 and r.cat_id is not null and not r.cat_known
+     group by r.item_id, r.cat_id
+    union all
+    select p_run_id, 'fidelity', 'composite', it.item_id, null, it.i ->> 'item_name',
+           'composite item (made of other items): imported as a plain product'
+      from _lv_items it
+     where it.item_id is not null and loyverse.jsonb_to_bool(it.i -> 'is_composite')
+    union all
+    select p_run_id, 'fidelity', 'sold_by_weight', it.item_id, null, it.i ->> 'item_name',
+           'sold by weight in Loyverse: imported with its unit price'
+      from _lv_items it
+     where it.item_id is not null and loyverse.jsonb_to_bool(it.i -> 'sold_by_weight')
+    union all
+    select p_run_id, 'fidelity', 'several_taxes', it.item_id, null, it.i ->> 'item_name',
+           format('%s taxes in Loyverse; our catalogue keeps none', jsonb_array_length(it.i -> 'tax_ids'))
+      from _lv_items it
+     where it.item_id is not null
+       and case when jsonb_typeof(it.i -> 'tax_ids') = 'array' then jsonb_array_length(it.i -> 'tax_ids') > 1 else false end
+    union all
+    select p_run_id, case when m.id is null then 'warning' else 'fidelity' end,
+           case when m.id is null then 'unknown_modifier' else 'modifier_not_in_store' end,
+           it.item_id, null, it.i ->> 'item_name',
+           case when m.id is null then format('modifier %s does not exist: link dropped', left(x.mid, 64))
+                else format('modifier "%s" is not available in the store: not linked', m.name) end
+      from _lv_items it
+      cross join lateral jsonb_array_elements_text(case when jsonb_typeof(it.i -> 'modifier_ids') = 'array'
+                                                        then it.i -> 'modifier_ids' else '[]'::jsonb end) x(mid)
+      left join _lv_mods m on m.id = x.mid
+     where it.item_id is not null and (m.id is null or not m.in_store)
+    union all
+    select p_run_id, 'warning', 'unknown_tax', it.item_id, null, it.i ->> 'item_name',
+           format('tax %s is not in the tax list (or not in this store, or its rate is not 0..1000): ignored', left(x.tid, 64))
+      from _lv_items it
+      cross join lateral jsonb_array_elements_text(case when jsonb_typeof(it.i -> 'tax_ids') = 'array'
+                                                        then it.i -> 'tax_ids' else '[]'::jsonb end) x(tid)
+     where it.item_id is not null and not exists (select 1 from _lv_taxes t where t.id = x.tid);
+
+    -- The product group of written rows, and (atomic runs: plan and writes commit together) the
+    -- outcome the write will have, so import_apply_batch needs no UPDATE of the plan for it
+    -- ('unchanged' until an update is seen to change something).
+    insert into loyverse.loyverse_import_plan
+        (run_id, row_no, item_id, variant_id, item_seq, batch_no, item_name, name, sku, price, loyverse_price,
+         price_factor, stock_quantity, is_active, option1_value, option2_value, option3_value, category_ref,
+         category_fallback, modifier_ids, extra, errors, needs_attention, attention_reason, match_rule,
+         matched_product_id, matched_name, matched_variant_id, decision, decision_reason, product_id,
+         group_id, outcome, done)
+    select p.run_id, p.row_no, p.item_id, p.variant_id, p.item_seq, p.batch_no, p.item_name, p.name, p.sku, p.price,
+           p.loyverse_price, p.price_factor, p.stock_quantity, p.is_active, p.option1_value, p.option2_value,
+           p.option3_value, p.category_ref, p.category_fallback, p.modifier_ids, p.extra, p.errors,
+           p.needs_attention, p.attention_reason, p.match_rule, p.matched_product_id, p.matched_name,
+           p.matched_variant_id, p.decision, p.decision_reason, p.product_id,
+           case when p.decision in ('create', 'update', 'duplicate') then o.local_id end,
+           case when v_atomic then
+                case p.decision when 'create' then 'created' when 'duplicate' then 'duplicated'
+                                when 'skip' then 'skipped' when 'fail' then 'failed'
+                                when 'update' then 'unchanged' end end,
+           v_atomic and p.decision is not null
+      from _lv_plan p
+      left join loyverse.loyverse_import_plan_objects o
+             on o.run_id = p_run_id and o.kind = 'item' and o.loyverse_id = p.item_id;
+
+    -- The run row's progress (items_total) is left to the caller: during an atomic run it is
+    -- written from another connection, and a lock taken here would block that.
+    return loyverse.import_plan_summary(p_run_id);
+end;
+$$;
+
+comment on function loyverse.import_plan(bigint) is
+    'Plan an import run from its snapshot and options (validation, pricing, conflicts, decisions, '
+    'fidelity report); writes only the plan tables. Returns import_plan_summary().';
+
+-- ---- sql/0615_function_import_plan_summary.sql ----
+-- What an import run's plan would do: counts by decision, conflicts by rule, objects, issues.
+create function loyverse.import_plan_summary(p_run_id bigint)
+returns jsonb
+language sql
+stable
+set search_path = ''
+as $$
+    select jsonb_build_object(
+        'run_id', p_run_id,
+        'variants', count(*),
+        'items', count(distinct p.item_seq),
+        'create', count(*) filter (where p.decision = 'create'),
+        'update', count(*) filter (where p.decision = 'update'),
+        'skip', count(*) filter (where p.decision = 'skip'),
+        'duplicate', count(*) filter (where p.decision = 'duplicate'),
+        'fail', count(*) filter (where p.decision = 'fail'),
+        'undecided', count(*) filter (where p.decision is null),
+        'matched', jsonb_build_object(
+            'mapping', count(*) filter (where p.match_rule = 'mapping'),
+            'sku', count(*) filter (where p.match_rule = 'sku'),
+            'name', count(*) filter (where p.match_rule = 'name')),
+        'objects', (select coalesce(jsonb_object_agg(x.kind, x.counts), '{}')
+                      from (select o.kind, jsonb_build_object('create', count(*) filter (where o.decision = 'create'),
+                                                              'update', count(*) filter (where o.decision = 'update')) as counts
+                              from loyverse.loyverse_import_plan_objects o
+                             where o.run_id = p_run_id group by o.kind) x),
+        'issues', (select coalesce(jsonb_object_agg(x.severity, x.n), '{}')
+                     from (select i.severity, count(*) as n from loyverse.loyverse_import_issues i
+                            where i.run_id = p_run_id group by i.severity) x))
+      from loyverse.loyverse_import_plan p
+     where p.run_id = p_run_id;
+$$;
+
+comment on function loyverse.import_plan_summary(bigint) is
+    'Counts of an import run''s plan: variants by decision (create/update/skip/duplicate/fail/undecided), '
+    'matches by rule, categories/groups/modifiers to create or update, issues by severity.';
+
+-- ---- sql/0620_function_import_journal_before.sql ----
+-- Records before-images of rows an import is about to change or delete (the first image
+-- per run wins, so a resumed batch keeps the state from before the run).
+create function loyverse.import_journal_before(p_run_id bigint, p_table text, p_keys text[], p_action text default 'UPDATE')
+returns integer
+language plpgsql
+set search_path = ''
+set jit = off
+as $$
+declare
+    v_rel text;
+    v_key text;
+    v_n integer;
+begin
+    if p_keys is null or cardinality(p_keys) = 0 then
+        return 0;
+    end if;
+    v_rel := case when p_table in ('loyverse_item_mappings') then 'loyverse.' else 'public.' end || quote_ident(p_table);
+    v_key := case p_table
+               when 'product_modifier_groups' then 't.product_id::text || '':'' || t.modifier_group_id::text'
+               else 't.id::text' end;
+    execute format(
+        'insert into loyverse.loyverse_import_journal (run_id, table_name, row_key, action, before_image)
+         select $1, %L, %s, %L, to_jsonb(t)
+           from %s t join unnest($2::text[]) k(key) on %s = k.key
+         on conflict (run_id, table_name, row_key) do nothing', p_table, v_key, p_action, v_rel, v_key)
+        using p_run_id, p_keys;
+    get diagnostics v_n = row_count;
+    return v_n;
+end;
+$$;
+
+comment on function loyverse.import_journal_before(bigint, text, text[], text) is
+    'Journal the current rows (keys p_keys of table p_table) as before-images of an import run.';
+
+-- ---- sql/0625_function_import_journal_refresh.sql ----
+-- Brings the after-images of an import run's journal up to date (undo compares them with
+-- the rows later, to see what changed after the run). Rows the run created carry their
+-- after-image from the INSERT itself, so only journal rows without one, and the (few)
+-- UPDATE rows, are refreshed: each through its table's primary key.
+create function loyverse.import_journal_refresh(p_run_id bigint)
+returns void
+language plpgsql
+set search_path = ''
+set jit = off
+set enable_nestloop = on
+as $$
+declare
+    v_table text;
+    v_keys text[];
+begin
+    for v_table, v_keys in
+        select j.table_name, array_agg(j.row_key)
+          from loyverse.loyverse_import_journal j
+         where j.run_id = p_run_id and j.action <> 'DELETE'
+           and (j.after_image is null or j.action = 'UPDATE')
+         group by j.table_name
+    loop
+        execute format(
+            'update loyverse.loyverse_import_journal j set after_image = to_jsonb(t)
+               from unnest($2::text[]) k(key), %s t
+              where j.run_id = $1 and j.table_name = %L and j.row_key = k.key and %s
+                and j.after_image is distinct from to_jsonb(t)',
+            case when v_table = 'loyverse_item_mappings' then 'loyverse.' else 'public.' end || quote_ident(v_table),
+            v_table,
+            case v_table
+              when 'product_modifier_groups'
+                then '(t.product_id, t.modifier_group_id) = (split_part(k.key, '':'', 1)::uuid, split_part(k.key, '':'', 2)::uuid)'
+              when 'loyverse_item_mappings' then 't.id = k.key::bigint'
+              else 't.id = k.key::uuid' end)
+            using p_run_id, v_keys;
+    end loop;
+end;
+$$;
+
+comment on function loyverse.import_journal_refresh(bigint) is
+    'Set the after_image of an import run''s journal rows that have none, and of its UPDATE rows, '
+    'to the row as it is now.';
+
+-- ---- sql/0630_function_import_apply_objects.sql ----
+-- Writes the objects around products for an import run: categories, product groups,
+-- modifier groups and options (create, or update only what differs), with journal and
+-- object mappings. A created row's after-image is journaled with it (import_finish then
+-- refreshes only the after-images of updated rows). Idempotent: a resumed run calls it again harmlessly.
+create function loyverse.import_apply_objects(p_run_id bigint)
+returns jsonb
+language plpgsql
+set search_path = ''
+set jit = off
+set enable_nestloop = off
+as $$
+declare
+    v_toast text := current_setting('default_toast_compression');
+    v_rest uuid;
+    v_ids text[];
+    v_created integer := 0;
+    v_updated integer := 0;
+    v_n integer;
+begin
+    perform set_config('loyverse_sync.origin', 'loyverse', true);
+    -- The journal's arrays of created rows are compressed with lz4 where the server has it
+    -- (~2x faster than pglz here); the setting is put back before returning.
+    if exists (select 1 from pg_catalog.pg_settings s
+                where s.name = 'default_toast_compression' and 'lz4' = any (s.enumvals)) then
+        perform set_config('default_toast_compression', 'lz4', true);
+    end if;
+    select r.restaurant_id into v_rest from loyverse.loyverse_import_runs r where r.id = p_run_id;
+
+    -- Categories.
+    with ins as (
+        insert into public.categories (id, restaurant_id, name)
+        select o.local_id, v_rest, o.name from loyverse.loyverse_import_plan_objects o
+         where o.run_id = p_run_id and o.kind = 'category' and o.decision = 'create'
+        on conflict (id) do nothing
+        returning *)
+    insert into loyverse.loyverse_import_journal (run_id, table_name, row_key, action, after_image)
+    select p_run_id, 'categories', ins.id::text, 'INSERT', to_jsonb(ins) from ins
+    on conflict do nothing;
+    get diagnostics v_n = row_count; v_created := v_created + v_n;
+
+    select array_agg(c.id::text) into v_ids
+      from public.categories c join loyverse.loyverse_import_plan_objects o on o.local_id = c.id
+     where o.run_id = p_run_id and o.kind = 'category' and c.name is distinct from o.name;
+    perform loyverse.import_journal_before(p_run_id, 'categories', v_ids);
+    update public.categories c set name = o.name, updated_at = now()
+      from loyverse.loyverse_import_plan_objects o, unnest(v_ids) k(id)
+     where o.run_id = p_run_id and o.kind = 'category' and o.local_id = c.id and c.id::text = k.id;
+    get diagnostics v_n = row_count; v_updated := v_updated + v_n;
+
+    -- Product groups (one per multi-variant item), in the item's category.
+    drop table if exists pg_temp._lv_groups;
+    create temp table _lv_groups on commit drop as
+    select o.local_id as id, o.name, o.description, o.option1_name, o.option2_name, o.option3_name,
+           ic.category_id, o.decision
+      from loyverse.loyverse_import_plan_objects o
+      left join (select distinct on (p.item_id) p.item_id, c.local_id as category_id
+                   from loyverse.loyverse_import_plan p
+                   join loyverse.loyverse_import_plan_objects c
+                     on c.run_id = p.run_id and c.kind = 'category' and c.loyverse_id = p.category_ref
+                  where p.run_id = p_run_id
+                  order by p.item_id, p.row_no) ic on ic.item_id = o.loyverse_id
+     where o.run_id = p_run_id and o.kind = 'item';
+
+    with ins as (
+        insert into public.product_groups (id, restaurant_id, category_id, name, description, option1_name, option2_name, option3_name)
+        select g.id, v_rest, g.category_id, g.name, g.description, g.option1_name, g.option2_name, g.option3_name
+          from _lv_groups g where g.decision = 'create'
+        on conflict (id) do nothing
+        returning *)
+    , j as (
+        -- set-based journal (as import_apply_batch does): one journal row per 5,000 new groups
+        insert into loyverse.loyverse_import_journal (run_id, table_name, row_key, action, after_image)
+        select p_run_id, 'product_groups', format('#%s.objects.%s', pg_current_xact_id(), c.chunk), 'INSERT',
+               jsonb_agg(c.image)
+          from (select to_jsonb(ins) as image, (row_number() over () - 1) / 5000 as chunk from ins) c
+         group by c.chunk)
+    select count(*) into v_n from ins;
+    v_created := v_created + v_n;
+
+    select array_agg(x.id::text) into v_ids
+      from public.product_groups x join _lv_groups g on g.id = x.id
+     where (x.name, x.description, x.option1_name, x.option2_name, x.option3_name, x.category_id)
+           is distinct from (g.name, g.description, g.option1_name, g.option2_name, g.option3_name, coalesce(g.category_id, x.category_id));
+    perform loyverse.import_journal_before(p_run_id, 'product_groups', v_ids);
+    update public.product_groups x
+       set name = g.name, description = g.description, option1_name = g.option1_name,
+           option2_name = g.option2_name, option3_name = g.option3_name,
+           category_id = coalesce(g.category_id, x.category_id), updated_at = now()
+      from _lv_groups g, unnest(v_ids) k(id)
+     where g.id = x.id and x.id::text = k.id;
+    get diagnostics v_n = row_count; v_updated := v_updated + v_n;
+
+    -- Modifier groups.
+    with ins as (
+        insert into public.modifier_groups (id, restaurant_id, name, position)
+        select o.local_id, v_rest, o.name, coalesce(o.position, 0) from loyverse.loyverse_import_plan_objects o
+         where o.run_id = p_run_id and o.kind = 'modifier' and o.decision = 'create'
+        on conflict (id) do nothing
+        returning *)
+    insert into loyverse.loyverse_import_journal (run_id, table_name, row_key, action, after_image)
+    select p_run_id, 'modifier_groups', ins.id::text, 'INSERT', to_jsonb(ins) from ins
+    on conflict do nothing;
+    get diagnostics v_n = row_count; v_created := v_created + v_n;
+
+    select array_agg(x.id::text) into v_ids
+      from public.modifier_groups x join loyverse.loyverse_import_plan_objects o on o.local_id = x.id
+     where o.run_id = p_run_id and o.kind = 'modifier'
+       and (x.name, x.position) is distinct from (o.name, coalesce(o.position, 0));
+    perform loyverse.import_journal_before(p_run_id, 'modifier_groups', v_ids);
+    update public.modifier_groups x set name = o.name, position = coalesce(o.position, 0), updated_at = now()
+      from loyverse.loyverse_import_plan_objects o, unnest(v_ids) k(id)
+     where o.run_id = p_run_id and o.kind = 'modifier' and o.local_id = x.id and x.id::text = k.id;
+    get diagnostics v_n = row_count; v_updated := v_updated + v_n;
+
+    -- Modifier options.
+    with ins as (
+        insert into public.modifier_options (id, modifier_group_id, name, price, position)
+        select o.local_id, g.local_id, o.name, coalesce(o.price, 0), coalesce(o.position, 0)
+          from loyverse.loyverse_import_plan_objects o
+          join loyverse.loyverse_import_plan_objects g
+            on g.run_id = o.run_id and g.kind = 'modifier' and g.loyverse_id = o.parent_loyverse_id
+         where o.run_id = p_run_id and o.kind = 'modifier_option' and o.decision = 'create'
+        on conflict (id) do nothing
+        returning *)
+    insert into loyverse.loyverse_import_journal (run_id, table_name, row_key, action, after_image)
+    select p_run_id, 'modifier_options', ins.id::text, 'INSERT', to_jsonb(ins) from ins
+    on conflict do nothing;
+    get diagnostics v_n = row_count; v_created := v_created + v_n;
+
+    select array_agg(x.id::text) into v_ids
+      from public.modifier_options x
+      join loyverse.loyverse_import_plan_objects o on o.local_id = x.id
+      join loyverse.loyverse_import_plan_objects g
+        on g.run_id = o.run_id and g.kind = 'modifier' and g.loyverse_id = o.parent_loyverse_id
+     where o.run_id = p_run_id and o.kind = 'modifier_option'
+       and (x.modifier_group_id, x.name, x.price, x.position)
+           is distinct from (g.local_id, o.name, coalesce(o.price, 0), coalesce(o.position, 0));
+    perform loyverse.import_journal_before(p_run_id, 'modifier_options', v_ids);
+    update public.modifier_options x
+       set modifier_group_id = g.local_id, name = o.name, price = coalesce(o.price, 0),
+           position = coalesce(o.position, 0), updated_at = now()
+      from loyverse.loyverse_import_plan_objects o
+      join loyverse.loyverse_import_plan_objects g
+        on g.run_id = o.run_id and g.kind = 'modifier' and g.loyverse_id = o.parent_loyverse_id,
+           unnest(v_ids) k(id)
+     where o.run_id = p_run_id and o.kind = 'modifier_option' and o.local_id = x.id and x.id::text = k.id;
+    get diagnostics v_n = row_count; v_updated := v_updated + v_n;
+
+    -- Remember where each object came from (only new links are written).
+    insert into loyverse.loyverse_object_mappings (restaurant_id, kind, loyverse_id, local_id, import_run_id)
+    select v_rest, o.kind, o.loyverse_id, o.local_id, p_run_id
+      from loyverse.loyverse_import_plan_objects o
+     where o.run_id = p_run_id
+    on conflict (restaurant_id, kind, loyverse_id) do nothing;
+
+    perform set_config('default_toast_compression', v_toast, true);
+    return jsonb_build_object('created', v_created, 'updated', v_updated);
+end;
+$$;
+
+comment on function loyverse.import_apply_objects(bigint) is
+    'Write an import run''s categories, product groups, modifier groups and options (journaled; '
+    'unchanged rows are not touched). Returns {"created": n, "updated": n}.';
+
+-- ---- sql/0635_function_import_apply_batch.sql ----
+-- Writes one batch of an import run's plan: products (created, duplicated, or updated only
+-- where something differs), their item mappings and modifier links, all journaled; marks
+-- the batch's plan rows done. The writes are marked as coming from Loyverse (origin).
+create function loyverse.import_apply_batch(p_run_id bigint, p_batch_no integer)
+returns jsonb
+language plpgsql
+set search_path = ''
+set jit = off
+set enable_nestloop = off
+as $$
+declare
+    v_toast text := current_setting('default_toast_compression');
+    v_run loyverse.loyverse_import_runs;
+    v_store text;
+    v_extra_cols text := '';
+    v_extra_vals text := '';
+    v_ids text[];
+    v_changed text[];
+    v_n integer;
+    v_result jsonb;
+    v_atomic boolean;
+begin
+    perform set_config('loyverse_sync.origin', 'loyverse', true);
+    -- The journal's arrays of created rows are compressed with lz4 where the server has it
+    -- (~2x faster than pglz here); the setting is put back before returning.
+    if exists (select 1 from pg_catalog.pg_settings s
+                where s.name = 'default_toast_compression' and 'lz4' = any (s.enumvals)) then
+        perform set_config('default_toast_compression', 'lz4', true);
+    end if;
+    select * into v_run from loyverse.loyverse_import_runs r where r.id = p_run_id;
+    -- Atomic run, every row (p_batch_no null): import_plan wrote the plan rows done, with the
+    -- outcome of the write, in this same transaction; only 'updated' is left to set here.
+    v_atomic := p_batch_no is null and not v_run.dry_run
+                and jsonb_typeof(v_run.options -> 'batch_size') is distinct from 'number';
+    select l.store_id into v_store from loyverse.loyverse_restaurant_links l where l.restaurant_id = v_run.restaurant_id;
+
+    -- Columns filled through --map (validated by import_field_map_problems before planning).
+    select coalesce(string_agg(format(', %I', e.value), '' order by e.key), ''),
+           coalesce(string_agg(format(', p.extra ->> %L', e.value), '' order by e.key), '')
+      into v_extra_cols, v_extra_vals
+      from jsonb_each_text(coalesce(v_run.options -> 'map', '{}')) e
+     where e.value not in ('name', 'sku');
+
+    drop table if exists pg_temp._lv_batch;
+    create temp table _lv_batch on commit drop as
+    select p.*, c.local_id as category_id,
+           -- stock is written only by an import --with-inventory; otherwise it stays as it is
+           case when coalesce(loyverse.jsonb_to_bool(v_run.options -> 'with_inventory'), false)
+                then p.stock_quantity else pr.stock_quantity end as stock
+      from loyverse.loyverse_import_plan p
+      left join loyverse.loyverse_import_plan_objects c
+        on c.run_id = p.run_id and c.kind = 'category' and c.loyverse_id = p.category_ref
+      left join public.products pr on pr.id = p.product_id
+     where p.run_id = p_run_id and (p_batch_no is null or p.batch_no = p_batch_no) and (v_atomic or not p.done);
+
+    -- New products (create and duplicate): ids were chosen when planning. Rows this statement
+    -- created (products, mappings, links) are journaled set-based: one journal row per
+    -- 5,000 created rows (row_key '#<xid>.<batch>.<chunk>', action INSERT, after_image a JSON
+    -- array of the rows' images), not one per row: each journal row costs an insert, two
+    -- index entries and a foreign-key check (~0.25 s per 19k rows). import_undo expands them.
+    -- The key is new (this transaction's id), so no ON CONFLICT is needed.
+    execute format(
+        'with ins as (
+             insert into public.products (id, restaurant_id, category_id, product_group_id, name, sku, price,
+                                          is_active, option1_value, option2_value, option3_value, stock_quantity%s)
+             select p.product_id, $2, p.category_id, p.group_id, p.name, p.sku, p.price, p.is_active,
+                    p.option1_value, p.option2_value, p.option3_value, p.stock%s
+               from pg_temp._lv_batch p
+              where p.decision in (''create'', ''duplicate'')
+             %s
+             returning *)
+         insert into loyverse.loyverse_import_journal (run_id, table_name, row_key, action, after_image)
+         select $1, ''products'', format(''#%%s.%%s.%%s'', pg_current_xact_id(), coalesce($3::text, ''all''), c.chunk),
+                ''INSERT'', jsonb_agg(c.image)
+           from (select to_jsonb(ins) as image, (row_number() over () - 1) / 5000 as chunk from ins) c
+          group by c.chunk', v_extra_cols, v_extra_vals,
+        -- an atomic run's ids are new (planned in this transaction): no speculative insert
+        case when v_atomic then '' else 'on conflict (id) do nothing' end)
+        using p_run_id, v_run.restaurant_id, p_batch_no;
+
+    -- Updates: only rows where something differs (an unchanged menu writes nothing).
+    execute format(
+        'select array_agg(pr.id::text)
+           from public.products pr join pg_temp._lv_batch p on p.product_id = pr.id
+          where p.decision = ''update''
+            and (pr.name, pr.sku, pr.price, pr.is_active, pr.category_id, pr.product_group_id,
+                 pr.option1_value, pr.option2_value, pr.option3_value, pr.stock_quantity%s)
+                is distinct from
+                (p.name, p.sku, p.price, p.is_active, coalesce(p.category_id, pr.category_id),
+                 coalesce(p.group_id, pr.product_group_id), p.option1_value, p.option2_value, p.option3_value,
+                 p.stock%s)',
+        replace(v_extra_cols, ', ', ', pr.'), v_extra_vals)
+        into v_changed;
+    perform loyverse.import_journal_before(p_run_id, 'products', v_changed);
+    execute format(
+        'update public.products pr
+            set (name, sku, price, is_active, category_id, product_group_id, option1_value, option2_value,
+                 option3_value, stock_quantity%s, updated_at)
+              = (p.name, p.sku, p.price, p.is_active, coalesce(p.category_id, pr.category_id),
+                 coalesce(p.group_id, pr.product_group_id), p.option1_value, p.option2_value,
+                 p.option3_value, p.stock%s, now())
+           from pg_temp._lv_batch p, unnest($1::text[]) k(id)
+          where p.product_id = pr.id and p.decision = ''update'' and pr.id::text = k.id',
+        v_extra_cols, v_extra_vals)
+        using v_changed;
+
+    -- Item mappings: insert new ones, update those that differ.
+    select array_agg(m.id::text) into v_ids
+      from loyverse.loyverse_item_mappings m
+      join _lv_batch p on m.restaurant_id = v_run.restaurant_id and m.loyverse_variant_id = p.variant_id
+     where p.decision in ('create', 'update', 'duplicate')
+       and (m.product_id, m.account_id, m.loyverse_item_id, m.loyverse_store_id, m.last_synced_price,
+            m.needs_attention, m.attention_reason, m.price_factor)
+           is distinct from
+           (p.product_id, v_run.account_id, p.item_id, v_store, round(p.loyverse_price, 2),
+            p.needs_attention, p.attention_reason, p.price_factor);
+    perform loyverse.import_journal_before(p_run_id, 'loyverse_item_mappings', v_ids);
+    with up as (
+        insert into loyverse.loyverse_item_mappings as m
+            (product_id, restaurant_id, account_id, loyverse_item_id, loyverse_variant_id, loyverse_store_id,
+             last_synced_price, last_synced_at, sync_direction, needs_attention, attention_reason, import_run_id,
+             price_factor)
+        select p.product_id, v_run.restaurant_id, v_run.account_id, p.item_id, p.variant_id, v_store,
+               round(p.loyverse_price, 2), now(), 'FROM_LOYVERSE', p.needs_attention, p.attention_reason, p_run_id,
+               p.price_factor
+          from _lv_batch p
+         where p.decision in ('create', 'update', 'duplicate')
+        on conflict (restaurant_id, loyverse_variant_id) do update
+           set product_id = excluded.product_id, account_id = excluded.account_id,
+               loyverse_item_id = excluded.loyverse_item_id, loyverse_store_id = excluded.loyverse_store_id,
+               last_synced_price = excluded.last_synced_price, last_synced_at = excluded.last_synced_at,
+               sync_direction = 'FROM_LOYVERSE', needs_attention = excluded.needs_attention,
+               attention_reason = excluded.attention_reason, import_run_id = excluded.import_run_id,
+               price_factor = excluded.price_factor, updated_at = now()
+         where (m.product_id, m.account_id, m.loyverse_item_id, m.loyverse_store_id, m.last_synced_price,
+                m.needs_attention, m.attention_reason, m.price_factor)
+               is distinct from
+               (excluded.product_id, excluded.account_id, excluded.loyverse_item_id, excluded.loyverse_store_id,
+                excluded.last_synced_price, excluded.needs_attention, excluded.attention_reason, excluded.price_factor)
+        returning m.id, m.product_id, (m.xmax = 0) as inserted, to_jsonb(m) as image)
+    , j as (
+        insert into loyverse.loyverse_import_journal (run_id, table_name, row_key, action, after_image)
+        select p_run_id, 'loyverse_item_mappings',
+               format('#%s.%s.%s', pg_current_xact_id(), coalesce(p_batch_no::text, 'all'), c.chunk), 'INSERT',
+               jsonb_agg(c.image)
+          from (select up.image, (row_number() over () - 1) / 5000 as chunk from up where up.inserted) c
+         group by c.chunk)
+    select array_agg(up.product_id::text) || coalesce(v_changed, '{}') into v_changed from up;
+
+    -- Modifier links (only new ones are written).
+    with ins as (
+        insert into public.product_modifier_groups (product_id, modifier_group_id)
+        select distinct p.product_id, o.local_id
+          from _lv_batch p
+          cross join lateral unnest(p.modifier_ids) mid
+          join loyverse.loyverse_import_plan_objects o
+            on o.run_id = p.run_id and o.kind = 'modifier' and o.loyverse_id = mid
+         where p.decision in ('create', 'update', 'duplicate')
+        on conflict do nothing
+        returning *)
+    insert into loyverse.loyverse_import_journal (run_id, table_name, row_key, action, after_image)
+    select p_run_id, 'product_modifier_groups',
+           format('#%s.%s.%s', pg_current_xact_id(), coalesce(p_batch_no::text, 'all'), c.chunk), 'INSERT',
+           jsonb_agg(c.image)
+      from (select to_jsonb(ins) as image, (row_number() over () - 1) / 5000 as chunk from ins) c
+     group by c.chunk;  -- new links only, journaled set-based as above
+
+    -- Links to Loyverse modifiers the item no longer has (or that left the store) are removed
+    -- (journaled, so undo puts them back); links to our own modifier groups stay.
+    select array_agg(l.product_id::text || ':' || l.modifier_group_id::text) into v_ids
+      from public.product_modifier_groups l
+      join _lv_batch p on p.product_id = l.product_id
+      join loyverse.loyverse_object_mappings om
+        on om.restaurant_id = v_run.restaurant_id and om.kind = 'modifier' and om.local_id = l.modifier_group_id
+     where p.decision in ('create', 'update', 'duplicate') and not (om.loyverse_id = any (p.modifier_ids));
+    if v_ids is not null then
+        perform loyverse.import_journal_before(p_run_id, 'product_modifier_groups', v_ids, 'DELETE');
+        delete from public.product_modifier_groups l
+         using unnest(v_ids) k(key)
+         where l.product_id::text || ':' || l.modifier_group_id::text = k.key;
+        select array_agg(distinct split_part(k.key, ':', 1)) || coalesce(v_changed, '{}') into v_changed
+          from unnest(v_ids) k(key);
+    end if;
+
+    if not v_atomic then
+      update loyverse.loyverse_import_plan p
+       set done = true,
+           outcome = case p.decision when 'create' then 'created' when 'duplicate' then 'duplicated'
+                                     when 'skip' then 'skipped' when 'fail' then 'failed'
+                                     when 'update' then 'unchanged' end
+      from _lv_batch b
+     where p.run_id = p_run_id and p.row_no = b.row_no and p.decision is not null;
+    end if;
+    update loyverse.loyverse_import_plan p
+       set outcome = 'updated'
+      from (select distinct unnest(v_changed) as id) c
+     where p.run_id = p_run_id and p.decision = 'update' and p.outcome = 'unchanged'
+       and p.product_id::text = c.id;
+
+    select jsonb_build_object(
+               'rows', count(*),
+               'created', count(*) filter (where p.outcome = 'created'),
+               'updated', count(*) filter (where p.outcome = 'updated'),
+               'unchanged', count(*) filter (where p.outcome = 'unchanged'),
+               'skipped', count(*) filter (where p.outcome = 'skipped'),
+               'duplicated', count(*) filter (where p.outcome = 'duplicated'),
+               'failed', count(*) filter (where p.outcome = 'failed'))
+      into v_result
+      from loyverse.loyverse_import_plan p join _lv_batch b on b.row_no = p.row_no
+     where p.run_id = p_run_id;
+    perform set_config('default_toast_compression', v_toast, true);
+    return v_result;
+end;
+$$;
+
+comment on function loyverse.import_apply_batch(bigint, integer) is
+    'Write batch p_batch_no (null: every remaining row; in an atomic run, every row: import_plan wrote '
+    'them done with their outcome) of an import run''s plan; returns counts by outcome.';
+
+-- ---- sql/0640_function_import_finish.sql ----
+-- Completes an import run: handles mapped products whose Loyverse variant is gone
+-- (deactivate, delete or keep), brings the journal's after-images up to date, writes the
+-- run's counts, status and report, and its one loyverse_sync_logs row.
+create function loyverse.import_finish(p_run_id bigint)
+returns jsonb
+language plpgsql
+set search_path = ''
+set jit = off
+set enable_nestloop = off
+as $$
+declare
+    v_run loyverse.loyverse_import_runs;
+    v_missing text;
+    v_selecting boolean;
+    v_ids text[];
+    v_missing_n integer := 0;
+    v_counts jsonb;
+    v_status text;
+    v_requests integer;
+    v_errors jsonb;
+    v_log_id bigint;
+begin
+    perform set_config('loyverse_sync.origin', 'loyverse', true);
+    select * into v_run from loyverse.loyverse_import_runs r where r.id = p_run_id for update;
+    v_missing := coalesce(v_run.options ->> 'missing', 'deactivate');
+    v_selecting := jsonb_array_length(coalesce(v_run.options -> 'items', '[]')) > 0
+                or jsonb_array_length(coalesce(v_run.options -> 'categories', '[]')) > 0
+                or jsonb_array_length(coalesce(v_run.options -> 'exclude', '[]')) > 0;
+
+    -- Mapped products whose variant is no longer live in Loyverse (only on a full import:
+    -- a selection says nothing about the items it leaves out).
+    if not v_selecting and v_missing in ('deactivate', 'delete') then
+        drop table if exists pg_temp._lv_live;
+        create temp table _lv_live on commit drop as
+        select distinct v.v ->> 'variant_id' as variant_id, null::text as item_id
+          from loyverse.loyverse_snapshot_objects o
+          cross join lateral jsonb_array_elements(o.payload -> 'variants') v(v)
+         where o.snapshot_id = v_run.snapshot_id and o.kind = 'item'
+           and jsonb_typeof(o.payload -> 'variants') = 'array'
+           and coalesce(jsonb_typeof(o.payload -> 'deleted_at'), 'null') = 'null'
+           and coalesce(jsonb_typeof(v.v -> 'deleted_at'), 'null') = 'null'
+        union all
+        -- an item whose variants we cannot read keeps all its products (not a deletion)
+        select null, o.loyverse_id
+          from loyverse.loyverse_snapshot_objects o
+         where o.snapshot_id = v_run.snapshot_id and o.kind = 'item'
+           and jsonb_typeof(o.payload -> 'variants') is distinct from 'array'
+           and coalesce(jsonb_typeof(o.payload -> 'deleted_at'), 'null') = 'null';
+
+        select array_agg(m.product_id::text) into v_ids
+          from loyverse.loyverse_item_mappings m
+          join public.products pr on pr.id = m.product_id
+         where m.restaurant_id = v_run.restaurant_id and m.account_id = v_run.account_id
+           and not exists (select 1 from _lv_live l where l.variant_id = m.loyverse_variant_id)
+           and not exists (select 1 from _lv_live l where l.item_id = m.loyverse_item_id)
+           and (v_missing = 'delete' or pr.is_active);
+        v_missing_n := coalesce(cardinality(v_ids), 0);
+
+        if v_missing = 'deactivate' then
+            perform loyverse.import_journal_before(p_run_id, 'products', v_ids);
+            update public.products pr set is_active = false, updated_at = now()
+              from unnest(v_ids) k(id) where pr.id::text = k.id;
+        elsif v_missing_n > 0 then
+            -- Keep what the cascade removes too, so undo can put it back.
+            perform loyverse.import_journal_before(p_run_id, 'products', v_ids, 'DELETE');
+            perform loyverse.import_journal_before(
+                p_run_id, 'loyverse_item_mappings',
+                (select array_agg(m.id::text) from loyverse.loyverse_item_mappings m
+                   join unnest(v_ids) k(id) on m.product_id::text = k.id), 'DELETE');
+            perform loyverse.import_journal_before(
+                p_run_id, 'product_modifier_groups',
+                (select array_agg(l.product_id::text || ':' || l.modifier_group_id::text)
+                   from public.product_modifier_groups l join unnest(v_ids) k(id) on l.product_id::text = k.id),
+                'DELETE');
+            delete from public.products pr using unnest(v_ids) k(id) where pr.id::text = k.id;
+        end if;
+    end if;
+
+    perform loyverse.import_journal_refresh(p_run_id);
+
+    select jsonb_build_object(
+               'created', count(*) filter (where p.outcome = 'created'),
+               'updated', count(*) filter (where p.outcome = 'updated'),
+               'unchanged', count(*) filter (where p.outcome = 'unchanged'),
+               'skipped', count(*) filter (where p.outcome = 'skipped'),
+               'duplicated', count(*) filter (where p.outcome = 'duplicated'),
+               'failed', count(*) filter (where p.outcome = 'failed'),
+               'total', count(*))
+      into v_counts
+      from loyverse.loyverse_import_plan p where p.run_id = p_run_id;
+    v_counts := v_counts || jsonb_build_object('missing', v_missing_n, 'missing_action', v_missing);
+    v_status := case when (v_counts ->> 'failed')::integer > 0 then 'PARTIAL' else 'SUCCESS' end;
+
+    select coalesce(jsonb_agg(jsonb_build_object('item_id', i.item_id, 'variant_id', i.variant_id,
+                                                 'name', i.name, 'error', i.message) order by i.id), '[]')
+      into v_errors
+      from (select * from loyverse.loyverse_import_issues i
+             where i.run_id = p_run_id and i.severity = 'error' order by i.id limit 200) i;
+    select s.requests_made into v_requests from loyverse.loyverse_snapshots s where s.id = v_run.snapshot_id;
+
+    insert into loyverse.loyverse_sync_logs
+        (restaurant_id, account_id, sync_type, status, items_total, items_succeeded, items_failed,
+         items_skipped, requests_made, error_details, details, started_at, completed_at)
+    values (v_run.restaurant_id, v_run.account_id, 'MENU_IMPORT', v_status, (v_counts ->> 'total')::integer,
+            (v_counts ->> 'created')::integer + (v_counts ->> 'updated')::integer
+              + (v_counts ->> 'unchanged')::integer + (v_counts ->> 'duplicated')::integer,
+            (v_counts ->> 'failed')::integer, (v_counts ->> 'skipped')::integer, coalesce(v_requests, 0),
+            v_errors, v_counts || jsonb_build_object('run_id', p_run_id, 'snapshot_id', v_run.snapshot_id),
+            least(v_run.started_at, now()), now())
+    returning id into v_log_id;
+
+    update loyverse.loyverse_import_runs r
+       set status = v_status,
+           items_done = r.items_total,
+           created_count = (v_counts ->> 'created')::integer,
+           updated_count = (v_counts ->> 'updated')::integer,
+           skipped_count = (v_counts ->> 'skipped')::integer,
+           duplicated_count = (v_counts ->> 'duplicated')::integer,
+           failed_count = (v_counts ->> 'failed')::integer,
+           report = jsonb_build_object('counts', v_counts, 'summary', loyverse.import_plan_summary(p_run_id),
+                                       'sync_log_id', v_log_id),
+           error = null,
+           updated_at = now(),
+           completed_at = now()
+     where r.id = p_run_id;
+
+    return v_counts || jsonb_build_object('status', v_status, 'sync_log_id', v_log_id);
+end;
+$$;
+
+comment on function loyverse.import_finish(bigint) is
+    'Finish an import run: missing variants (options.missing: deactivate|delete|keep), journal '
+    'after-images, counts, status (SUCCESS, or PARTIAL when variants failed) and the sync log row.';
+
+-- ---- sql/0645_function_import_undo.sql ----
+-- Undoes an import run from its journal: removes the rows it created (mappings included),
+-- restores the before-image of every row it updated or deleted. Refuses, listing them, when
+-- a row the run touched changed afterwards, unless p_force. Created rows journaled set-based
+-- (row_key '#...': after_image is a JSON array of the rows' images) are expanded to one entry
+-- per row first, so every row is checked and removed exactly as a per-row entry would be.
+create function loyverse.import_undo(p_run_id bigint, p_force boolean default false)
+returns jsonb
+language plpgsql
+set search_path = ''
+set jit = off
+as $$
+declare
+    v_run loyverse.loyverse_import_runs;
+    v_table text;
+    v_rel text;
+    v_key text;
+    v_changed jsonb;
+    v_deleted integer := 0;
+    v_restored integer := 0;
+    v_reinserted integer := 0;
+    v_n integer;
+    v_tables constant text[] := array['categories', 'product_groups', 'products', 'modifier_groups',
+                                      'modifier_options', 'product_modifier_groups', 'loyverse_item_mappings'];
+begin
+    select * into v_run from loyverse.loyverse_import_runs r where r.id = p_run_id for update;
+    if not found then
+        raise exception 'no import run %', p_run_id using errcode = 'no_data_found';
+    end if;
+    if v_run.status = 'UNDONE' then
+        raise exception 'import run % was already undone at %', p_run_id, v_run.undone_at
+            using errcode = 'invalid_parameter_value';
+    end if;
+    if v_run.dry_run then
+        raise exception 'import run % was a dry run: there is nothing to undo', p_run_id
+            using errcode = 'invalid_parameter_value';
+    end if;
+    perform set_config('loyverse_sync.origin', 'loyverse', true);
+
+    -- The run's journal, one entry per row.
+    drop table if exists pg_temp._lv_journal;
+    create temp table _lv_journal on commit drop as
+    select j.table_name, j.row_key, j.action, j.before_image, j.after_image
+      from loyverse.loyverse_import_journal j
+     where j.run_id = p_run_id and j.row_key not like '#%'
+    union all
+    select j.table_name,
+           case when j.table_name = 'product_modifier_groups' then (e.image ->> 'product_id') || ':' || (e.image ->> 'modifier_group_id')
+                else e.image ->> 'id' end,
+           j.action, null, e.image
+      from loyverse.loyverse_import_journal j
+      cross join lateral jsonb_array_elements(j.after_image) e(image)
+     where j.run_id = p_run_id and j.row_key like '#%';
+    create index on _lv_journal (table_name, row_key);
+    analyze _lv_journal;
+
+    -- Rows changed (or deleted, or re-created) since the run.
+    drop table if exists pg_temp._lv_changed;
+    create temp table _lv_changed (table_name text, row_key text, reason text, current jsonb) on commit drop;
+    foreach v_table in array v_tables loop
+        v_rel := case when v_table = 'loyverse_item_mappings' then 'loyverse.' else 'public.' end || quote_ident(v_table);
+        v_key := case when v_table = 'product_modifier_groups' then 't.product_id::text || '':'' || t.modifier_group_id::text'
+                      else 't.id::text' end;
+        execute format(
+            'insert into pg_temp._lv_changed
+             select j.table_name, j.row_key,
+                    case when j.action = ''DELETE'' then ''re-created since the run''
+                         when t is null then ''deleted since the run'' else ''changed since the run'' end,
+                    to_jsonb(t)
+               from pg_temp._lv_journal j
+               left join %s t on %s = j.row_key
+              where j.table_name = %L
+                and case when j.action = ''DELETE'' then t is not null
+                         else t is null or to_jsonb(t) is distinct from j.after_image end',
+            v_rel, v_key, v_table)
+            using p_run_id;
+    end loop;
+    -- A mapping or link removed together with its product is not a separate change.
+    delete from _lv_changed c
+     where c.reason = 'deleted since the run' and c.table_name in ('loyverse_item_mappings', 'product_modifier_groups')
+       and exists (select 1 from _lv_changed p where p.table_name = 'products' and p.reason = 'deleted since the run');
+
+    select coalesce(jsonb_agg(jsonb_build_object('table', c.table_name, 'key', c.row_key, 'reason', c.reason,
+                                                 'name', c.current ->> 'name') order by c.table_name, c.row_key), '[]')
+      into v_changed from _lv_changed c;
+    if jsonb_array_length(v_changed) > 0 and not p_force then
+        return jsonb_build_object('refused', true, 'changed', v_changed);
+    end if;
+
+    -- Remove what the run created, dependants first.
+    foreach v_table in array array['product_modifier_groups', 'loyverse_item_mappings', 'products', 'modifier_options',
+                                   'modifier_groups', 'product_groups', 'categories'] loop
+        v_rel := case when v_table = 'loyverse_item_mappings' then 'loyverse.' else 'public.' end || quote_ident(v_table);
+        v_key := case when v_table = 'product_modifier_groups' then 't.product_id::text || '':'' || t.modifier_group_id::text'
+                      else 't.id::text' end;
+        execute format(
+            'delete from %s t using pg_temp._lv_journal j
+              where j.table_name = %L and j.action = ''INSERT'' and %s = j.row_key',
+            v_rel, v_table, v_key)
+            using p_run_id;
+        get diagnostics v_n = row_count; v_deleted := v_deleted + v_n;
+    end loop;
+
+    -- Put back what it deleted, then restore what it updated, parents first.
+    foreach v_table in array v_tables loop
+        v_rel := case when v_table = 'loyverse_item_mappings' then 'loyverse.' else 'public.' end || quote_ident(v_table);
+        execute format(
+            'insert into %s overriding system value
+             select r.* from pg_temp._lv_journal j,
+                    lateral jsonb_populate_record(null::%s, j.before_image) r
+              where j.table_name = %L and j.action = ''DELETE''
+             on conflict do nothing',
+            v_rel, v_rel, v_table)
+            using p_run_id;
+        get diagnostics v_n = row_count; v_reinserted := v_reinserted + v_n;
+    end loop;
+    foreach v_table in array v_tables loop
+        continue when v_table = 'product_modifier_groups';  -- a link has nothing to update
+        v_rel := case when v_table = 'loyverse_item_mappings' then 'loyverse.' else 'public.' end || quote_ident(v_table);
+        execute (
+            select format(
+                'update %s t set (%s) = (%s)
+                   from pg_temp._lv_journal j,
+                        lateral jsonb_populate_record(null::%s, j.before_image) r
+                  where j.table_name = %L and j.action = ''UPDATE'' and t.id::text = j.row_key',
+                v_rel,
+                string_agg(quote_ident(a.attname), ', ' order by a.attnum),
+                case when count(*) = 1 then 'row(' else '' end
+                  || string_agg('r.' || quote_ident(a.attname), ', ' order by a.attnum)
+                  || case when count(*) = 1 then ')' else '' end,
+                v_rel, v_table)
+              from pg_catalog.pg_attribute a
+             where a.attrelid = v_rel::regclass and a.attnum > 0 and not a.attisdropped
+               and a.attname <> 'id' and a.attidentity = '' and a.attgenerated = '')
+            using p_run_id;
+        get diagnostics v_n = row_count; v_restored := v_restored + v_n;
+    end loop;
+
+    delete from loyverse.loyverse_object_mappings om where om.import_run_id = p_run_id;
+
+    update loyverse.loyverse_import_runs r
+       set status = 'UNDONE', undone_at = now(), updated_at = now(),
+           report = r.report || jsonb_build_object('undo', jsonb_build_object(
+               'deleted', v_deleted, 'restored', v_restored, 'reinserted', v_reinserted,
+               'forced_over', v_changed))
+     where r.id = p_run_id;
+
+    insert into loyverse.loyverse_sync_logs
+        (restaurant_id, account_id, sync_type, status, items_total, items_succeeded, details, completed_at)
+    values (v_run.restaurant_id, v_run.account_id, 'IMPORT_UNDO', 'SUCCESS', v_deleted + v_restored + v_reinserted,
+            v_deleted + v_restored + v_reinserted,
+            jsonb_build_object('run_id', p_run_id, 'deleted', v_deleted, 'restored', v_restored,
+                               'reinserted', v_reinserted, 'forced_over', v_changed),
+            now());
+
+    return jsonb_build_object('refused', false, 'deleted', v_deleted, 'restored', v_restored,
+                              'reinserted', v_reinserted, 'forced_over', v_changed);
+end;
+$$;
+
+comment on function loyverse.import_undo(bigint, boolean) is
+    'Undo an import run from its journal. Returns {"refused": true, "changed": [...]} without changing '
+    'anything when rows it touched changed since (unless p_force), else the counts.';
+
+-- ---- sql/0700_view_import_runs.sql ----
+-- Import runs for DBAs and `import status`/`import list`: progress, counts, snapshot age.
+create view loyverse.import_runs as
+select r.id as run_id,
+       r.restaurant_id,
+       rs.name as restaurant_name,
+       r.account_id,
+       r.snapshot_id,
+       s.fetched_at as snapshot_fetched_at,
+       r.status,
+       r.dry_run,
+       r.items_done,
+       r.items_total,
+       case when r.items_total > 0 then round(100.0 * r.items_done / r.items_total, 1) end as percent_done,
+       r.created_count,
+       r.updated_count,
+       r.skipped_count,
+       r.duplicated_count,
+       r.failed_count,
+       r.options,
+       r.error,
+       r.started_at,
+       r.completed_at,
+       r.undone_at
+  from loyverse.loyverse_import_runs r
+  join public.restaurants rs on rs.id = r.restaurant_id
+  left join loyverse.loyverse_snapshots s on s.id = r.snapshot_id;
+
+comment on view loyverse.import_runs is
+    'Menu import runs with live progress (items_done of items_total, percent_done), outcome counts and snapshot age.';
+
+-- ---- sql/0900_grants.sql ----
+-- Grants. loyverse_app: the main app (catalogue, never tokens). loyverse_worker: the sync
+-- worker and CLI. loyverse_readonly: the views only.
+grant usage on schema loyverse to loyverse_app, loyverse_worker, loyverse_readonly;
+
+grant select, insert, update, delete on public.restaurants, public.categories, public.product_groups,
+    public.products, public.modifier_groups, public.modifier_options, public.product_modifier_groups
+    to loyverse_app, loyverse_worker;
+
+-- Named one by one (not "all tables in schema"), so sql/ and migrations/ grant the same
+-- whatever order objects are created in.
+grant select, insert, update, delete on loyverse.accounts, loyverse.account_rate_state,
+    loyverse.loyverse_restaurant_links, loyverse.loyverse_item_mappings,
+    loyverse.loyverse_price_sync_settings, loyverse.loyverse_price_sync_queue,
+    loyverse.loyverse_sync_logs, loyverse.loyverse_import_runs, loyverse.loyverse_import_journal,
+    loyverse.loyverse_notification_outbox
+    to loyverse_worker;
+grant select on loyverse.procrastinate_migrations to loyverse_worker;
+grant usage, select on sequence loyverse.accounts_id_seq, loyverse.loyverse_item_mappings_id_seq,
+    loyverse.loyverse_price_sync_queue_id_seq, loyverse.loyverse_sync_logs_id_seq,
+    loyverse.loyverse_import_runs_id_seq, loyverse.loyverse_import_journal_id_seq,
+    loyverse.loyverse_notification_outbox_id_seq
+    to loyverse_worker;
+
+grant execute on function loyverse.rate_governor_take(bigint, integer) to loyverse_worker;
+
+grant execute on function loyverse.rate_governor_penalize(bigint, double precision) to loyverse_worker;
+
+revoke all on loyverse.accounts from loyverse_app, loyverse_readonly;
+
+grant select on loyverse.account_overview, loyverse.restaurant_overview to loyverse_readonly, loyverse_worker;
+
+-- The worker runs procrastinate: its tables, sequences and functions.
+do $$
+declare r record;
+begin
+  for r in select c.relname, c.relkind from pg_class c join pg_namespace n on n.oid = c.relnamespace
+           where n.nspname = 'public' and c.relname like 'procrastinate%' and c.relkind in ('r', 'S') loop
+    if r.relkind = 'r' then
+      execute format('grant select, insert, update, delete on public.%I to loyverse_worker', r.relname);
+    else
+      execute format('grant usage, select, update on sequence public.%I to loyverse_worker', r.relname);
+    end if;
+  end loop;
+end $$;
+
+-- ---- sql/0920_grants_price_sync.sql ----
+-- Grants of the price-sync objects. Functions are not executable by PUBLIC; the SQL API is
+-- for the main app (loyverse_app) and the worker/CLI (loyverse_worker); the views are what
+-- loyverse_readonly may read.
+revoke execute on function
+    loyverse.round_price(numeric, text, integer),
+    loyverse.price_to_send(numeric, text, integer, numeric),
+    loyverse.price_sync_due_at(text),
+    loyverse.wake_price_sync(bigint),
+    loyverse.tg_products__enqueue_price_sync(),
+    loyverse.tg_accounts__delete_price_sync_rows(),
+    loyverse.tg_products__delete_price_sync_rows(),
+    loyverse.tg_products__note_price_change(),
+    loyverse.tg_price_sync_queue__count_outcome(),
+    loyverse.enqueue_current_prices(uuid[], text, integer, timestamptz),
+    loyverse.release_expired_price_sync_leases(bigint),
+    loyverse.claim_price_sync_batch(bigint, text, integer, double precision, integer),
+    loyverse.extend_price_sync_lease(text, double precision),
+    loyverse.complete_price_sync_batch(text, jsonb, integer, jsonb, timestamptz, double precision, double precision),
+    loyverse._price_sync_restaurant(uuid),
+    loyverse._price_sync_out_of_sync(uuid),
+    loyverse._add_outcome_totals(uuid[], text[]),
+    loyverse.category_is_synced(uuid, uuid[], uuid[]),
+    loyverse.trigger_price_sync(uuid, boolean),
+    loyverse.retry_price_sync(uuid, uuid, text),
+    loyverse.price_sync_settings(uuid),
+    loyverse.update_price_sync_settings(uuid, jsonb),
+    loyverse.pause_price_sync(uuid),
+    loyverse.resume_price_sync(uuid),
+    loyverse.resolve_price_sync_conflicts(uuid, text, uuid),
+    loyverse.sweep_price_sync(),
+    loyverse.prune_price_sync_queue(interval, integer),
+    loyverse.enqueue_price_sync_digests(interval)
+  from public;
+
+-- Any role allowed to UPDATE public.products runs the products trigger, which is SECURITY
+-- INVOKER (see sql/0330) and calls loyverse.enqueue_price_changes: it needs the schema and
+-- that one function. The function queues only the price public.products holds now; every
+-- other SECURITY DEFINER function here stays revoked from PUBLIC.
+grant usage on schema loyverse to public;
+grant execute on function loyverse.enqueue_price_changes(uuid[], numeric[]) to public;
+
+grant execute on function
+    loyverse.round_price(numeric, text, integer),
+    loyverse.price_to_send(numeric, text, integer, numeric),
+    loyverse.trigger_price_sync(uuid, boolean),
+    loyverse.retry_price_sync(uuid, uuid, text),
+    loyverse.price_sync_settings(uuid),
+    loyverse.update_price_sync_settings(uuid, jsonb),
+    loyverse.pause_price_sync(uuid),
+    loyverse.resume_price_sync(uuid),
+    loyverse.resolve_price_sync_conflicts(uuid, text, uuid)
+  to loyverse_app, loyverse_worker;
+
+grant execute on function
+    loyverse.price_sync_due_at(text),
+    loyverse.wake_price_sync(bigint),
+    loyverse.enqueue_current_prices(uuid[], text, integer, timestamptz),
+    loyverse.release_expired_price_sync_leases(bigint),
+    loyverse.claim_price_sync_batch(bigint, text, integer, double precision, integer),
+    loyverse.extend_price_sync_lease(text, double precision),
+    loyverse.complete_price_sync_batch(text, jsonb, integer, jsonb, timestamptz, double precision, double precision),
+    loyverse.sweep_price_sync(),
+    loyverse.prune_price_sync_queue(interval, integer),
+    loyverse.enqueue_price_sync_digests(interval)
+  to loyverse_worker;
+
+-- (revoke first: in a build from sql/, 0900's "all tables in schema" grant already reached them)
+revoke all on loyverse.price_sync_status, loyverse.price_sync_history, loyverse.price_sync_problems,
+    loyverse.price_sync_queue_health
+  from loyverse_app, loyverse_worker, loyverse_readonly;
+grant select on loyverse.price_sync_status, loyverse.price_sync_history, loyverse.price_sync_problems,
+    loyverse.price_sync_queue_health
+  to loyverse_readonly, loyverse_worker;
+
+-- The outcome totals are written only by the queue's triggers and complete_price_sync_batch
+-- (SECURITY DEFINER); the worker reads them for `loyverse-sync metrics`.
+grant select on loyverse.loyverse_price_sync_outcome_totals to loyverse_worker;
+
+-- ---- sql/0930_grants_import.sql ----
+-- Grants for the menu import's tables, functions and view.
+grant select, insert, update, delete on loyverse.loyverse_snapshots, loyverse.loyverse_snapshot_objects,
+    loyverse.loyverse_object_mappings, loyverse.loyverse_import_plan, loyverse.loyverse_import_plan_objects,
+    loyverse.loyverse_import_issues to loyverse_worker;
+grant usage, select on sequence loyverse.loyverse_snapshots_id_seq, loyverse.loyverse_import_issues_id_seq
+    to loyverse_worker;
+grant execute on function loyverse.normalize_name(text), loyverse.jsonb_to_int(jsonb), loyverse.jsonb_to_bool(jsonb),
+    loyverse.import_field_map_problems(jsonb), loyverse.import_plan(bigint), loyverse.import_plan_summary(bigint),
+    loyverse.import_journal_before(bigint, text, text[], text), loyverse.import_journal_refresh(bigint),
+    loyverse.import_apply_objects(bigint), loyverse.import_apply_batch(bigint, integer),
+    loyverse.import_finish(bigint), loyverse.import_undo(bigint, boolean) to loyverse_worker;
+grant select on loyverse.import_runs to loyverse_worker, loyverse_readonly;
+
+-- ---- sql/0940_grants_operations.sql ----
+-- Grants for the operators' statistics, alerts and views.
+grant select, insert, update, delete on loyverse.loyverse_api_call_stats, loyverse.loyverse_alert_state to loyverse_worker;
+grant execute on function loyverse.record_api_calls(bigint, jsonb), loyverse.evaluate_alerts() to loyverse_worker;
+grant select on loyverse.api_latency, loyverse.alert_measurements, loyverse.alerts to loyverse_readonly, loyverse_worker;
