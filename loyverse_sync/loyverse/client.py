@@ -420,8 +420,9 @@ class LoyverseClient:
         return self._get_object(f"/items/{_segment(item_id)}", endpoint="/items/{id}")
 
     def post_item(self, body: Mapping[str, Any]) -> Json:
-        """POST /items: update when ``id`` is set (retried; restate every variant), else
-        create (not retried after an ambiguous failure; prefer ``create_item_safely``)."""
+        """POST /items: update when ``id`` is set (retried; restate the whole item as read,
+        ``restate.item_body``), else create (not retried after an ambiguous failure; prefer
+        ``create_item_safely``)."""
         return self._post("/items", body, id_key="id")
 
     def delete_item(self, item_id: str) -> Json:
@@ -461,8 +462,9 @@ class LoyverseClient:
         return self._get_object(f"/variants/{_segment(variant_id)}", endpoint="/variants/{id}")
 
     def post_variant(self, body: Mapping[str, Any]) -> Json:
-        """POST /variants: update when ``variant_id`` is set (retried), else create a
-        variant of ``item_id`` (not retried after an ambiguous failure)."""
+        """POST /variants: update when ``variant_id`` is set (retried; restate the whole
+        variant as read, ``restate.variant_body``), else create a variant of ``item_id`` (not
+        retried after an ambiguous failure)."""
         return self._post("/variants", body, id_key="variant_id")
 
     # ------------------------------------------------------------------------------------
