@@ -99,6 +99,11 @@ _COUNT = _common.IntBetween(0, 1_000_000)
     type=click.Path(exists=True, file_okay=False),
     help="Load the first merchant from Loyverse-format JSON files in DIR.",
 )
+@click.option(
+    "--rich-menu",
+    is_flag=True,
+    help="Generated menus also have composite items, suppliers, purchase costs, two taxes, ...",
+)
 @click.option("--token", help="Fix the first merchant's first token (else random).")
 @click.option(
     "--time-scale",
@@ -140,6 +145,26 @@ _COUNT = _common.IntBetween(0, 1_000_000)
     help="Give each merchant an OAuth app and print its client id, secret and tokens "
     "(access tokens expire after 43200 s / --time-scale).",
 )
+@click.option(
+    "--post-semantics",
+    type=click.Choice(state.POST_SEMANTICS_CHOICES),
+    default="merge",
+    show_default=True,
+    help="An update POST keeps what it omits (merge) or resets it to the create defaults (whole).",
+)
+@click.option(
+    "--webhooks-list",
+    type=click.Choice(state.WEBHOOKS_LIST_CHOICES),
+    default="object",
+    show_default=True,
+    help='GET /webhooks/ answers {"webhooks": [...]} (object) or a bare array.',
+)
+@click.option(
+    "--webhook-https-only/--no-webhook-https-only",
+    default=False,
+    show_default=True,
+    help="POST /webhooks/ refuses URLs that are not https://.",
+)
 def serve(
     host: str,
     port: int,
@@ -147,6 +172,7 @@ def serve(
     seed: int,
     state_file: str | None,
     state_from: str | None,
+    rich_menu: bool,
     token: str | None,
     time_scale: float,
     merchants: int,
@@ -154,6 +180,9 @@ def serve(
     retry_after: float | None,
     stores_merge: str,
     default_price_moves_stores: bool,
+    post_semantics: str,
+    webhooks_list: str,
+    webhook_https_only: bool,
     oauth_apps: bool = False,
 ) -> None:
     """Serve the emulator until Ctrl-C or SIGTERM."""
@@ -162,7 +191,8 @@ def serve(
             host=host, port=port, menu=menu_spec, seed=seed, time_scale=time_scale, token=token,
             merchants=merchants, stores=stores, state_file=state_file, state_from=state_from,
             stores_merge=stores_merge, default_price_moves_stores=default_price_moves_stores,
-            retry_after=retry_after, oauth_apps=oauth_apps,
+            retry_after=retry_after, oauth_apps=oauth_apps, post_semantics=post_semantics, webhooks_list=webhooks_list,
+            webhook_https_only=webhook_https_only, rich_menu=rich_menu,
         )  # fmt: skip
         emu.start()
     except (OSError, ValueError) as exc:
@@ -291,6 +321,9 @@ def faults_cmd(
     help="Requests per window (default 300).",
 )
 @click.option("--no-rate-limit", is_flag=True, help="Disable the rate limit.")
+@click.option("--post-semantics", type=click.Choice(state.POST_SEMANTICS_CHOICES))
+@click.option("--webhooks-list", type=click.Choice(state.WEBHOOKS_LIST_CHOICES))
+@click.option("--webhook-https-only/--no-webhook-https-only", default=None)
 def modes_cmd(
     url: str,
     merchant_id: str | None,
@@ -300,9 +333,20 @@ def modes_cmd(
     no_retry_after: bool,
     rate_limit: int | None,
     no_rate_limit: bool,
+    post_semantics: str | None,
+    webhooks_list: str | None,
+    webhook_https_only: bool | None,
 ) -> None:
     """Show or switch the [UNKNOWN]-behaviour modes of one merchant."""
-    values: dict[str, Any] = {}
+    values: dict[str, Any] = {
+        k: v
+        for k, v in (
+            ("post_semantics", post_semantics),
+            ("webhooks_list", webhooks_list),
+            ("webhook_https_only", webhook_https_only),
+        )
+        if v is not None
+    }
     if stores_merge is not None:
         values["stores_merge"] = stores_merge
     if default_price_moves_stores is not None:

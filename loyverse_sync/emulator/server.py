@@ -54,8 +54,10 @@ def build_state(
     merchants: int = 2,
     stores: int = 2,
     state_from: str | None = None,
+    rich_menu: bool = False,
 ) -> st.State:
-    """A fresh state: `merchants` accounts with generated stores, tokens and menus."""
+    """A fresh state: `merchants` accounts with generated stores, tokens and menus
+    (`rich_menu`: with composite items, suppliers, purchase costs, ...; menu.generate)."""
     if merchants < 1:
         raise ValueError("merchants must be >= 1")
     if stores < 1:
@@ -101,6 +103,7 @@ def build_state(
                 [s["id"] for s in store_objs],
                 seed=seed * 100 + index,
                 decimal_places=decimals,
+                rich=rich_menu,
             )
             menu.load_into(merchant, generated)
         if index == 0 and state_from:
@@ -405,8 +408,10 @@ class EmulatorServer:
 
     `menu` is "demo", "empty" or a number of items for the first merchant; `time_scale` X
     divides the rate-limit window (X=100: 300 requests per 3 s); `token` fixes the first
-    merchant's first token. `stores_merge`, `default_price_moves_stores` and `retry_after`
-    set the [UNKNOWN] modes for every merchant (docs/emulator.md).
+    merchant's first token. `stores_merge`, `default_price_moves_stores`, `retry_after`,
+    `post_semantics` ("merge" or "whole"), `webhooks_list` ("object" or "array") and
+    `webhook_https_only` set the [UNKNOWN] modes for every merchant (docs/emulator.md).
+    `rich_menu` fills the generated menus' composite items, suppliers, purchase costs, ...
     """
 
     def __init__(
@@ -427,6 +432,10 @@ class EmulatorServer:
         retry_after: float | None = None,
         webhook_attempts: int = 3,
         oauth_apps: bool = False,
+        post_semantics: str = "merge",
+        webhooks_list: str = "object",
+        webhook_https_only: bool = False,
+        rich_menu: bool = False,
     ) -> None:
         self.host = host
         self.port = port
@@ -442,7 +451,7 @@ class EmulatorServer:
         else:
             self.state = build_state(
                 menu_spec=menu, seed=seed, time_scale=time_scale, token=token,
-                merchants=merchants, stores=stores, state_from=state_from,
+                merchants=merchants, stores=stores, state_from=state_from, rich_menu=rich_menu,
             )  # fmt: skip
         for merchant in self.state.merchants.values():
             self.state.set_modes(
@@ -450,6 +459,9 @@ class EmulatorServer:
                 stores_merge=stores_merge,
                 default_price_moves_stores=default_price_moves_stores,
                 retry_after=retry_after,
+                post_semantics=post_semantics,
+                webhooks_list=webhooks_list,
+                webhook_https_only=webhook_https_only,
             )
             merchant.faults.update(seed=seed)
         #: with ``oauth_apps``: one OAuth app per merchant, with its first token pair

@@ -29,6 +29,10 @@ RATE_LIMIT = 300
 RATE_WINDOW_SECONDS = 300.0
 
 STORES_MERGE_CHOICES = ("merge", "replace")
+#: How a POST with an id reads what it leaves out: "merge" keeps it, "whole" resets it.
+POST_SEMANTICS_CHOICES = ("merge", "whole")
+#: The shape of GET /webhooks/: {"webhooks": [...]} or a bare array.
+WEBHOOKS_LIST_CHOICES = ("object", "array")
 
 #: Defaults of the switchable [UNKNOWN] behaviours (see docs/emulator.md).
 DEFAULT_MODES: dict[str, Any] = {
@@ -37,6 +41,9 @@ DEFAULT_MODES: dict[str, Any] = {
     "retry_after": None,
     "rate_limit": RATE_LIMIT,
     "rate_window_seconds": None,  # None: RATE_WINDOW_SECONDS / time_scale
+    "post_semantics": "merge",
+    "webhooks_list": "object",
+    "webhook_https_only": False,
 }
 
 KINDS = ("stores", "categories", "items", "variants", "modifiers", "taxes", "webhooks", "inventory")
@@ -601,8 +608,14 @@ def validate_modes(modes: dict[str, Any]) -> dict[str, Any]:
             raise ValueError(f"unknown mode {name!r}; known: {', '.join(DEFAULT_MODES)}")
         if name == "stores_merge" and value not in STORES_MERGE_CHOICES:
             raise ValueError(f"stores_merge must be one of {STORES_MERGE_CHOICES}")
-        if name == "default_price_moves_stores" and not isinstance(value, bool):
-            raise ValueError("default_price_moves_stores must be a boolean")
+        if name == "post_semantics" and value not in POST_SEMANTICS_CHOICES:
+            raise ValueError(f"post_semantics must be one of {POST_SEMANTICS_CHOICES}")
+        if name == "webhooks_list" and value not in WEBHOOKS_LIST_CHOICES:
+            raise ValueError(f"webhooks_list must be one of {WEBHOOKS_LIST_CHOICES}")
+        if name in ("default_price_moves_stores", "webhook_https_only") and not isinstance(
+            value, bool
+        ):
+            raise ValueError(f"{name} must be a boolean")
         if name in ("retry_after", "rate_window_seconds") and _not_positive(value, float):
             raise ValueError(f"{name} must be a positive number or null")
         if name == "rate_limit" and _not_positive(value, int):

@@ -437,8 +437,9 @@ class LoyverseClient:
         return self._get_object(f"/items/{_segment(item_id)}", endpoint="/items/{id}")
 
     def post_item(self, body: Mapping[str, Any]) -> Json:
-        """POST /items: update when ``id`` is set (retried; restate every variant), else
-        create (not retried after an ambiguous failure; prefer ``create_item_safely``)."""
+        """POST /items: update when ``id`` is set (retried; restate the whole item as read,
+        ``restate.item_body``), else create (not retried after an ambiguous failure; prefer
+        ``create_item_safely``)."""
         return self._post("/items", body, id_key="id")
 
     def delete_item(self, item_id: str) -> Json:
@@ -478,8 +479,9 @@ class LoyverseClient:
         return self._get_object(f"/variants/{_segment(variant_id)}", endpoint="/variants/{id}")
 
     def post_variant(self, body: Mapping[str, Any]) -> Json:
-        """POST /variants: update when ``variant_id`` is set (retried), else create a
-        variant of ``item_id`` (not retried after an ambiguous failure)."""
+        """POST /variants: update when ``variant_id`` is set (retried; restate the whole
+        variant as read, ``restate.variant_body``), else create a variant of ``item_id`` (not
+        retried after an ambiguous failure)."""
         return self._post("/variants", body, id_key="variant_id")
 
     # ------------------------------------------------------------------------------------
@@ -523,8 +525,18 @@ class LoyverseClient:
         )
 
     def list_webhooks(self) -> list[Json]:
-        """GET /webhooks/: every subscription (not paginated)."""
-        return list(self._iter("/webhooks/", "webhooks", {}))
+        """GET /webhooks/: every subscription (not paginated).
+
+        The reference answers a bare array, an SDK reads ``{"webhooks": [...]}``: both are
+        accepted (the emulator's ``webhooks_list`` mode serves either)."""
+        path = "/webhooks/"
+        data = self._request("GET", path, endpoint=path, params={}, retry=True)
+        rows = data.get("webhooks") if isinstance(data, dict) else data
+        if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+            raise self._malformed(
+                "GET", path, 200, 'an array of objects, bare or as "webhooks"', data
+            )
+        return rows
 
     def post_webhook(self, body: Mapping[str, Any]) -> Json:
         """POST /webhooks/: update when ``id`` is set (retried), else subscribe (not retried
