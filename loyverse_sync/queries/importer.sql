@@ -60,15 +60,21 @@ values (%(restaurant_id)s, %(account_id)s, %(snapshot_id)s, 'RUNNING', %(dry_run
 returning id
 
 -- name: get_run
+-- pg_locks is the whole server's: an advisory lock is this database's only when its
+-- database column says so (another database's run 1 is not ours).
 select r.*, exists (select 1 from pg_catalog.pg_locks k
                      where k.locktype = 'advisory' and k.classid = 7301 and k.objid = r.id::oid
-                       and k.objsubid = 2 and k.granted) as locked
+                       and k.objsubid = 2 and k.granted
+                       and k.database = (select d.oid from pg_catalog.pg_database d
+                                          where d.datname = pg_catalog.current_database())) as locked
   from loyverse.loyverse_import_runs r where r.id = %(id)s
 
 -- name: run_view
 select v.*, exists (select 1 from pg_catalog.pg_locks k
                      where k.locktype = 'advisory' and k.classid = 7301 and k.objid = v.run_id::oid
-                       and k.objsubid = 2 and k.granted) as locked
+                       and k.objsubid = 2 and k.granted
+                       and k.database = (select d.oid from pg_catalog.pg_database d
+                                          where d.datname = pg_catalog.current_database())) as locked
   from loyverse.import_runs v where v.run_id = %(id)s
 
 -- name: list_runs

@@ -301,3 +301,21 @@ def test_preview_does_not_print_a_huge_name_whole(env: dict[str, Any]) -> None:
     # --json is the data, whole
     out = cli("preview", "-r", "Bistro", "--json")
     assert huge in out.output
+
+
+def test_a_run_locked_in_another_database_is_not_this_ones(env: dict[str, Any]) -> None:
+    """Advisory locks are per database, pg_locks is the server's: run 1 of another database on
+    the same server (another tenant, a parallel test) must not make ours look still running."""
+    from tests.conftest import server_conninfo
+
+    conn = env["conn"]
+    assert cli("run", "-r", "Bistro").exit_code == 0
+    run_id = conn.execute("select max(id) as id from loyverse.loyverse_import_runs").fetchone()["id"]
+    with psycopg.connect(server_conninfo("postgres"), autocommit=True) as other:
+        other.execute("select pg_advisory_lock(7301, %s)", (run_id,))  # what a run there holds
+        status = cli("status", str(run_id))
+        assert status.exit_code == 0 and "SUCCESS" in status.output, status.output
+        out = cli("undo", str(run_id))
+        assert out.exit_code == 0, out.output
+    assert conn.execute("select status from loyverse.loyverse_import_runs where id = %s",
+                        (run_id,)).fetchone()["status"] == "UNDONE"
