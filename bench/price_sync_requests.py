@@ -3,12 +3,14 @@
 (a) chain-wide +5 % on N items x ~2.4 variants x 3 stores of one account (goal <= 0.2),
 (b) one isolated change (goal <= 2), (c) a backlog of single-variant changes, one per item
 (goal <= 1 + 1/250 per item). Naive baseline: GET + POST per variant and store = 2.0.
-Usage: .venv/bin/python bench/price_sync_requests.py [--items 500]
+Also the mean size of a POST /items body (the write restates the whole item).
+Usage: .venv/bin/python bench/price_sync_requests.py [--items 500] [--post-semantics whole]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 
 import _scratch
@@ -21,19 +23,24 @@ from loyverse_sync.pricesync import engine, testing
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--items", type=int, default=500)
+    parser.add_argument("--post-semantics", choices=("merge", "whole"), default="merge",
+                        help="the emulator's reading of an update POST (docs/emulator.md)")
     parser.add_argument("--admin", default=os.environ.get("LOYVERSE_SYNC_BENCH_ADMIN", "host=127.0.0.1 user=postgres dbname=postgres"))
     args = parser.parse_args()
 
     with _scratch.scratch_database("ps", admin=args.admin) as dsn:
-        run(dsn, args.items)
+        run(dsn, args.items, args.post_semantics)
 
 
-def run(dsn: str, n_items: int) -> None:
+def run(dsn: str, n_items: int, post_semantics: str = "merge") -> None:
     config = engine.EngineConfig()
-    with server.EmulatorServer(menu=n_items, seed=7, stores=3, time_scale=1000) as emu, \
+    modes = {} if post_semantics == "merge" else {"post_semantics": post_semantics}
+    with server.EmulatorServer(menu=n_items, seed=7, stores=3, time_scale=1000, **modes) as emu, \
             db.connect(dsn, autocommit=True) as conn:
-        seed = testing.seed_from_emulator(conn, emu, stores=3, rate_limit_requests=300000,
-                                          rate_limit_window_seconds=300.0)
+        # no effective limit, within the accounts' bounds (loyverse_sync/limits.py: at most
+        # 100000 requests; the window at least 1 s)
+        seed = testing.seed_from_emulator(conn, emu, stores=3, rate_limit_requests=100000,
+                                          rate_limit_window_seconds=1.0)
         items = len(set(seed.items.values()))
         variants = len(seed.items)
 
@@ -43,11 +50,15 @@ def run(dsn: str, n_items: int) -> None:
             changes = conn.execute("select count(*) as n from loyverse.loyverse_price_sync_queue"
                                    " where status = 'pending'").fetchone()["n"]
             engine.drain_account(dsn, seed.account_id, config=config)
-            requests = len(emu.state.requests_since(0)) - start
+            log = emu.state.requests_since(0)[start:]
+            requests = len(log)
+            posts = [len(json.dumps(e["body"], separators=(",", ":"))) for e in log if e["method"] == "POST"]
             print(f"{label:<48} changes={changes:>5} requests={requests:>4} "
-                  f"per change={requests / max(changes, 1):.3f}   naive=2.000")
+                  f"per change={requests / max(changes, 1):.3f}   naive=2.000   "
+                  f"POST body {sum(posts) / max(len(posts), 1):.0f} B")
 
-        print(f"{items} items, {variants / items:.2f} variants/item, 3 stores, {len(seed.products)} mapped prices")
+        print(f"{items} items, {variants / items:.2f} variants/item, 3 stores, {len(seed.products)} mapped prices,"
+              f" post_semantics {post_semantics}")
         measure("(a) chain-wide +5%", "update public.products set price = round(price * 1.05, 2) + 0.01")
         pid = next(iter(seed.products.values()))
         measure("(b) one isolated change", "update public.products set price = price + 1 where id = %s", (pid,))

@@ -7,6 +7,8 @@ import datetime
 import decimal
 import json
 import logging
+import math
+import re
 import sys
 import uuid
 from collections.abc import Iterator, Sequence
@@ -15,7 +17,7 @@ from typing import Any
 import click
 import psycopg
 
-from loyverse_sync import accounts, config, crypto, db
+from loyverse_sync import accounts, config, crypto, db, limits
 
 
 class UsageProblem(click.ClickException):
@@ -38,6 +40,171 @@ def usage_error(exc: BaseException) -> click.ClickException:
         where = _current_db_description()
         return UsageProblem(f"cannot connect to the database ({where}): {reason}")
     return UsageProblem(str(exc))
+
+
+# -- bounded parameter types ------------------------------------------------------------
+# Every number the CLI takes has both bounds (loyverse_sync/limits.py names the shared ones):
+# a value outside them, NaN or an infinity is one `Error:` line naming the range, exit 2,
+# before anything runs. tests/acceptance/test_cli_ranges.py feeds every numeric option of
+# every command hostile values, and fails for a numeric option whose type is not one of these.
+
+
+def _number(value: float) -> str:
+    """A bound as people write it: 86400, not 86400.0; 0.001, not 1e-03."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+class _Bounded:
+    """Marks a parameter type whose every accepted value is within a finite, stated range."""
+
+    min: Any
+    max: Any
+    min_open: bool
+    max_open: bool
+
+    def allowed(self) -> str:
+        if not (self.min_open or self.max_open):
+            return f"from {_number(self.min)} to {_number(self.max)}"
+        low = f"{'above' if self.min_open else 'from'} {_number(self.min)}"
+        high = f"{'below' if self.max_open else 'up to'} {_number(self.max)}"
+        return f"{low}, {high}"
+
+    def _describe_range(self) -> str:  # click's help: [1<=x<=86400], not 1.0<=x<=86400.0
+        lop = "<" if self.min_open else "<="
+        rop = "<" if self.max_open else "<="
+        return f"{_number(self.min)}{lop}x{rop}{_number(self.max)}"
+
+
+class IntBetween(_Bounded, click.IntRange):
+    """An integer within [low, high]; anything else names the range."""
+
+    name = "integer"
+
+    def __init__(self, low: int, high: int) -> None:
+        super().__init__(min=low, max=high)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool):
+            number = value
+        else:
+            text = str(value).strip()
+            if not re.fullmatch(r"[+-]?[0-9]+", text):
+                self.fail(f"{value!r} is not an integer (allowed: {self.allowed()})", param, ctx)
+            number = int(text)
+        if not self.min <= number <= self.max:
+            self.fail(f"{value} is out of range (allowed: an integer {self.allowed()})", param, ctx)
+        return number
+
+
+class FloatBetween(_Bounded, click.FloatRange):
+    """A finite number within the range (NaN and infinities are refused: every comparison
+    with NaN is false, so click's own FloatRange lets it through)."""
+
+    name = "number"
+
+    def __init__(
+        self, low: float, high: float, *, min_open: bool = False, max_open: bool = False
+    ) -> None:
+        super().__init__(min=low, max=high, min_open=min_open, max_open=max_open)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        try:
+            number = float(value)
+        except (TypeError, ValueError, OverflowError):
+            self.fail(f"{value!r} is not a number (allowed: {self.allowed()})", param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value} is not a finite number (allowed: {self.allowed()})", param, ctx)
+        below = number <= self.min if self.min_open else number < self.min
+        above = number >= self.max if self.max_open else number > self.max
+        if below or above:
+            self.fail(f"{value} is out of range (allowed: a number {self.allowed()})", param, ctx)
+        return number
+
+
+def seconds(high: float = limits.SECONDS_MAX, *, low: float = 0.0, low_open: bool = False) -> FloatBetween:
+    """A duration in seconds, at most a day unless said otherwise."""
+    return FloatBetween(low, high, min_open=low_open)
+
+
+ID = IntBetween(limits.ID_MIN, limits.ID_MAX)
+PORT = IntBetween(1, 65_535)
+SEED = IntBetween(0, limits.SEED_MAX)
+
+
+class AccountRef(click.ParamType):
+    """A Loyverse account by id (1..bigint max) or by name. A number outside the id range is
+    refused here rather than overflowing bigint in the query."""
+
+    name = "account"
+    #: digits are read as an id: tests/acceptance/test_cli_ranges.py feeds it hostile numbers
+    takes_numbers = True
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        text = str(value).strip()
+        if re.fullmatch(r"[+-]?[0-9]+", text) and not limits.ID_MIN <= int(text) <= limits.ID_MAX:
+            self.fail(
+                f"{text} is not an account id (ids are from {limits.ID_MIN} to {limits.ID_MAX}; "
+                "or give the account's name)",
+                param,
+                ctx,
+            )
+        if not text:
+            self.fail("give an account id or name (see `loyverse-sync account list`)", param, ctx)
+        return text
+
+
+class Name(click.ParamType):
+    """A name people give: not blank, at most ``limits.NAME_MAX`` characters."""
+
+    name = "text"
+
+    def __init__(self, max_length: int = limits.NAME_MAX) -> None:
+        self.max_length = max_length
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        text = str(value)
+        if not text.strip() or len(text) > self.max_length:
+            self.fail(
+                f"{shorten(text, 40)!r} has {len(text)} characters: give 1 to {self.max_length}"
+                " (not only spaces)",
+                param,
+                ctx,
+            )
+        return text
+
+
+def shorten(text: Any, width: int = limits.DISPLAY_TEXT_MAX) -> str:
+    """``text`` for a human-readable listing: at most ``width`` characters, an ellipsis when
+    cut (the value itself is not changed; --json shows it whole)."""
+    value = "" if text is None else str(text)
+    return value if len(value) <= width else value[: width - 1] + "…"
+
+
+def age(value: datetime.timedelta | None) -> str:
+    """An interval as the dashboard shows it: 42s, 3m05s, 2h07m."""
+    if value is None:
+        return "-"
+    s = int(value.total_seconds())
+    if s >= 3600:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
+
+
+def duration(value: datetime.timedelta | None) -> str:
+    """A short duration with its unit: 0.42s, 12.3s, 3m05s."""
+    if value is None:
+        return "-"
+    s = value.total_seconds()
+    if s < 10:
+        return f"{s:.2f}s"
+    return f"{s:.1f}s" if s < 60 else age(value)
+
+
+def percent(value: Any) -> str:
+    """A fraction (0..1) as a percentage, as the dashboard shows it."""
+    return "-" if value is None else f"{float(value):.0%}"
 
 
 _CURRENT: dict[str, str] = {}
@@ -100,7 +267,7 @@ def _cell(value: Any) -> str:
         return value.strftime("%Y-%m-%d %H:%M:%S")
     if isinstance(value, bool):
         return "yes" if value else "no"
-    return str(value)
+    return shorten(value)
 
 
 def echo_table(

@@ -261,14 +261,14 @@ def _read_key(timeout: float) -> str | None:
 @click.option("--once", is_flag=True, help="Print one frame and exit.")
 @click.option(
     "--refresh",
-    type=click.FloatRange(min=0.2),
+    type=_common.seconds(3600, low=0.2),
     default=2.0,
     show_default=True,
     help="Seconds between refreshes.",
 )
 @click.option("--restaurant", "restaurant_ref", help="Show only this restaurant (id or name).")
 @click.option(
-    "--width", type=click.IntRange(min=60), help="Frame width for --once (default: the terminal's)."
+    "--width", type=_common.IntBetween(60, 1000), help="Frame width for --once (default: the terminal's)."
 )
 def dashboard(once: bool, refresh: float, restaurant_ref: str | None, width: int | None) -> None:
     """Live terminal dashboard of price sync (every number from the SQL views)."""

@@ -27,6 +27,7 @@ import click
 import psycopg
 
 from loyverse_sync import config, crypto, db
+from loyverse_sync.cli import _common
 
 DEMO_DB = "loyverse_sync_demo"
 
@@ -63,7 +64,7 @@ def _find_demo_database(fresh: bool) -> config.Database:
             conn.execute(psycopg.sql.SQL("create database {}").format(ident))
     params = psycopg.conninfo.conninfo_to_dict(admin)
     params["dbname"] = DEMO_DB
-    return config.Database(psycopg.conninfo.make_conninfo(**params), found.source)
+    return config.Database(psycopg.conninfo.make_conninfo("", **params), found.source)
 
 
 class Runner:
@@ -103,8 +104,10 @@ class Runner:
 @contextlib.contextmanager
 def _worker(env: dict[str, str], log_path: pathlib.Path) -> Iterator[subprocess.Popen[bytes]]:
     log = log_path.open("wb")
+    # -v: INFO, so the log shows the worker starting and each account's drain (at the default
+    # WARNING level a healthy worker writes nothing, and an empty log looks broken)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "loyverse_sync", "worker"],
+        [sys.executable, "-m", "loyverse_sync", "-v", "worker"],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -198,15 +201,16 @@ def compare_prices(conn: psycopg.Connection[Any], state: dict[str, Any]) -> tupl
 )
 @click.option(
     "--items",
-    type=click.IntRange(10, 10_000),
+    type=_common.IntBetween(10, 10_000),
     default=150,
     show_default=True,
     help="Items in the generated menu.",
 )
-@click.option("--seed", type=int, default=7, show_default=True, help="Seed of the generated menu.")
+@click.option("--seed", type=_common.SEED, default=7, show_default=True, help="Seed of the generated menu.")
 @click.option(
     "--time-scale",
-    type=click.FloatRange(min=1),
+    # at most 300: the account's window (300 s / scale) stays within its 1 s minimum
+    type=_common.FloatBetween(1, 300),
     default=10.0,
     show_default=True,
     help="Run Loyverse's 300-per-300-s rate window this many times faster.",
@@ -236,15 +240,15 @@ def demo(keep_running: bool, items: int, seed: int, time_scale: float, quiet: bo
         "Loyverse emulator",
         f"Starting a stateful Loyverse emulator (a real HTTP server) with a generated {items}-item menu for a merchant with two stores. It enforces Loyverse's rate limit, {time_scale:g}x faster.",
     )
-    emulator = emu_server.EmulatorServer(
-        port=8787 if keep_running else 0,
-        menu=items,
-        seed=seed,
-        stores=2,
-        time_scale=time_scale,
-        merchants=1,
-    )
-    emulator.start()
+    def start_emulator(port: int) -> emu_server.EmulatorServer:
+        return emu_server.EmulatorServer(
+            port=port, menu=items, seed=seed, stores=2, time_scale=time_scale, merchants=1
+        ).start()
+
+    try:  # the documented port when it is free, else any: the lines printed below say which
+        emulator = start_emulator(8787 if keep_running else 0)
+    except OSError:
+        emulator = start_emulator(0)
     merchant = emulator.merchants[0]
     click.echo(
         f"    {emulator.base_url}  merchant {merchant['business_name']} ({merchant['currency']['code']}), stores: {', '.join(merchant['store_ids'])}"
@@ -299,10 +303,19 @@ def demo(keep_running: bool, items: int, seed: int, time_scale: float, quiet: bo
 
         with db.connect(found.conninfo, autocommit=True) as conn:
             mapped = conn.execute(
-                "select count(*) as n from loyverse.loyverse_item_mappings"
+                "select count(*) as n, count(*) filter (where needs_attention) as attention"
+                " from loyverse.loyverse_item_mappings"
             ).fetchone()
-            click.echo(
-                f"    {mapped['n'] if mapped else 0} products are mapped to Loyverse variants"
+            assert mapped is not None
+            _echo_wrapped(
+                f"{mapped['n']} products are mapped to Loyverse variants"
+                + (
+                    f"; {mapped['attention']} of them have a price entered at the counter in"
+                    " Loyverse (VARIABLE), imported as 0.00 and flagged needs_attention: they"
+                    " are never sent, so the comparison at the end leaves them out"
+                    if mapped["attention"]
+                    else ""
+                )
             )
 
             say(
@@ -338,12 +351,37 @@ def demo(keep_running: bool, items: int, seed: int, time_scale: float, quiet: bo
                 assert category is not None
                 sql2 = f"UPDATE products SET price = round(price * 1.05, 2) WHERE category_id = '{category['id']}';  -- {category['name']}, +5 %"
                 click.secho(f"    psql> {sql2}", fg="magenta")
-                conn.execute(
+                same = conn.execute(
+                    "select count(*) filter (where round(price * 1.05, 2) = price) as n,"
+                    " count(*) filter (where price = 0) as zero"
+                    " from public.products where category_id = %s",
+                    (category["id"],),
+                ).fetchone()
+                assert same is not None
+                updated = conn.execute(
                     "update public.products set price = round(price * 1.05, 2) where category_id = %s",
                     (category["id"],),
-                )
-                click.echo(
-                    f"    {category['n']} products of {category['name']} changed in one statement"
+                ).rowcount
+                queued = conn.execute(
+                    "select count(*) as n from loyverse.loyverse_price_sync_queue q"
+                    " join public.products p on p.id = q.product_id"
+                    " where p.category_id = %s and q.status = 'pending'",
+                    (category["id"],),
+                ).fetchone()
+                _echo_wrapped(
+                    f"{updated} products of {category['name']} updated in one statement;"
+                    f" {queued['n'] if queued else 0} price changes queued"
+                    + (
+                        f" ({same['n']} kept their price: "
+                        + (
+                            f"{same['zero']} are 0.00, VARIABLE prices in Loyverse, and +5 % of 0 is 0;"
+                            " a trigger queues a change only when the price moves)"
+                            if same["zero"] == same["n"]
+                            else "+5 % rounds back to the same cents; a trigger queues a change only when the price moves)"
+                        )
+                        if same["n"]
+                        else ""
+                    )
                 )
 
                 say(
@@ -367,26 +405,40 @@ def demo(keep_running: bool, items: int, seed: int, time_scale: float, quiet: bo
                     for m in mismatches[:10]:
                         click.secho(f"    MISMATCH {m}", fg="red")
                     raise click.ClickException(f"{total - len(mismatches)} of {total} prices match")
-                click.secho(f"    {total} of {total} prices match", fg="green", bold=True)
+                click.secho(f"    {total} of {total} prices match", fg="green", bold=True, nl=False)
+                click.echo(
+                    f" (the {mapped['attention']} VARIABLE prices mapped above are not compared)"
+                    if mapped["attention"]
+                    else ""
+                )
                 click.echo(f"    Loyverse requests made in all: {_total_requests(counters)}")
 
                 if keep_running:
                     click.echo()
                     click.secho("The stack keeps running (Ctrl-C to stop):", bold=True)
-                    click.echo(f"    psql           psql '{found.conninfo}'")
-                    click.echo(
-                        "    dashboard      DATABASE_URL='"
-                        + found.conninfo
-                        + "' loyverse-sync dashboard"
-                    )
+                    # lines that work as pasted into another shell: quoted, and the command by its
+                    # full path (`bash scripts/demo` does not put .venv/bin on the PATH)
+                    url = shlex.quote(found.conninfo)
+                    click.echo(f"    psql           psql {url}")
+                    click.echo(f"    dashboard      DATABASE_URL={url} {_command()} dashboard")
+                    click.echo(f"    sync status    DATABASE_URL={url} {_command()} sync status")
                     from loyverse_sync import ops
 
-                    ops.serve_metrics(found.conninfo, 9108)
-                    click.echo("    metrics        http://127.0.0.1:9108/metrics")
+                    try:
+                        metrics = ops.serve_metrics(found.conninfo, 9108)
+                    except OSError:  # taken: any free port
+                        metrics = ops.serve_metrics(found.conninfo, 0)
                     click.echo(
-                        f"    emulator       {emulator.base_url}  (token: see `loyverse-sync emulator`), admin {emulator.admin_url}"
+                        f"    metrics        http://127.0.0.1:{metrics.server_address[1]}/metrics"
+                    )
+                    click.echo(
+                        f"    emulator       {emulator.base_url}  token {merchant['tokens'][0]}"
+                        f"  admin {emulator.admin_url}"
                     )
                     click.echo(f"    worker log     {log_path}")
+                    # SIGTERM (kill, a supervisor) stops the stack as Ctrl-C does: the worker
+                    # is stopped too, not left running without its emulator
+                    signal.signal(signal.SIGTERM, _interrupt)
                     with contextlib.suppress(KeyboardInterrupt):
                         while worker.poll() is None:
                             time.sleep(1)
@@ -394,6 +446,23 @@ def demo(keep_running: bool, items: int, seed: int, time_scale: float, quiet: bo
         emulator.stop()
     click.echo()
     click.secho(f"Demo finished in {time.monotonic() - say.started:.1f} s.", bold=True)
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _echo_wrapped(text: str) -> None:
+    click.echo(click.wrap_text(text, width=96, initial_indent="    ", subsequent_indent="      "))
+
+
+def _command() -> str:
+    """How to run loyverse-sync from another shell: the console script beside this Python
+    (the venv's), else this Python with -m."""
+    script = pathlib.Path(sys.executable).with_name("loyverse-sync")
+    if script.exists():
+        return shlex.quote(str(script))
+    return f"{shlex.quote(sys.executable)} -m loyverse_sync"
 
 
 def _total_requests(counters: dict[str, Any]) -> Any:

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from loyverse_sync import accounts
+from loyverse_sync import accounts, limits
 from loyverse_sync.importer import runs, snapshot
 from loyverse_sync.loyverse import errors as lv_errors
 
@@ -44,11 +44,17 @@ def _errors() -> Iterator[None]:
 
 def _describe_row(row: dict[str, Any]) -> str:
     if "variant_id" in row:
-        match = f" {row.get('match_rule')} match with \"{row.get('matched_name')}\"" if row.get("match_rule") else ""
-        return f"{row.get('variant_id')}  {row.get('name')}{match}"
-    return f"{row.get('table')} {row.get('key')}: {row.get('reason')}" + (
-        f" ({row['name']})" if row.get("name") else ""
+        match = (f" {row.get('match_rule')} match with \"{_short(row.get('matched_name'))}\""
+                 if row.get("match_rule") else "")
+        return f"{row.get('variant_id')}  {_short(row.get('name'))}{match}"
+    return f"{row.get('table')} {row.get('key')}: {_short(row.get('reason'))}" + (
+        f" ({_short(row['name'])})" if row.get("name") else ""
     )
+
+
+def _short(text: Any, width: int = limits.DISPLAY_TEXT_MAX) -> str:
+    """Names as shown (Loyverse sends names of any length; --json shows them whole)."""
+    return _common.shorten(text, width)
 
 
 def _restaurant(conn: Any, ref: str) -> str:
@@ -138,7 +144,7 @@ def _selection_options(f: Any) -> Any:
         click.option("--missing", type=click.Choice(runs.MISSING_CHOICES), default="deactivate", show_default=True,
                      help="Mapped products whose Loyverse variant was deleted."),
         click.option("--with-inventory", is_flag=True, help="Also fetch stock levels."),
-        click.option("--max-age", type=click.FloatRange(min=0), default=600.0, show_default=True,
+        click.option("--max-age", type=_common.seconds(limits.MAX_AGE_SECONDS_MAX), default=600.0, show_default=True,
                      help="Reuse a snapshot younger than this many seconds."),
         click.option("--refresh", is_flag=True, help="Fetch again even if a recent snapshot exists."),
     ]
@@ -171,15 +177,15 @@ def _print_tree(report: dict[str, Any]) -> None:
     for row in report["rows"]:
         if row["category"] != current_cat:
             current_cat = row["category"]
-            click.echo(f"{current_cat or '(no category)'}")
+            click.echo(f"{_short(current_cat) or '(no category)'}")
             current_item = object()
         if row["item_id"] != current_item:
             current_item = row["item_id"]
-            click.echo(f"  {row['item_name']}")
+            click.echo(f"  {_short(row['item_name'])}")
         price = "-" if row["price"] is None else str(row["price"])
-        match = f" [{row['match_rule']}: {row['matched_name']}]" if row["match_rule"] in ("sku", "name") else ""
+        match = f" [{row['match_rule']}: {_short(row['matched_name'])}]" if row["match_rule"] in ("sku", "name") else ""
         decision = row["decision"] or "UNDECIDED"
-        click.echo(f"    {row['name']}  sku={row['sku'] or '-'}  {price}  -> {decision}{match}")
+        click.echo(f"    {_short(row['name'])}  sku={_short(row['sku']) or '-'}  {price}  -> {decision}{match}")
 
 
 def _print_issues(issues: list[dict[str, Any]], limit: int = 50) -> None:
@@ -187,7 +193,8 @@ def _print_issues(issues: list[dict[str, Any]], limit: int = 50) -> None:
         return
     click.echo("Fidelity report and problems:")
     for issue in issues[:limit]:
-        click.echo(f"  {issue['severity']:<8} {issue['code']:<22} {issue['name'] or issue['item_id']}: {issue['message']}")
+        click.echo(f"  {issue['severity']:<8} {issue['code']:<22} {_short(issue['name'] or issue['item_id'])}: "
+                   f"{_short(issue['message'], 400)}")
     if len(issues) > limit:
         click.echo(f"  ... and {len(issues) - limit} more (see --json)")
 
@@ -223,7 +230,8 @@ def preview_cmd(as_json: bool, restaurant: str, max_age: float, refresh: bool, w
     if report["conflicts"]:
         click.echo("Conflicts:")
         for c in report["conflicts"]:
-            click.echo(f"  {c['variant_id']}  {c['name']}: same {c['match_rule']} as \"{c['matched_name']}\" -> {c['decision'] or 'UNDECIDED'}")
+            click.echo(f"  {c['variant_id']}  {_short(c['name'])}: same {c['match_rule']} as "
+                       f"\"{_short(c['matched_name'])}\" -> {c['decision'] or 'UNDECIDED'}")
     _print_issues(report["issues"])
 
 
@@ -261,7 +269,8 @@ def _print_result(result: dict[str, Any]) -> None:
     )
     failed = [i for i in result.get("issues", []) if i["severity"] == "error"]
     for issue in failed[:50]:
-        click.echo(f"  failed: {issue['name'] or issue['item_id']} ({issue['variant_id']}): {issue['message']}")
+        click.echo(f"  failed: {_short(issue['name'] or issue['item_id'])} ({issue['variant_id']}): "
+                   f"{_short(issue['message'], 400)}")
     others = [i for i in result.get("issues", []) if i["severity"] != "error"]
     if others:
         click.echo(f"  {len(others)} fidelity notes/warnings: see `loyverse-sync import status {result.get('run_id')}`"
@@ -271,7 +280,7 @@ def _print_result(result: dict[str, Any]) -> None:
 @import_group.command("run")
 @_selection_options
 @click.option("--dry-run", is_flag=True, help="Show what would change; write nothing.")
-@click.option("--batch-size", type=click.IntRange(min=1), help="Commit every N items (default: one transaction).")
+@click.option("--batch-size", type=_common.IntBetween(1, limits.BATCH_SIZE_MAX), help="Commit every N items (default: one transaction).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def run_cmd(dry_run: bool, batch_size: int | None, as_json: bool, restaurant: str, max_age: float, refresh: bool,
             with_inventory: bool, **kw: Any) -> None:
@@ -292,7 +301,7 @@ def run_cmd(dry_run: bool, batch_size: int | None, as_json: bool, restaurant: st
 
 
 @import_group.command("resume")
-@click.argument("run_id", type=int)
+@click.argument("run_id", type=_common.ID)
 def resume_cmd(run_id: int) -> None:
     """Continue an interrupted import run without duplicating anything."""
     with _errors():
@@ -301,7 +310,7 @@ def resume_cmd(run_id: int) -> None:
 
 
 @import_group.command("status")
-@click.argument("run_id", type=int)
+@click.argument("run_id", type=_common.ID)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def status_cmd(run_id: int, as_json: bool) -> None:
     """Progress and outcome of an import run (live while it runs)."""
@@ -324,7 +333,7 @@ def status_cmd(run_id: int, as_json: bool) -> None:
 
 
 @import_group.command("undo")
-@click.argument("run_id", type=int)
+@click.argument("run_id", type=_common.ID)
 @click.option("--force", is_flag=True, help="Undo even rows changed since the run.")
 def undo_cmd(run_id: int, force: bool) -> None:
     """Restore every row the run touched and remove what it created (mappings included)."""
@@ -340,7 +349,7 @@ def undo_cmd(run_id: int, force: bool) -> None:
 
 @import_group.command("list")
 @click.option("--restaurant", "-r", help="Only this restaurant (id or name).")
-@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--limit", type=_common.IntBetween(1, limits.PAGE_SIZE_MAX), default=20, show_default=True)
 def list_cmd(restaurant: str | None, limit: int) -> None:
     """Recent import runs."""
     with _errors():
@@ -372,18 +381,26 @@ def wizard_cmd(restaurant: str) -> None:
         _print_summary(report["summary"])
 
         click.echo("Step 2/7: select")
-        cats = click.prompt("Categories to import (comma-separated ids or names, empty = all)", default="", show_default=False)
-        items = click.prompt("Items to import (comma-separated, empty = all)", default="", show_default=False)
-        excl = click.prompt("Items or categories to exclude (comma-separated, empty = none)", default="", show_default=False)
-        options.categories = [x.strip() for x in cats.split(",") if x.strip()]
-        options.items = [x.strip() for x in items.split(",") if x.strip()]
-        options.exclude = [x.strip() for x in excl.split(",") if x.strip()]
+        while True:
+            cats = click.prompt("Categories to import (comma-separated ids or names, empty = all)", default="", show_default=False)
+            items = click.prompt("Items to import (comma-separated, empty = all)", default="", show_default=False)
+            excl = click.prompt("Items or categories to exclude (comma-separated, empty = none)", default="", show_default=False)
+            options.categories = [x.strip() for x in cats.split(",") if x.strip()]
+            options.items = [x.strip() for x in items.split(",") if x.strip()]
+            options.exclude = [x.strip() for x in excl.split(",") if x.strip()]
+            try:
+                report = runs.preview(dsn, restaurant_id, snap.id, options)
+            except runs.ImportProblem as exc:
+                if not exc.usage:
+                    raise
+                click.echo(f"  {exc}: select again")  # a typo: ask again, not end the wizard
+                continue
+            break
 
         click.echo("Step 3/7: conflicts")
-        report = runs.preview(dsn, restaurant_id, snap.id, options)
         conflicts = report["conflicts"]
         for c in conflicts:
-            click.echo(f"  {c['variant_id']}  {c['name']}: same {c['match_rule']} as \"{c['matched_name']}\"")
+            click.echo(f"  {c['variant_id']}  {_short(c['name'])}: same {c['match_rule']} as \"{_short(c['matched_name'])}\"")
         if not conflicts:
             click.echo("  (no conflicts)")
 
@@ -393,7 +410,7 @@ def wizard_cmd(restaurant: str) -> None:
         if strategy == "manual":
             for c in conflicts:
                 options.decisions[c["variant_id"]] = click.prompt(
-                    f"  {c['name']} (same {c['match_rule']} as \"{c['matched_name']}\")",
+                    f"  {_short(c['name'])} (same {c['match_rule']} as \"{_short(c['matched_name'])}\")",
                     type=click.Choice(runs.DECISION_CHOICES), default="skip")
 
         click.echo("Step 5/7: field mapping")

@@ -15,7 +15,7 @@ from loyverse_sync.cli import _common
 @click.option(
     "--serve",
     "port",
-    type=click.IntRange(1, 65535),
+    type=_common.PORT,
     help="Serve /metrics on this port instead of printing once.",
 )
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to serve on.")
@@ -40,14 +40,14 @@ def metrics(port: int | None, host: str) -> None:
 @click.option(
     "--heartbeat",
     "heartbeat_seconds",
-    type=click.FloatRange(min=1),
+    type=_common.seconds(low=1),
     default=60,
     show_default=True,
     help="Seconds since the last worker heartbeat before the worker counts as down.",
 )
 @click.option(
     "--token-ttl",
-    type=click.FloatRange(min=0),
+    type=_common.seconds(),
     default=300,
     show_default=True,
     help="Seconds a token check is cached.",

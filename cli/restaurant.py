@@ -15,7 +15,7 @@ def restaurant() -> None:
 
 
 @restaurant.command("add")
-@click.option("--name", required=True, help="The restaurant's name.")
+@click.option("--name", type=_common.Name(), required=True, help="The restaurant's name.")
 def add(name: str) -> None:
     """Create a restaurant (for set-ups where the main app does not create them yet)."""
     with _common.connection() as conn:
@@ -42,7 +42,9 @@ def list_(as_json: bool) -> None:
 
 @restaurant.command("link")
 @click.argument("restaurant_ref", metavar="RESTAURANT")
-@click.option("--account", "account_ref", required=True, help="Account id or name.")
+@click.option(
+    "--account", "account_ref", type=_common.AccountRef(), required=True, help="Account id or name."
+)
 @click.option("--store", "store_id", required=True, help="Loyverse store id.")
 @click.option("--no-check", is_flag=True, help="Do not check the store exists in Loyverse.")
 def link(restaurant_ref: str, account_ref: str, store_id: str, no_check: bool) -> None:
@@ -53,9 +55,9 @@ def link(restaurant_ref: str, account_ref: str, store_id: str, no_check: bool) -
         store_name = None
         if not no_check:
             account_obj = accounts.get_account(conn, account_id)
-            from loyverse_sync.loyverse import client as lv_client
+            from loyverse_sync import oauth
 
-            with lv_client.LoyverseClient(account_obj.base_url, account_obj.token) as lv:
+            with oauth.client_for(account_obj, conn.info.dsn, connection=conn) as lv:
                 stores = {s["id"]: s for s in lv.list_stores()}
             if store_id not in stores:
                 known = ", ".join(f"{s['id']} ({s.get('name')})" for s in stores.values()) or "none"

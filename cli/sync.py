@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import datetime
 import json
+import math
+import re
 from collections.abc import Callable
 from typing import Any
 
 import click
 import psycopg
 
-from loyverse_sync import accounts, queries
+from loyverse_sync import accounts, limits, queries
 from loyverse_sync.cli import _common
 
 # SQLSTATE classes of the SQL API's validation errors: data (22), integrity (23),
@@ -84,10 +86,20 @@ def status(restaurant: str | None, as_json: bool) -> None:
     if as_json:
         _common.echo_json(_plain(rows))
         return
-    _common.echo_table(rows, ["restaurant_name", "sync_frequency", "paused", "pending", "due", "processing",
-                              "failed", "dead", "conflicts", "held", "oldest_pending_age", "last_success_at",
-                              "synced_last_hour", "success_rate_last_hour"],
-                       empty="(no restaurant is linked to Loyverse)")
+    # the dashboard's units: ages as 3m05s, times local, rates as percentages (--json: raw)
+    _common.echo_table([{
+        "restaurant": r["restaurant_name"],
+        "sync": "PAUSED" if r["paused"] else (r["sync_frequency"] if r["enabled"] else "off"),
+        "pending": r["pending"], "due": r["due"], "in flight": r["processing"], "failed": r["failed"],
+        "dead": r["dead"], "conflicts": r["conflicts"], "held": r["held"],
+        "oldest": _common.age(r["oldest_pending_age"]),
+        "last ok": _local(r["last_success_at"]), "synced 1h": r["synced_last_hour"],
+        "ok 1h": _common.percent(r["success_rate_last_hour"]),
+    } for r in rows], empty="(no restaurant is linked to Loyverse)")
+
+
+def _local(value: datetime.datetime | None) -> str:
+    return "-" if value is None else value.astimezone().strftime("%Y-%m-%d %H:%M:%S")
 
 
 @sync.command()
@@ -109,11 +121,16 @@ def trigger(restaurant: str | None, full: bool, as_json: bool) -> None:
 
 @sync.command()
 @restaurant_option
-@click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
-@click.option("--page", type=click.IntRange(1), default=1, show_default=True)
+@click.option("--limit", type=_common.IntBetween(1, limits.PAGE_SIZE_MAX), default=20, show_default=True)
+@click.option("--page", type=_common.IntBetween(1, limits.PAGE_MAX), default=1, show_default=True)
 @json_option
 def history(restaurant: str | None, limit: int, page: int, as_json: bool) -> None:
-    """Sync batches, manual triggers and retries, newest first."""
+    """Sync batches, manual triggers and retries, newest first.
+
+    With --restaurant, a batch shared with other restaurants of the account counts that
+    restaurant's items only (requests stay the batch's: one request serves every store);
+    `*` marks a batch whose rows were pruned, shown whole.
+    """
     with _common.connection() as conn:
         rid = _restaurant(conn, restaurant)
         rows = queries.execute(conn, "pricesync", "history",
@@ -121,8 +138,12 @@ def history(restaurant: str | None, limit: int, page: int, as_json: bool) -> Non
     if as_json:
         _common.echo_json(_plain(rows))
         return
-    _common.echo_table(rows, ["log_id", "started_at", "sync_type", "status", "items_total", "items_succeeded",
-                              "items_failed", "items_skipped", "requests_made", "duration"])
+    _common.echo_table([{
+        "log": r["log_id"], "started": _local(r["started_at"]), "type": r["sync_type"], "status": r["status"],
+        "items": f"{r['items_total']}{'*' if r.get('whole_batch') else ''}", "ok": r["items_succeeded"],
+        "failed": r["items_failed"], "skipped": r["items_skipped"], "requests": r["requests_made"],
+        "took": _common.duration(r["duration"]),
+    } for r in rows])
 
 
 @sync.command()
@@ -167,13 +188,74 @@ def _parse_assignment(text: str) -> tuple[str, Any]:
         raise click.BadParameter(f"{text!r}: expected key=value", param_hint="SETTINGS")
     if key.endswith("_ids"):
         return key, [part.strip() for part in raw.split(",") if part.strip()]
-    if raw.lower() in ("null", "none", ""):
+    # `null` (or nothing) clears a value; `NONE` is a value (price_rounding_rule=NONE)
+    if raw.strip().lower() in ("null", ""):
         return key, None
+
+    def finite_only(constant: str) -> Any:
+        raise click.BadParameter(f"{key}={raw}: not a finite number", param_hint="SETTINGS")
+
     try:
-        value = json.loads(raw)
+        value = json.loads(raw, parse_constant=finite_only)
     except ValueError:
         return key, raw
+    if isinstance(value, float) and not math.isfinite(value):  # 1e999 parses as infinity
+        finite_only(raw)
     return key, value if not isinstance(value, dict | list) else raw
+
+
+def _update_settings(conn: psycopg.Connection[Any], restaurant_id: str | None, changes: dict[str, Any]) -> Any:
+    """update_price_sync_settings; a refused value is one line naming the setting, the value
+    given and what is allowed (read from the settings table's type and CHECK, so the list
+    is the database's own)."""
+    try:
+        row = queries.execute(conn, "pricesync", "update_settings",
+                              {"restaurant_id": restaurant_id, "changes": json.dumps(changes)}).fetchone()
+    except psycopg.Error as exc:
+        state = exc.sqlstate or ""
+        if state[:2] not in _BAD_INPUT_CLASSES:
+            raise
+        message = (exc.diag.message_primary or str(exc)).splitlines()[0]
+        column = exc.diag.column_name
+        if column in changes:
+            allowed = _allowed_setting(conn, column, exc.diag.constraint_name)
+            if allowed is None:  # a check over several settings: its name says what is wrong
+                message = f"{column}: {str(exc.diag.constraint_name).replace('_', ' ')}"
+            elif allowed:
+                given = "null" if changes[column] is None else json.dumps(changes[column])
+                message = f"{column}: invalid value {given} (allowed: {allowed})"
+        raise _common.UsageProblem(message) from None
+    return None if row is None else next(iter(row.values()))
+
+
+_TYPE_WORDS = {"boolean": "true or false", "integer": "an integer", "double precision": "a number",
+               "uuid[]": "comma-separated category ids of this restaurant"}
+#: where the CHECK does not read well (a regular expression)
+_SETTING_WORDS = {"notification_email": "an e-mail address, or null"}
+
+
+def _allowed_setting(conn: psycopg.Connection[Any], column: str, constraint: str | None) -> str | None:
+    """What the settings table allows in ``column``; None when the refusing check spans
+    several settings."""
+    if column in _SETTING_WORDS:
+        return _SETTING_WORDS[column]
+    row = queries.execute(conn, "pricesync", "setting_allowed", {"column": column}).fetchone()
+    if row is None or row["type"] is None:
+        return ""
+    checks = [c for c in row["checks"] or [] if constraint in (None, c["name"])]
+    if constraint is not None and not checks:
+        return None
+    parts = [] if row["type"] == "text" else [_TYPE_WORDS.get(row["type"], row["type"])]
+    for check in checks:
+        text = check["definition"]
+        literals = re.findall(r"'((?:[^']|'')*)'::text", text)
+        if literals and " ANY " in text:
+            parts.append("one of " + ", ".join(v.replace("''", "'") for v in literals))
+        else:
+            # '-100'::integer -> -100, 0::double precision -> 0
+            text = re.sub(r"::(double precision|integer|numeric)", "", re.sub(r"'(-?[0-9.]+)'::", r"\1::", text))
+            parts.append(re.sub(r"^CHECK |[()]", "", text).replace(" AND ", " and "))
+    return "; ".join(parts)
 
 
 @settings.command("set")
@@ -195,7 +277,7 @@ def settings_set(restaurant: str | None, assignments: tuple[str, ...], as_json: 
     with _common.connection() as conn:
         restaurant_id = _restaurant(conn, restaurant)
         before = _pending(conn, restaurant_id)
-        values = _call(conn, "update_settings", {"restaurant_id": restaurant_id, "changes": json.dumps(changes)})
+        values = _update_settings(conn, restaurant_id, changes)
         after = _pending(conn, restaurant_id)
     _print_settings(values, as_json)
     if not as_json and after != before:

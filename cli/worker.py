@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -13,18 +15,21 @@ from loyverse_sync.cli import _common
 
 
 @click.command()
-@click.option("--concurrency", "-c", type=click.IntRange(1, 64), default=2, show_default=True,
+@click.option("--concurrency", "-c", type=_common.IntBetween(1, 64), default=2, show_default=True,
               help="Jobs run at once (different accounts sync in parallel; one account runs one job). "
                    "Above 16, jobs are fetched by one procrastinate worker per 16 jobs, side by side.")
-@click.option("--graceful-timeout", type=click.FloatRange(0), default=30.0, show_default=True,
+@click.option("--graceful-timeout", type=_common.seconds(), default=30.0, show_default=True,
               help="On SIGTERM, seconds to let running jobs finish before they are told to stop "
                    "(they then finish the item in flight and release the rest of the batch).")
 @click.option("--one-shot", is_flag=True, help="Run what is queued, then exit.")
 @click.option("--no-listen", is_flag=True, help="Poll only (no LISTEN/NOTIFY).")
-@click.option("--metrics-port", type=click.IntRange(1, 65535), help="Serve Prometheus /metrics on this port.")
+@click.option("--metrics-port", type=_common.PORT, help="Serve Prometheus /metrics on this port.")
 @click.option("--metrics-host", default="127.0.0.1", show_default=True, help="Address for --metrics-port.")
+@click.option("--reconnect-timeout", type=_common.seconds(), default=300.0, show_default=True,
+              help="When the database goes away (a restart, a failover), seconds to keep waiting for it "
+                   "before exiting with status 1; the worker restarts itself once it is back.")
 def worker(concurrency: int, graceful_timeout: float, one_shot: bool, no_listen: bool,
-           metrics_port: int | None, metrics_host: str) -> None:
+           metrics_port: int | None, metrics_host: str, reconnect_timeout: float) -> None:
     """Run the price-sync worker (procrastinate) until SIGTERM/SIGINT.
 
     Runs the sync_loyverse_prices jobs that price changes queue, and the periodic sweep,
@@ -44,19 +49,84 @@ def worker(concurrency: int, graceful_timeout: float, one_shot: bool, no_listen:
     logging.getLogger("loyverse_sync").info("worker starting on %s", found.describe())
     failure = _SideTaskFailure()
     logging.getLogger("procrastinate.worker").addHandler(failure)
-    run(app, concurrency,
-        queues=["price_sync"],
-        shutdown_graceful_timeout=graceful_timeout,
-        wait=not one_shot,
-        listen_notify=not no_listen,
-        delete_jobs="successful",
-        update_heartbeat_interval=tasks.heartbeat_seconds(),
-        stalled_worker_timeout=tasks.stalled_after_seconds(),
-    )
-    if failure.reason is not None:
-        # procrastinate stops cleanly when a side task (LISTEN, heartbeat) dies, e.g. when the
-        # database restarts; exit non-zero so systemd (Restart=on-failure) or compose restarts us.
-        raise click.ClickException(f"worker stopped: {failure.reason}; restart it (systemd and compose do)")
+    log = logging.getLogger("loyverse_sync")
+    while True:
+        failure.reason = None
+        run(app, concurrency,
+            queues=["price_sync"],
+            shutdown_graceful_timeout=graceful_timeout,
+            wait=not one_shot,
+            listen_notify=not no_listen,
+            delete_jobs="successful",
+            update_heartbeat_interval=tasks.heartbeat_seconds(),
+            stalled_worker_timeout=tasks.stalled_after_seconds(),
+        )
+        if failure.reason is None:
+            return  # a signal, or --one-shot caught up
+        # procrastinate stops cleanly when a side task (LISTEN, heartbeat) loses the database,
+        # e.g. during a restart. Wait for it and start again: jobs that were running failed and
+        # are retried, their queue rows come back when their lease ends. Only if it stays away
+        # do we exit non-zero, for systemd (Restart=on-failure) or compose to take over.
+        if one_shot:
+            raise click.ClickException(f"worker stopped: {failure.reason}")
+        log.warning("worker stopped: %s; waiting up to %.0f s for the database", failure.reason, reconnect_timeout)
+        waited = wait_for_database(found.conninfo, reconnect_timeout)
+        if waited is None:
+            raise click.ClickException(
+                f"worker stopped: {failure.reason}; the database did not come back within "
+                f"{reconnect_timeout:.0f} s (--reconnect-timeout)")
+        if waited is _STOPPED:
+            return
+        log.warning("the database is back after %.1f s: restarting the worker", waited)
+
+
+class _Stopped(float):
+    """wait_for_database's answer when SIGTERM/SIGINT came while it waited."""
+
+
+_STOPPED = _Stopped(-1.0)
+
+
+def wait_for_database(
+    conninfo: str,
+    timeout: float,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+    connect: Callable[[str], Any] | None = None,
+) -> float | None:
+    """Seconds until ``conninfo`` answered again (probing with backoff, 0.5 s up to 5 s), or
+    None after ``timeout`` seconds, or _STOPPED when SIGTERM/SIGINT arrived meanwhile."""
+    import psycopg
+
+    def probe(dsn: str) -> Any:
+        with psycopg.connect(dsn, connect_timeout=5) as conn:
+            return conn.execute("select 1").fetchone()
+
+    connect = connect or probe
+    stop = {"now": False}
+
+    def on_signal(signum: int, frame: Any) -> None:
+        stop["now"] = True
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        started = clock()
+        delay = 0.5
+        while not stop["now"]:
+            try:
+                connect(conninfo)
+                return clock() - started
+            except Exception:  # anything the driver raises while the server is away
+                pass
+            if clock() - started >= timeout:
+                return None
+            sleep(min(delay, max(0.0, timeout - (clock() - started))))
+            delay = min(delay * 2, 5.0)
+        return _STOPPED
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 #: Jobs per procrastinate fetch loop. A procrastinate worker starts its jobs one at a time: it

@@ -13,7 +13,7 @@ from typing import Any
 
 import psycopg
 
-from loyverse_sync import crypto, queries
+from loyverse_sync import crypto, limits, queries
 
 
 class NotFound(Exception):
@@ -29,6 +29,9 @@ class Account:
     merchant_id: str | None
     currency_code: str
     decimal_places: int
+    #: "personal" (a token that does not expire) or "oauth" (``token`` is the access token as
+    #: last read; clients take theirs from ``oauth.StoredTokens``, which refreshes it)
+    auth_kind: str = "personal"
 
     def __repr__(self) -> str:  # never show the token, even in a traceback's locals
         return f"Account(id={self.id}, name={self.name!r}, base_url={self.base_url!r})"
@@ -79,7 +82,12 @@ def _first(row: Any) -> Any:
 
 def resolve_account_id(conn: psycopg.Connection[Any], ref: str | int) -> int:
     """An account by id or by name."""
-    row = queries.execute(conn, "accounts", "resolve_account", {"ref": str(ref)}).fetchone()
+    text = str(ref).strip()
+    # an id only when it fits bigint: a longer number is a name (or nothing), not an overflow
+    as_id = int(text) if text.isdigit() and int(text) <= limits.BIGINT_MAX else None
+    row = queries.execute(
+        conn, "accounts", "resolve_account", {"ref": str(ref), "id": as_id}
+    ).fetchone()
     if row is None:
         raise NotFound(f"no Loyverse account {ref!r} (see `loyverse-sync account list`)")
     return int(_first(row))
@@ -109,6 +117,7 @@ def _account(r: dict[str, Any], token: str) -> Account:
         merchant_id=r["merchant_id"],
         currency_code=r["currency_code"],
         decimal_places=r["decimal_places"],
+        auth_kind=r.get("auth_kind") or "personal",
     )
 
 
@@ -148,6 +157,11 @@ class AccountCache:
         return _account(r, token)
 
 
+def delete_account(conn: psycopg.Connection[Any], account_id: int) -> None:
+    """Delete an account (its links and queue rows go with it)."""
+    queries.execute(conn, "accounts", "delete_account", {"id": int(account_id)})
+
+
 def list_accounts(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
     return [dict(r) for r in queries.execute(conn, "accounts", "list_accounts").fetchall()]
 
@@ -172,24 +186,34 @@ def update_merchant(
 
 
 def rotate_key(conn: psycopg.Connection[Any], *, old_keys: list[bytes], new_key: bytes) -> int:
-    """Re-encrypt every token with `new_key` in one transaction; returns how many.
+    """Re-encrypt every token (and OAuth secrets) with `new_key` in one transaction; returns how many.
 
     Fails without changing anything if any token cannot be decrypted with `old_keys`.
     """
+    # The new key too: the CLI writes it to the key file before this transaction, and an
+    # OAuth refresh committed in between stored its new pair under it.
+    readable = [*old_keys, new_key]
     with conn.transaction():
         rows = queries.execute(conn, "accounts", "all_ciphertexts_for_update").fetchall()
         updated = 0
         for r in rows:
             rd = dict(r)
             token = crypto.decrypt(
-                rd["token_ciphertext"], rd["token_key_id"], old_keys, account=rd["name"]
+                rd["token_ciphertext"], rd["token_key_id"], readable, account=rd["name"]
             )
             ciphertext, key_id = crypto.encrypt(token, [new_key])
+            oauth_ciphertext = None
+            if rd["oauth_ciphertext"] is not None:  # an OAuth account's client secret + refresh token
+                secrets = crypto.decrypt(
+                    rd["oauth_ciphertext"], rd["token_key_id"], readable, account=rd["name"]
+                )
+                oauth_ciphertext, _ = crypto.encrypt(secrets, [new_key])
             queries.execute(
                 conn,
                 "accounts",
                 "set_ciphertext",
-                {"id": rd["id"], "token_ciphertext": ciphertext, "token_key_id": key_id},
+                {"id": rd["id"], "token_ciphertext": ciphertext, "token_key_id": key_id,
+                 "oauth_ciphertext": oauth_ciphertext},
             )
             updated += 1
     return updated

@@ -18,7 +18,7 @@ from typing import Any
 import psycopg
 from prometheus_client import core, exposition, registry
 
-from loyverse_sync import accounts, db, queries
+from loyverse_sync import accounts, db, oauth, queries
 
 logger = logging.getLogger(__name__)
 
@@ -27,13 +27,21 @@ LATENCY_BOUNDS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, float("inf"))
 
 # -- API call statistics ------------------------------------------------------------------
 
+#: API calls per account kept in memory while the database cannot take them.
+UNSENT_LIMIT = 20_000
+_UNSENT: dict[tuple[str, int], list[dict[str, Any]]] = {}  # (database, account)
+_UNSENT_LOCK = threading.Lock()
+
 
 class ApiCallRecorder:
     """Buffers the client's `on_request` records and adds them to loyverse_api_call_stats
     (aggregated per minute in SQL) every `flush_seconds` or `max_buffer` calls.
 
-    Thread-safe; `flush()` is also called by `close()`. A failure to record is logged and
-    never breaks the price sync that made the calls.
+    Thread-safe; `flush()` is also called by `close()`. A failure to record never breaks the
+    price sync that made the calls, and loses nothing while the process lives: the batch is
+    kept (per account, up to UNSENT_LIMIT calls, oldest dropped first, with a warning) and
+    sent with the next flush for that account, by this recorder or the next drain's (a worker
+    rides out a PostgreSQL restart, see cli/worker.py, and its drains' records with it).
 
     `connection=` (autocommit): flush on that connection instead of opening one per flush
     (a price drain passes its own); it is never closed here.
@@ -53,6 +61,9 @@ class ApiCallRecorder:
         self._buffer: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self._last_flush = time.monotonic()
+        # which database the account id belongs to (a process may serve several)
+        database = connection.info.dsn if connection is not None else str(conninfo)
+        self._unsent_key = (database, account_id)
 
     def __call__(self, record: Any) -> None:
         with self._lock:
@@ -76,6 +87,9 @@ class ApiCallRecorder:
         with self._lock:
             batch, self._buffer = self._buffer, []
             self._last_flush = time.monotonic()
+        key = self._unsent_key
+        with _UNSENT_LOCK:
+            batch = _UNSENT.pop(key, []) + batch
         if not batch:
             return
         params = {"account_id": self.account_id, "calls": json.dumps(batch)}
@@ -87,7 +101,13 @@ class ApiCallRecorder:
                 with db.connect(self.conninfo, autocommit=True) as conn:
                     queries.execute(conn, "ops", "record_api_calls", params)
         except psycopg.Error as exc:
-            logger.warning("could not record %d Loyverse API call(s): %s", len(batch), exc)
+            with _UNSENT_LOCK:
+                kept = batch + _UNSENT.pop(key, [])
+                dropped = max(0, len(kept) - UNSENT_LIMIT)
+                _UNSENT[key] = kept[dropped:]
+            logger.warning("could not record %d Loyverse API call(s), kept for the next flush%s: %s",
+                           len(batch), f" ({dropped} oldest dropped)" if dropped else "",
+                           " ".join(str(exc).split())[:200])
 
     def close(self) -> None:
         self.flush()
@@ -263,7 +283,9 @@ def health(
                 Check(
                     "worker",
                     False,
-                    "no worker has ever sent a heartbeat: is `loyverse-sync worker` running?",
+                    "no worker is running: none is registered (a worker unregisters when it stops,"
+                    " and a stopped one restarts itself only while its process lives);"
+                    " start `loyverse-sync worker`",
                 )
             )
         elif age > heartbeat_seconds:
@@ -271,7 +293,8 @@ def health(
                 Check(
                     "worker",
                     False,
-                    f"last worker heartbeat {age:.0f} s ago (limit {heartbeat_seconds:.0f} s): is the worker stopped?",
+                    f"no worker is alive: the last heartbeat was {age:.0f} s ago (limit {heartbeat_seconds:.0f} s);"
+                    " a worker that was killed or hangs leaves its registration behind",
                 )
             )
         else:
@@ -321,7 +344,6 @@ def health(
 
 
 def _token_checks(conn: psycopg.Connection[Any], ttl: float) -> list[Check]:
-    from loyverse_sync.loyverse import client as lv_client
     from loyverse_sync.loyverse import errors as lv_errors
 
     result = []
@@ -339,11 +361,12 @@ def _token_checks(conn: psycopg.Connection[Any], ttl: float) -> list[Check]:
             continue
         try:
             account = accounts.get_account(conn, r["account_id"])
-            with lv_client.LoyverseClient(
-                account.base_url, account.token, max_attempts=2, timeout=10
-            ) as lv:
+            with oauth.client_for(account, conn.info.dsn, connection=conn if conn.autocommit else None,
+                                  max_attempts=2, timeout=10) as lv:
                 lv.get_merchant()
             valid, detail = True, "valid (checked now with GET /merchant/)"
+        except oauth.RefreshRejected:
+            valid, detail = False, "REJECTED by Loyverse: the OAuth refresh token was refused; connect the account again"
         except lv_errors.Unauthorized:
             valid, detail = False, "REJECTED by Loyverse (401): the token was revoked or expired"
         except lv_errors.LoyverseError as exc:

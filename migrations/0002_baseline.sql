@@ -5,18 +5,22 @@
 -- every change is a new migration that says why.
 
 -- ---- sql/0000_roles.sql ----
--- Roles are cluster-wide: created only when missing, so a second database migrates.
+-- Roles are cluster-wide: created only when missing, so a second database migrates. Two
+-- databases migrating at once (parallel test workers, two deploys) may both find a role
+-- missing: the loser's duplicate is ignored.
 do $$
+declare
+  v_role text;
 begin
-  if not exists (select 1 from pg_roles where rolname = 'loyverse_app') then
-    create role loyverse_app nologin;
-  end if;
-  if not exists (select 1 from pg_roles where rolname = 'loyverse_worker') then
-    create role loyverse_worker nologin;
-  end if;
-  if not exists (select 1 from pg_roles where rolname = 'loyverse_readonly') then
-    create role loyverse_readonly nologin;
-  end if;
+  foreach v_role in array array['loyverse_app', 'loyverse_worker', 'loyverse_readonly'] loop
+    if not exists (select 1 from pg_roles where rolname = v_role) then
+      begin
+        execute format('create role %I nologin', v_role);
+      exception when duplicate_object or unique_violation then
+        null;  -- created meanwhile by a concurrent migration
+      end;
+    end if;
+  end loop;
 end $$;
 
 -- ---- sql/0010_schema.sql ----
@@ -43,6 +47,8 @@ comment on table loyverse.procrastinate_migrations is
     'procrastinate upgrade.';
 
 -- ---- sql/0100_table_restaurants.sql ----
+-- The main app's restaurants: the catalogue's root. loyverse-sync reads id and name and links
+-- each restaurant to one Loyverse store (loyverse_restaurant_links).
 create table public.restaurants (
     id uuid primary key default gen_random_uuid(),
     name text not null
@@ -54,6 +60,7 @@ create table public.restaurants (
 comment on table public.restaurants is 'The main app''s restaurants. loyverse-sync reads id and name.';
 
 -- ---- sql/0105_table_categories.sql ----
+-- The main app's menu categories; the import maps a Loyverse category to one per restaurant.
 create table public.categories (
     id uuid primary key default gen_random_uuid(),
     restaurant_id uuid not null references public.restaurants (id) on delete cascade,
@@ -70,6 +77,8 @@ create index categories_restaurant_id_idx on public.categories (restaurant_id);
 comment on table public.categories is 'The main app''s menu categories (a Loyverse category, per restaurant).';
 
 -- ---- sql/0110_table_product_groups.sql ----
+-- A sellable item with its variants (one Loyverse item): the products of a group are its
+-- variants, so a whole item can be rebuilt for Loyverse.
 create table public.product_groups (
     id uuid primary key default gen_random_uuid(),
     restaurant_id uuid not null references public.restaurants (id) on delete cascade,
@@ -91,6 +100,8 @@ comment on table public.product_groups is
     'whole item can be rebuilt for Loyverse.';
 
 -- ---- sql/0115_table_products.sql ----
+-- The main app's products, one per sellable Loyverse variant. The main app's
+-- UPDATE products SET price = ... is what price sync starts from (triggers in sql/04xx).
 create table public.products (
     id uuid primary key default gen_random_uuid(),
     restaurant_id uuid not null references public.restaurants (id) on delete cascade,
@@ -133,6 +144,7 @@ comment on column public.products.stock_quantity is
     '(may be negative: Loyverse allows selling below zero); null = never imported.';
 
 -- ---- sql/0120_table_modifier_groups.sql ----
+-- A Loyverse modifier (e.g. "Milk") per restaurant, as the menu import brings it.
 create table public.modifier_groups (
     id uuid primary key default gen_random_uuid(),
     restaurant_id uuid not null references public.restaurants (id) on delete cascade,
@@ -148,6 +160,7 @@ create index modifier_groups_restaurant_id_idx on public.modifier_groups (restau
 comment on table public.modifier_groups is 'A Loyverse modifier (e.g. "Milk"), per restaurant.';
 
 -- ---- sql/0125_table_modifier_options.sql ----
+-- The options of a modifier (e.g. "Oat milk" +0.50), as the menu import brings them.
 create table public.modifier_options (
     id uuid primary key default gen_random_uuid(),
     modifier_group_id uuid not null references public.modifier_groups (id) on delete cascade,
@@ -165,6 +178,7 @@ create index modifier_options_modifier_group_id_idx on public.modifier_options (
 comment on table public.modifier_options is 'An option of a modifier (e.g. "Oat milk" +0.50).';
 
 -- ---- sql/0130_table_product_modifier_groups.sql ----
+-- Which modifier groups a product offers (Loyverse's item modifier_ids, per product).
 create table public.product_modifier_groups (
     product_id uuid not null references public.products (id) on delete cascade,
     modifier_group_id uuid not null references public.modifier_groups (id) on delete cascade,
@@ -176,6 +190,8 @@ create index product_modifier_groups_modifier_group_id_idx on public.product_mod
 comment on table public.product_modifier_groups is 'Which modifier groups a product offers.';
 
 -- ---- sql/0135_table_accounts.sql ----
+-- Loyverse merchant accounts: the encrypted token, currency and the rate budget every
+-- process on the account shares. Internal; loyverse.account_overview shows it without tokens.
 create table loyverse.accounts (
     id bigint generated always as identity primary key,
     name text not null
@@ -200,7 +216,25 @@ create table loyverse.accounts (
         constraint rate_limit_safety_is_between_half_and_one check (rate_limit_safety > 0.5 and rate_limit_safety <= 1),
     created_at timestamptz not null default now(),
     updated_at timestamptz not null default now(),
-    constraint accounts_name_key unique (name)
+    constraint accounts_name_key unique (name),
+    -- OAuth accounts (0062): the access token above expires and is refreshed with the
+    -- refresh token, kept with the client secret in oauth_ciphertext (loyverse_sync/oauth.py)
+    auth_kind text not null default 'personal'
+        constraint auth_kind_is_valid check (auth_kind in ('personal', 'oauth')),
+    oauth_client_id text,
+    oauth_token_url text
+        constraint oauth_token_url_is_http check (oauth_token_url ~ '^https?://'),
+    oauth_ciphertext bytea,
+    token_expires_at timestamptz,
+    token_refreshed_at timestamptz,
+    token_refreshes bigint not null default 0,
+    constraint oauth_fields_match_auth_kind check (
+        case auth_kind
+            when 'oauth' then oauth_client_id is not null and btrim(oauth_client_id) <> ''
+                          and oauth_token_url is not null and oauth_ciphertext is not null
+            else oauth_client_id is null and oauth_token_url is null and oauth_ciphertext is null
+                 and token_expires_at is null
+        end)
 );
 
 comment on table loyverse.accounts is
@@ -212,7 +246,19 @@ comment on column loyverse.accounts.token_key_id is 'Fingerprint of the key that
 comment on column loyverse.accounts.rate_limit_safety is
     'Share of the documented budget the governor spends (0.97 = 291 of 300 per window).';
 
+comment on column loyverse.accounts.auth_kind is
+    'personal: a personal access token that does not expire; oauth: an OAuth app''s access token, '
+    'refreshed before token_expires_at and on a 401.';
+comment on column loyverse.accounts.oauth_ciphertext is
+    'OAuth accounts: the client secret and the refresh token, encrypted with the token''s key (token_key_id).';
+comment on column loyverse.accounts.token_expires_at is
+    'OAuth accounts: when the stored access token expires (null: not known; refreshed on first use).';
+comment on column loyverse.accounts.token_refreshes is
+    'OAuth accounts: how many times the access token was refreshed.';
+
 -- ---- sql/0140_table_account_rate_state.sql ----
+-- The shared token bucket of each account (rate_governor_take): one row per account, so
+-- every process on it paces its requests against the same budget.
 create table loyverse.account_rate_state (
     account_id bigint primary key references loyverse.accounts (id) on delete cascade,
     tokens double precision not null,
@@ -229,6 +275,8 @@ comment on table loyverse.account_rate_state is
     'reservations already handed out.';
 
 -- ---- sql/0145_table_loyverse_restaurant_links.sql ----
+-- Which Loyverse account and store each restaurant sells through (one store per
+-- restaurant): the key from a price change to the store whose price it sets.
 create table loyverse.loyverse_restaurant_links (
     restaurant_id uuid primary key references public.restaurants (id) on delete cascade,
     account_id bigint not null references loyverse.accounts (id) on delete cascade,
@@ -245,6 +293,8 @@ comment on table loyverse.loyverse_restaurant_links is
     'Which Loyverse account and store each restaurant sells through (one store per restaurant).';
 
 -- ---- sql/0150_table_loyverse_item_mappings.sql ----
+-- Our product <-> a Loyverse variant in the restaurant's store: how price sync knows where
+-- to write, and why a re-import updates in place instead of duplicating.
 create table loyverse.loyverse_item_mappings (
     id bigint generated always as identity primary key,
     product_id uuid not null references public.products (id) on delete cascade,
@@ -286,6 +336,8 @@ comment on column loyverse.loyverse_item_mappings.price_factor is
     'sync sends round(products.price / price_factor, currency decimals).';
 
 -- ---- sql/0155_table_loyverse_price_sync_settings.sql ----
+-- Per-restaurant price-sync settings (the plan's PriceSyncSettings), changed only through
+-- loyverse.update_price_sync_settings so every change is validated and logged.
 create table loyverse.loyverse_price_sync_settings (
     restaurant_id uuid primary key references public.restaurants (id) on delete cascade,
     enabled boolean not null default true,
@@ -331,6 +383,8 @@ comment on column loyverse.loyverse_price_sync_settings.prices_include_tax is
     'Whether our prices include tax; decides how imported prices treat Loyverse ADDED taxes.';
 
 -- ---- sql/0160_table_loyverse_price_sync_queue.sql ----
+-- The coalescing price-sync queue: one pending row per product (partial unique index), claimed
+-- by workers with FOR UPDATE SKIP LOCKED; a claimed row is never rewritten, a new one is made.
 create table loyverse.loyverse_price_sync_queue (
     id bigint generated always as identity primary key,
     -- No foreign keys here: each cost a check per queued row in a bulk UPDATE's trigger.
@@ -446,6 +500,7 @@ comment on column loyverse.loyverse_price_sync_outcome_totals.total is
     'Times a row of this restaurant entered this outcome (loyverse_sync_items_total).';
 
 -- ---- sql/0165_table_loyverse_sync_logs.sql ----
+-- The audit of every sync batch, import run and undo, with counts and error details.
 create table loyverse.loyverse_sync_logs (
     id bigint generated always as identity primary key,
     restaurant_id uuid references public.restaurants (id) on delete set null,
@@ -474,6 +529,7 @@ create index loyverse_sync_logs_started_at_idx on loyverse.loyverse_sync_logs (s
 comment on table loyverse.loyverse_sync_logs is 'One row per sync batch, import run or undo, with counts and error details.';
 
 -- ---- sql/0170_table_loyverse_import_runs.sql ----
+-- Menu imports from Loyverse with their live progress (items_done of items_total) and outcome.
 create table loyverse.loyverse_import_runs (
     id bigint generated always as identity primary key,
     restaurant_id uuid not null references public.restaurants (id) on delete cascade,
@@ -503,6 +559,7 @@ create index loyverse_import_runs_restaurant_id_idx on loyverse.loyverse_import_
 comment on table loyverse.loyverse_import_runs is 'Menu imports from Loyverse, with live progress (items_done of items_total).';
 
 -- ---- sql/0175_table_loyverse_import_journal.sql ----
+-- Before- and after-images of every row an import touched, so `import undo` restores them exactly.
 create table loyverse.loyverse_import_journal (
     id bigint generated always as identity primary key,
     run_id bigint not null references loyverse.loyverse_import_runs (id) on delete cascade,
@@ -525,6 +582,8 @@ comment on column loyverse.loyverse_import_journal.row_key is
     'journaled set-based, ''#<xid>.<batch>.<chunk>'' with after_image a JSON array of up to 5,000 row images.';
 
 -- ---- sql/0180_table_loyverse_notification_outbox.sql ----
+-- Emails waiting to be sent (error digests, alerts, recoveries): written in the transaction
+-- that decides them, sent by the worker, so none is lost or sent for a rolled-back change.
 create table loyverse.loyverse_notification_outbox (
     id bigint generated always as identity primary key,
     restaurant_id uuid references public.restaurants (id) on delete cascade,
@@ -723,6 +782,8 @@ comment on table loyverse.loyverse_import_issues is
     'sold by weight, several taxes, modifier unavailable in the store, deleted in Loyverse).';
 
 -- ---- sql/0240_table_loyverse_api_call_stats.sql ----
+-- Per-minute statistics of Loyverse API calls (counts and latency histograms), aggregated in
+-- SQL so recording a call is one upsert, not one row per request.
 create table loyverse.loyverse_api_call_stats (
     account_id bigint not null references loyverse.accounts (id) on delete cascade,
     bucket_start timestamptz not null,
@@ -746,6 +807,7 @@ comment on table loyverse.loyverse_api_call_stats is
     'Internal: query loyverse.api_latency.';
 
 -- ---- sql/0245_table_loyverse_alert_state.sql ----
+-- Open and recovered alert breaches per restaurant, so an alert is mailed once per change.
 create table loyverse.loyverse_alert_state (
     restaurant_id uuid not null references public.restaurants (id) on delete cascade,
     alert text not null
@@ -763,6 +825,8 @@ create unique index loyverse_alert_state_open_idx on loyverse.loyverse_alert_sta
 comment on table loyverse.loyverse_alert_state is 'Alert breaches per restaurant: open while recovered_at is null.';
 
 -- ---- sql/0300_function_rate_governor_take.sql ----
+-- The rate governor's one call per Loyverse request: reserve slots in the account's shared
+-- bucket and say how long to wait, so all processes together stay under the budget.
 create function loyverse.rate_governor_take(p_account_id bigint, p_requests integer default 1)
 returns double precision
 language plpgsql
@@ -833,6 +897,7 @@ comment on function loyverse.rate_governor_take(bigint, integer) is
     'Reserve p_requests Loyverse requests for the account; returns the seconds to wait before sending them.';
 
 -- ---- sql/0305_function_rate_governor_penalize.sql ----
+-- After a 429: pause every process on the account and halve its rate for one window.
 create function loyverse.rate_governor_penalize(p_account_id bigint, p_retry_after double precision default null)
 returns void
 language plpgsql
@@ -1014,6 +1079,57 @@ end;
 $$;
 comment on function loyverse.wake_price_sync(bigint) is
     'Queue one sync_loyverse_prices job for the account unless one is already queued; true when a job was queued.';
+
+-- ---- sql/0326_function_wake_price_sync_when_due.sql ----
+-- After a drain: make sure the account is woken when its next pending row becomes due (a
+-- retry's backoff, a BATCH_* boundary), instead of at the once-a-minute sweep. A second
+-- queueing lock per account keeps this scheduled job apart from wake_price_sync's immediate one.
+create function loyverse.wake_price_sync_when_due(p_account_id bigint)
+returns timestamptz
+language plpgsql
+security definer
+-- procrastinate's own functions name their tables unqualified (as in wake_price_sync)
+set search_path = public, pg_temp
+as $$
+declare
+    v_lock text := 'loyverse_price_sync:' || p_account_id;
+    v_due_lock text := 'loyverse_price_sync_due:' || p_account_id;
+    v_due timestamptz;
+    v_job record;
+begin
+    select min(q.next_attempt_at) into v_due
+      from loyverse.loyverse_price_sync_queue q
+     where q.account_id = p_account_id and q.status = 'pending' and q.next_attempt_at > now();
+    if v_due is null then
+        return null;  -- nothing waits: what is due now is the running drain's or a queued job's
+    end if;
+    select j.id, j.scheduled_at into v_job
+      from public.procrastinate_jobs j
+     where j.queueing_lock = v_due_lock and j.status = 'todo';
+    if found then
+        if v_job.scheduled_at is not null and v_job.scheduled_at <= v_due then
+            return v_job.scheduled_at;  -- an earlier wake is already booked; it re-books itself
+        end if;
+        perform public.procrastinate_cancel_job_v1(v_job.id, false, true);  -- too late: replace it
+    end if;
+    begin
+        -- the same lock as the immediate job: never two drains of one account at once
+        perform public.procrastinate_defer_jobs_v1(array[
+            row('price_sync', 'sync_loyverse_prices', 0, v_lock, v_due_lock,
+                jsonb_build_object('account_id', p_account_id), v_due)::public.procrastinate_job_to_defer_v1]);
+    exception when unique_violation then
+        null;  -- a concurrent drain booked it first
+    end;
+    return v_due;
+end;
+$$;
+
+comment on function loyverse.wake_price_sync_when_due(bigint) is
+    'Book a sync_loyverse_prices job for the moment the account''s next pending row is due (backoff, '
+    'batch boundary); returns that moment, or null when nothing waits. Called by the worker after each drain.';
+
+revoke execute on function loyverse.wake_price_sync_when_due(bigint) from public;
+grant execute on function loyverse.wake_price_sync_when_due(bigint) to loyverse_worker;
 
 -- ---- sql/0330_function_tg_products__enqueue_price_sync.sql ----
 -- Statement-level trigger function on public.products: one set-based upsert of the price
@@ -2376,6 +2492,7 @@ comment on function loyverse.enqueue_price_sync_digests(interval) is
     'one per p_interval (dedupe_key). Returns the digests queued.';
 
 -- ---- sql/0391_function_latency_bounds.sql ----
+-- The latency histogram's bucket bounds, in one place for the recorder and the views.
 create function loyverse.latency_bounds()
 returns double precision[]
 language sql
@@ -2389,6 +2506,7 @@ $$;
 comment on function loyverse.latency_bounds() is 'Upper bounds (seconds) of loyverse_api_call_stats.latency_buckets.';
 
 -- ---- sql/0392_function_record_api_calls.sql ----
+-- Add a batch of Loyverse API calls to the per-minute statistics (one statement per flush).
 create function loyverse.record_api_calls(p_account_id bigint, p_calls jsonb)
 returns integer
 language plpgsql
@@ -2440,6 +2558,7 @@ comment on function loyverse.record_api_calls(bigint, jsonb) is
     'Add Loyverse API calls (method, endpoint, status, seconds) to the per-minute statistics of an account.';
 
 -- ---- sql/0393_function_latency_quantile.sql ----
+-- A quantile of a latency histogram (the bucket's upper bound), for the latency views.
 create function loyverse._latency_quantile(p_buckets bigint[], p_q double precision)
 returns double precision
 language sql
@@ -2459,6 +2578,7 @@ comment on function loyverse._latency_quantile(bigint[], double precision) is
     'Internal: quantile (upper bucket bound, seconds) of a latency_buckets histogram.';
 
 -- ---- sql/0394_function_sum_buckets.sql ----
+-- Element-wise sum of two latency histograms: the state function of loyverse.sum_buckets.
 create function loyverse._sum_buckets(p_a bigint[], p_b bigint[])
 returns bigint[]
 language sql
@@ -2471,6 +2591,7 @@ as $$
 $$;
 
 -- ---- sql/0395_aggregate_sum_buckets.sql ----
+-- sum_buckets(histogram): adds latency histograms across minutes and endpoints.
 create aggregate loyverse.sum_buckets(bigint[]) (
     sfunc = loyverse._sum_buckets,
     stype = bigint[],
@@ -2512,6 +2633,8 @@ comment on trigger _110_delete_price_sync_rows on public.products is
     'Deleting products deletes their price-sync queue rows.';
 
 -- ---- sql/0421_trigger_accounts_price_sync_queue.sql ----
+-- Deleting an account deletes its queue rows: the queue has no foreign key to accounts (its
+-- check cost every queued change), so this statement trigger is the cascade.
 create trigger _100_delete_price_sync_rows
     after delete on loyverse.accounts
     referencing old table as old_rows
@@ -2542,6 +2665,7 @@ comment on trigger _100_count_outcome on loyverse.loyverse_price_sync_queue is
     'loyverse.complete_price_sync_batch, which counts its batch itself).';
 
 -- ---- sql/0500_view_account_overview.sql ----
+-- Accounts as operators see them: currency, rate budget, 429s and linked restaurants, never tokens.
 create view loyverse.account_overview as
 select a.id as account_id,
        a.name,
@@ -2558,13 +2682,18 @@ select a.id as account_id,
        coalesce(s.rate_limited_total, 0) as rate_limited_total,
        s.last_rate_limited_at,
        (select count(*) from loyverse.loyverse_restaurant_links l where l.account_id = a.id) as restaurants,
-       a.created_at
+       a.created_at,
+       a.auth_kind,
+       a.token_expires_at,
+       a.token_refreshed_at,
+       a.token_refreshes
   from loyverse.accounts a
   left join loyverse.account_rate_state s on s.account_id = a.id;
 
 comment on view loyverse.account_overview is 'Loyverse accounts without their tokens: currency, rate budget, 429s, linked restaurants.';
 
 -- ---- sql/0505_view_restaurant_overview.sql ----
+-- Each restaurant with its Loyverse account and store, product counts and sync settings.
 create view loyverse.restaurant_overview as
 select r.id as restaurant_id,
        r.name,
@@ -2758,6 +2887,7 @@ comment on view loyverse.price_sync_queue_health is
     'frees them), rows retrying, age of the oldest due row, queued and running sync jobs, 429 state.';
 
 -- ---- sql/0560_view_api_latency.sql ----
+-- The last hour of Loyverse API calls per account and endpoint: counts, mean, p50, p95, max.
 create view loyverse.api_latency as
 select s.account_id,
        a.name as account_name,
@@ -2783,6 +2913,8 @@ comment on view loyverse.api_latency is
 comment on column loyverse.api_latency.p95_seconds is 'Histogram quantile: 95% of calls took at most this long.';
 
 -- ---- sql/0565_view_alert_measurements.sql ----
+-- Each restaurant's alert conditions measured now against their thresholds (read by
+-- evaluate_alerts and by operators).
 create view loyverse.alert_measurements as
 select st.restaurant_id,
        st.restaurant_name,
@@ -2805,6 +2937,8 @@ comment on view loyverse.alert_measurements is
     'Each restaurant''s alert conditions now: the measured value, its threshold from the settings, breached or not.';
 
 -- ---- sql/0570_function_evaluate_alerts.sql ----
+-- Open and close alert breaches and queue one ALERT or RECOVERY email per change; the worker
+-- runs it every minute.
 create function loyverse.evaluate_alerts()
 returns table (restaurant_id uuid, alert text, change text, value double precision)
 language plpgsql
@@ -2878,6 +3012,7 @@ comment on function loyverse.evaluate_alerts() is
     'ALERT or RECOVERY email per change. Run periodically by the worker.';
 
 -- ---- sql/0575_view_alerts.sql ----
+-- Alert breaches, open and recovered, per restaurant.
 create view loyverse.alerts as
 select a.restaurant_id, r.name as restaurant_name, a.alert, a.breached_at, a.recovered_at, a.value, a.threshold,
        a.recovered_at is null as open

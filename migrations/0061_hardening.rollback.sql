@@ -10,8 +10,10 @@ grant execute on function loyverse.rate_governor_take(bigint, integer), loyverse
     loyverse.import_apply_objects(bigint), loyverse.import_apply_batch(bigint, integer), loyverse.import_finish(bigint),
     loyverse.import_undo(bigint, boolean), loyverse.latency_bounds(), loyverse.record_api_calls(bigint, jsonb),
     loyverse._latency_quantile(bigint[], double precision), loyverse._sum_buckets(bigint[], bigint[]),
-    loyverse.sum_buckets(bigint[]), loyverse.evaluate_alerts(), loyverse.enqueue_price_changes(uuid[], numeric[])
+    loyverse.sum_buckets(bigint[]), loyverse.evaluate_alerts(), loyverse.enqueue_price_changes(uuid[], numeric[]),
+    loyverse.wake_price_sync_when_due(bigint)
   to public;
+revoke execute on function loyverse.wake_price_sync_when_due(bigint) from loyverse_worker;
 revoke execute on function loyverse._latency_quantile(bigint[], double precision), loyverse.sum_buckets(bigint[]),
     loyverse._sum_buckets(bigint[], bigint[]), loyverse.latency_bounds()
   from loyverse_readonly, loyverse_worker;
@@ -1797,7 +1799,7 @@ alter table loyverse.accounts
     drop constraint merchant_id_is_at_most_200_characters,
     drop constraint business_name_is_at_most_200_characters,
     drop constraint base_url_is_at_most_2000_characters,
-    drop constraint rate_limit_requests_is_at_most_1000000,
+    drop constraint rate_limit_requests_is_at_most_100000,
     drop constraint rate_limit_window_is_between_1_and_86400_seconds,
     add constraint rate_limit_window_is_positive check (rate_limit_window_seconds > 0);
 alter table public.products drop constraint product_price_is_a_number_below_100000000;
@@ -1917,6 +1919,8 @@ comment on view loyverse.price_sync_problems is
 comment on column loyverse.price_sync_problems.error_details is 'Loyverse''s error (code, details, field) or, for a conflict, the price found in Loyverse.';
 
 -- ---- sql/0565_view_alert_measurements.sql ----
+-- Each restaurant's alert conditions measured now against their thresholds (read by
+-- evaluate_alerts and by operators).
 create view loyverse.alert_measurements as
 select st.restaurant_id,
        st.restaurant_name,

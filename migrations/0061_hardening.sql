@@ -24,7 +24,7 @@ alter table loyverse.accounts
     add constraint merchant_id_is_at_most_200_characters check (length(merchant_id) <= 200),
     add constraint business_name_is_at_most_200_characters check (length(business_name) <= 200),
     add constraint base_url_is_at_most_2000_characters check (length(base_url) <= 2000),
-    add constraint rate_limit_requests_is_at_most_1000000 check (rate_limit_requests <= 1000000),
+    add constraint rate_limit_requests_is_at_most_100000 check (rate_limit_requests <= 100000),
     drop constraint rate_limit_window_is_positive,  -- replaced: "> 0" let NaN and infinity through
     add constraint rate_limit_window_is_between_1_and_86400_seconds check (rate_limit_window_seconds between 1 and 86400);
 alter table loyverse.loyverse_price_sync_settings
@@ -2288,6 +2288,7 @@ grant execute on function loyverse.approve_held_price_changes(uuid, uuid), loyve
     loyverse.make_price_fixed(uuid, uuid)
   to loyverse_app, loyverse_worker;
 grant select on loyverse.price_sync_problems, loyverse.price_sync_held to loyverse_readonly, loyverse_worker;
+grant execute on function loyverse.wake_price_sync_when_due(bigint) to loyverse_worker;  -- PUBLIC had it
 
 -- ---- sql/0990_grants_no_public.sql ----
 -- Nothing of ours is executable by PUBLIC: every function of the schema is revoked from it

@@ -1,3 +1,5 @@
+-- The main app's restaurants: the catalogue's root. loyverse-sync reads id and name and links
+-- each restaurant to one Loyverse store (loyverse_restaurant_links).
 create table public.restaurants (
     id uuid primary key default gen_random_uuid(),
     name text not null

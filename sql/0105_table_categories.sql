@@ -1,3 +1,4 @@
+-- The main app's menu categories; the import maps a Loyverse category to one per restaurant.
 create table public.categories (
     id uuid primary key default gen_random_uuid(),
     restaurant_id uuid not null references public.restaurants (id) on delete cascade,

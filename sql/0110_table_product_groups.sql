@@ -1,3 +1,5 @@
+-- A sellable item with its variants (one Loyverse item): the products of a group are its
+-- variants, so a whole item can be rebuilt for Loyverse.
 create table public.product_groups (
     id uuid primary key default gen_random_uuid(),
     restaurant_id uuid not null references public.restaurants (id) on delete cascade,

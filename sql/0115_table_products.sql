@@ -1,3 +1,5 @@
+-- The main app's products, one per sellable Loyverse variant. The main app's
+-- UPDATE products SET price = ... is what price sync starts from (triggers in sql/04xx).
 create table public.products (
     id uuid primary key default gen_random_uuid(),
     restaurant_id uuid not null references public.restaurants (id) on delete cascade,

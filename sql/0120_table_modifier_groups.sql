@@ -1,3 +1,4 @@
+-- A Loyverse modifier (e.g. "Milk") per restaurant, as the menu import brings it.
 create table public.modifier_groups (
     id uuid primary key default gen_random_uuid(),
     restaurant_id uuid not null references public.restaurants (id) on delete cascade,

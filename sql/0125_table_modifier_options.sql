@@ -1,3 +1,4 @@
+-- The options of a modifier (e.g. "Oat milk" +0.50), as the menu import brings them.
 create table public.modifier_options (
     id uuid primary key default gen_random_uuid(),
     modifier_group_id uuid not null references public.modifier_groups (id) on delete cascade,

@@ -1,3 +1,4 @@
+-- Which modifier groups a product offers (Loyverse's item modifier_ids, per product).
 create table public.product_modifier_groups (
     product_id uuid not null references public.products (id) on delete cascade,
     modifier_group_id uuid not null references public.modifier_groups (id) on delete cascade,

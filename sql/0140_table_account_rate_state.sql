@@ -1,3 +1,5 @@
+-- The shared token bucket of each account (rate_governor_take): one row per account, so
+-- every process on it paces its requests against the same budget.
 create table loyverse.account_rate_state (
     account_id bigint primary key references loyverse.accounts (id) on delete cascade,
     tokens double precision not null,

@@ -1,3 +1,5 @@
+-- Which Loyverse account and store each restaurant sells through (one store per
+-- restaurant): the key from a price change to the store whose price it sets.
 create table loyverse.loyverse_restaurant_links (
     restaurant_id uuid primary key references public.restaurants (id) on delete cascade,
     account_id bigint not null references loyverse.accounts (id) on delete cascade,

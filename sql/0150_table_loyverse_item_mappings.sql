@@ -1,3 +1,5 @@
+-- Our product <-> a Loyverse variant in the restaurant's store: how price sync knows where
+-- to write, and why a re-import updates in place instead of duplicating.
 create table loyverse.loyverse_item_mappings (
     id bigint generated always as identity primary key,
     product_id uuid not null references public.products (id) on delete cascade,

@@ -1,3 +1,5 @@
+-- Per-restaurant price-sync settings (the plan's PriceSyncSettings), changed only through
+-- loyverse.update_price_sync_settings so every change is validated and logged.
 create table loyverse.loyverse_price_sync_settings (
     restaurant_id uuid primary key references public.restaurants (id) on delete cascade,
     enabled boolean not null default true,

@@ -1,3 +1,5 @@
+-- The coalescing price-sync queue: one pending row per product (partial unique index), claimed
+-- by workers with FOR UPDATE SKIP LOCKED; a claimed row is never rewritten, a new one is made.
 create table loyverse.loyverse_price_sync_queue (
     id bigint generated always as identity primary key,
     -- No foreign keys here: each cost a check per queued row in a bulk UPDATE's trigger.

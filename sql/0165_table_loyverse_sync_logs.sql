@@ -1,3 +1,4 @@
+-- The audit of every sync batch, import run and undo, with counts and error details.
 create table loyverse.loyverse_sync_logs (
     id bigint generated always as identity primary key,
     restaurant_id uuid references public.restaurants (id) on delete set null,

@@ -1,3 +1,4 @@
+-- Menu imports from Loyverse with their live progress (items_done of items_total) and outcome.
 create table loyverse.loyverse_import_runs (
     id bigint generated always as identity primary key,
     restaurant_id uuid not null references public.restaurants (id) on delete cascade,

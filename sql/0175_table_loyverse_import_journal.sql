@@ -1,3 +1,4 @@
+-- Before- and after-images of every row an import touched, so `import undo` restores them exactly.
 create table loyverse.loyverse_import_journal (
     id bigint generated always as identity primary key,
     run_id bigint not null references loyverse.loyverse_import_runs (id) on delete cascade,

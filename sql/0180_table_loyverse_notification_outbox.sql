@@ -1,3 +1,5 @@
+-- Emails waiting to be sent (error digests, alerts, recoveries): written in the transaction
+-- that decides them, sent by the worker, so none is lost or sent for a rolled-back change.
 create table loyverse.loyverse_notification_outbox (
     id bigint generated always as identity primary key,
     restaurant_id uuid references public.restaurants (id) on delete cascade,

@@ -1,3 +1,4 @@
+-- Open and recovered alert breaches per restaurant, so an alert is mailed once per change.
 create table loyverse.loyverse_alert_state (
     restaurant_id uuid not null references public.restaurants (id) on delete cascade,
     alert text not null

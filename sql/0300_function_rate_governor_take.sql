@@ -1,3 +1,5 @@
+-- The rate governor's one call per Loyverse request: reserve slots in the account's shared
+-- bucket and say how long to wait, so all processes together stay under the budget.
 create function loyverse.rate_governor_take(p_account_id bigint, p_requests integer default 1)
 returns double precision
 language plpgsql

@@ -1,3 +1,4 @@
+-- After a 429: pause every process on the account and halve its rate for one window.
 create function loyverse.rate_governor_penalize(p_account_id bigint, p_retry_after double precision default null)
 returns void
 language plpgsql

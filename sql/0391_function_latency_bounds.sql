@@ -1,3 +1,4 @@
+-- The latency histogram's bucket bounds, in one place for the recorder and the views.
 create function loyverse.latency_bounds()
 returns double precision[]
 language sql

@@ -1,3 +1,4 @@
+-- Add a batch of Loyverse API calls to the per-minute statistics (one statement per flush).
 create function loyverse.record_api_calls(p_account_id bigint, p_calls jsonb)
 returns integer
 language plpgsql

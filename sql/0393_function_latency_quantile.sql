@@ -1,3 +1,4 @@
+-- A quantile of a latency histogram (the bucket's upper bound), for the latency views.
 create function loyverse._latency_quantile(p_buckets bigint[], p_q double precision)
 returns double precision
 language sql

@@ -1,3 +1,4 @@
+-- Element-wise sum of two latency histograms: the state function of loyverse.sum_buckets.
 create function loyverse._sum_buckets(p_a bigint[], p_b bigint[])
 returns bigint[]
 language sql

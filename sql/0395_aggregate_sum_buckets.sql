@@ -1,3 +1,4 @@
+-- sum_buckets(histogram): adds latency histograms across minutes and endpoints.
 create aggregate loyverse.sum_buckets(bigint[]) (
     sfunc = loyverse._sum_buckets,
     stype = bigint[],

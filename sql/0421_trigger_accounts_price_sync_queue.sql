@@ -1,3 +1,5 @@
+-- Deleting an account deletes its queue rows: the queue has no foreign key to accounts (its
+-- check cost every queued change), so this statement trigger is the cascade.
 create trigger _100_delete_price_sync_rows
     after delete on loyverse.accounts
     referencing old table as old_rows

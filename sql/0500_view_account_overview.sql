@@ -1,3 +1,4 @@
+-- Accounts as operators see them: currency, rate budget, 429s and linked restaurants, never tokens.
 create view loyverse.account_overview as
 select a.id as account_id,
        a.name,
@@ -14,7 +15,11 @@ select a.id as account_id,
        coalesce(s.rate_limited_total, 0) as rate_limited_total,
        s.last_rate_limited_at,
        (select count(*) from loyverse.loyverse_restaurant_links l where l.account_id = a.id) as restaurants,
-       a.created_at
+       a.created_at,
+       a.auth_kind,
+       a.token_expires_at,
+       a.token_refreshed_at,
+       a.token_refreshes
   from loyverse.accounts a
   left join loyverse.account_rate_state s on s.account_id = a.id;
 

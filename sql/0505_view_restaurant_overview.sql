@@ -1,3 +1,4 @@
+-- Each restaurant with its Loyverse account and store, product counts and sync settings.
 create view loyverse.restaurant_overview as
 select r.id as restaurant_id,
        r.name,

@@ -1,3 +1,4 @@
+-- The last hour of Loyverse API calls per account and endpoint: counts, mean, p50, p95, max.
 create view loyverse.api_latency as
 select s.account_id,
        a.name as account_name,

@@ -1,3 +1,5 @@
+-- Each restaurant's alert conditions measured now against their thresholds (read by
+-- evaluate_alerts and by operators).
 create view loyverse.alert_measurements as
 select st.restaurant_id,
        st.restaurant_name,

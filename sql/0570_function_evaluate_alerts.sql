@@ -1,3 +1,5 @@
+-- Open and close alert breaches and queue one ALERT or RECOVERY email per change; the worker
+-- runs it every minute.
 create function loyverse.evaluate_alerts()
 returns table (restaurant_id uuid, alert text, change text, value double precision)
 language plpgsql

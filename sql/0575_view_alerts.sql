@@ -1,3 +1,4 @@
+-- Alert breaches, open and recovered, per restaurant.
 create view loyverse.alerts as
 select a.restaurant_id, r.name as restaurant_name, a.alert, a.breached_at, a.recovered_at, a.value, a.threshold,
        a.recovered_at is null as open

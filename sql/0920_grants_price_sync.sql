@@ -58,6 +58,7 @@ grant execute on function
 grant execute on function
     loyverse.price_sync_due_at(text),
     loyverse.wake_price_sync(bigint),
+    loyverse.wake_price_sync_when_due(bigint),
     loyverse.enqueue_current_prices(uuid[], text, integer, timestamptz),
     loyverse.release_expired_price_sync_leases(bigint),
     loyverse.claim_price_sync_batch(bigint, text, integer, double precision, integer),

@@ -153,3 +153,22 @@ class AdminClient:
 
     def save(self, path: str | None = None) -> str:
         return self._call("POST", "save", json={"path": path})["saved"]
+
+    # -- OAuth apps (docs/emulator.md, "OAuth apps") ------------------------------------------
+
+    def oauth(self) -> dict[str, Any]:
+        """OAuth settings, counters (refreshes, rejected, reused, expired_401, lost) and apps."""
+        return dict(self._call("GET", "oauth"))
+
+    def set_oauth(self, **settings: Any) -> dict[str, Any]:
+        """Set ``ttl_seconds`` (emulated), ``rotation`` ("strict"/"keep"), ``lose_next``."""
+        return dict(self._call("POST", "oauth", json=settings))
+
+    def create_oauth_app(self, merchant_id: str | None = None, **fields: Any) -> dict[str, Any]:
+        """A new OAuth app of a merchant with its first token pair (client_id, client_secret,
+        access_token, refresh_token, expires_in)."""
+        return dict(self._call("POST", "oauth/apps", json={"merchant_id": merchant_id, **fields}))
+
+    def advance_oauth_clock(self, seconds: float) -> dict[str, Any]:
+        """Move the emulated OAuth clock forward: access tokens older than the TTL expire."""
+        return dict(self._call("POST", "oauth/advance", json={"seconds": seconds}))

@@ -41,6 +41,36 @@ def _find_list(doc: Any, key: str) -> list[dict[str, Any]] | None:
     return None
 
 
+def _check(path: pathlib.Path, key: str, index: int, obj: dict[str, Any]) -> None:
+    """The keys the emulator files an object under must be there: a recorded object without
+    them is refused with its file and place, not a KeyError later."""
+    where = f"--state-from {path}: {key}[{index}]"
+
+    def need(obj: Any, place: str, *names: str) -> None:
+        for name in names:
+            if not isinstance(obj, dict) or not isinstance(obj.get(name), str) or not obj[name]:
+                raise ValueError(f"{place}: no {name} (a non-empty string)")
+
+    if key == "inventory_levels":
+        need(obj, where, "variant_id", "store_id")
+        return
+    need(obj, where, "id")
+    if key != "items":
+        return
+    variants = obj.get("variants")
+    if variants is None:
+        return
+    if not isinstance(variants, list):
+        raise ValueError(f"{where}.variants: not a list")
+    for vi, variant in enumerate(variants):
+        need(variant, f"{where}.variants[{vi}]", "variant_id")
+        stores = variant.get("stores") or []
+        if not isinstance(stores, list):
+            raise ValueError(f"{where}.variants[{vi}].stores: not a list")
+        for si, entry in enumerate(stores):
+            need(entry, f"{where}.variants[{vi}].stores[{si}]", "store_id")
+
+
 def read_dir(directory: str | pathlib.Path) -> dict[str, Any]:
     """Objects found in a directory, keyed like a generated menu (plus `merchant`)."""
     root = pathlib.Path(directory)
@@ -51,8 +81,12 @@ def read_dir(directory: str | pathlib.Path) -> dict[str, Any]:
         seen: set[Any] = set()
         objects: list[dict[str, Any]] = []
         for path in sorted(root.glob(f"{prefix}__*.json")):
-            found = _find_list(json.loads(path.read_text(encoding="utf-8")), key) or []
-            for obj in found:
+            try:
+                found = _find_list(json.loads(path.read_text(encoding="utf-8")), key) or []
+            except ValueError as exc:
+                raise ValueError(f"--state-from {path}: not JSON ({exc})") from None
+            for index, obj in enumerate(found):
+                _check(path, key, index, obj)
                 ident = obj.get(id_key) if id_key else (obj.get("variant_id"), obj.get("store_id"))
                 if ident in seen:
                     continue

@@ -182,8 +182,14 @@ def generate(
     seed: int = 0,
     decimal_places: int = 2,
     base_ms: int = BASE_MS,
+    rich: bool = False,
 ) -> dict[str, list[dict[str, Any]]]:
-    """A menu of `n_items` items for these stores, in Loyverse's response shapes."""
+    """A menu of `n_items` items for these stores, in Loyverse's response shapes.
+
+    `rich=True` also fills what the default menu leaves at its create defaults (see
+    `_enrich`): composite items, sold by weight, two taxes, suppliers, reference ids,
+    purchase costs, more barcodes, stock levels. It draws from its own RNG, so the items,
+    variants and prices are the same as without it."""
     rng = random.Random(seed)
     base_stamp = st.iso_from_ms(base_ms)
     n_stores = len(store_ids)
@@ -390,6 +396,8 @@ def generate(
         del cat_name
         items.append(item)
     del base_stamp
+    if rich:
+        _enrich(items, taxes, random.Random(f"rich-{seed}"), decimal_places)
     return {
         "categories": categories,
         "taxes": taxes,
@@ -397,6 +405,51 @@ def generate(
         "items": items,
         "inventory_levels": inventory,
     }
+
+
+def _enrich(
+    items: list[dict[str, Any]],
+    taxes: list[dict[str, Any]],
+    rng: random.Random,
+    decimal_places: int,
+) -> None:
+    """Set the writable fields a plain menu leaves at their create defaults, so a write that
+    drops any of them (the whole-object reading of a POST resets them) shows."""
+    supplier = _uuid(rng)
+    live = [i for i in items if not i.get("deleted_at")]
+    for index, item in enumerate(live):
+        variants = item["variants"]
+        if rng.random() < 0.2:
+            item["reference_id"] = f"REF-{index:05d}"
+        if rng.random() < 0.15:
+            item["primary_supplier_id"] = supplier
+        if rng.random() < 0.25 and len(taxes) > 2 and taxes[2]["id"] not in item["tax_ids"]:
+            item["tax_ids"] = [*item["tax_ids"], taxes[2]["id"]]
+        if len(variants) == 1 and not item["option1_name"] and rng.random() < 0.08:
+            item["sold_by_weight"] = True
+        # composite: made of variants of earlier items (Loyverse: components + use_production)
+        if index >= 5 and rng.random() < 0.1:
+            parts = rng.sample(live[:index], k=min(index, rng.randint(1, 3)))
+            item["is_composite"] = True
+            item["use_production"] = rng.random() < 0.5
+            item["components"] = [
+                {"variant_id": p["variants"][0]["variant_id"], "quantity": rng.choice((1, 2, 0.5))}
+                for p in parts
+            ]
+        for variant in variants:
+            cost = variant["cost"] or 0
+            if rng.random() < 0.4:
+                variant["purchase_cost"] = st.money(
+                    (cost or 1) * rng.choice((0.8, 0.9, 1.0)), decimal_places
+                )
+            if rng.random() < 0.15:
+                variant["reference_variant_id"] = f"RV-{variant['sku']}"
+            if variant["barcode"] is None and rng.random() < 0.3:
+                variant["barcode"] = f"20{int(variant['sku']):011d}"
+            for entry in variant["stores"]:
+                if item["track_stock"] and rng.random() < 0.5:
+                    entry["low_stock"] = entry["low_stock"] or 3
+                    entry["optimal_stock"] = 20
 
 
 def load_into(merchant: st.Merchant, menu: dict[str, list[dict[str, Any]]]) -> None:
@@ -407,7 +460,7 @@ def load_into(merchant: st.Merchant, menu: dict[str, list[dict[str, Any]]]) -> N
                 kind,
                 data["id"],
                 data,
-                created_ms=st.ms_from_iso(data["created_at"]),
+                created_ms=_created_ms(data),
                 updated_ms=_updated_ms(data),
             )
     max_sku = merchant.next_sku - 1

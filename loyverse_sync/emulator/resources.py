@@ -55,6 +55,9 @@ MAX_LIMIT = 250
 DEFAULT_LIMIT = 50
 
 _MISSING: Any = object()
+# What only the server sets: kept by an update even when it is read as the whole object.
+_ITEM_READ_ONLY = ("id", "handle", "image_url", "created_at", "updated_at", "deleted_at")
+_VARIANT_READ_ONLY = ("variant_id", "item_id", "created_at", "updated_at", "deleted_at")
 
 
 @dataclasses.dataclass
@@ -93,9 +96,7 @@ def not_found(object_id: str, field: str | None = None) -> st.ApiError:
     return st.ApiError(404, "NOT_FOUND", f"The resource with ID '{object_id}' not found", field)
 
 
-def route(
-    ctx: Context, method: str, path: str, query: dict[str, str], body: bytes
-) -> dict[str, Any]:
+def route(ctx: Context, method: str, path: str, query: dict[str, str], body: bytes) -> Any:
     """Answer one /v1.0 request (path relative to /v1.0); returns the 200 JSON body."""
     parts = [p for p in path.split("/") if p]
     if parts == ["merchant"]:
@@ -215,7 +216,7 @@ def _limit(query: dict[str, str]) -> int:
     return limit
 
 
-def list_collection(ctx: Context, coll: _Collection, query: dict[str, str]) -> dict[str, Any]:
+def list_collection(ctx: Context, coll: _Collection, query: dict[str, str]) -> Any:
     """GET on a collection: filters, newest-first order, cursor pagination."""
     m = ctx.merchant
     kind = coll.key
@@ -227,7 +228,8 @@ def list_collection(ctx: Context, coll: _Collection, query: dict[str, str]) -> d
             for r in m.sorted_desc("webhooks")[0]
             if not r.deleted and (secret is None or r.extra.get("client_secret") == secret)
         ]
-        return {"webhooks": hooks}
+        # mode webhooks_list: the reference answers a bare array, an SDK reads an envelope
+        return hooks if m.modes["webhooks_list"] == "array" else {"webhooks": hooks}
     show_deleted = query.get("show_deleted", "").lower() == "true"
     created = _range(query, "created_at")
     updated = _range(query, "updated_at")
@@ -477,6 +479,12 @@ def _new_id() -> str:
     return str(uuid.uuid4())
 
 
+def _whole(ctx: Context, rec: st.Record | None) -> bool:
+    """True for an update read as the whole object (mode post_semantics=whole): what the
+    body leaves out falls back to the create default instead of keeping its value."""
+    return rec is not None and ctx.merchant.modes["post_semantics"] == "whole"
+
+
 def _existing(ctx: Context, kind: str, obj: _Obj, key: str = "id") -> st.Record | None:
     """The record named by the body's id (None: create); 404 for an unknown/deleted id."""
     object_id = obj.string(key)
@@ -559,9 +567,12 @@ def _new_base(now: int) -> dict[str, Any]:
 def post_category(ctx: Context, obj: _Obj) -> dict[str, Any]:
     rec = _existing(ctx, "categories", obj)
     creating = rec is None
-    name = obj.string("name", required=creating, nullable=False, max_len=64)
+    whole = _whole(ctx, rec)
+    name = obj.string("name", required=creating or whole, nullable=False, max_len=64)
     color = obj.string("color", nullable=False, choices=CATEGORY_COLORS)
     now = ctx.state.now_ms()
+    if whole and color is _MISSING:
+        color = "GREY"
     if creating:
         data = {
             "id": _new_id(),
@@ -583,10 +594,13 @@ def post_category(ctx: Context, obj: _Obj) -> dict[str, Any]:
 def post_tax(ctx: Context, obj: _Obj) -> dict[str, Any]:
     rec = _existing(ctx, "taxes", obj)
     creating = rec is None
-    name = obj.string("name", required=creating, nullable=False, max_len=64)
-    tax_type = obj.string("type", required=creating, nullable=False, choices=TAX_TYPES)
-    rate = obj.number("rate", required=creating, nullable=False, minimum=0, maximum=100)
+    whole = _whole(ctx, rec)
+    name = obj.string("name", required=creating or whole, nullable=False, max_len=64)
+    tax_type = obj.string("type", required=creating or whole, nullable=False, choices=TAX_TYPES)
+    rate = obj.number("rate", required=creating or whole, nullable=False, minimum=0, maximum=100)
     stores = _store_list(ctx, obj, "stores", None if creating else rec.data.get("stores"))  # type: ignore[union-attr]
+    if whole and stores is _MISSING:
+        stores = ctx.merchant.store_ids()
     now = ctx.state.now_ms()
     if creating:
         data = {
@@ -610,10 +624,14 @@ def post_tax(ctx: Context, obj: _Obj) -> dict[str, Any]:
 def post_modifier(ctx: Context, obj: _Obj) -> dict[str, Any]:
     rec = _existing(ctx, "modifiers", obj)
     creating = rec is None
-    name = obj.string("name", required=creating, nullable=False, max_len=40)
+    whole = _whole(ctx, rec)
+    name = obj.string("name", required=creating or whole, nullable=False, max_len=40)
     position = obj.integer("position")
     stores = _store_list(ctx, obj, "stores", None if creating else rec.data.get("stores"))  # type: ignore[union-attr]
-    options = obj.obj_list("modifier_options", required=creating)
+    options = obj.obj_list("modifier_options", required=creating or whole)
+    if whole:
+        position = 0 if position is _MISSING else position
+        stores = ctx.merchant.store_ids() if stores is _MISSING else stores
     if options is not _MISSING and not options:
         raise st.ApiError(
             400,
@@ -636,9 +654,12 @@ def post_modifier(ctx: Context, obj: _Obj) -> dict[str, Any]:
                 if old is None or old.get("deleted_at") is not None:
                     raise not_found(opt_id, opt.field("id"))
                 kept.add(opt_id)
-            opt_name = opt.string("name", required=old is None, nullable=False, max_len=40)
+            opt_name = opt.string("name", required=old is None or whole, nullable=False, max_len=40)
             price = opt.number("price", nullable=False, minimum=None)
             opt_pos = opt.integer("position")
+            if old is not None and whole:  # omitted option fields fall back to the defaults
+                price = 0 if price is _MISSING else price
+                opt_pos = index if opt_pos is _MISSING else opt_pos
             if old is None:
                 entry = {
                     "id": _new_id(),
@@ -719,23 +740,27 @@ def _build_variant(
     m = ctx.merchant
     dp = m.decimal_places
     creating = old is None
+    whole = _whole(ctx, old)
     sku = obj.string("sku", nullable=False, max_len=40)
     ref = obj.string("reference_variant_id", max_len=128)
     barcode = obj.string("barcode", max_len=128)
     values = [obj.string(f"option{n}_value", max_len=20) for n in (1, 2, 3)]
-    cost = obj.number("cost", nullable=False)
+    cost = obj.number("cost")  # null in a recorded payload (mwingi): restating it must pass
     purchase_cost = obj.number("purchase_cost")
     dpt = obj.string("default_pricing_type", nullable=False, choices=PRICING_TYPES)
     dprice = obj.number("default_price")
     entries = obj.obj_list("stores")
 
-    if creating:
+    if creating or whole:
         data: dict[str, Any] = {
             "variant_id": _new_id(), "item_id": item_id, "sku": None, "reference_variant_id": None,
             "option1_value": None, "option2_value": None, "option3_value": None, "barcode": None,
             "cost": 0, "purchase_cost": None, "default_pricing_type": "VARIABLE", "default_price": None,
             "stores": [], **_new_base(now),
         }  # fmt: skip
+        if whole:
+            assert old is not None
+            data.update({k: old.data[k] for k in _VARIANT_READ_ONLY if k in old.data})
     else:
         assert old is not None
         data = dict(old.data)
@@ -748,7 +773,7 @@ def _build_variant(
             data[key] = st.money(value, dp) if key == "purchase_cost" else value
     if sku is not _MISSING:
         data["sku"] = sku
-    elif creating:
+    elif creating or whole:  # whole: an omitted SKU is a new one, as on create
         data["sku"] = str(m.next_sku)
         m.next_sku += 1
     if cost is not _MISSING:
@@ -774,14 +799,14 @@ def _build_variant(
                 f"'{key}' is required because the item has option{n}_name",
                 obj.field(key),
             )
-    old_default = data["default_price"]
+    old_default = data["default_price"] if old is None else old.data.get("default_price")
     if dpt is not _MISSING:
         data["default_pricing_type"] = dpt
     if dprice is not _MISSING:
         data["default_price"] = st.money(dprice, dp)
     if data["default_pricing_type"] == "VARIABLE":
         data["default_price"] = None
-    data["stores"] = _build_store_entries(ctx, data, old, entries, obj, old_default)
+    data["stores"] = _build_store_entries(ctx, data, old, entries, obj, old_default, whole=whole)
     return data
 
 
@@ -792,6 +817,8 @@ def _build_store_entries(
     entries: Any,
     obj: _Obj,
     old_default: Any,
+    *,
+    whole: bool = False,
 ) -> list[dict[str, Any]]:
     m = ctx.merchant
     dp = m.decimal_places
@@ -819,8 +846,11 @@ def _build_store_entries(
                     fields[key] = st.money(value, dp) if key == "price" else value
             given[store_id] = fields
     # "replace" applies only when the body carries stores[]; an omitted list keeps the stored one.
-    replace = old is None or (
-        m.modes["stores_merge"] == "replace" and entries not in (_MISSING, None)
+    # The whole reading replaces always: an omitted list is every store at the defaults.
+    replace = (
+        old is None
+        or whole
+        or (m.modes["stores_merge"] == "replace" and entries not in (_MISSING, None))
     )
     moves = old is not None and m.modes["default_price_moves_stores"] and old_default != dprice
     store_ids = m.store_ids()
@@ -859,11 +889,15 @@ def post_item(ctx: Context, obj: _Obj) -> dict[str, Any]:
     m = ctx.merchant
     rec = _existing(ctx, "items", obj)
     creating = rec is None
+    whole = _whole(ctx, rec)
     old = {} if creating else rec.data  # type: ignore[union-attr]
     fields: dict[str, Any] = {
-        "handle": obj.string("handle", nullable=False, max_len=255),
+        # `handle` is read-only in the reference: the whole reading ignores a write to it
+        "handle": _MISSING if whole else obj.string("handle", nullable=False, max_len=255),
         "reference_id": obj.string("reference_id", max_len=128),
-        "item_name": obj.string("item_name", required=creating, nullable=False, max_len=64),
+        "item_name": obj.string(
+            "item_name", required=creating or whole, nullable=False, max_len=64
+        ),
         "description": obj.string("description", max_len=32768),
         "track_stock": obj.boolean("track_stock"),
         "sold_by_weight": obj.boolean("sold_by_weight"),
@@ -918,8 +952,8 @@ def post_item(ctx: Context, obj: _Obj) -> dict[str, Any]:
         )
 
     now = ctx.state.now_ms()
-    if creating:
-        item_id = _new_id()
+    if creating or whole:
+        item_id = _new_id() if creating else rec.data["id"]  # type: ignore[union-attr]
         data: dict[str, Any] = {
             "id": item_id, "handle": _slug(fields["item_name"]), "reference_id": None,
             "item_name": fields["item_name"], "description": None, "track_stock": False,
@@ -929,6 +963,8 @@ def post_item(ctx: Context, obj: _Obj) -> dict[str, Any]:
             "option1_name": None, "option2_name": None, "option3_name": None,
             **_new_base(now), "variants": None,
         }  # fmt: skip
+        if whole:  # the create defaults, but what only the server sets stays
+            data.update({k: old[k] for k in _ITEM_READ_ONLY if k in old})
     else:
         assert rec is not None
         item_id = rec.data["id"]
@@ -1073,8 +1109,9 @@ def post_webhook(ctx: Context, obj: _Obj) -> dict[str, Any]:
     m = ctx.merchant
     rec = _existing(ctx, "webhooks", obj)
     creating = rec is None
-    url = obj.string("url", required=creating, nullable=False, max_len=2048)
-    hook_type = obj.string("type", required=creating, nullable=False)
+    whole = _whole(ctx, rec)
+    url = obj.string("url", required=creating or whole, nullable=False, max_len=2048)
+    hook_type = obj.string("type", required=creating or whole, nullable=False)
     if hook_type is not _MISSING and hook_type not in WEBHOOK_TYPES:
         raise st.ApiError(
             400, "INVALID_VALUE", f"Unsupported webhook type '{hook_type}'", obj.field("type")
@@ -1082,6 +1119,9 @@ def post_webhook(ctx: Context, obj: _Obj) -> dict[str, Any]:
     status = obj.string("status", required=True, nullable=False, choices=WEBHOOK_STATUSES)
     if url is not _MISSING and not re.match(r"^https?://", url):
         raise st.ApiError(400, "INVALID_VALUE", "'url' must be an http(s) URL", obj.field("url"))
+    if url is not _MISSING and m.modes["webhook_https_only"] and not url.startswith("https://"):
+        # mode webhook_https_only: the reference delivers to HTTPS URLs only
+        raise st.ApiError(400, "INVALID_VALUE", "'url' must be an https URL", obj.field("url"))
     now = ctx.state.now_ms()
     if creating:
         data = {

@@ -28,6 +28,7 @@ from loyverse_sync.emulator import state as st
 
 API_PREFIX = "/v1.0"
 ADMIN_PREFIX = "/_emulator"
+OAUTH_TOKEN_PATH = "/oauth/token"
 
 # code, decimals, country, business name
 _MERCHANTS = [
@@ -53,8 +54,10 @@ def build_state(
     merchants: int = 2,
     stores: int = 2,
     state_from: str | None = None,
+    rich_menu: bool = False,
 ) -> st.State:
-    """A fresh state: `merchants` accounts with generated stores, tokens and menus."""
+    """A fresh state: `merchants` accounts with generated stores, tokens and menus
+    (`rich_menu`: with composite items, suppliers, purchase costs, ...; menu.generate)."""
     if merchants < 1:
         raise ValueError("merchants must be >= 1")
     if stores < 1:
@@ -100,6 +103,7 @@ def build_state(
                 [s["id"] for s in store_objs],
                 seed=seed * 100 + index,
                 decimal_places=decimals,
+                rich=rich_menu,
             )
             menu.load_into(merchant, generated)
         if index == 0 and state_from:
@@ -200,6 +204,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         try:
             if path == API_PREFIX or path.startswith(API_PREFIX + "/"):
                 self._api(method, path, split.query, body)
+            elif path.rstrip("/") == OAUTH_TOKEN_PATH:
+                status, doc = self.server.emulator.state.oauth.token_request(
+                    method, self.headers.get("Content-Type") or "", body
+                )
+                self._send(status, _dumps(doc), [("Cache-Control", "no-store")])
             elif path == ADMIN_PREFIX or path.startswith(ADMIN_PREFIX + "/"):
                 self._admin(method, path[len(ADMIN_PREFIX) :].strip("/"), split.query, body)
             else:
@@ -399,8 +408,10 @@ class EmulatorServer:
 
     `menu` is "demo", "empty" or a number of items for the first merchant; `time_scale` X
     divides the rate-limit window (X=100: 300 requests per 3 s); `token` fixes the first
-    merchant's first token. `stores_merge`, `default_price_moves_stores` and `retry_after`
-    set the [UNKNOWN] modes for every merchant (docs/emulator.md).
+    merchant's first token. `stores_merge`, `default_price_moves_stores`, `retry_after`,
+    `post_semantics` ("merge" or "whole"), `webhooks_list` ("object" or "array") and
+    `webhook_https_only` set the [UNKNOWN] modes for every merchant (docs/emulator.md).
+    `rich_menu` fills the generated menus' composite items, suppliers, purchase costs, ...
     """
 
     def __init__(
@@ -420,19 +431,27 @@ class EmulatorServer:
         default_price_moves_stores: bool = False,
         retry_after: float | None = None,
         webhook_attempts: int = 3,
+        oauth_apps: bool = False,
+        post_semantics: str = "merge",
+        webhooks_list: str = "object",
+        webhook_https_only: bool = False,
+        rich_menu: bool = False,
     ) -> None:
         self.host = host
         self.port = port
         self.state_file = state_file
         if state_file and os.path.exists(state_file):
-            with open(state_file, encoding="utf-8") as fh:
-                self.state = st.State.from_json(json.load(fh), time_scale=time_scale)
+            try:
+                with open(state_file, encoding="utf-8") as fh:
+                    self.state = st.State.from_json(json.load(fh), time_scale=time_scale)
+            except ValueError as exc:  # not JSON, or not a state `--state` saved
+                raise ValueError(f"--state {state_file}: {exc}") from None
             if token and token not in self.state.tokens:
                 self.state.add_token(self.state.merchant().id, token)
         else:
             self.state = build_state(
                 menu_spec=menu, seed=seed, time_scale=time_scale, token=token,
-                merchants=merchants, stores=stores, state_from=state_from,
+                merchants=merchants, stores=stores, state_from=state_from, rich_menu=rich_menu,
             )  # fmt: skip
         for merchant in self.state.merchants.values():
             self.state.set_modes(
@@ -440,8 +459,16 @@ class EmulatorServer:
                 stores_merge=stores_merge,
                 default_price_moves_stores=default_price_moves_stores,
                 retry_after=retry_after,
+                post_semantics=post_semantics,
+                webhooks_list=webhooks_list,
+                webhook_https_only=webhook_https_only,
             )
             merchant.faults.update(seed=seed)
+        #: with ``oauth_apps``: one OAuth app per merchant, with its first token pair
+        #: (``[{"client_id", "client_secret", "merchant_id", "access_token", "refresh_token", ...}]``)
+        self.oauth_apps: list[dict[str, Any]] = (
+            [self.state.oauth.create_app(m) for m in self.state.merchants] if oauth_apps else []
+        )
         self.dispatcher = webhooks.Dispatcher(self.state, attempts=webhook_attempts)
         self.stopping = threading.Event()
         self._httpd: _HTTPServer | None = None
@@ -511,6 +538,11 @@ class EmulatorServer:
         return self.url + ADMIN_PREFIX
 
     @property
+    def token_url(self) -> str:
+        """The OAuth token endpoint (``POST``, form-encoded)."""
+        return self.url + OAUTH_TOKEN_PATH
+
+    @property
     def merchants(self) -> list[dict[str, Any]]:
         with self.state.lock:
             return [m.summary() for m in self.state.merchants.values()]
@@ -536,6 +568,10 @@ class EmulatorServer:
         merchant_id = doc.pop("merchant_id", None) or query.get("merchant_id") or None
         if merchant_id is not None and merchant_id not in state.merchants:
             raise KeyError(f"merchant {merchant_id}")
+        if route == "oauth" or route.startswith("oauth/"):
+            from loyverse_sync.emulator import oauth
+
+            return oauth.admin(state.oauth, method, route, doc, merchant_id)
         if method == "GET":
             if route == "health":
                 return {"status": "ok", "merchants": len(state.merchants)}

@@ -29,6 +29,10 @@ RATE_LIMIT = 300
 RATE_WINDOW_SECONDS = 300.0
 
 STORES_MERGE_CHOICES = ("merge", "replace")
+#: How a POST with an id reads what it leaves out: "merge" keeps it, "whole" resets it.
+POST_SEMANTICS_CHOICES = ("merge", "whole")
+#: The shape of GET /webhooks/: {"webhooks": [...]} or a bare array.
+WEBHOOKS_LIST_CHOICES = ("object", "array")
 
 #: Defaults of the switchable [UNKNOWN] behaviours (see docs/emulator.md).
 DEFAULT_MODES: dict[str, Any] = {
@@ -37,6 +41,9 @@ DEFAULT_MODES: dict[str, Any] = {
     "retry_after": None,
     "rate_limit": RATE_LIMIT,
     "rate_window_seconds": None,  # None: RATE_WINDOW_SECONDS / time_scale
+    "post_semantics": "merge",
+    "webhooks_list": "object",
+    "webhook_https_only": False,
 }
 
 KINDS = ("stores", "categories", "items", "variants", "modifiers", "taxes", "webhooks", "inventory")
@@ -258,6 +265,9 @@ class State:
         self._log_id = 0
         self._change_id = 0
         self._last_ms = 0
+        from loyverse_sync.emulator import oauth
+
+        self.oauth = oauth.Registry(self)  # OAuth apps and their expiring tokens
 
     # -- clock -----------------------------------------------------------------------------
 
@@ -330,7 +340,7 @@ class State:
         token = token.strip()
         with self.lock:
             merchant_id = self.tokens.get(token)
-            if merchant_id is None:
+            if merchant_id is None or self.oauth.expired(token):
                 return None
             return self.merchants[merchant_id], token
 
@@ -531,6 +541,9 @@ class State:
 
     @classmethod
     def from_json(cls, doc: dict[str, Any], *, time_scale: float = 1.0) -> State:
+        """A state saved by ``save``; a document that is not one raises ValueError naming the
+        first bad place (e.g. ``merchants[0].collections.variants[3]: no variant_id``)."""
+        check_state_document(doc)
         state = cls(time_scale=time_scale)
         for md in doc["merchants"]:
             m = Merchant(md["profile"], time_scale=time_scale)
@@ -542,12 +555,49 @@ class State:
                     key: Any = (
                         (data["variant_id"], data["store_id"])
                         if kind == "inventory"
-                        else data.get("id", data.get("variant_id"))
+                        else data["variant_id"] if kind == "variants" else data["id"]
                     )
                     m.restore(kind, key, Record(data, seq, created_ms, updated_ms, extra))
             state.add_merchant(m)
             state.oauth_secrets.update(md.get("oauth", {}))
         return state
+
+
+#: the key each collection's records are stored under (inventory: two keys)
+_STATE_KEYS = {"variants": ("variant_id",), "inventory": ("variant_id", "store_id")}
+
+
+def check_state_document(doc: Any) -> None:
+    """Raise ValueError naming the first place where ``doc`` is not a saved emulator state."""
+
+    def bad(where: str, what: str) -> ValueError:
+        return ValueError(f"{where}: {what}")
+
+    if not isinstance(doc, dict) or not isinstance(doc.get("merchants"), list):
+        raise bad("(top)", "not an emulator state (expected {\"merchants\": [...]}, as `--state` saves)")
+    for mi, md in enumerate(doc["merchants"]):
+        where = f"merchants[{mi}]"
+        if not isinstance(md, dict):
+            raise bad(where, "not an object")
+        if not isinstance(md.get("profile"), dict) or not isinstance(md["profile"].get("id"), str):
+            raise bad(f"{where}.profile", "no merchant id")
+        if not isinstance(md.get("tokens"), list) or not all(isinstance(t, str) for t in md["tokens"]):
+            raise bad(f"{where}.tokens", "not a list of strings")
+        collections = md.get("collections")
+        if not isinstance(collections, dict):
+            raise bad(f"{where}.collections", "not an object")
+        for kind, rows in collections.items():
+            if not isinstance(rows, list):
+                raise bad(f"{where}.collections.{kind}", "not a list")
+            for ri, row in enumerate(rows):
+                place = f"{where}.collections.{kind}[{ri}]"
+                if not (isinstance(row, list) and len(row) == 5 and isinstance(row[3], dict)
+                        and all(isinstance(n, int) for n in row[:3])):
+                    raise bad(place, "not [seq, created_ms, updated_ms, object, extra]")
+                for key in _STATE_KEYS.get(kind, ("id",)):
+                    value = row[3].get(key)
+                    if not isinstance(value, str) or not value:
+                        raise bad(place, f"no {key} (a non-empty string)")
 
 
 def validate_modes(modes: dict[str, Any]) -> dict[str, Any]:
@@ -558,8 +608,14 @@ def validate_modes(modes: dict[str, Any]) -> dict[str, Any]:
             raise ValueError(f"unknown mode {name!r}; known: {', '.join(DEFAULT_MODES)}")
         if name == "stores_merge" and value not in STORES_MERGE_CHOICES:
             raise ValueError(f"stores_merge must be one of {STORES_MERGE_CHOICES}")
-        if name == "default_price_moves_stores" and not isinstance(value, bool):
-            raise ValueError("default_price_moves_stores must be a boolean")
+        if name == "post_semantics" and value not in POST_SEMANTICS_CHOICES:
+            raise ValueError(f"post_semantics must be one of {POST_SEMANTICS_CHOICES}")
+        if name == "webhooks_list" and value not in WEBHOOKS_LIST_CHOICES:
+            raise ValueError(f"webhooks_list must be one of {WEBHOOKS_LIST_CHOICES}")
+        if name in ("default_price_moves_stores", "webhook_https_only") and not isinstance(
+            value, bool
+        ):
+            raise ValueError(f"{name} must be a boolean")
         if name in ("retry_after", "rate_window_seconds") and _not_positive(value, float):
             raise ValueError(f"{name} must be a positive number or null")
         if name == "rate_limit" and _not_positive(value, int):

@@ -149,9 +149,32 @@ def field_map_problems(conninfo: str, mapping: dict[str, str]) -> list[str]:
 # -- planning and preview --------------------------------------------------------------------
 
 
+def _check_selection(conn: psycopg.Connection[Any], snapshot_id: int, options: Options) -> None:
+    """A --category, --item or --exclude that names nothing in the snapshot is an error naming
+    it (a typo would otherwise select nothing and report an empty success)."""
+    selection = [{"option": "--category", "ref": r} for r in options.categories]
+    selection += [{"option": "--item", "ref": r} for r in options.items]
+    selection += [{"option": "--exclude", "ref": r} for r in options.exclude]
+    if not selection:
+        return
+    unknown = queries.execute(
+        conn, "importer", "unknown_selection", {"snapshot_id": snapshot_id, "selection": json.dumps(selection)}
+    ).fetchall()
+    if not unknown:
+        return
+    what = {"--category": "category", "--item": "item", "--exclude": "item or category"}
+    names = "; ".join(f"{r['option']} {r['ref']!r} names no {what[r['option']]} in Loyverse" for r in unknown)
+    categories = unknown[0]["categories"] or []
+    shown = ", ".join(categories[:30]) + (f" and {len(categories) - 30} more" if len(categories) > 30 else "")
+    raise ImportProblem(
+        f"{names} (categories: {shown or 'none'}; items: see `loyverse-sync import preview`)", usage=True
+    )
+
+
 def _create_run(
     conn: psycopg.Connection[Any], restaurant_id: str, account_id: int, snapshot_id: int, options: Options, *, dry_run: bool
 ) -> int:
+    _check_selection(conn, snapshot_id, options)
     return int(
         _one(
             conn,

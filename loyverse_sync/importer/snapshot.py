@@ -18,7 +18,7 @@ from typing import Any
 
 import psycopg
 
-from loyverse_sync import accounts, queries
+from loyverse_sync import accounts, oauth, queries
 from loyverse_sync.loyverse import client as client_mod
 from loyverse_sync.loyverse import governor as governor_mod
 
@@ -113,8 +113,8 @@ def fetch(
     pages = 0
     with (
         governor_mod.PostgresGovernor(conninfo, account.id) as governor,
-        client_mod.LoyverseClient(
-            account.base_url, account.token, governor=governor, on_request=count, timeout=timeout
+        oauth.client_for(
+            account, conninfo, governor=governor, on_request=count, timeout=timeout
         ) as client,
     ):
         merchant = client.get_merchant()

@@ -9,7 +9,9 @@ proves it was not applied (429, connection refused); after an ambiguous failure 
 dropped connection, 5xx) ``create_safely`` looks the object up first. See docs/client.md.
 
 The token only ever lives in the ``Authorization`` header of the underlying httpx client:
-it is never logged, stored on this object, or put in an exception.
+it is never logged, stored on this object, or put in an exception. An expiring token (an
+OAuth account) comes from a ``TokenProvider`` instead, asked before every attempt; after a
+401 the provider refreshes once and the request is sent once more (a 401 was not applied).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 import tenacity
@@ -62,6 +64,18 @@ class RequestRecord:
     elapsed: float
     error_code: str | None
     attempt: int
+
+
+class TokenProvider(Protocol):
+    """Where a client gets an access token that can expire (``oauth.StoredTokens``)."""
+
+    def token(self) -> str:
+        """The access token to send now (refreshed first if it is about to expire)."""
+        ...
+
+    def refresh(self) -> bool:
+        """The token last returned was refused with a 401: True if a newer one is ready."""
+        ...
 
 
 def format_timestamp(value: dt.datetime | str) -> str:
@@ -195,8 +209,9 @@ class LoyverseClient:
     def __init__(
         self,
         base_url: str,
-        token: str,
+        token: str | None = None,
         *,
+        token_provider: TokenProvider | None = None,
         governor: governor_mod.Governor | None = None,
         timeout: float = 20.0,
         connect_timeout: float = 5.0,
@@ -208,8 +223,9 @@ class LoyverseClient:
         sleep: Callable[[float], None] = time.sleep,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        if not token or not token.strip():
+        if token_provider is None and (not token or not token.strip()):
             raise ValueError("a Loyverse access token is required")
+        self._token_provider = token_provider
         if max_attempts < 1:
             raise ValueError("max_attempts must be >= 1")
         self.base_url = base_url.rstrip("/")
@@ -222,10 +238,11 @@ class LoyverseClient:
         self._sleep = sleep
         self._server_offset: float | None = None  # server clock - ours, from Date headers
         self._jitter = tenacity.wait_random_exponential(multiplier=backoff_base, max=backoff_max)
+        auth = {} if token_provider is not None else {"Authorization": f"Bearer {token}"}
         self._http = httpx.Client(
             base_url=self.base_url,
             headers={
-                "Authorization": f"Bearer {token}",
+                **auth,
                 "Accept": "application/json",
                 "User-Agent": "loyverse-sync/0.1",
             },
@@ -420,8 +437,9 @@ class LoyverseClient:
         return self._get_object(f"/items/{_segment(item_id)}", endpoint="/items/{id}")
 
     def post_item(self, body: Mapping[str, Any]) -> Json:
-        """POST /items: update when ``id`` is set (retried; restate every variant), else
-        create (not retried after an ambiguous failure; prefer ``create_item_safely``)."""
+        """POST /items: update when ``id`` is set (retried; restate the whole item as read,
+        ``restate.item_body``), else create (not retried after an ambiguous failure; prefer
+        ``create_item_safely``)."""
         return self._post("/items", body, id_key="id")
 
     def delete_item(self, item_id: str) -> Json:
@@ -461,8 +479,9 @@ class LoyverseClient:
         return self._get_object(f"/variants/{_segment(variant_id)}", endpoint="/variants/{id}")
 
     def post_variant(self, body: Mapping[str, Any]) -> Json:
-        """POST /variants: update when ``variant_id`` is set (retried), else create a
-        variant of ``item_id`` (not retried after an ambiguous failure)."""
+        """POST /variants: update when ``variant_id`` is set (retried; restate the whole
+        variant as read, ``restate.variant_body``), else create a variant of ``item_id`` (not
+        retried after an ambiguous failure)."""
         return self._post("/variants", body, id_key="variant_id")
 
     # ------------------------------------------------------------------------------------
@@ -506,8 +525,18 @@ class LoyverseClient:
         )
 
     def list_webhooks(self) -> list[Json]:
-        """GET /webhooks/: every subscription (not paginated)."""
-        return list(self._iter("/webhooks/", "webhooks", {}))
+        """GET /webhooks/: every subscription (not paginated).
+
+        The reference answers a bare array, an SDK reads ``{"webhooks": [...]}``: both are
+        accepted (the emulator's ``webhooks_list`` mode serves either)."""
+        path = "/webhooks/"
+        data = self._request("GET", path, endpoint=path, params={}, retry=True)
+        rows = data.get("webhooks") if isinstance(data, dict) else data
+        if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+            raise self._malformed(
+                "GET", path, 200, 'an array of objects, bare or as "webhooks"', data
+            )
+        return rows
 
     def post_webhook(self, body: Mapping[str, Any]) -> Json:
         """POST /webhooks/: update when ``id`` is set (retried), else subscribe (not retried
@@ -772,6 +801,24 @@ class LoyverseClient:
             content = json.dumps(
                 body, default=_json_default, ensure_ascii=False, separators=(",", ":")
             ).encode()
+        try:
+            return self._send(method, path, endpoint, params, content, retry)
+        except errors.Unauthorized as exc:
+            # An expired or replaced access token: one refresh, one more send (a 401 was not
+            # applied, so even a create may go again). A refused refresh raises from it.
+            if self._token_provider is None or exc.path != path or not self._token_provider.refresh():
+                raise
+            return self._send(method, path, endpoint, params, content, retry)
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        endpoint: str,
+        params: Mapping[str, str] | None,
+        content: bytes | None,
+        retry: bool,
+    ) -> Any:
         ambiguous_before = False
 
         def should_retry(exc: BaseException) -> bool:
@@ -814,15 +861,18 @@ class LoyverseClient:
         content: bytes | None,
         number: int,
     ) -> Any:
+        headers = {"Content-Type": "application/json"} if content is not None else {}
+        if self._token_provider is not None:
+            # before the rate slot: a refresh may take a while and spends none of the budget
+            headers["Authorization"] = f"Bearer {self._token_provider.token()}"
         self.governor.acquire()
-        headers = {"Content-Type": "application/json"} if content is not None else None
         started = time.monotonic()
         status: int | None = None
         error: errors.LoyverseError | None = None
         try:
             try:
                 response = self._http.request(
-                    method, path, params=params, content=content, headers=headers
+                    method, path, params=params, content=content, headers=headers or None
                 )
             except httpx.DecodingError as exc:
                 error = errors.MalformedResponse(

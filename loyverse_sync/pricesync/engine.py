@@ -5,8 +5,10 @@ every outcome (``complete_price_sync_batch``); this module only moves prices. Pe
 claim whole Loyverse items of one account, read them in bulk (``GET /items?items_ids=``,
 250 per request), compute each variant's ``stores[]`` for every claimed store (several
 restaurants of the account merge into one write), write ONE ``POST /items`` per item
-restating every variant with its full ``stores[]`` (correct whether Loyverse merges or
-replaces store lists), verify the response, and report.
+restating the whole item as read (every writable field, every variant with its full
+``stores[]``; ``loyverse/restate.py``), so the write is right whether Loyverse merges a POST
+into the stored object or reads it as the whole object, verify every restated field of the
+response, and report.
 """
 
 from __future__ import annotations
@@ -27,12 +29,11 @@ from psycopg.types.json import Jsonb
 
 from loyverse_sync import accounts, db, queries
 from loyverse_sync.loyverse import client as client_mod
-from loyverse_sync.loyverse import errors
+from loyverse_sync.loyverse import errors, restate
 from loyverse_sync.loyverse import governor as governor_mod
 
 logger = logging.getLogger("loyverse_sync.pricesync")
 
-STORE_ENTRY_KEYS = ("store_id", "pricing_type", "price", "available_for_sale", "optimal_stock", "low_stock")
 # A price read from Loyverse above this is corrupt data, not a menu price.
 MAX_PRICE = decimal.Decimal(10) ** 12
 # The largest price we send: what loyverse_item_mappings.last_synced_price (numeric(12, 2))
@@ -328,10 +329,6 @@ def _sync_item(
         ]
     variants = [v for v in item["variants"] if not v.get("deleted_at")]
     by_variant = {v.get("variant_id"): v for v in variants}
-    before = {
-        (v.get("variant_id"), e.get("store_id")): _money(e.get("price"))
-        for v in variants for e in v.get("stores") or []
-    }
     results: list[dict[str, Any]] = []
     planned: dict[tuple[str, str], tuple[dict[str, Any], decimal.Decimal, dict[str, Any]]] = {}
     for row in rows:
@@ -378,21 +375,9 @@ def _sync_item(
     if not planned:
         return results
 
-    body_variants = []
-    for variant in variants:
-        vid = variant.get("variant_id")
-        stores = [{k: e.get(k) for k in STORE_ENTRY_KEYS if k in e} for e in variant.get("stores") or []]
-        for (pvid, store_id), (_, target, _) in planned.items():
-            if pvid != vid:
-                continue
-            entry = next((e for e in stores if e.get("store_id") == store_id), None)
-            if entry is None:
-                entry = {"store_id": store_id, "available_for_sale": True}
-                stores.append(entry)
-            entry["pricing_type"] = "FIXED"
-            entry["price"] = target
-        body_variants.append({"variant_id": vid, "stores": stores})
-    body = {"id": item_id, "item_name": item.get("item_name"), "variants": body_variants}
+    # the whole item as read, only our stores' prices changed: right whether Loyverse reads
+    # the POST as a merge or as the whole object (loyverse/restate.py)
+    body = restate.item_body(item, {key: target for key, (_, target, _) in planned.items()})
     try:
         response = client.post_item(body)
     except errors.LoyverseError as exc:
@@ -413,23 +398,22 @@ def _sync_item(
                     details={"item_id": item_id, "problem": problem})
             for r, _, _ in planned.values()
         ]
-    return results + _verify(response, before, planned)
+    return results + _verify(response, body, planned)
 
 
 def _verify(
     response: dict[str, Any],
-    before: dict[tuple[Any, Any], decimal.Decimal | None],
+    body: dict[str, Any],
     planned: dict[tuple[str, str], tuple[dict[str, Any], decimal.Decimal, dict[str, Any]]],
 ) -> list[dict[str, Any]]:
+    """Outcomes from the answer to the write: our price in each planned store, and every
+    other field the body restated (other stores' prices, category, taxes, SKUs, ...) as sent;
+    a field Loyverse reset or changed fails every row of the item, never done."""
     after = {
         (v.get("variant_id"), e.get("store_id")): _money(e.get("price"))
         for v in response.get("variants") or [] for e in v.get("stores") or []
     }
-    collateral = [
-        f"variant {vid} store {sid}: {old} became {after.get((vid, sid))}"
-        for (vid, sid), old in before.items()
-        if (vid, sid) not in planned and (vid, sid) in after and after[(vid, sid)] != old
-    ]
+    changed = restate.differences(body, response, skip_prices=planned.keys())
     results = []
     for (vid, sid), (row, target, note) in planned.items():
         got = after.get((vid, sid))
@@ -438,10 +422,11 @@ def _verify(
                                    error=f"Loyverse answered price {got} for variant {vid} in store {sid}, "
                                          f"we sent {target}",
                                    details={"sent": str(target), "answered": None if got is None else str(got)}))
-        elif collateral:
+        elif changed:
             results.append(_result(row, "failed", sent=True, code="VERIFY_FAILED",
-                                   error="the write changed other stores' prices: " + "; ".join(collateral[:5]),
-                                   details={"collateral": collateral[:20]}))
+                                   error=(f"the write changed {len(changed)} field(s) of item {body['id']} "
+                                          "it restated as read: " + "; ".join(changed[:3]))[:500],
+                                   details={"changed": changed[:20]}))
         else:
             results.append(_result(row, "done", sent=True, **note))
     return results
@@ -457,9 +442,13 @@ def default_client_factory(
     """
 
     def make(account: accounts.Account, on_request: Callable[[client_mod.RequestRecord], None]) -> client_mod.LoyverseClient:
-        return client_mod.LoyverseClient(
-            account.base_url,
-            account.token,
+        from loyverse_sync import oauth
+
+        # an OAuth account's token refreshes on the drain's connection, under its row lock
+        return oauth.client_for(
+            account,
+            conninfo,
+            connection=connection,
             governor=governor_mod.PostgresGovernor(conninfo, account.id, connection=connection),
             timeout=config.http_timeout,
             max_attempts=config.http_max_attempts,
@@ -616,6 +605,9 @@ def drain_account(
                     "lease_seconds": config.lease_seconds, "scan_rows": config.scan_rows,
                 }).fetchall()
                 if not rows:
+                    # caught up: book a wake for the next row still waiting (a retry's backoff, a
+                    # batch boundary) so it goes out when due, not at the next minute's sweep
+                    queries.execute(conn, "pricesync", "wake_when_due", {"account_id": account_id})
                     break
                 lease = _Lease(conn, claimed_by, config.lease_seconds)
                 before_requests = counter["n"]

@@ -27,21 +27,54 @@ select s.id, s.fetched_at, s.counts, s.requests_made,
 select s.id, s.account_id, s.fetched_at, s.counts, s.requests_made, s.pages, s.fetch_seconds, s.with_inventory
   from loyverse.loyverse_snapshots s where s.id = %(id)s
 
+-- name: unknown_selection
+-- The --category, --item and --exclude values that name nothing in the snapshot (matched as
+-- import_plan matches them: normalize_name of ids and names), with the snapshot's categories.
+with sel as (
+    select s.option, s.ref, loyverse.normalize_name(s.ref) as norm
+      from jsonb_to_recordset(%(selection)s::jsonb) as s(option text, ref text)
+), cats as (
+    select o.loyverse_id as id, o.payload ->> 'name' as name
+      from loyverse.loyverse_snapshot_objects o
+     where o.snapshot_id = %(snapshot_id)s and o.kind = 'category'
+       and coalesce(jsonb_typeof(o.payload -> 'deleted_at'), 'null') = 'null'
+)
+select sel.option, sel.ref,
+       (select array_agg(distinct c.name order by c.name) from cats c where c.name is not null) as categories
+  from sel
+ where not (sel.option in ('--category', '--exclude') and exists (
+               select 1 from cats c
+                where loyverse.normalize_name(c.id) = sel.norm or loyverse.normalize_name(c.name) = sel.norm))
+   and not exists (
+           select 1 from loyverse.loyverse_snapshot_objects o
+            where o.snapshot_id = %(snapshot_id)s and o.kind = 'item'
+              and ((sel.option in ('--category', '--exclude')  -- a category only items name
+                    and loyverse.normalize_name(o.payload ->> 'category_id') = sel.norm)
+                   or (sel.option in ('--item', '--exclude')
+                       and (loyverse.normalize_name(o.loyverse_id) = sel.norm
+                            or loyverse.normalize_name(o.payload ->> 'item_name') = sel.norm))))
+
 -- name: insert_run
 insert into loyverse.loyverse_import_runs (restaurant_id, account_id, snapshot_id, status, dry_run, options)
 values (%(restaurant_id)s, %(account_id)s, %(snapshot_id)s, 'RUNNING', %(dry_run)s, %(options)s)
 returning id
 
 -- name: get_run
+-- pg_locks is the whole server's: an advisory lock is this database's only when its
+-- database column says so (another database's run 1 is not ours).
 select r.*, exists (select 1 from pg_catalog.pg_locks k
                      where k.locktype = 'advisory' and k.classid = 7301 and k.objid = r.id::oid
-                       and k.objsubid = 2 and k.granted) as locked
+                       and k.objsubid = 2 and k.granted
+                       and k.database = (select d.oid from pg_catalog.pg_database d
+                                          where d.datname = pg_catalog.current_database())) as locked
   from loyverse.loyverse_import_runs r where r.id = %(id)s
 
 -- name: run_view
 select v.*, exists (select 1 from pg_catalog.pg_locks k
                      where k.locktype = 'advisory' and k.classid = 7301 and k.objid = v.run_id::oid
-                       and k.objsubid = 2 and k.granted) as locked
+                       and k.objsubid = 2 and k.granted
+                       and k.database = (select d.oid from pg_catalog.pg_database d
+                                          where d.datname = pg_catalog.current_database())) as locked
   from loyverse.import_runs v where v.run_id = %(id)s
 
 -- name: list_runs

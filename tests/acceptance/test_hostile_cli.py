@@ -61,6 +61,15 @@ def cases(w):
         ([*s, "max_attempts=51"], "max_attempts"),
         ([*s, "max_attempts=many"], "max_attempts"),
         ([*s, "price_rounding_rule=NEAREST_1"], "price_rounding_rule"),
+        # invalid values list the allowed ones (read from the settings table's CHECKs)
+        ([*s, "price_rounding_rule=nearest"], "allowed: one of NONE, NEAREST_0.05, NEAREST_0.10, UP, DOWN"),
+        ([*s, "sync_direction=UP"], "TO_LOYVERSE, FROM_LOYVERSE, BIDIRECTIONAL"),
+        ([*s, "max_attempts=99"], "max_attempts <= 50"),
+        ([*s, "priority=1e308"], "priority >= -100 and priority <= 100"),
+        ([*s, "alert_failure_rate=NaN"], "not a finite number"),
+        ([*s, "alert_failure_rate=1e999"], "not a finite number"),
+        ([*s, "alert_queue_depth=999999999999999999999999"], "alert_queue_depth"),
+        ([*s, "enabled=2"], "true or false"),
         ([*s, "notification_email=x"], "notification_email"),
         ([*s, "notify_on_error=true"], "notification_email"),
         ([*s, "sync_frequency=WEEKLY"], "sync_frequency"),
@@ -86,12 +95,22 @@ def cases(w):
         (["restaurant", "link", w["other"], "--account", "nobody", "--store", "s", "--no-check"], "nobody"),
         (["restaurant", "link", w["other"], "--account", "acct", "--store", "store-1", "--no-check"], "already"),
         (["restaurant", "link", w["other"], "--store", "s"], "--account"),
+        (["restaurant", "link", w["other"], "--account", "999999999999999999999999", "--store", "s", "--no-check"],
+         "9223372036854775807"),
+        (["restaurant", "link", w["other"], "--account", "nan", "--store", "s", "--no-check"], "no Loyverse account 'nan'"),
         (["restaurant", "add"], "--name"),
+        (["restaurant", "add", "--name", "x" * 5000], "give 1 to 100"),
+        (["account", "add", "--name", "   ", "--token-env", "HOME"], "give 1 to 100"),
         (["restaurant", "list", "--bogus"], "--bogus"),
         # account
         (["account", "add", "--name", "acct", "--token-env", "NO_SUCH_VAR_X"], "NO_SUCH_VAR_X"),
         (["account", "add", "--token-env", "HOME"], "--name"),
         (["account", "add", "--name", "n2", "--token-env", "HOME", "--rate-limit", "0"], "--rate-limit"),
+        # issue #18: stored before, then broke the governor, the dashboard and import run (every
+        # numeric option's other hostile values: test_cli_ranges.py, in process)
+        (["account", "add", "--name", "n2", "--token-env", "HOME", "--rate-window", "nan"], "from 1 to 86400"),
+        (["account", "add", "--name", "n2", "--token-env", "HOME", "--rate-limit", "99999999999"],
+         "from 1 to 100000"),
         (["account", "list", "--bogus"], "--bogus"),
         # db
         (["db", "rollback", "--to", "9999", "--yes"], "9999"),
@@ -131,3 +150,13 @@ def test_every_bad_command_is_one_line_exit_2_and_changes_nothing(conn, run_cli,
             bad.append((args, proc.returncode, proc.stderr[-600:]))
     assert bad == []
     assert db_state(conn) == before
+
+
+def test_documented_none_rounding_rule_is_a_value(conn, run_cli, world):
+    """`price_rounding_rule=NONE` is the documented value, not a null (which was refused)."""
+    rid = world["rid"]
+    for rule in ("UP", "NONE"):
+        proc = run_cli("sync", "settings", "set", "--restaurant", rid, f"price_rounding_rule={rule}")
+        assert proc.returncode == 0, proc.stderr
+        assert conn.execute("select price_rounding_rule from loyverse.loyverse_price_sync_settings"
+                            " where restaurant_id = %s", (rid,)).fetchone()["price_rounding_rule"] == rule

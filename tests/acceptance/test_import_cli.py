@@ -185,9 +185,11 @@ def test_undo_of_a_resync_restores_before_images(env: dict[str, Any]) -> None:
 
 def test_wizard_through_stdin(env: dict[str, Any]) -> None:
     conn = env["conn"]
-    answers = "\n".join(["n", "", "", "", "skip", "", "y"]) + "\n"
+    # a category typo is answered with the known ones and asked again, not the end
+    answers = "\n".join(["n", "Nonexistent", "", "", "", "", "", "skip", "", "y"]) + "\n"
     out = cli("wizard", "-r", "Bistro", input=answers)
     assert out.exit_code == 0, out.output
+    assert "--category 'Nonexistent' names no category" in out.output and "select again" in out.output
     assert "Step 7/7" in out.output and "created" in out.output
     assert conn.execute("select count(*) as n from public.products").fetchone()["n"] > 0
 
@@ -259,3 +261,61 @@ def test_killed_batched_import_resumes_without_duplicates(conn: psycopg.Connecti
     assert total == conn.execute("select count(distinct loyverse_variant_id) as n from loyverse.loyverse_item_mappings").fetchone()["n"]
     assert total <= variants
     assert conn.execute("select count(*) as n from (select name, sku from public.products group by 1, 2 having count(*) > 1) d").fetchone()["n"] == 0
+
+
+def test_an_unknown_category_or_item_is_an_error_naming_it(env: dict[str, Any]) -> None:
+    """A typo in the selection used to select nothing and report an empty SUCCESS."""
+    conn, emu = env["conn"], env["emu"]
+    category = emu.state.merchant().collections["categories"]
+    known = next(iter(category.values())).data["name"]
+    for args, named in (
+        (["run", "-r", "Bistro", "--category", "Nonexistent"], "--category 'Nonexistent'"),
+        (["run", "-r", "Bistro", "--item", "No such dish", "--dry-run"], "--item 'No such dish'"),
+        (["preview", "-r", "Bistro", "--exclude", "Nope"], "--exclude 'Nope'"),
+        (["run", "-r", "Bistro", "--category", known, "--category", "Typo"], "--category 'Typo'"),
+    ):
+        out = CliRunner().invoke(import_cli.import_group, args)
+        errors = [line for line in out.output.splitlines() if line.startswith("Error")]
+        assert out.exit_code == 2, out.output
+        assert len(errors) == 1 and named in errors[0] and known in errors[0], out.output
+    assert conn.execute("select count(*) as n from loyverse.loyverse_import_runs").fetchone()["n"] == 0
+    assert conn.execute("select count(*) as n from public.products").fetchone()["n"] == 0
+    # the same category by name, in any case, selects what it names
+    out = cli("run", "-r", "Bistro", "--category", known.upper())
+    assert out.exit_code == 0 and "SUCCESS" in out.output, out.output
+    assert conn.execute("select count(*) as n from public.products").fetchone()["n"] > 0
+
+
+def test_preview_does_not_print_a_huge_name_whole(env: dict[str, Any]) -> None:
+    emu = env["emu"]
+    item = emu.state.items()[0]
+    huge = "Soup " + "x" * 1_000_000
+    # Loyverse's API caps names at 64 characters; a recorded payload (--state-from) need not
+    with emu.state.lock:
+        emu.state.merchant().collections["items"][item["id"]].data["item_name"] = huge
+    out = cli("preview", "-r", "Bistro", "--refresh")
+    assert out.exit_code == 0, out.output[:2000]
+    shown = [line for line in out.output.splitlines() if "Soup xxx" in line]
+    assert shown and all(len(line) < 600 and "x…" in line for line in shown), [s[:200] for s in shown]
+    assert len(out.output) < 200_000
+    # --json is the data, whole
+    out = cli("preview", "-r", "Bistro", "--json")
+    assert huge in out.output
+
+
+def test_a_run_locked_in_another_database_is_not_this_ones(env: dict[str, Any]) -> None:
+    """Advisory locks are per database, pg_locks is the server's: run 1 of another database on
+    the same server (another tenant, a parallel test) must not make ours look still running."""
+    from tests.conftest import server_conninfo
+
+    conn = env["conn"]
+    assert cli("run", "-r", "Bistro").exit_code == 0
+    run_id = conn.execute("select max(id) as id from loyverse.loyverse_import_runs").fetchone()["id"]
+    with psycopg.connect(server_conninfo("postgres"), autocommit=True) as other:
+        other.execute("select pg_advisory_lock(7301, %s)", (run_id,))  # what a run there holds
+        status = cli("status", str(run_id))
+        assert status.exit_code == 0 and "SUCCESS" in status.output, status.output
+        out = cli("undo", str(run_id))
+        assert out.exit_code == 0, out.output
+    assert conn.execute("select status from loyverse.loyverse_import_runs where id = %s",
+                        (run_id,)).fetchone()["status"] == "UNDONE"

@@ -331,3 +331,55 @@ def window_peaks(emu: Any, merchant_id: str, window: float) -> int:
             lo += 1
         peak = max(peak, hi - lo + 1)
     return peak
+
+
+# -- whole-object writes: nothing but the synced store prices may change ----------------------
+
+def item_fingerprints(emu: Any, merchant_id: str, mapped: Iterable[tuple[str, str]]) -> dict[str, dict[str, Any]]:
+    """item id -> every field of the item as the emulator holds it (deleted items too), without
+    `updated_at` and without the `price`/`pricing_type` of the mapped (variant, store) entries:
+    whatever a price sync may change. A key holding null counts as absent (an old item without
+    `description` that a whole-object write gives `description: null` is unchanged)."""
+    import copy
+
+    skip = set(mapped)
+
+    def clean(obj: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in obj.items() if v is not None and k != "updated_at"}
+
+    out: dict[str, dict[str, Any]] = {}
+    for item in emu.state.items(merchant_id, include_deleted=True):
+        item = copy.deepcopy(item)
+        variants = []
+        for variant in item.get("variants") or []:
+            stores = []
+            for entry in variant.get("stores") or []:
+                if (variant["variant_id"], entry["store_id"]) in skip:
+                    entry = {k: v for k, v in entry.items() if k not in ("price", "pricing_type")}
+                stores.append(clean(entry))
+            variants.append({**clean(variant), "stores": stores})
+        out[item["id"]] = {**clean(item), "variants": variants}
+    return out
+
+
+def fingerprint_changes(before: dict[str, dict[str, Any]], after: dict[str, dict[str, Any]]) -> list[str]:
+    """What differs between two `item_fingerprints`: one line per changed field, item or variant."""
+    out: list[str] = []
+    for item_id in sorted(set(before) | set(after)):
+        old, new = before.get(item_id), after.get(item_id)
+        if old is None or new is None:
+            out.append(f"item {item_id}: {'appeared' if old is None else 'vanished'}")
+            continue
+        for key in sorted(set(old) | set(new)):
+            if key == "variants":
+                old_v = {v["variant_id"]: v for v in old["variants"]}
+                new_v = {v["variant_id"]: v for v in new["variants"]}
+                for vid in sorted(set(old_v) | set(new_v)):
+                    a, b = old_v.get(vid), new_v.get(vid)
+                    if a != b:
+                        keys = sorted(k for k in set(a or {}) | set(b or {}) if (a or {}).get(k) != (b or {}).get(k))
+                        out.append(f"item {item_id} variant {vid}: {keys}"
+                                   + (f" {a and a.get(keys[0])!r} -> {b and b.get(keys[0])!r}" if keys else ""))
+            elif old.get(key) != new.get(key):
+                out.append(f"item {item_id} {key}: {old.get(key)!r} -> {new.get(key)!r}")
+    return out

@@ -6,12 +6,16 @@
   expiry, which is counted.
 * The governor holds: the emulator's request log never has more than the (time-scaled)
   budget in any window, and the emulator answered no 429 at all.
-* Throughput scales across accounts: two equal backlogs on two accounts drain in clearly
-  less than twice the time of one.
+* Accounts drain side by side: two accounts' batches overlap in the database's clock (how
+  much that gains is measured by bench/many_accounts.py, not asserted here).
 * Three drainers claiming the SAME account concurrently (what a lease expiry makes possible:
   a worker presumed dead still writes) still converge, and no write reverts another's.
 * A dead worker's job that holds its account's lock is recovered even when the account
   already has a queued job (procrastinate's retry would hit the queueing-lock unique index).
+
+The five-worker test runs in both readings of an update POST (`post_semantics`), `whole`
+and `merge`; both assert that no field of any item but the synced store
+prices changed (item fingerprints, on a rich menu for the first account).
 """
 
 from __future__ import annotations
@@ -36,8 +40,11 @@ WINDOW = 300 / TIME_SCALE
 
 
 @pytest.fixture
-def emu():
-    with server.EmulatorServer(menu=400, seed=5, stores=1, time_scale=TIME_SCALE) as emu:
+def emu(request):
+    # parametrized (post_semantics): a rich menu too; else the plain menu in the default mode
+    semantics = getattr(request, "param", None)
+    with server.EmulatorServer(menu=400, seed=5, stores=1, time_scale=TIME_SCALE, rich_menu=semantics is not None,
+                               post_semantics=semantics or "merge") as emu:
         harness.grow_menu(emu, 1, 400)
         yield emu
 
@@ -55,9 +62,11 @@ def _lease_expiries(conn) -> int:
     return row["lost"] + row["expired"]
 
 
+@pytest.mark.parametrize("emu", ["whole", "merge"], indirect=True)
 def test_five_workers_two_accounts_governor_and_scaling(dsn, conn, emu, fernet_key, tmp_path):
     seeds = _seed(conn, emu)
     initial = {s.merchant_id: testing.loyverse_prices(emu, s.merchant_id) for s in seeds}
+    fingerprints = {s.merchant_id: harness.item_fingerprints(emu, s.merchant_id, s.products) for s in seeds}
     rids = [next(iter(s.restaurants.values())) for s in seeds]
     emu.state.reset()
     cron = harness.Cron(dsn, interval=1.0)
@@ -67,10 +76,7 @@ def test_five_workers_two_accounts_governor_and_scaling(dsn, conn, emu, fernet_k
             pool.start(5)
             time.sleep(1.0)
             t0 = time.monotonic()
-            conn.execute("update public.products set price = price + 2 where restaurant_id = %s", (rids[0],))
-            one = harness.wait_drained(conn, 60)
-            time.sleep(WINDOW)  # a fresh budget for the second round
-            t0 = time.monotonic()
+            round_two = conn.execute("select clock_timestamp() as t").fetchone()["t"]
             conn.execute("update public.products set price = price + 3 where restaurant_id = any(%s::uuid[])",
                          (rids,))
             two = harness.wait_drained(conn, 60)
@@ -84,15 +90,24 @@ def test_five_workers_two_accounts_governor_and_scaling(dsn, conn, emu, fernet_k
     limited = sum(c["rate_limited"] for c in counters.values())
     noop = [harness.noop_writes(emu, s.merchant_id, initial[s.merchant_id]) for s in seeds]
     expiries = _lease_expiries(conn)
-    print(f"\nmany workers: one account {one:.2f} s, two accounts {two:.2f} s ({two / one:.2f}x); "
+    print(f"\nmany workers: two accounts {two:.2f} s; "
           f"requests {requests}; window peaks {peaks} of 300; 429s {limited}; "
           f"items sent twice {noop} (lease expiries {expiries})")
     for seed in seeds:
         assert harness.diverged(conn, emu, seed) == {}
+        after = harness.item_fingerprints(emu, seed.merchant_id, seed.products)
+        assert harness.fingerprint_changes(fingerprints[seed.merchant_id], after) == []
     assert limited == 0
     assert max(peaks) <= 300
     assert sum(noop) <= expiries
-    assert two < 1.6 * one, (one, two)
+    # The two accounts drained side by side: in the database's clock, each account's batches of
+    # this round span an interval, and the two intervals overlap. (How much faster that
+    # is than one after the other depends on the machine: bench/many_accounts.py measures it.)
+    spans = conn.execute(
+        "select account_id, min(started_at) as first, max(completed_at) as last from loyverse.loyverse_sync_logs"
+        " where sync_type = 'PRICE_SYNC' and started_at >= %s group by account_id", (round_two,)).fetchall()
+    assert len(spans) == 2, spans
+    assert max(r["first"] for r in spans) < min(r["last"] for r in spans), spans
 
 
 def test_three_drainers_on_one_account_never_revert_each_other(dsn, conn, emu, fernet_key, tmp_path):

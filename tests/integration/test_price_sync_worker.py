@@ -90,7 +90,8 @@ def test_commit_to_loyverse_latency_with_a_running_worker(conn, dsn, emu, seed):
                 await asyncio.to_thread(conn.execute, "update public.products set price = %s where id = %s",
                                         (target, product_id))
                 while emu.state.variant_price(variant_id, store_id, seed.merchant_id) != target:
-                    assert time.monotonic() - start < 5, "price did not reach Loyverse"
+                    # a bound for a hung worker, not a speed claim (latency is bench/'s)
+                    assert time.monotonic() - start < 60, "price did not reach Loyverse"
                     await asyncio.sleep(0.01)
                 latencies.append(time.monotonic() - start)
             worker.cancel()

@@ -44,3 +44,9 @@ def test_migrations_and_sql_dir_build_the_same_schema(dsn, empty_database):
         difflib.unified_diff(from_migrations, from_sql, "migrations/", "sql/", lineterm="", n=2)
     )
     assert not diff, "sql/ has drifted from migrations/:\n" + "\n".join(diff[:200])
+
+
+def test_every_sql_file_opens_with_what_and_why():
+    bare = [f.name for f in sorted(db.sql_dir().glob("*.sql")) if not f.read_text().startswith("-- ")]
+    assert not bare, f"sql/ files without their opening what/why comment: {bare}"
+    assert len(list(db.sql_dir().glob("*.sql"))) > 50

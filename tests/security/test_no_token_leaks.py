@@ -114,3 +114,69 @@ def test_the_token_leaks_nowhere(dsn, conn, emu, fernet_key, tmp_path):
     everything = "\n".join(outputs)
     assert leaks(f"Authorization: Bearer {TOKEN}", TOKEN)  # the scan does find a token
     assert leaks(everything, TOKEN, OTHER) == []
+
+
+@pytest.mark.slow
+def test_oauth_secrets_leak_nowhere(dsn, conn, fernet_key, tmp_path):
+    """The OAuth client secret, every access token and every refresh token the emulator issued
+    (refreshed at first use, after an expiry, then a lost answer and a refused refresh token)
+    appear in no CLI output, worker log, view or database dump."""
+    with server.EmulatorServer(menu=4, seed=3, stores=1, merchants=1, time_scale=100, oauth_apps=True) as emu:
+        app = emu.oauth_apps[0]
+        seed = testing.seed_from_emulator(conn, emu, stores=1, rate_limit_window_seconds=3.0)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+        env.update(harness.FAST_ENV)
+        env.update({"DATABASE_URL": dsn, "APP_SECRET": app["client_secret"], "APP_REFRESH": app["refresh_token"],
+                    "APP_ACCESS": app["access_token"]})
+        outputs: list[str] = []
+
+        def run(*args, ok=True, input=None):
+            proc = cli(env, *args, input=input)
+            outputs.extend([proc.stdout, proc.stderr])
+            assert "Traceback" not in proc.stderr, (args, proc.stderr)
+            if ok:
+                assert proc.returncode == 0, (args, proc.stderr)
+            return proc
+
+        run("account", "reconnect", str(seed.account_id), "--client-id", app["client_id"],
+            "--client-secret-env", "APP_SECRET", "--refresh-token-env", "APP_REFRESH", "--token-env", "APP_ACCESS")
+        # a refused refresh token at `account add --oauth`, from standard input
+        refused = run("account", "add", "--name", "refused", "--oauth", "--client-id", app["client_id"],
+                      "--base-url", emu.base_url, ok=False, input=f"{app['client_secret']}\nnot-a-token\n")
+        assert refused.returncode == 2
+        def count(name):
+            return emu.state.oauth.summary()["counters"][name]
+
+        # an expiry (refreshed), a refresh whose answer is lost, then the spent token refused;
+        # the worker runs until the step happened (rows that failed are made due again first)
+        for step, counter in (("expire", "refreshes"), ("lose", "lost"), ("refused", "rejected")):
+            before = count(counter)
+            emu.state.oauth.advance(43200)
+            if step == "lose":
+                emu.state.oauth.configure({"lose_next": 1})
+            conn.execute("update public.products set price = price + 1")
+            for _ in range(10):
+                for rid in seed.restaurants.values():  # due now, whatever the backoff said
+                    conn.execute("select loyverse.trigger_price_sync(%s)", (rid,))
+                run("worker", "--one-shot")
+                if count(counter) > before:
+                    break
+            assert count(counter) > before, step
+        counters = emu.state.oauth.summary()["counters"]
+        assert counters["refreshes"] >= 2 and counters["lost"] == 1 and counters["rejected"] >= 2
+        assert conn.execute("select count(*)::int as n from loyverse.loyverse_price_sync_queue"
+                            " where last_error_code = 'REFRESH_REJECTED'").fetchone()["n"] > 0
+        for args in (["account", "list"], ["account", "list", "--json"], ["health", "--json"], ["health"],
+                     ["sync", "status", "--json"], ["sync", "history", "--json"]):
+            run(*args, ok=False)
+        views = conn.execute("select table_name from information_schema.views"
+                             " where table_schema = 'loyverse'").fetchall()
+        for v in views:
+            outputs.append(repr(conn.execute(f'select * from loyverse."{v["table_name"]}"').fetchall()))
+        outputs.append(pgtools.pg_dump(dsn, "--data-only"))
+        reg = emu.state.oauth
+        issued = [*reg.expiry, *reg.spent, *reg.refresh_tokens, app["client_secret"]]
+    assert len(issued) >= 6
+    everything = "\n".join(outputs)
+    assert "refresh token" in everything  # the failures were reported
+    assert leaks(everything, *issued) == []

@@ -20,6 +20,10 @@ VIOLATIONS = {
     "currency_code_is_iso4217": "update loyverse.accounts set currency_code = 'eur'",
     "decimal_places_is_between_0_and_3": "update loyverse.accounts set decimal_places = 4",
     "base_url_is_http": "update loyverse.accounts set base_url = 'ftp://x'",
+    "auth_kind_is_valid": "update loyverse.accounts set auth_kind = 'password'",
+    "oauth_token_url_is_http": "update loyverse.accounts set auth_kind = 'oauth', oauth_client_id = 'c',"
+                               " oauth_ciphertext = '\\x00', oauth_token_url = 'ftp://x'",
+    "oauth_fields_match_auth_kind": "update loyverse.accounts set auth_kind = 'oauth'",  # no client id, secret
     "rate_limit_requests_is_positive": "update loyverse.accounts set rate_limit_requests = 0",
     "rate_limit_window_is_between_1_and_86400_seconds": "update loyverse.accounts set rate_limit_window_seconds = 0",
     "rate_limit_safety_is_between_half_and_one": "update loyverse.accounts set rate_limit_safety = 1.5",

@@ -18,8 +18,8 @@ HOSTILE = {
     "rate_limit_window_is_between_1_and_86400_seconds": (
         "update loyverse.accounts set rate_limit_window_seconds = %s",
         ["NaN", "Infinity", "-Infinity", "1e308", "0", "-1", "0.5", "86401"]),
-    "rate_limit_requests_is_at_most_1000000": (
-        "update loyverse.accounts set rate_limit_requests = %s", ["1000001", "2147483647"]),
+    "rate_limit_requests_is_at_most_100000": (
+        "update loyverse.accounts set rate_limit_requests = %s", ["100001", "2147483647"]),
     "rate_limit_safety_is_between_half_and_one": (
         "update loyverse.accounts set rate_limit_safety = %s", ["NaN", "Infinity", "1e308"]),
     "restaurant_name_is_at_most_200_characters": (
@@ -88,7 +88,7 @@ def test_a_product_price_of_nan_or_out_of_range_is_a_constraint_violation_naming
 
 def test_the_largest_prices_and_sane_limits_are_accepted(conn, rows):
     conn.execute("update public.products set price = 99999999.99")
-    conn.execute("update loyverse.accounts set rate_limit_window_seconds = 1, rate_limit_requests = 1000000")
+    conn.execute("update loyverse.accounts set rate_limit_window_seconds = 1, rate_limit_requests = 100000")
     conn.execute("update loyverse.accounts set rate_limit_window_seconds = 86400, rate_limit_requests = 1")
     conn.execute("update loyverse.loyverse_price_sync_settings set hold_change_percent = null,"
                  " hold_change_amount = 0.01, hold_below_price = 0")

@@ -1,0 +1,49 @@
+"""`loyverse-sync worker` waits for a database that went away, in its own (injected) clock."""
+
+from __future__ import annotations
+
+import pytest
+
+from loyverse_sync.cli import worker
+
+
+class FakeServer:
+    """Refuses connections until the clock reaches ``back_at``; the clock moves only by sleeping."""
+
+    def __init__(self, back_at: float) -> None:
+        self.now = 0.0
+        self.back_at = back_at
+        self.probes = 0
+        self.sleeps: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+    def connect(self, conninfo: str) -> None:
+        self.probes += 1
+        if self.now < self.back_at:
+            raise OSError("connection refused")
+
+
+def test_a_thirty_second_restart_is_waited_out():
+    srv = FakeServer(back_at=30.0)
+    waited = worker.wait_for_database("dsn", 300.0, clock=srv.clock, sleep=srv.sleep, connect=srv.connect)
+    assert waited is not None and 30.0 <= waited <= 35.0  # found within one probe interval
+    assert max(srv.sleeps) == 5.0 and srv.sleeps[0] == 0.5  # backoff 0.5 s, doubling, capped at 5 s
+    assert srv.probes == len(srv.sleeps) + 1
+
+
+def test_a_database_that_stays_away_gives_up_at_the_timeout():
+    srv = FakeServer(back_at=float("inf"))
+    assert worker.wait_for_database("dsn", 60.0, clock=srv.clock, sleep=srv.sleep, connect=srv.connect) is None
+    assert srv.now == pytest.approx(60.0)
+
+
+def test_an_immediate_answer_costs_no_sleep():
+    srv = FakeServer(back_at=0.0)
+    assert worker.wait_for_database("dsn", 60.0, clock=srv.clock, sleep=srv.sleep, connect=srv.connect) == 0.0
+    assert srv.sleeps == []
