@@ -2218,6 +2218,34 @@ comment on column loyverse.price_sync_status.due is 'Pending rows whose time has
 comment on column loyverse.price_sync_status.success_rate_last_hour is 'done / (done + failed + dead) completed in the last hour; null when none.';
 comment on column loyverse.price_sync_status.requests_per_minute is 'Loyverse requests made by price sync for this restaurant''s account, per minute over the last 5 minutes.';
 
+-- ---- sql/0525_view_price_sync_history.sql ----
+-- Sync history: one row per price-sync batch, manual trigger, retry and a person's decision
+-- on held changes or a VARIABLE price (approve, reject, make fixed).
+create or replace view loyverse.price_sync_history as
+select g.id as log_id,
+       g.started_at,
+       g.completed_at,
+       g.completed_at - g.started_at as duration,
+       g.sync_type,
+       g.status,
+       g.account_id,
+       g.restaurant_id,
+       case when jsonb_typeof(g.details->'restaurant_ids') = 'array'
+            then array(select jsonb_array_elements_text(g.details->'restaurant_ids'))::uuid[]
+            else array_remove(array[g.restaurant_id], null) end as restaurant_ids,
+       g.items_total,
+       g.items_succeeded,
+       g.items_failed,
+       g.items_skipped,
+       g.requests_made,
+       g.error_details
+  from loyverse.loyverse_sync_logs g
+ where g.sync_type in ('PRICE_SYNC', 'MANUAL_TRIGGER', 'RETRY', 'APPROVE', 'REJECT', 'MAKE_FIXED');
+comment on view loyverse.price_sync_history is
+    'Price-sync history: each batch a worker wrote (items, requests, errors), each manual trigger and retry, '
+    'each approval or rejection of held changes and each price made fixed. '
+    'restaurant_ids lists every restaurant of a batch (restaurant_id is set only when there is one).';
+
 -- ---- sql/0530_view_price_sync_problems.sql ----
 -- Failed, dead-lettered and held (conflict) changes with their last error.
 create view loyverse.price_sync_problems as

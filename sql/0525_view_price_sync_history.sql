@@ -1,4 +1,5 @@
--- Sync history: one row per price-sync batch, manual trigger and retry.
+-- Sync history: one row per price-sync batch, manual trigger, retry and a person's decision
+-- on held changes or a VARIABLE price (approve, reject, make fixed).
 create view loyverse.price_sync_history as
 select g.id as log_id,
        g.started_at,
@@ -18,7 +19,8 @@ select g.id as log_id,
        g.requests_made,
        g.error_details
   from loyverse.loyverse_sync_logs g
- where g.sync_type in ('PRICE_SYNC', 'MANUAL_TRIGGER', 'RETRY');
+ where g.sync_type in ('PRICE_SYNC', 'MANUAL_TRIGGER', 'RETRY', 'APPROVE', 'REJECT', 'MAKE_FIXED');
 comment on view loyverse.price_sync_history is
-    'Price-sync history: each batch a worker wrote (items, requests, errors), each manual trigger and retry. '
+    'Price-sync history: each batch a worker wrote (items, requests, errors), each manual trigger and retry, '
+    'each approval or rejection of held changes and each price made fixed. '
     'restaurant_ids lists every restaurant of a batch (restaurant_id is set only when there is one).';
