@@ -60,12 +60,26 @@ step = st.one_of(
         {"hold_change_percent": None}, {"hold_change_percent": 100}, {"enabled": False}, {"enabled": True}])),
     st.tuples(st.sampled_from(["pause", "resume", "retry", "resolve", "approve", "reject", "full"]),
               st.integers(0, 1), st.none()),
+    # someone makes a FIXED price VARIABLE in Loyverse's back office: it must stay so
+    st.tuples(st.just("counter_variable"), st.integers(0, 40), st.none()),
 )
+
+
+def make_variable_in_loyverse(emu: server.EmulatorServer, key: tuple[str, str]) -> None:
+    """A back-office edit: the store entry becomes VARIABLE (price entered at the counter)."""
+    variant_id, store_id = key
+    with emu.state.lock:
+        rec = emu.state.merchant(emu.merchants[0]["merchant_id"]).collections["variants"][variant_id]
+        for entry in rec.data["stores"]:
+            if entry["store_id"] == store_id:
+                entry["pricing_type"], entry["price"] = "VARIABLE", None
 
 
 def apply(conn: psycopg.Connection[Any], seed: testing.Seed, products: list[str], rids: list[str],
           action: tuple[str, int, Any]) -> None:
     kind, n, arg = action
+    if kind == "counter_variable":
+        return
     queued_before = conn.execute("select count(*) as n from loyverse.loyverse_price_sync_queue").fetchone()["n"]
     if kind == "price":
         conn.execute("update public.products set price = least(round(price * %s::numeric, 2), 99999999)"
@@ -102,9 +116,11 @@ def check(conn: psycopg.Connection[Any], emu: server.EmulatorServer, seed: testi
     have = entries(emu)
     # every VARIABLE price is still VARIABLE
     assert {k for k in variable if have[k][0] != "VARIABLE"} == set()
-    # no good change is dead or failed (hostile values never reach the queue)
+    # no good change is dead or failed (hostile values never reach the queue); a change refused
+    # because its price became VARIABLE in Loyverse is the only failure allowed
     bad = conn.execute("select status, last_error_code, last_error from loyverse.loyverse_price_sync_queue"
-                       " where status in ('dead', 'failed')").fetchall()
+                       " where status in ('dead', 'failed')"
+                       " and last_error_code is distinct from 'VARIABLE_IN_LOYVERSE'").fetchall()
     assert bad == []
     # every FIXED price equals ours, unless a person holds it (held, or refused and not corrected)
     # or its restaurant does not send now (paused, disabled, FROM_LOYVERSE)
@@ -124,7 +140,8 @@ def check(conn: psycopg.Connection[Any], emu: server.EmulatorServer, seed: testi
                         (seed.account_id,)).fetchall()
     wrong = [(r["loyverse_variant_id"], r["loyverse_store_id"], have.get((r["loyverse_variant_id"],
              r["loyverse_store_id"])), r["want"])
-             for r in rows if have.get((r["loyverse_variant_id"], r["loyverse_store_id"])) != ("FIXED", r["want"])]
+             for r in rows if (r["loyverse_variant_id"], r["loyverse_store_id"]) not in variable
+             and have.get((r["loyverse_variant_id"], r["loyverse_store_id"])) != ("FIXED", r["want"])]
     assert wrong == []
     return len(rows)
 
@@ -137,7 +154,13 @@ def test_after_every_drain_fixed_prices_are_ours_and_variable_ones_stay_variable
     rids = [seed.restaurants[s] for s in sorted(seed.restaurants)]
     variable = {k for k, v in entries(emu).items() if v[0] == "VARIABLE"}
     assert variable, "the menu has VARIABLE prices"
+    fixed = sorted(k for k in seed.products if k not in variable)
     for action in steps:
+        if action[0] == "counter_variable" and len(variable) < len(seed.products) // 2:
+            # (examples share the emulator: keep at least half the menu FIXED to compare)
+            key = fixed[action[1] % len(fixed)]
+            make_variable_in_loyverse(emu, key)
+            variable.add(key)
         apply(conn, seed, products, rids, action)
         engine.drain_account(dsn, seed.account_id, config=FAST)
         check(conn, emu, seed, variable)
