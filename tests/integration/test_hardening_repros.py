@@ -217,3 +217,35 @@ def test_repro_5_a_x100_typo_is_held_until_a_person_decides(conn, dsn, emu, seed
     dead = conn.execute("select count(*) as n from loyverse.loyverse_price_sync_queue"
                         " where status in ('dead', 'failed')").fetchone()["n"]
     assert dead == 0
+
+
+def test_a_price_made_variable_in_loyverse_after_the_import_is_never_overwritten(conn, dsn, emu, seed):
+    store = next(iter(seed.restaurants))
+    fixed = [(v, p) for (v, _s), p in seed.products.items()
+             if conn.execute("select loyverse_pricing_type as t from loyverse.loyverse_item_mappings"
+                             " where product_id = %s", (p,)).fetchone()["t"] == "FIXED"]
+    (variant, product), (other_v, other) = fixed[:2]
+    with emu.state.lock:  # the back office switches it to "price entered at the counter"
+        rec = emu.state.merchant(emu.merchants[0]["merchant_id"]).collections["variants"][variant]
+        for entry in rec.data["stores"]:
+            if entry["store_id"] == store:
+                entry["pricing_type"], entry["price"] = "VARIABLE", None
+    conn.execute("update public.products set price = price + 1 where id = any(%s)", ([product, other],))
+    engine.drain_account(dsn, seed.account_id, config=FAST)
+    have = store_entries(emu)
+    assert have[(variant, store)] == ("VARIABLE", None)
+    ours = conn.execute("select price from public.products where id = %s", (other,)).fetchone()["price"]
+    assert have[(other_v, store)] == ("FIXED", ours)
+    rows = {str(r["product_id"]): r for r in conn.execute("select * from loyverse.loyverse_price_sync_queue")}
+    assert (rows[product]["status"], rows[product]["last_error_code"]) == ("failed", "VARIABLE_IN_LOYVERSE")
+    assert rows[other]["status"] == "done"
+    m = conn.execute("select * from loyverse.loyverse_item_mappings where product_id = %s", (product,)).fetchone()
+    assert (m["loyverse_pricing_type"], m["needs_attention"]) == ("VARIABLE", True)
+    # a retry sends nothing; only make-fixed does
+    conn.execute("select loyverse.retry_price_sync()")
+    engine.drain_account(dsn, seed.account_id, config=FAST)
+    assert store_entries(emu)[(variant, store)] == ("VARIABLE", None)
+    conn.execute("select loyverse.make_price_fixed(%s, %s)", (seed.restaurants[store], product))
+    engine.drain_account(dsn, seed.account_id, config=FAST)
+    ours = conn.execute("select price from public.products where id = %s", (product,)).fetchone()["price"]
+    assert store_entries(emu)[(variant, store)] == ("FIXED", ours)
