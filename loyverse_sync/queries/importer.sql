@@ -139,3 +139,11 @@ select o.loyverse_id as id, o.payload ->> 'name' as name
   from loyverse.loyverse_snapshot_objects o
  where o.snapshot_id = %(id)s and o.kind = 'category'
  order by o.payload ->> 'name'
+
+-- name: set_snapshot
+update loyverse.loyverse_import_runs
+   set snapshot_id = %(snapshot_id)s, status = 'RUNNING', updated_at = now()
+ where id = %(id)s
+
+-- name: requested_by
+select options ->> 'requested_by' as actor from loyverse.loyverse_import_runs where id = %(id)s
