@@ -161,7 +161,7 @@ def chart(points: list[dict[str, Any]], width: int = 640, height: int = 180) -> 
     top = max([1] + [int(p["queue_depth"]) for p in points] + [int(p["synced"]) + int(p["failed"]) for p in points])
     scale = 10 ** max(0, int(math.log10(top)))
     top = int(math.ceil(top / scale) * scale)
-    left, bottom, inner_w, inner_h = 44, height - 24, width - 56, height - 40
+    left, bottom, inner_w, inner_h = 44, height - 24, width - 76, height - 40
 
     def x(i: int) -> float:
         return left + inner_w * i / n
