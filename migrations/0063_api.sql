@@ -391,7 +391,7 @@ grant select, insert, update, delete on loyverse.loyverse_api_keys to loyverse_w
 grant usage, select on sequence loyverse.loyverse_api_keys_id_seq to loyverse_worker;
 
 revoke all on loyverse.api_keys, loyverse.audit_trail from loyverse_app, loyverse_worker, loyverse_readonly;
-grant select on loyverse.api_keys to loyverse_worker;
+grant select on loyverse.api_keys to loyverse_worker, loyverse_readonly;  -- names and scopes, never hashes
 grant select on loyverse.audit_trail to loyverse_app, loyverse_worker, loyverse_readonly;
 grant select on loyverse.price_sync_status, loyverse.price_sync_history, loyverse.import_runs to loyverse_app;
 
