@@ -22,7 +22,26 @@ from loyverse_sync.loyverse import errors as lv_errors
 from loyverse_sync.web import app as app_mod
 
 PREFIX = "/api/integrations/loyverse"
-router = fastapi.APIRouter(prefix=PREFIX, tags=["loyverse"])
+
+
+class ErrorDetail(pydantic.BaseModel):
+    field: str | None = Field(description="The request field at fault (or authorization, restaurant_id, ...).")
+    message: str
+    allowed: list[Any] | None = Field(default=None, description="The allowed values, when there is a list.")
+    problems: list[dict[str, Any]] | None = Field(default=None, description="Every validation problem found.")
+
+
+class ErrorResponse(pydantic.BaseModel):
+    error: ErrorDetail
+
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse, "description": text}
+    for status, text in ((401, "No, unknown or revoked API key"), (403, "The key may not reach that restaurant"),
+                         (404, "Not found (or another restaurant's)"), (409, "The state forbids it"),
+                         (422, "Invalid input: the field and its allowed values; nothing changed"))
+}
+router = fastapi.APIRouter(prefix=PREFIX, tags=["loyverse"], responses=_ERRORS)
 
 BIGINT = 2**63 - 1
 INT = 2**31 - 1
