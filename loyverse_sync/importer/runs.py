@@ -443,11 +443,17 @@ def execute_requested(conninfo: str, run_id: int) -> dict[str, Any]:
         return {"run_id": run_id, "status": row["status"], "skipped": "the run is not PENDING"}
     request = row["options"] or {}
     options = Options.from_json(request)
+    progress = _connect(conninfo, autocommit=True)
+
+    def on_page(_kind: str, n: int) -> None:  # menu/status shows the fetch moving too
+        queries.execute(progress, "importer", "set_fetch_progress", {"id": run_id, "n": n})
+
     try:
-        snap = snapshot.get_or_fetch(
-            conninfo, str(row["restaurant_id"]), max_age=float(request.get("max_age", 600.0)),
-            refresh=bool(request.get("refresh", False)), with_inventory=options.with_inventory,
-        )
+        with progress:
+            snap = snapshot.get_or_fetch(
+                conninfo, str(row["restaurant_id"]), max_age=float(request.get("max_age", 600.0)),
+                refresh=bool(request.get("refresh", False)), with_inventory=options.with_inventory, on_page=on_page,
+            )
     except Exception as exc:
         with _connect(conninfo, autocommit=True) as side:
             message = " ".join(f"fetching the menu failed: {exc}".split())[:2000]

@@ -35,10 +35,14 @@ select v.run_id, v.restaurant_id, v.restaurant_name, v.snapshot_id, v.snapshot_f
        v.items_done, v.items_total, v.percent_done, v.created_count, v.updated_count, v.skipped_count,
        v.duplicated_count, v.failed_count, v.error, v.started_at, v.completed_at, v.undone_at,
        v.options ->> 'requested_by' as requested_by,
+       case when v.status = 'PENDING' then coalesce(r.report ->> 'phase', 'queued')
+            when v.status = 'RUNNING' then 'importing' else 'finished' end as phase,
+       case when v.status = 'PENDING' then (r.report ->> 'fetched_items')::int end as fetched_items,
        exists (select 1 from pg_catalog.pg_locks k
                 where k.locktype = 'advisory' and k.classid = 7301 and k.objid = v.run_id::oid
                   and k.objsubid = 2 and k.granted) as locked
   from loyverse.import_runs v
+  join loyverse.loyverse_import_runs r on r.id = v.run_id
  where v.run_id = %(run_id)s and not v.dry_run
 
 -- name: import_items

@@ -141,9 +141,16 @@ select o.loyverse_id as id, o.payload ->> 'name' as name
  order by o.payload ->> 'name'
 
 -- name: set_snapshot
+-- still PENDING: RUNNING is set once the run's advisory lock is held (a RUNNING run without
+-- it reads as interrupted)
 update loyverse.loyverse_import_runs
-   set snapshot_id = %(snapshot_id)s, status = 'RUNNING', updated_at = now()
+   set snapshot_id = %(snapshot_id)s, report = report || '{"phase": "planning"}', updated_at = now()
  where id = %(id)s
 
 -- name: requested_by
 select options ->> 'requested_by' as actor from loyverse.loyverse_import_runs where id = %(id)s
+
+-- name: set_fetch_progress
+update loyverse.loyverse_import_runs
+   set report = jsonb_build_object('phase', 'fetching', 'fetched_items', %(n)s::int), updated_at = now()
+ where id = %(id)s and status = 'PENDING'
