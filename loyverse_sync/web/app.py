@@ -25,6 +25,7 @@ import psycopg
 import psycopg_pool
 from fastapi import exceptions as fastapi_exceptions
 from fastapi import responses
+from psycopg import conninfo as pg_conninfo
 from psycopg import rows
 
 from loyverse_sync import queries
@@ -92,8 +93,12 @@ class Database:
 
     def __init__(self, conninfo: str, *, max_size: int = 8):
         self.conninfo = conninfo
+        # Short queries only: JIT compiling a status query over a large queue cost 210 ms of
+        # its 313 ms (bench/api_latency.py), so the server's own connections go without it.
+        params = pg_conninfo.conninfo_to_dict(conninfo) if conninfo else {}
+        params["options"] = f"{params.get('options') or ''} -c jit=off".strip()
         self.pool: psycopg_pool.ConnectionPool[psycopg.Connection[dict[str, Any]]] = psycopg_pool.ConnectionPool(
-            conninfo,
+            pg_conninfo.make_conninfo(**params),  # type: ignore[arg-type]
             min_size=1,
             max_size=max_size,
             kwargs={"autocommit": True, "row_factory": rows.dict_row, "application_name": "loyverse-sync serve"},
@@ -109,12 +114,14 @@ class Database:
 
     @contextlib.contextmanager
     def transaction(self, actor: str | None) -> Iterator[psycopg.Connection[dict[str, Any]]]:
-        """One transaction acting as `actor`; SQL API errors become ApiError."""
+        """One transaction acting as `actor` (None: autocommit reads); SQL API errors become ApiError."""
         with self.pool.connection() as conn:
             try:
+                if actor is None:  # reads: each statement on its own (no BEGIN/COMMIT round trips)
+                    yield conn
+                    return
                 with conn.transaction():
-                    if actor:
-                        queries.execute(conn, "api", "set_actor", {"actor": actor})
+                    queries.execute(conn, "api", "set_actor", {"actor": actor})
                     yield conn
             except psycopg.Error as exc:
                 if isinstance(exc, psycopg.OperationalError):
