@@ -80,11 +80,11 @@ def percentile(values: list[float], p: float) -> float:
     return values[min(len(values) - 1, round(p / 100 * (len(values) - 1)))]
 
 
-def psql_times(dsn: str, sql: str, params: list[dict[str, object]]) -> list[float] | None:
+def psql_times(dsn: str, sql: str, params: list[dict[str, object]], *, jit: bool = True) -> list[float] | None:
     """Each query run in one psql session with \\timing; milliseconds as psql reports them."""
     if shutil.which("psql") is None:
         return None
-    script = ["\\timing on", "\\o /dev/null"]
+    script = ["\\timing on", "\\o /dev/null"] + ([] if jit else ["set jit = off;"])
     for p in params:
         text = sql
         for k, v in p.items():
@@ -92,7 +92,8 @@ def psql_times(dsn: str, sql: str, params: list[dict[str, object]]) -> list[floa
         script.append(text.replace("%%", "%") + ";")
     out = subprocess.run(["psql", "-X", "-q", dsn], input="\n".join(script), capture_output=True, text=True,
                          check=True).stdout
-    return [float(m) for m in re.findall(r"Time: ([0-9.]+) ms", out)]
+    found = [float(m) for m in re.findall(r"Time: ([0-9.]+) ms", out)]
+    return found if jit else found[1:]  # the first is the SET
 
 
 def main() -> None:
@@ -100,12 +101,20 @@ def main() -> None:
     parser.add_argument("--restaurants", type=int, default=50)
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--requests", type=int, default=400)
+    parser.add_argument("--index", action="store_true",
+                        help="Experiment: add an index (restaurant_id, completed_at) of done rows before measuring.")
     parser.add_argument("--admin", default=os.environ.get("LOYVERSE_SYNC_BENCH_ADMIN", "host=127.0.0.1 user=postgres dbname=postgres"))
     args = parser.parse_args()
     with _scratch.scratch_database("api", admin=args.admin) as dsn:
         started = time.monotonic()
         keys = seed(dsn, args.restaurants, args.rows)
         print(f"seeded {args.restaurants} restaurants, {args.rows:,} queue rows in {time.monotonic() - started:.0f} s")
+        if args.index:
+            with db.connect(dsn, autocommit=True) as conn:
+                conn.execute("create index bench_queue_restaurant_done_idx on loyverse.loyverse_price_sync_queue"
+                             " (restaurant_id, completed_at) where status = 'done'")
+                conn.execute("analyze loyverse.loyverse_price_sync_queue")
+            print("experiment: index (restaurant_id, completed_at) where status = 'done' added")
         app = app_mod.create_app(dsn, session_secret="bench")
         sock = socket.socket()
         sock.bind(("127.0.0.1", 0))
@@ -119,7 +128,8 @@ def main() -> None:
                      ("sync/settings", "settings", {})]
         url = pg_conninfo.conninfo_to_dict(dsn)
         psql_dsn = f"postgresql://{url.get('user', 'postgres')}@{url.get('host', '127.0.0.1')}:{url.get('port', 5432)}/{url['dbname']}"
-        print(f"{'endpoint':<16} {'HTTP p50':>9} {'HTTP p99':>9} {'psql p50':>9} {'psql p99':>9}  (ms, {args.requests} requests each)")
+        print(f"{'endpoint':<16} {'HTTP p50':>9} {'HTTP p99':>9} {'psql p50':>9} {'psql p99':>9}"
+              f" {'no-JIT p50':>10} {'no-JIT p99':>10}  (ms, {args.requests} requests each; serve runs without JIT)")
         try:
             clients = {rid: httpx.Client(base_url=base, headers={"authorization": f"Bearer {key}"}) for rid, key in keys}
             for path, query, extra in endpoints:
@@ -132,10 +142,12 @@ def main() -> None:
                     clients[rid].get(f"{API}/{path}").raise_for_status()
                     times.append((time.perf_counter() - t0) * 1000)
                 params = [{"restaurant_id": keys[n % len(keys)][0], **extra} for n in range(args.requests)]
-                sql_times = psql_times(psql_dsn, queries.get("api", query), params)
-                psql_cols = (f"{statistics.median(sql_times):>9.2f} {percentile(sql_times, 99):>9.2f}"
-                             if sql_times else f"{'-':>9} {'-':>9}")
-                print(f"{path:<16} {statistics.median(times):>9.2f} {percentile(times, 99):>9.2f} {psql_cols}")
+                psql_cols = ""
+                for jit, width in ((True, 9), (False, 10)):
+                    sql_times = psql_times(psql_dsn, queries.get("api", query), params, jit=jit)
+                    psql_cols += (f" {statistics.median(sql_times):>{width}.2f} {percentile(sql_times, 99):>{width}.2f}"
+                                  if sql_times else f" {'-':>{width}} {'-':>{width}}")
+                print(f"{path:<16} {statistics.median(times):>9.2f} {percentile(times, 99):>9.2f}{psql_cols}")
             for c in clients.values():
                 c.close()
         finally:

@@ -286,3 +286,57 @@ def test_fuzzed_bodies_get_4xx_never_500(stack, imported):
     one()
     client.close()
     assert any(400 <= s < 500 for s in statuses)
+
+
+def _console_session(stack, who: str | None):
+    """An HTTP client signed in to the console with `who`'s key (None: not signed in), and its CSRF token."""
+    import re
+
+    c = stack.client()
+    page = c.get("/console/login").text
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page).group(1)
+    if who is not None:
+        r = c.post("/console/login", data={"csrf": csrf, "api_key": stack.keys[who]})
+        assert r.status_code == (303 if who != "revoked" else 401)
+        csrf = re.search(r'name="csrf" value="([^"]+)"', c.get("/console/login").text).group(1)
+    return c, csrf
+
+
+def test_every_console_page_refuses_no_session_a_revoked_key_another_restaurant_and_a_missing_csrf(stack, imported):
+    a = stack.restaurants["A"]
+    with stack.conn() as conn:
+        run_id = conn.execute("select max(id) as id from loyverse.loyverse_import_runs where restaurant_id = %s",
+                              (a,)).fetchone()["id"]
+    base = f"/console/r/{a}"
+    gets = [f"{base}/", f"{base}/settings", f"{base}/import", f"{base}/import/runs/{run_id}"]
+    posts = [f"{base}/trigger", f"{base}/retry", f"{base}/resolve", f"{base}/settings", f"{base}/import/select",
+             f"{base}/import/conflicts", f"{base}/import/mapping", f"{base}/import/summary", f"{base}/import/start",
+             f"{base}/import/runs/{run_id}/undo"]
+    audited = "select count(*) as n from loyverse.loyverse_sync_logs where sync_type <> 'PRICE_SYNC'"
+    with stack.conn() as conn:
+        before = conn.execute(audited).fetchone()["n"]
+    for who, wanted in ((None, 303), ("revoked", 303), ("B", 403)):
+        c, csrf = _console_session(stack, who)
+        try:
+            for path in gets:
+                r = c.get(path, follow_redirects=False)
+                assert r.status_code == wanted, (who, path, r.status_code)
+                if wanted == 303:
+                    assert r.headers["location"] == "/console/login"
+                assert stack.token not in r.text
+            for path in posts:
+                r = c.post(path, data={"csrf": csrf, "keep": "ours"}, follow_redirects=False)
+                assert r.status_code == wanted, (who, path, r.status_code)
+        finally:
+            c.close()
+    # A's own session without the CSRF token: refused, nothing done
+    c, csrf = _console_session(stack, "A")
+    try:
+        for path in posts:
+            r = c.post(path, data={"keep": "ours"}, follow_redirects=False)
+            assert r.status_code == 403 and "reload the page" in r.text, path
+        assert c.get(f"{base}/").status_code == 200  # the session itself works
+    finally:
+        c.close()
+    with stack.conn() as conn:
+        assert conn.execute(audited).fetchone()["n"] == before
