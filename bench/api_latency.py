@@ -101,20 +101,18 @@ def main() -> None:
     parser.add_argument("--restaurants", type=int, default=50)
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--requests", type=int, default=400)
-    parser.add_argument("--index", action="store_true",
-                        help="Experiment: add an index (restaurant_id, completed_at) of done rows before measuring.")
+    parser.add_argument("--without-index", action="store_true",
+                        help="Drop 0063's index of done rows by restaurant first (the figures before it).")
     parser.add_argument("--admin", default=os.environ.get("LOYVERSE_SYNC_BENCH_ADMIN", "host=127.0.0.1 user=postgres dbname=postgres"))
     args = parser.parse_args()
     with _scratch.scratch_database("api", admin=args.admin) as dsn:
         started = time.monotonic()
         keys = seed(dsn, args.restaurants, args.rows)
         print(f"seeded {args.restaurants} restaurants, {args.rows:,} queue rows in {time.monotonic() - started:.0f} s")
-        if args.index:
+        if args.without_index:
             with db.connect(dsn, autocommit=True) as conn:
-                conn.execute("create index bench_queue_restaurant_done_idx on loyverse.loyverse_price_sync_queue"
-                             " (restaurant_id, completed_at) where status = 'done'")
-                conn.execute("analyze loyverse.loyverse_price_sync_queue")
-            print("experiment: index (restaurant_id, completed_at) where status = 'done' added")
+                conn.execute("drop index loyverse.loyverse_price_sync_queue_restaurant_id_completed_at_idx")
+            print("without 0063's index of done rows by restaurant")
         app = app_mod.create_app(dsn, session_secret="bench")
         sock = socket.socket()
         sock.bind(("127.0.0.1", 0))

@@ -18,3 +18,4 @@ alter table loyverse.loyverse_sync_logs add constraint sync_type_is_valid check 
 alter table loyverse.loyverse_sync_logs drop column db_role;
 alter table loyverse.loyverse_sync_logs drop column actor;
 drop function loyverse.current_actor();
+drop index loyverse.loyverse_price_sync_queue_restaurant_id_completed_at_idx;
