@@ -12,6 +12,8 @@ Usage: .venv/bin/python bench/api_import_progress.py [--items 10000] [--batch-si
 from __future__ import annotations
 
 import argparse
+import itertools
+import json
 import os
 import socket
 import subprocess
@@ -84,15 +86,13 @@ def main() -> None:
             thread.join(timeout=15)
             worker.terminate()
             worker.wait(timeout=60)
-        import json
-
         result = json.loads(cli.stdout)
-        gaps = [b[0] - a[0] for a, b in zip(seen, seen[1:], strict=False)]
+        gaps = [b[0] - a[0] for a, b in itertools.pairwise(seen)]
         print(f"menu: {args.items:,} items; batch size {args.batch_size}")
         print(f"API import: {run['status']} in {api_seconds:.1f} s; progress changes seen: {len(seen)}; "
               f"largest gap between changes: {max(gaps):.2f} s (while fetching: "
-              f"{max((b[0] - a[0] for a, b in zip(seen, seen[1:], strict=False) if a[1][1] in ('queued', 'fetching')), default=0):.2f} s, "
-              f"while importing: {max((b[0] - a[0] for a, b in zip(seen, seen[1:], strict=False) if a[1][1] == 'importing'), default=0):.2f} s)")
+              f"{max((b[0] - a[0] for a, b in itertools.pairwise(seen) if a[1][1] in ('queued', 'fetching')), default=0):.2f} s, "
+              f"while importing: {max((b[0] - a[0] for a, b in itertools.pairwise(seen) if a[1][1] == 'importing'), default=0):.2f} s)")
         print(f"CLI import run: {result['status']} in {cli_seconds:.1f} s")
         for k in ("created", "updated", "skipped", "duplicated", "failed"):
             print(f"  {k:<10} API {run[k + '_count']:>6}   CLI {result.get(k, 0):>6}")
