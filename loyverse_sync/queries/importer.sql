@@ -123,8 +123,10 @@ select p.row_no, p.item_id, p.variant_id, p.item_name, p.name, p.sku, p.price, p
  order by category nulls last, p.item_seq, p.row_no
 
 -- name: conflicts
-select p.variant_id, p.item_id, p.name, p.sku, p.match_rule, p.matched_name, p.decision, p.decision_reason
+select p.variant_id, p.item_id, p.name, p.sku, p.match_rule, p.matched_name, p.decision, p.decision_reason,
+       p.price, mp.sku as matched_sku, mp.price as matched_price
   from loyverse.loyverse_import_plan p
+  left join public.products mp on mp.id = p.matched_product_id
  where p.run_id = %(id)s and p.match_rule in ('sku', 'name')
  order by p.row_no
 
