@@ -16,6 +16,7 @@ import re
 from psycopg import conninfo as pg_conninfo
 
 _SAFE = re.compile(r"[^\w.:@+=/-]")
+_ACTOR_OPTION = re.compile(r"-c\s*loyverse\.actor=\S*")
 
 
 def os_user() -> str:
@@ -39,9 +40,7 @@ def option(actor: str) -> str:
 def conninfo_as(conninfo: str, actor: str) -> str:
     """``conninfo`` whose connections act as ``actor`` (kept options are preserved)."""
     params = pg_conninfo.conninfo_to_dict(conninfo)
-    kept = " ".join(
-        part for part in str(params.get("options") or "").split(" -c ") if "loyverse.actor=" not in part
-    ).strip()
+    kept = " ".join(_ACTOR_OPTION.sub("", str(params.get("options") or "")).split())
     params["options"] = f"{kept} {option(actor)}".strip()
     return pg_conninfo.make_conninfo(**params)  # type: ignore[arg-type]
 
@@ -49,5 +48,5 @@ def conninfo_as(conninfo: str, actor: str) -> str:
 def use_for_process(actor: str) -> None:
     """Every libpq connection this process (and its children) opens acts as ``actor``."""
     current = os.environ.get("PGOPTIONS", "")
-    current = re.sub(r"-c loyverse\.actor=\S*", "", current).strip()
+    current = " ".join(_ACTOR_OPTION.sub("", current).split())
     os.environ["PGOPTIONS"] = f"{current} {option(actor)}".strip()
