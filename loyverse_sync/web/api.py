@@ -401,22 +401,28 @@ Frequency = Literal["REALTIME", "BATCH_5MIN", "BATCH_HOURLY", "MANUAL"]
 
 
 class SettingsUpdate(Body):
-    """Only the settings given change. Categories by name (include_categories) or id."""
+    """Only the settings given change. Categories by name (include_categories) or id. The plan's
+    camelCase names work too (syncFrequency, includeCategories, notificationEmail, ...)."""
 
     model_config = ConfigDict(extra="allow")  # newer settings pass to the SQL API, which names an unknown one
 
     restaurant_id: RestaurantField = None
     enabled: bool | None = None
-    sync_direction: Literal["TO_LOYVERSE", "FROM_LOYVERSE", "BIDIRECTIONAL"] | None = None
-    sync_frequency: Frequency | None = None
-    price_rounding_rule: Literal["NONE", "NEAREST_0.05", "NEAREST_0.10", "UP", "DOWN"] | None = None
+    sync_direction: Literal["TO_LOYVERSE", "FROM_LOYVERSE", "BIDIRECTIONAL"] | None = Field(
+        default=None, validation_alias=AliasChoices("sync_direction", "syncDirection"))
+    sync_frequency: Frequency | None = Field(default=None, validation_alias=AliasChoices("sync_frequency", "syncFrequency"))
+    price_rounding_rule: Literal["NONE", "NEAREST_0.05", "NEAREST_0.10", "UP", "DOWN"] | None = Field(
+        default=None, validation_alias=AliasChoices("price_rounding_rule", "priceRoundingRule"))
     include_categories: list[Annotated[str, Field(max_length=500)]] | None = Field(
-        default=None, max_length=1000, description="Category names (empty list: every category).")
-    exclude_categories: list[Annotated[str, Field(max_length=500)]] | None = Field(default=None, max_length=1000)
+        default=None, max_length=1000, description="Category names (empty list: every category).",
+        validation_alias=AliasChoices("include_categories", "includeCategories"))
+    exclude_categories: list[Annotated[str, Field(max_length=500)]] | None = Field(
+        default=None, max_length=1000, validation_alias=AliasChoices("exclude_categories", "excludeCategories"))
     include_category_ids: list[uuid.UUID] | None = Field(default=None, max_length=1000)
     exclude_category_ids: list[uuid.UUID] | None = Field(default=None, max_length=1000)
-    notify_on_error: bool | None = None
-    notification_email: str | None = Field(default=None, max_length=320)
+    notify_on_error: bool | None = Field(default=None, validation_alias=AliasChoices("notify_on_error", "notifyOnError"))
+    notification_email: str | None = Field(default=None, max_length=320,
+                                           validation_alias=AliasChoices("notification_email", "notificationEmail"))
     max_attempts: int | None = Field(default=None, ge=1, le=50)
     priority: int | None = Field(default=None, ge=-100, le=100)
     prices_include_tax: bool | None = None

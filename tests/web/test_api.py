@@ -100,7 +100,9 @@ def test_sync_status_trigger_history_and_settings(stack, imported):
                                                             "exclude_categories": [category]}), stack, 200)
         assert changed["settings"]["sync_frequency"] == "BATCH_5MIN"
         assert changed["settings"]["exclude_categories"] == [category]
-        check(c.put(f"{API}/sync/settings", json={"sync_frequency": "REALTIME", "exclude_categories": []}), stack, 200)
+        plan_names = check(c.put(f"{API}/sync/settings", json={"syncFrequency": "REALTIME", "excludeCategories": []}),
+                           stack, 200)  # the plan's PriceSyncSettings names
+        assert plan_names["settings"]["sync_frequency"] == "REALTIME" and plan_names["settings"]["exclude_categories"] == []
         due = check(c.post(f"{API}/sync/trigger", json={}), stack, 200)
         assert due["restaurant_id"] == a
         page1 = check(c.get(f"{API}/sync/history", params={"per_page": 1}), stack, 200)
