@@ -140,6 +140,32 @@ def test_retry_queues_a_dead_change_again(stack, imported):
             conn.execute("update loyverse.loyverse_price_sync_settings set paused = false where restaurant_id = %s", (a,))
 
 
+def test_a_held_conflict_is_resolved_by_taking_loyverses_price(stack, imported):
+    a = stack.restaurants["A"]
+    with stack.conn() as conn:
+        conn.execute("update loyverse.loyverse_price_sync_settings set paused = true where restaurant_id = %s", (a,))
+        product = conn.execute("select id, name from public.products where restaurant_id = %s order by name desc"
+                               " limit 1", (a,)).fetchone()
+        conn.execute("update public.products set price = price + 2 where id = %s", (product["id"],))
+        conn.execute("update loyverse.loyverse_price_sync_queue set status = 'conflict', completed_at = now(),"
+                     " error_details = '{\"loyverse_price\": 3.5}' where product_id = %s and status = 'pending'",
+                     (product["id"],))
+    try:
+        with stack.client("A") as c:
+            problems = check(c.get(f"{API}/sync/problems"), stack, 200)["problems"]
+            assert [(p["product_name"], p["status"]) for p in problems if p["status"] == "conflict"] == [
+                (product["name"], "conflict")]
+            body = check(c.post(f"{API}/sync/resolve", json={"keep": "theirs", "product_id": str(product["id"])}),
+                         stack, 200)
+        assert body["resolved"] == 1
+        with stack.conn() as conn:
+            assert str(conn.execute("select price from public.products where id = %s",
+                                    (product["id"],)).fetchone()["price"]) == "3.50"
+    finally:
+        with stack.conn() as conn:
+            conn.execute("update loyverse.loyverse_price_sync_settings set paused = false where restaurant_id = %s", (a,))
+
+
 def _settings_row(stack, rid):
     with stack.conn() as conn:
         return conn.execute("select t::text from loyverse.loyverse_price_sync_settings t where restaurant_id = %s",
