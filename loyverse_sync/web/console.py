@@ -11,6 +11,7 @@ from __future__ import annotations
 import hmac
 import json
 import math
+import os
 import pathlib
 import secrets
 import urllib.parse
@@ -38,8 +39,10 @@ MAPPABLE_FIELDS = ["item_name", "handle", "reference_id", "description", "form",
 
 def install(app: fastapi.FastAPI, secret: str) -> None:
     """Sessions (signed cookie, 12 h) and the shipped static assets."""
+    # Behind TLS (LOYVERSE_SYNC_CONSOLE_URL=https://...) the cookie is sent over HTTPS only.
+    https_only = os.environ.get("LOYVERSE_SYNC_CONSOLE_URL", "").startswith("https://")
     app.add_middleware(sessions.SessionMiddleware, secret_key=secret, session_cookie="lvs_console",
-                       max_age=12 * 3600, same_site="strict")
+                       max_age=12 * 3600, same_site="strict", https_only=https_only)
     app.mount("/console/static", staticfiles.StaticFiles(directory=str(HERE / "static")), name="static")
 
 
