@@ -285,19 +285,20 @@ async def settings_save(request: fastapi.Request, rid: str) -> responses.Respons
         changes[field] = value
     for field in BOOLEANS:
         changes[field] = form.get(field) == "on"
+    typed: dict[str, str] = {}  # what was typed, shown back when it is refused
     for field, cast in NUMBERS.items():
         raw = str(form.get(field) or "").strip()
         try:
             changes[field] = cast(raw)
         except ValueError:
             errors[field] = f"a {'whole ' if cast is int else ''}number is needed"
+            typed[field] = raw
     email = str(form.get("notification_email") or "").strip()
     changes["notification_email"] = email or None
     for field in ("include_categories", "exclude_categories"):
         v = form.get(field) or []
         changes[field] = [v] if isinstance(v, str) else list(v)
-    shown = {**changes, "include_categories": changes["include_categories"],
-             "exclude_categories": changes["exclude_categories"]}
+    shown = {**changes, **typed}
     if errors:
         return settings_page(request, key, r, errors=errors, values=shown, status=422)
     database = api.db(request)

@@ -169,6 +169,7 @@ def test_settings_change_and_a_validation_message_at_the_field(browser, stack, s
     page.fill("#max_attempts", "many")
     page.click("#save")
     assert page.locator("#max_attempts-error").inner_text() == "a whole number is needed"
+    assert page.locator("#max_attempts").input_value() == "many"  # what was typed stays, to correct
     assert page.locator("#max_attempts").get_attribute("aria-invalid") == "true"
     page.screenshot(path=str(shots / "console-settings-error.png"), full_page=True)
     page.fill("#max_attempts", "8")
