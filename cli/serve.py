@@ -16,7 +16,7 @@ from loyverse_sync.cli import _common
 @click.option("--openapi", "print_openapi", is_flag=True,
               help="Print the OpenAPI document (what docs/openapi.json holds) and exit.")
 def serve(host: str, port: int, root_path: str, print_openapi: bool) -> None:
-    """Serve the HTTP API (/api/integrations/loyverse/, OpenAPI at /openapi.json, docs at /docs)
+    """Serve the HTTP API (/api/integrations/loyverse/, OpenAPI document at /openapi.json)
     and the console (/console/) until SIGTERM.
 
     Sign in and call the API with keys from `loyverse-sync apikey create`. Set

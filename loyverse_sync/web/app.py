@@ -165,6 +165,10 @@ def create_app(conninfo: str, *, session_secret: str | None = None) -> fastapi.F
             "key reaches only its restaurant. Errors: `{\"error\": {\"field\", \"message\", \"allowed\"?}}`."
         ),
         lifespan=lifespan,
+        # FastAPI's /docs and /redoc pages load their scripts from a CDN: nothing here may need
+        # the internet, so only the document itself is served (/openapi.json).
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.db = database
 
