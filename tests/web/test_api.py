@@ -385,7 +385,13 @@ def test_every_console_page_refuses_no_session_a_revoked_key_another_restaurant_
             r = c.post(path, data={"keep": "ours"}, follow_redirects=False)
             assert r.status_code == 403 and "reload the page" in r.text, path
         assert c.get(f"{base}/").status_code == 200  # the session itself works
+        with stack.conn() as conn:
+            assert conn.execute(audited).fetchone()["n"] == before
+        # and with it: Sync now, audited as the console user
+        r = c.post(f"{base}/trigger", data={"csrf": csrf}, follow_redirects=True)
+        assert r.status_code == 200 and "Sync triggered" in r.text
     finally:
         c.close()
     with stack.conn() as conn:
-        assert conn.execute(audited).fetchone()["n"] == before
+        last = conn.execute("select action, actor from loyverse.audit_trail order by log_id desc limit 1").fetchone()
+    assert (last["action"], last["actor"]) == ("MANUAL_TRIGGER", f"console:{stack.key_names['A']}")
