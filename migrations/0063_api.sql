@@ -193,6 +193,8 @@ create function loyverse.request_menu_import(p_restaurant_id uuid, p_request jso
 returns bigint
 language plpgsql
 security definer
+-- procrastinate's defer function names its tables unqualified (as in wake_price_sync): public
+-- on the path; everything of ours is schema-qualified.
 set search_path = public, pg_temp
 as $$
 declare
