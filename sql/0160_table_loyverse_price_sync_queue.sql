@@ -74,6 +74,11 @@ create index loyverse_price_sync_queue_restaurant_id_status_idx
 create index loyverse_price_sync_queue_completed_at_idx
     on loyverse.loyverse_price_sync_queue (completed_at) where status in ('done', 'cancelled');
 
+-- One restaurant's recent successes (price_sync_status for one restaurant, the console's
+-- chart): without it, sync/status read every restaurant's last day of done rows (0063).
+create index loyverse_price_sync_queue_restaurant_id_completed_at_idx
+    on loyverse.loyverse_price_sync_queue (restaurant_id, completed_at) where status = 'done';
+
 comment on table loyverse.loyverse_price_sync_queue is
     'Price changes waiting for, in, or done with their write to Loyverse. Internal: query '
     'loyverse.price_sync_status and the other views.';
