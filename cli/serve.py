@@ -11,7 +11,7 @@ from loyverse_sync.cli import _common
 
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: all).")
-@click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True, help="Port to listen on.")
+@click.option("--port", type=_common.PORT, default=8080, show_default=True, help="Port to listen on.")
 @click.option("--root-path", default="", help="URL prefix when behind a reverse proxy (e.g. /loyverse).")
 @click.option("--openapi", "print_openapi", is_flag=True,
               help="Print the OpenAPI document (what docs/openapi.json holds) and exit.")
