@@ -261,3 +261,9 @@ def resolve(restaurant: str | None, product: str | None, all_: bool, keep: str, 
         _common.echo_json({"resolved": resolved})
     else:
         click.echo(f"{resolved} conflict(s) resolved: kept {keep}.")
+
+
+# Reconciliation with Loyverse (cli/inbound.py).
+from loyverse_sync.cli import inbound as _inbound  # noqa: E402
+
+sync.add_command(_inbound.reconcile)
