@@ -26,7 +26,7 @@ begin
     -- The product's row lock orders this with the main app's UPDATEs: a change committed
     -- before it is in the queue by now, one after it sees our price and last_synced_price.
     select m.product_id, m.restaurant_id, m.account_id, m.loyverse_item_id, m.last_synced_price,
-           m.last_synced_at, m.sync_direction as mapping_direction, m.price_factor, p.price,
+           m.price_factor, p.price,
            s.enabled, s.sync_direction, s.conflict_policy, s.price_rounding_rule, a.decimal_places
       into v
       from loyverse.loyverse_item_mappings m
@@ -43,11 +43,14 @@ begin
         return 'unchanged';  -- the usual case: an items.update about another field or store, or our own write
     end if;
 
-    -- Echo of a write of ours: the price a claimed row is writing now, or a version Loyverse
-    -- made before our last completed push (a late, retried or reordered delivery).
+    -- Echo of a write of ours: the price a claimed row is writing now, or a price we wrote in a
+    -- push that completed after Loyverse's version (a late, retried or reordered delivery of
+    -- our own write). Compared by value: an older version of ours never overwrites a newer one.
     if exists (select 1 from loyverse.loyverse_price_sync_queue q
                 where q.product_id = p_product_id and q.status = 'processing' and q.price_to_send = v_lp)
-       or (v.mapping_direction = 'TO_LOYVERSE' and p_loyverse_updated_at <= v.last_synced_at) then
+       or exists (select 1 from loyverse.loyverse_price_sync_queue q
+                   where q.product_id = p_product_id and q.status = 'done' and q.price_to_send = v_lp
+                     and q.completed_at >= coalesce(p_loyverse_updated_at, '-infinity')) then
         insert into loyverse.loyverse_inbound_audit (account_id, restaurant_id, inbox_id, product_id, loyverse_id,
                                                      decision, our_price, loyverse_price, details)
         values (v.account_id, v.restaurant_id, p_inbox_id, p_product_id, v.loyverse_item_id, 'ECHO_IGNORED',

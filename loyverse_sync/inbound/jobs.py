@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 import psycopg
+from psycopg.types import json as pg_json
 
 from loyverse_sync import accounts, db, queries
 from loyverse_sync.loyverse import client as client_mod
@@ -190,7 +191,7 @@ def reconcile(
     items = list(read.items.values())
     with conn.transaction():
         found = queries.execute(conn, "inbound", "record_drift", {
-            "restaurant_id": restaurant_id, "items": psycopg.types.json.Jsonb(items)}).fetchone()
+            "restaurant_id": restaurant_id, "items": pg_json.Jsonb(items)}).fetchone()
         fixed = None
         if repair:
             fixed_row = queries.execute(conn, "inbound", "repair_drift", {"restaurant_id": restaurant_id}).fetchone()

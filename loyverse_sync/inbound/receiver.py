@@ -33,6 +33,7 @@ from typing import Any
 import psycopg
 import psycopg_pool
 from psycopg.rows import dict_row
+from psycopg.types import json as pg_json
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -124,7 +125,7 @@ class Receiver:
                       details: dict[str, Any]) -> JSONResponse:
         try:
             await conn.execute("select loyverse.record_rejected_delivery(%s, %s, %s)",
-                               (account_id, reason, psycopg.types.json.Jsonb(details)))
+                               (account_id, reason, pg_json.Jsonb(details)))
         except psycopg.Error:
             logger.exception("could not audit a rejected delivery (%s)", reason)
         return JSONResponse({"error": reason}, status_code=status)
@@ -168,7 +169,7 @@ class Receiver:
                 headers = {k: v for k, v in request.headers.items() if k.lower() in KEPT_HEADERS}
                 cur = await conn.execute(
                     "select loyverse.receive_loyverse_delivery(%s, 'webhook', %s, %s) as id",
-                    (account_id, psycopg.types.json.Jsonb(headers), bytes(body)))
+                    (account_id, pg_json.Jsonb(headers), bytes(body)))
                 stored = await cur.fetchone()
         except (psycopg.Error, psycopg_pool.PoolTimeout, OSError):
             logger.exception("webhook delivery not stored")

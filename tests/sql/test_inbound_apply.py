@@ -167,7 +167,7 @@ def test_deletions_are_tombstones_and_catalog_changes_apply_only_when_asked(conn
 
 
 def test_inventory_levels_reach_stock_only_where_enabled(conn, world):
-    r0, r1 = world["restaurants"]
+    r0, _r1 = world["restaurants"]
     settings(conn, r0, sync_direction="FROM_LOYVERSE", sync_stock=True)
     p0, p0_r1 = world["products"][0], world["products"][3]
     doc = {"type": "inventory_levels.update", "inventory_levels": [
