@@ -135,3 +135,50 @@ def test_a_deleted_item_never_comes_back_from_a_late_delivery(conn, dsn, emu, fe
                            " where product_id = %s", (product_id,)).fetchone()
     assert mapping["needs_attention"] and mapping["attention_reason"] == "deleted in Loyverse"
     assert decisions(conn, "PRICE_APPLIED") == []
+
+
+def test_an_oauth_apps_signed_deliveries_are_verified_and_applied(conn, dsn, emu, fernet_key, monkeypatch):
+    seed = testing.seed_from_emulator(conn, emu, stores=1, settings={"sync_direction": "FROM_LOYVERSE",
+                                                                     "sync_stock": True})
+    (variant_id, store_id), product_id = sorted(seed.products.items())[0]
+    with itesting.running_receiver(dsn) as url, itesting.running_worker(dsn), emu.admin() as adm:
+        adm.mark_oauth(emu.merchants[0]["tokens"][0], "the-app-secret")  # the account's token is an app's
+        monkeypatch.setenv("H6_CLIENT_SECRET", "the-app-secret")
+        done = cli(dsn, "account", "subscribe", str(seed.account_id), "--url", url, "--allow-http",
+                   "--client-secret-env", "H6_CLIENT_SECRET")
+        assert done.returncode == 0 and "(signed)" in done.stdout, done.stderr
+        adm.sell(variant_id, store_id, 2, merchant_id=seed.merchant_id)
+        adm.set_price(variant_id, store_id, 5.55, merchant_id=seed.merchant_id)
+        itesting.wait_for(lambda: price(conn, product_id) == D("5.55"), what="the signed delivery applied")
+        itesting.wait_for(lambda: conn.execute("select stock_quantity from public.products where id = %s",
+                                               (product_id,)).fetchone()["stock_quantity"] is not None,
+                          what="the stock level")
+        # the emulator logs a delivery once it has the answer
+        deliveries = itesting.wait_for(lambda: (lambda d: d if len(d) == 2 else None)(adm.webhook_deliveries()),
+                                       what="both deliveries logged")
+    assert all(d["signed"] and d["status"] == 200 for d in deliveries) and len(deliveries) == 2
+    headers = conn.execute("select headers from loyverse.loyverse_inbox order by id").fetchall()
+    assert all(h["headers"]["x-loyverse-api-version"] == "1.0" and h["headers"]["x-loyverse-signature"]
+               for h in headers)
+    assert conn.execute("select count(*) as n from loyverse.loyverse_inbound_audit where decision ="
+                        " 'DELIVERY_REJECTED'").fetchone()["n"] == 0
+
+
+def test_the_emulator_batches_back_office_changes_by_100_items(conn, dsn, fernet_key):
+    with server.EmulatorServer(menu=120, seed=9, stores=1) as emu, emu.admin() as adm:
+        seed = testing.seed_from_emulator(conn, emu, stores=1, settings={"sync_direction": "FROM_LOYVERSE"})
+        keys = sorted(k for k in seed.products if emu.state.variant_price(k[0], k[1], seed.merchant_id) is not None)
+        by_item = {}
+        for key in keys:
+            by_item.setdefault(seed.items[key[0]], key)
+        chosen = list(by_item.values())[:105]
+        with itesting.running_receiver(dsn) as url, itesting.running_worker(dsn):
+            assert cli(dsn, "account", "subscribe", str(seed.account_id), "--url", url, "--allow-http",
+                       "--type", "items.update").returncode == 0
+            adm.set_prices([{"variant_id": v, "store_id": s, "price": 1000} for v, s in chosen],
+                           merchant_id=seed.merchant_id)
+            itesting.wait_for(lambda: conn.execute(
+                "select count(*) as n from public.products where price = 1000").fetchone()["n"] == len(chosen),
+                what="every price applied")
+            sizes = sorted(len(json.loads(d["body"])["items"]) for d in adm.webhook_deliveries())
+    assert len(chosen) == 105 and sizes == [5, 100]
