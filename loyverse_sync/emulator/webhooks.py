@@ -38,7 +38,7 @@ class Dispatcher:
         self._state = state
         self._attempts = attempts
         self._timeout = timeout
-        self._queue: queue.Queue[tuple[str, bytes, str | None, str, str] | None] = queue.Queue()
+        self._queue: queue.Queue[Any] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         # Delivery faults, each a count of upcoming deliveries it applies to: duplicate (sent
@@ -125,27 +125,45 @@ class Dispatcher:
                 )
                 self._thread.start()
 
+    def retry_delay(self, attempt: int) -> float:
+        """Seconds before retry number ``attempt`` (1, 2, ...): Loyverse retries about 200 times
+        over about 48 h, so the delay doubles from 1 s up to 15 min; divided by the emulator's
+        time scale."""
+        return min(900.0, 2.0 ** (attempt - 1)) / self._state.time_scale
+
     def _run(self) -> None:
+        # A failed delivery waits for its retry in a heap without blocking the next ones (each
+        # subscription's deliveries are otherwise sent in emission order).
+        import heapq
+
+        retries: list[tuple[float, int, tuple[str, bytes, str | None, str, str], int]] = []
+        seq = 0
         with httpx.Client(timeout=self._timeout, follow_redirects=False) as client:
             while True:
-                job = self._queue.get()
-                if job is None:
-                    return
+                timeout = max(0.0, retries[0][0] - time.monotonic()) if retries else None
+                try:
+                    item = self._queue.get(timeout=timeout)
+                except queue.Empty:  # a retry is due
+                    _due, _seq, job, attempt = heapq.heappop(retries)
+                else:
+                    if item is None:
+                        return  # close(): what was queued before is sent; pending retries are dropped
+                    job, attempt = item, 1
                 url, body, secret, hook_id, merchant_id = job
                 headers = {"Content-Type": "application/json", API_VERSION_HEADER: "1.0"}
                 if secret is not None:
                     headers[SIGNATURE_HEADER] = sign(body, secret)
                 status: int | None = None
                 error: str | None = None
-                for attempt in range(1, self._attempts + 1):
-                    try:
-                        status = client.post(url, content=body, headers=headers).status_code
-                        error = None
-                    except httpx.HTTPError as exc:
-                        status, error = None, f"{type(exc).__name__}: {exc}"
-                    if status is not None and 200 <= status < 300:
-                        break
-                    time.sleep(0.1 * attempt)
+                try:
+                    status = client.post(url, content=body, headers=headers).status_code
+                except httpx.HTTPError as exc:
+                    status, error = None, f"{type(exc).__name__}: {exc}"
+                ok = status is not None and 200 <= status < 300
+                if not ok and attempt < self._attempts:
+                    seq += 1
+                    heapq.heappush(retries, (time.monotonic() + self.retry_delay(attempt), seq, job, attempt + 1))
+                    continue
                 with self._state.lock:
                     self._state.webhook_deliveries.append(
                         {
@@ -162,7 +180,7 @@ class Dispatcher:
                     )
 
     def close(self, timeout: float = 5.0) -> None:
-        """Finish queued deliveries (up to `timeout`) and stop the thread."""
+        """Finish queued deliveries (up to `timeout`; retries not yet due are dropped) and stop the thread."""
         with self._lock:
             thread, self._thread = self._thread, None
         if thread is not None:
