@@ -618,7 +618,7 @@ create table loyverse.loyverse_inbox (
     id bigint generated always as identity primary key,
     account_id bigint not null references loyverse.accounts (id) on delete cascade,
     source text not null
-        constraint inbox_source_is_valid check (source in ('webhook', 'poll', 'reconcile')),
+        constraint inbox_source_is_valid check (source in ('webhook', 'poll', 'refresh', 'reconcile')),
     received_at timestamptz not null default now(),
     headers jsonb not null default '{}',
     body bytea not null,
@@ -2814,7 +2814,8 @@ create function loyverse._apply_loyverse_price(
     p_inbox_id bigint,
     p_product_id uuid,
     p_loyverse_price numeric,
-    p_loyverse_updated_at timestamptz
+    p_loyverse_updated_at timestamptz,
+    p_read_at timestamptz default null
 )
 returns text
 language plpgsql
@@ -2865,6 +2866,15 @@ begin
                 v.price, v_lp, jsonb_build_object('last_synced_price', v.last_synced_price,
                                                   'loyverse_updated_at', p_loyverse_updated_at));
         return 'echo';
+    end if;
+    -- A write of ours completed after this version was true (or, for a poll or refresh, after
+    -- it was read), and Loyverse reported another price: this version may predate our write
+    -- (then our write replaced it in Loyverse) or follow it (an edit at the counter). Only
+    -- Loyverse's current state can tell: the job reads the item again (source refresh).
+    if exists (select 1 from loyverse.loyverse_price_sync_queue q
+                where q.product_id = p_product_id and q.status = 'done'
+                  and q.completed_at >= coalesce(p_read_at, p_loyverse_updated_at, '-infinity')) then
+        return 'refresh';
     end if;
     -- A write in flight: wait for it (its outcome decides what "ours" is); the whole delivery
     -- is retried shortly (apply_loyverse_inbox catches this).
@@ -2962,17 +2972,19 @@ begin
     return 'conflict_held';
 end;
 $$;
-comment on function loyverse._apply_loyverse_price(bigint, uuid, numeric, timestamptz) is
+comment on function loyverse._apply_loyverse_price(bigint, uuid, numeric, timestamptz, timestamptz) is
     'Internal to apply_loyverse_inbox: one store price Loyverse reported for a mapped product -> unchanged, '
     'echo (ignored), applied (FROM_LOYVERSE, or BIDIRECTIONAL with nothing unsent of ours), agreed, or a '
-    'conflict decided by conflict_policy; every decision but unchanged is audited. Raises LVS01 while a '
-    'write of the product is in flight.';
+    'conflict decided by conflict_policy, or refresh (a write of ours completed after the version: read the '
+    'item again); every decision but unchanged and refresh is audited. Raises LVS01 while a write of the '
+    'product is in flight.';
 
 -- ---- sql/0456_function_apply_loyverse_item.sql ----
 -- One item of an items.update delivery (or a poll page): older than what we applied, or
 -- deleted before -> ignored; deleted now -> tombstoned and its products reported (or
 -- deactivated); renamed -> reported (or renamed); each mapped store price -> _apply_loyverse_price.
-create function loyverse._apply_loyverse_item(p_inbox_id bigint, p_account_id bigint, p_item jsonb)
+create function loyverse._apply_loyverse_item(p_inbox_id bigint, p_account_id bigint, p_item jsonb,
+                                              p_read_at timestamptz default null)
 returns jsonb
 language plpgsql
 security definer
@@ -3008,7 +3020,10 @@ begin
                 jsonb_build_object('deleted_at', v_obj.deleted_at, 'delivered_updated_at', v_updated));
         return jsonb_build_object('tombstoned', 1);
     end if;
-    if v_obj.updated_at is not null and v_updated is not null and v_updated <= v_obj.updated_at then
+    -- (A poll or refresh reads the current state: the version we have is applied again, so
+    -- that what a refresh was asked for is decided; a webhook's same version is a redelivery.)
+    if v_obj.updated_at is not null and v_updated is not null
+       and (v_updated < v_obj.updated_at or (v_updated = v_obj.updated_at and p_read_at is null)) then
         -- A version we have (redelivery) or an older one (reordered): nothing new in it.
         if v_updated < v_obj.updated_at then
             insert into loyverse.loyverse_inbound_audit (account_id, inbox_id, loyverse_id, decision, details)
@@ -3081,14 +3096,14 @@ begin
                           or jsonb_typeof(v_entry->'price') <> 'number';
             v_price := (v_entry->>'price')::numeric;
             continue when v_price < 0;
-            v_outcome := loyverse._apply_loyverse_price(p_inbox_id, v_map.product_id, v_price, v_updated);
+            v_outcome := loyverse._apply_loyverse_price(p_inbox_id, v_map.product_id, v_price, v_updated, p_read_at);
             v_counts := v_counts || jsonb_build_object(v_outcome, coalesce((v_counts->>v_outcome)::int, 0) + 1);
         end loop;
     end loop;
     return v_counts;
 end;
 $$;
-comment on function loyverse._apply_loyverse_item(bigint, bigint, jsonb) is
+comment on function loyverse._apply_loyverse_item(bigint, bigint, jsonb, timestamptz) is
     'Internal to apply_loyverse_inbox: apply one Loyverse item (ordering by updated_at, tombstones, '
     'rename, deletions, every mapped store price). Returns counts of outcomes.';
 
@@ -3259,10 +3274,12 @@ declare
     v_applied integer := 0;
     v_failed integer := 0;
     v_deferred integer := 0;
+    v_read_at timestamptz;
+    v_refresh text[] := '{}';
 begin
     select a.merchant_id into v_merchant from loyverse.accounts a where a.id = p_account_id;
     for v_row in
-        select i.id, i.body from loyverse.loyverse_inbox i
+        select i.id, i.body, i.source from loyverse.loyverse_inbox i
          where i.account_id = p_account_id and i.status = 'pending' and i.next_attempt_at <= now()
          order by i.id
          limit p_limit
@@ -3282,9 +3299,14 @@ begin
                 raise exception 'merchant_id % is not this account''s (%)', v_doc->>'merchant_id', v_merchant
                     using errcode = 'LVS02';
             end if;
+            -- what we read ourselves (poll, refresh) says when it was read; a webhook does not
+            v_read_at := case when v_row.source in ('poll', 'refresh') then (v_doc->>'read_at')::timestamptz end;
             if v_doc->>'type' = 'items.update' and jsonb_typeof(v_doc->'items') = 'array' then
                 for v_obj in select * from jsonb_array_elements(v_doc->'items') loop
-                    v_part := loyverse._apply_loyverse_item(v_row.id, p_account_id, v_obj);
+                    v_part := loyverse._apply_loyverse_item(v_row.id, p_account_id, v_obj, v_read_at);
+                    if (v_part->>'refresh')::int > 0 then
+                        v_refresh := v_refresh || (v_obj->>'id');
+                    end if;
                     for v_key in select jsonb_object_keys(v_part) loop
                         v_counts := v_counts || jsonb_build_object(
                             v_key, coalesce((v_counts->>v_key)::int, 0) + (v_part->>v_key)::int);
@@ -3326,6 +3348,7 @@ begin
     end loop;
     return jsonb_build_object(
         'applied', v_applied, 'failed', v_failed, 'deferred', v_deferred,
+        'refresh_items', to_jsonb(array(select distinct unnest(v_refresh))),
         'remaining', (select count(*) from loyverse.loyverse_inbox i
                        where i.account_id = p_account_id and i.status = 'pending'),
         'next_due_seconds', (select greatest(0, extract(epoch from min(i.next_attempt_at) - now()))
@@ -3335,7 +3358,7 @@ end;
 $$;
 comment on function loyverse.apply_loyverse_inbox(bigint, integer) is
     'Apply up to p_limit pending deliveries of an account (oldest first; SKIP LOCKED). Returns '
-    '{applied, failed, deferred, remaining, next_due_seconds}.';
+    '{applied, failed, deferred, refresh_items (items to read again from Loyverse), remaining, next_due_seconds}.';
 
 -- ---- sql/0465_function_record_price_drift.sql ----
 -- Reconciliation, step two (step one is the batched read of Loyverse): compare every mapped
@@ -5699,8 +5722,8 @@ revoke execute on function
     loyverse.wake_inbox(bigint),
     loyverse.receive_loyverse_delivery(bigint, text, jsonb, bytea),
     loyverse.record_rejected_delivery(bigint, text, jsonb),
-    loyverse._apply_loyverse_price(bigint, uuid, numeric, timestamptz),
-    loyverse._apply_loyverse_item(bigint, bigint, jsonb),
+    loyverse._apply_loyverse_price(bigint, uuid, numeric, timestamptz, timestamptz),
+    loyverse._apply_loyverse_item(bigint, bigint, jsonb, timestamptz),
     loyverse._apply_loyverse_deletion(bigint, bigint, text, text, text),
     loyverse._apply_loyverse_rename(bigint, bigint, text, text, text),
     loyverse._apply_loyverse_inventory_level(bigint, bigint, jsonb),

@@ -4,7 +4,7 @@ create table loyverse.loyverse_inbox (
     id bigint generated always as identity primary key,
     account_id bigint not null references loyverse.accounts (id) on delete cascade,
     source text not null
-        constraint inbox_source_is_valid check (source in ('webhook', 'poll', 'reconcile')),
+        constraint inbox_source_is_valid check (source in ('webhook', 'poll', 'refresh', 'reconcile')),
     received_at timestamptz not null default now(),
     headers jsonb not null default '{}',
     body bytea not null,

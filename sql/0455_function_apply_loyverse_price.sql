@@ -6,7 +6,8 @@ create function loyverse._apply_loyverse_price(
     p_inbox_id bigint,
     p_product_id uuid,
     p_loyverse_price numeric,
-    p_loyverse_updated_at timestamptz
+    p_loyverse_updated_at timestamptz,
+    p_read_at timestamptz default null
 )
 returns text
 language plpgsql
@@ -57,6 +58,15 @@ begin
                 v.price, v_lp, jsonb_build_object('last_synced_price', v.last_synced_price,
                                                   'loyverse_updated_at', p_loyverse_updated_at));
         return 'echo';
+    end if;
+    -- A write of ours completed after this version was true (or, for a poll or refresh, after
+    -- it was read), and Loyverse reported another price: this version may predate our write
+    -- (then our write replaced it in Loyverse) or follow it (an edit at the counter). Only
+    -- Loyverse's current state can tell: the job reads the item again (source refresh).
+    if exists (select 1 from loyverse.loyverse_price_sync_queue q
+                where q.product_id = p_product_id and q.status = 'done'
+                  and q.completed_at >= coalesce(p_read_at, p_loyverse_updated_at, '-infinity')) then
+        return 'refresh';
     end if;
     -- A write in flight: wait for it (its outcome decides what "ours" is); the whole delivery
     -- is retried shortly (apply_loyverse_inbox catches this).
@@ -154,8 +164,9 @@ begin
     return 'conflict_held';
 end;
 $$;
-comment on function loyverse._apply_loyverse_price(bigint, uuid, numeric, timestamptz) is
+comment on function loyverse._apply_loyverse_price(bigint, uuid, numeric, timestamptz, timestamptz) is
     'Internal to apply_loyverse_inbox: one store price Loyverse reported for a mapped product -> unchanged, '
     'echo (ignored), applied (FROM_LOYVERSE, or BIDIRECTIONAL with nothing unsent of ours), agreed, or a '
-    'conflict decided by conflict_policy; every decision but unchanged is audited. Raises LVS01 while a '
-    'write of the product is in flight.';
+    'conflict decided by conflict_policy, or refresh (a write of ours completed after the version: read the '
+    'item again); every decision but unchanged and refresh is audited. Raises LVS01 while a write of the '
+    'product is in flight.';

@@ -1,7 +1,8 @@
 -- One item of an items.update delivery (or a poll page): older than what we applied, or
 -- deleted before -> ignored; deleted now -> tombstoned and its products reported (or
 -- deactivated); renamed -> reported (or renamed); each mapped store price -> _apply_loyverse_price.
-create function loyverse._apply_loyverse_item(p_inbox_id bigint, p_account_id bigint, p_item jsonb)
+create function loyverse._apply_loyverse_item(p_inbox_id bigint, p_account_id bigint, p_item jsonb,
+                                              p_read_at timestamptz default null)
 returns jsonb
 language plpgsql
 security definer
@@ -37,7 +38,10 @@ begin
                 jsonb_build_object('deleted_at', v_obj.deleted_at, 'delivered_updated_at', v_updated));
         return jsonb_build_object('tombstoned', 1);
     end if;
-    if v_obj.updated_at is not null and v_updated is not null and v_updated <= v_obj.updated_at then
+    -- (A poll or refresh reads the current state: the version we have is applied again, so
+    -- that what a refresh was asked for is decided; a webhook's same version is a redelivery.)
+    if v_obj.updated_at is not null and v_updated is not null
+       and (v_updated < v_obj.updated_at or (v_updated = v_obj.updated_at and p_read_at is null)) then
         -- A version we have (redelivery) or an older one (reordered): nothing new in it.
         if v_updated < v_obj.updated_at then
             insert into loyverse.loyverse_inbound_audit (account_id, inbox_id, loyverse_id, decision, details)
@@ -110,13 +114,13 @@ begin
                           or jsonb_typeof(v_entry->'price') <> 'number';
             v_price := (v_entry->>'price')::numeric;
             continue when v_price < 0;
-            v_outcome := loyverse._apply_loyverse_price(p_inbox_id, v_map.product_id, v_price, v_updated);
+            v_outcome := loyverse._apply_loyverse_price(p_inbox_id, v_map.product_id, v_price, v_updated, p_read_at);
             v_counts := v_counts || jsonb_build_object(v_outcome, coalesce((v_counts->>v_outcome)::int, 0) + 1);
         end loop;
     end loop;
     return v_counts;
 end;
 $$;
-comment on function loyverse._apply_loyverse_item(bigint, bigint, jsonb) is
+comment on function loyverse._apply_loyverse_item(bigint, bigint, jsonb, timestamptz) is
     'Internal to apply_loyverse_inbox: apply one Loyverse item (ordering by updated_at, tombstones, '
     'rename, deletions, every mapped store price). Returns counts of outcomes.';

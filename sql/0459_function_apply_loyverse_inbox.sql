@@ -21,10 +21,12 @@ declare
     v_applied integer := 0;
     v_failed integer := 0;
     v_deferred integer := 0;
+    v_read_at timestamptz;
+    v_refresh text[] := '{}';
 begin
     select a.merchant_id into v_merchant from loyverse.accounts a where a.id = p_account_id;
     for v_row in
-        select i.id, i.body from loyverse.loyverse_inbox i
+        select i.id, i.body, i.source from loyverse.loyverse_inbox i
          where i.account_id = p_account_id and i.status = 'pending' and i.next_attempt_at <= now()
          order by i.id
          limit p_limit
@@ -44,9 +46,14 @@ begin
                 raise exception 'merchant_id % is not this account''s (%)', v_doc->>'merchant_id', v_merchant
                     using errcode = 'LVS02';
             end if;
+            -- what we read ourselves (poll, refresh) says when it was read; a webhook does not
+            v_read_at := case when v_row.source in ('poll', 'refresh') then (v_doc->>'read_at')::timestamptz end;
             if v_doc->>'type' = 'items.update' and jsonb_typeof(v_doc->'items') = 'array' then
                 for v_obj in select * from jsonb_array_elements(v_doc->'items') loop
-                    v_part := loyverse._apply_loyverse_item(v_row.id, p_account_id, v_obj);
+                    v_part := loyverse._apply_loyverse_item(v_row.id, p_account_id, v_obj, v_read_at);
+                    if (v_part->>'refresh')::int > 0 then
+                        v_refresh := v_refresh || (v_obj->>'id');
+                    end if;
                     for v_key in select jsonb_object_keys(v_part) loop
                         v_counts := v_counts || jsonb_build_object(
                             v_key, coalesce((v_counts->>v_key)::int, 0) + (v_part->>v_key)::int);
@@ -88,6 +95,7 @@ begin
     end loop;
     return jsonb_build_object(
         'applied', v_applied, 'failed', v_failed, 'deferred', v_deferred,
+        'refresh_items', to_jsonb(array(select distinct unnest(v_refresh))),
         'remaining', (select count(*) from loyverse.loyverse_inbox i
                        where i.account_id = p_account_id and i.status = 'pending'),
         'next_due_seconds', (select greatest(0, extract(epoch from min(i.next_attempt_at) - now()))
@@ -97,4 +105,4 @@ end;
 $$;
 comment on function loyverse.apply_loyverse_inbox(bigint, integer) is
     'Apply up to p_limit pending deliveries of an account (oldest first; SKIP LOCKED). Returns '
-    '{applied, failed, deferred, remaining, next_due_seconds}.';
+    '{applied, failed, deferred, refresh_items (items to read again from Loyverse), remaining, next_due_seconds}.';

@@ -30,7 +30,7 @@ def apply_inbox(conninfo: str, account_id: int, *, batch: int = 50, max_wait: fl
     A delivery that waits for a price write in flight (deferred) is tried again a second
     later, for at most ``max_wait`` seconds; after that the periodic wake-up picks it up.
     """
-    totals = {"applied": 0, "failed": 0, "deferred": 0, "remaining": 0}
+    totals = {"applied": 0, "failed": 0, "deferred": 0, "refreshed": 0, "remaining": 0}
     deadline = time.monotonic() + max_wait
     with db.connect(conninfo, autocommit=True, application_name=APPLICATION) as conn:
         while True:
@@ -38,6 +38,11 @@ def apply_inbox(conninfo: str, account_id: int, *, batch: int = 50, max_wait: fl
             result = row["result"] if row else {}
             for key in ("applied", "failed", "deferred"):
                 totals[key] += int(result.get(key) or 0)
+            if result.get("refresh_items"):
+                # Versions that a write of ours may have replaced: ask Loyverse for the items now.
+                totals["refreshed"] += refresh_items(conn, conninfo, account_id, list(result["refresh_items"]))
+                if time.monotonic() < deadline:
+                    continue  # (past the deadline, the job queued by the refresh's wake-up goes on)
             totals["remaining"] = int(result.get("remaining") or 0)
             if totals["remaining"] == 0:
                 return totals
@@ -69,10 +74,35 @@ def close_client(client: client_mod.LoyverseClient) -> None:
         governor.close()
 
 
-def _body(merchant_id: str | None, items: list[dict[str, Any]]) -> bytes:
-    # Canonical: the same page read twice (the overlap window) is the same bytes, so one inbox row.
-    doc = {"merchant_id": merchant_id, "type": "items.update", "items": items}
+def _body(merchant_id: str | None, items: list[dict[str, Any]], read_at: dt.datetime | None) -> bytes:
+    # Canonical JSON; read_at = the database's clock when the read started (the apply job
+    # compares it with our writes' completion times).
+    doc = {"merchant_id": merchant_id, "type": "items.update", "items": items,
+           "read_at": read_at.isoformat() if read_at else None}
     return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _db_now(conn: psycopg.Connection[Any]) -> dt.datetime | None:
+    row = queries.execute(conn, "inbound", "now").fetchone()
+    return row["now"] if row else None
+
+
+def refresh_items(conn: psycopg.Connection[Any], conninfo: str, account_id: int, item_ids: list[str]) -> int:
+    """Read items from Loyverse now (deleted ones too, 250 a request) into the inbox (source
+    ``refresh``): the current state decides what a delivery older than a write of ours could not."""
+    account = accounts.AccountCache().get(conn, account_id)
+    client = make_client(conninfo, account)
+    try:
+        read_at = _db_now(conn)
+        items = client.get_items(item_ids, show_deleted=True)
+    finally:
+        close_client(client)
+    if not items:
+        return 0
+    queries.execute(conn, "inbound", "receive", {
+        "account_id": account_id, "source": "refresh", "headers": "{}",
+        "body": _body(account.merchant_id, items, read_at)}).fetchone()
+    return len(items)
 
 
 @dataclasses.dataclass
@@ -110,6 +140,7 @@ def poll_account(
         own = client is None
         client = client or make_client(conninfo, account)
         newest = updated_at_min
+        read_at = _db_now(conn)
         try:
             for _page, items in client.iter_item_pages(updated_at_min=updated_at_min, show_deleted=True):
                 result.pages += 1
@@ -121,7 +152,7 @@ def poll_account(
                 if items:
                     row = queries.execute(conn, "inbound", "receive", {
                         "account_id": account_id, "source": "poll", "headers": "{}",
-                        "body": _body(account.merchant_id, items)}).fetchone()
+                        "body": _body(account.merchant_id, items, read_at)}).fetchone()
                     result.stored += 1 if row and row["id"] is not None else 0
         finally:
             if own:

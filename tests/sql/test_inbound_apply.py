@@ -219,3 +219,48 @@ def test_new_settings_refuse_bad_values_and_name_the_allowed_ones(conn, world, k
     assert err.value.diag.column_name == key and f"allowed: {allowed}" in str(err.value)
     assert conn.execute("select loyverse.price_sync_settings(%s) as s", (rid,)).fetchone()["s"][key] in ("hold",
                                                                                                       "report")
+
+
+def _done_push(conn, pid, price, completed_at):
+    """A completed write of ours (as the worker leaves it)."""
+    conn.execute("insert into loyverse.loyverse_price_sync_queue (product_id, restaurant_id, account_id, status,"
+                 " new_price, price_to_send, completed_at, loyverse_item_id)"
+                 " select m.product_id, m.restaurant_id, m.account_id, 'done', %s, %s, %s, m.loyverse_item_id"
+                 " from loyverse.loyverse_item_mappings m where m.product_id = %s",
+                 (price, price, completed_at, pid))
+    conn.execute("update loyverse.loyverse_item_mappings set last_synced_price = %s where product_id = %s",
+                 (price, pid))
+
+
+def test_a_late_echo_of_an_older_write_of_ours_is_ignored(conn, world):
+    r0, _ = world["restaurants"]
+    settings(conn, r0, sync_direction="BIDIRECTIONAL")
+    p0 = world["products"][0]
+    conn.execute("set loyverse_sync.origin = 'loyverse'")
+    conn.execute("update public.products set price = 13 where id = %s", (p0,))
+    conn.execute("reset loyverse_sync.origin")
+    _done_push(conn, p0, 12, "2030-01-01T10:00:05Z")
+    _done_push(conn, p0, 13, "2030-01-01T10:00:09Z")
+    # the webhook of our first write (12, at 10:00:04) arrives after the second completed
+    _, result = deliver(conn, world["account_id"], items_update(item("item0", {("v0", "s1"): 12},
+                                                                     updated="2030-01-01T10:00:04Z")))
+    assert result["refresh_items"] == [] and price(conn, p0) == D("13.00")
+    assert [a["decision"] for a in audit(conn)] == ["ECHO_IGNORED"]
+
+
+def test_a_version_older_than_our_last_write_is_read_again_not_applied(conn, world):
+    r0, _ = world["restaurants"]
+    settings(conn, r0, sync_direction="BIDIRECTIONAL")
+    p0 = world["products"][0]
+    _done_push(conn, p0, 10, "2030-01-01T10:00:05Z")
+    delivery = items_update(item("item0", {("v0", "s1"): 17}, updated="2030-01-01T10:00:03Z"))
+    _, result = deliver(conn, world["account_id"], delivery)
+    assert result["refresh_items"] == ["item0"] and price(conn, p0) == D("10.00") and audit(conn) == []
+    # what the job then reads: Loyverse's current state, read after our write completed
+    current = {**items_update(item("item0", {("v0", "s1"): 17}, updated="2030-01-01T10:00:03Z")),
+               "read_at": "2030-01-01T10:00:06Z"}
+    conn.execute("select loyverse.receive_loyverse_delivery(%s, 'refresh', '{}', %s)",
+                 (world["account_id"], json.dumps(current).encode()))
+    result = conn.execute("select loyverse.apply_loyverse_inbox(%s) as r", (world["account_id"],)).fetchone()["r"]
+    assert result["refresh_items"] == [] and price(conn, p0) == D("17.00")
+    assert [a["decision"] for a in audit(conn)] == ["PRICE_APPLIED"]
