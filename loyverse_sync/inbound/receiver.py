@@ -39,7 +39,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from loyverse_sync import crypto
+from loyverse_sync import crypto, queries
 
 logger = logging.getLogger("loyverse_sync.receiver")
 
@@ -124,8 +124,8 @@ class Receiver:
     async def _reject(self, conn: Any, account_id: int | None, status: int, reason: str,
                       details: dict[str, Any]) -> JSONResponse:
         try:
-            await conn.execute("select loyverse.record_rejected_delivery(%s, %s, %s)",
-                               (account_id, reason, pg_json.Jsonb(details)))
+            await conn.execute(queries.get("inbound", "record_rejected"),
+                               {"account_id": account_id, "reason": reason, "details": pg_json.Jsonb(details)})
         except psycopg.Error:
             logger.exception("could not audit a rejected delivery (%s)", reason)
         return JSONResponse({"error": reason}, status_code=status)
@@ -144,7 +144,7 @@ class Receiver:
         try:
             pool = await self._get_pool()
             async with pool.connection() as conn:
-                cur = await conn.execute("select * from loyverse.inbound_account_for_secret(%s)", (secret,))
+                cur = await conn.execute(queries.get("inbound", "account_for_secret"), {"secret": secret})
                 row = await cur.fetchone()
                 details = {"client": client, "bytes": len(body), "path_secret_prefix": secret[:4]}
                 if row is None:
@@ -167,9 +167,9 @@ class Receiver:
                                   else "bad X-Loyverse-Signature")
                         return await self._reject(conn, account_id, 401, reason, details)
                 headers = {k: v for k, v in request.headers.items() if k.lower() in KEPT_HEADERS}
-                cur = await conn.execute(
-                    "select loyverse.receive_loyverse_delivery(%s, 'webhook', %s, %s) as id",
-                    (account_id, pg_json.Jsonb(headers), bytes(body)))
+                cur = await conn.execute(queries.get("inbound", "receive"), {
+                    "account_id": account_id, "source": "webhook", "headers": pg_json.Jsonb(headers),
+                    "body": bytes(body)})
                 stored = await cur.fetchone()
         except (psycopg.Error, psycopg_pool.PoolTimeout, OSError):
             logger.exception("webhook delivery not stored")

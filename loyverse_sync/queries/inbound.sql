@@ -56,3 +56,10 @@ update loyverse.loyverse_inbound_settings
        client_secret_key_id = coalesce(%(key_id)s, client_secret_key_id),
        updated_at = now()
  where account_id = %(account_id)s::bigint
+
+-- name: account_for_secret
+select account_id, client_secret_ciphertext, client_secret_key_id
+  from loyverse.inbound_account_for_secret(%(secret)s)
+
+-- name: record_rejected
+select loyverse.record_rejected_delivery(%(account_id)s::bigint, %(reason)s, %(details)s::jsonb)
