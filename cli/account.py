@@ -182,3 +182,4 @@ from loyverse_sync.cli import inbound as _inbound  # noqa: E402
 account.add_command(_inbound.subscribe)
 account.add_command(_inbound.unsubscribe)
 account.add_command(_inbound.webhooks)
+account.add_command(_inbound.polling)

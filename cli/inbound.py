@@ -180,3 +180,30 @@ def reconcile(restaurant: str, repair: bool, as_json: bool) -> None:
                        f"{result.repair['pulled']} pulled, {result.repair['unrepaired']} left")
     if unrepaired:
         raise SystemExit(1)
+
+
+@click.command("polling")
+@click.argument("account_ref", metavar="ACCOUNT")
+@click.option("--enable/--disable", "enabled", default=None, help="Poll Loyverse for changes (default: on).")
+@click.option("--interval", type=click.IntRange(10, 86400), help="Seconds between polls (10-86400; default 300).")
+@click.option("--overlap", type=click.IntRange(0, 86400),
+              help="Seconds read again before the cursor on each poll (0-86400; default 120).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def polling(account_ref: str, enabled: bool | None, interval: int | None, overlap: int | None,
+            as_json: bool) -> None:
+    """Show or change how an account is polled (GET /items?updated_at_min=, the safety net under webhooks)."""
+    with _common.connection() as conn:
+        account_id = accounts.resolve_account_id(conn, account_ref)
+        queries.execute(conn, "inbound", "inbound_settings", {"account_id": account_id}).fetchone()
+        if enabled is not None or interval is not None or overlap is not None:
+            queries.execute(conn, "inbound", "set_polling", {"account_id": account_id, "enabled": enabled,
+                                                             "interval": interval, "overlap": overlap})
+        row = queries.execute(conn, "inbound", "inbound_settings", {"account_id": account_id}).fetchone()
+    assert row is not None
+    shown = {k: row[k] for k in ("account_id", "poll_enabled", "poll_interval_seconds", "poll_overlap_seconds",
+                                 "polled_until", "last_polled_at", "webhook_url", "signed")}
+    if as_json:
+        _common.echo_json(shown)
+        return
+    for key, value in shown.items():
+        click.echo(f"{key.ljust(21)}  {_common._cell(value)}")

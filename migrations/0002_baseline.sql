@@ -3613,6 +3613,28 @@ $$;
 comment on function loyverse.wake_pending_inboxes() is
     'Safety net (periodic): wake the inbox job of every account with a due pending delivery; returns jobs queued.';
 
+-- ---- sql/0470_function_prune_loyverse_inbox.sql ----
+-- Retention of the inbox: applied and failed deliveries older than the retention go (in
+-- batches); the audit trail (loyverse_inbound_audit) keeps its rows, its inbox_id set null.
+create function loyverse.prune_loyverse_inbox(p_older_than interval, p_limit integer default 50000)
+returns integer
+language sql
+security definer
+set search_path = ''
+as $$
+    with gone as (
+        delete from loyverse.loyverse_inbox i
+         where i.id in (select x.id from loyverse.loyverse_inbox x
+                         where x.status in ('applied', 'failed') and x.received_at < now() - p_older_than
+                         order by x.received_at
+                         limit p_limit)
+        returning 1
+    )
+    select count(*)::integer from gone;
+$$;
+comment on function loyverse.prune_loyverse_inbox(interval, integer) is
+    'Delete applied and failed deliveries received before now() - p_older_than (at most p_limit); returns the count.';
+
 -- ---- sql/0500_view_account_overview.sql ----
 create view loyverse.account_overview as
 select a.id as account_id,
@@ -5734,7 +5756,8 @@ revoke execute on function
     loyverse.due_inbound_polls(),
     loyverse.finish_inbound_poll(bigint, timestamptz),
     loyverse.inbound_account_for_secret(text),
-    loyverse.wake_pending_inboxes()
+    loyverse.wake_pending_inboxes(),
+    loyverse.prune_loyverse_inbox(interval, integer)
   from public;
 
 grant execute on function
@@ -5751,7 +5774,8 @@ grant execute on function
     loyverse.due_inbound_polls(),
     loyverse.finish_inbound_poll(bigint, timestamptz),
     loyverse.inbound_account_for_secret(text),
-    loyverse.wake_pending_inboxes()
+    loyverse.wake_pending_inboxes(),
+    loyverse.prune_loyverse_inbox(interval, integer)
   to loyverse_worker;
 
 -- (revoke first: in a build from sql/, 0900's "all tables in schema" grant already reached them)

@@ -16,7 +16,8 @@ revoke execute on function
     loyverse.due_inbound_polls(),
     loyverse.finish_inbound_poll(bigint, timestamptz),
     loyverse.inbound_account_for_secret(text),
-    loyverse.wake_pending_inboxes()
+    loyverse.wake_pending_inboxes(),
+    loyverse.prune_loyverse_inbox(interval, integer)
   from public;
 
 grant execute on function
@@ -33,7 +34,8 @@ grant execute on function
     loyverse.due_inbound_polls(),
     loyverse.finish_inbound_poll(bigint, timestamptz),
     loyverse.inbound_account_for_secret(text),
-    loyverse.wake_pending_inboxes()
+    loyverse.wake_pending_inboxes(),
+    loyverse.prune_loyverse_inbox(interval, integer)
   to loyverse_worker;
 
 -- (revoke first: in a build from sql/, 0900's "all tables in schema" grant already reached them)

@@ -8,11 +8,13 @@
 * ``reconcile_loyverse_prices`` (hourly): reconciles every FROM_LOYVERSE/BIDIRECTIONAL/TO_LOYVERSE
   restaurant that has sync enabled; drift shows in loyverse.price_drift and raises the
   PRICE_DRIFT alert. Repairs only when asked (`sync reconcile --repair`).
+* ``prune_loyverse_inbox`` (hourly): retention of applied and failed deliveries.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import Any
 
 import procrastinate
@@ -37,11 +39,25 @@ def register(app: procrastinate.App, conninfo: str, queue: str) -> None:
         """Safety net under webhooks: GET /items?updated_at_min= for each due account into the inbox."""
         return await asyncio.to_thread(jobs.poll_due, conninfo)
 
+    @app.periodic(cron="23 * * * *", periodic_id="prune_inbox")
+    @app.task(name="prune_loyverse_inbox", queue=queue, queueing_lock="prune_loyverse_inbox")
+    async def prune_loyverse_inbox(timestamp: int) -> int:
+        """Retention: applied and failed deliveries older than LOYVERSE_SYNC_RETENTION_DAYS (7)."""
+        return await asyncio.to_thread(_prune, conninfo)
+
     @app.periodic(cron="41 * * * *", periodic_id="reconcile")
     @app.task(name="reconcile_loyverse_prices", queue=queue, queueing_lock="reconcile_loyverse_prices")
     async def reconcile_loyverse_prices(timestamp: int) -> list[dict[str, Any]]:
         """Hourly: compare every synced restaurant's prices with Loyverse (drift -> PRICE_DRIFT alert)."""
         return await asyncio.to_thread(_reconcile_all, conninfo)
+
+
+def _prune(conninfo: str) -> int:
+    days = float(os.environ.get("LOYVERSE_SYNC_RETENTION_DAYS", "7"))
+    with db.connect(conninfo, autocommit=True, application_name=jobs.APPLICATION) as conn:
+        row = queries.execute(conn, "inbound", "prune_inbox", {"older_than_seconds": days * 86400,
+                                                               "limit": 50000}).fetchone()
+        return int(row["pruned"]) if row else 0
 
 
 def _reconcile_all(conninfo: str) -> list[dict[str, Any]]:

@@ -63,3 +63,14 @@ select account_id, client_secret_ciphertext, client_secret_key_id
 
 -- name: record_rejected
 select loyverse.record_rejected_delivery(%(account_id)s::bigint, %(reason)s, %(details)s::jsonb)
+
+-- name: prune_inbox
+select loyverse.prune_loyverse_inbox(make_interval(secs => %(older_than_seconds)s), %(limit)s::int) as pruned
+
+-- name: set_polling
+update loyverse.loyverse_inbound_settings
+   set poll_enabled = coalesce(%(enabled)s, poll_enabled),
+       poll_interval_seconds = coalesce(%(interval)s, poll_interval_seconds),
+       poll_overlap_seconds = coalesce(%(overlap)s, poll_overlap_seconds),
+       updated_at = now()
+ where account_id = %(account_id)s::bigint

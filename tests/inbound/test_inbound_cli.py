@@ -37,3 +37,16 @@ def test_bad_input_is_refused_naming_what_is_allowed(conn, dsn, fernet_key):
     unknown = cli(dsn, "sync", "reconcile", "Nowhere")
     assert unknown.returncode == 2 and unknown.stderr.startswith("Error:")
     assert conn.execute("select count(*) as n from loyverse.loyverse_inbound_settings").fetchone()["n"] == 0
+
+
+def test_polling_is_shown_and_changed_per_account(conn, dsn, fernet_key):
+    accounts.add_account(conn, name="acc", token="tok", base_url="http://127.0.0.1:9/v1.0")
+    changed = cli(dsn, "account", "polling", "acc", "--interval", "60", "--disable", "--json")
+    assert changed.returncode == 0, changed.stderr
+    row = conn.execute("select poll_enabled, poll_interval_seconds, poll_overlap_seconds"
+                       " from loyverse.loyverse_inbound_settings").fetchone()
+    assert row == {"poll_enabled": False, "poll_interval_seconds": 60, "poll_overlap_seconds": 120}
+    bad = cli(dsn, "account", "polling", "acc", "--interval", "5")
+    assert bad.returncode == 2 and "10<=x<=86400" in bad.stderr
+    assert conn.execute("select poll_interval_seconds from loyverse.loyverse_inbound_settings"
+                        ).fetchone()["poll_interval_seconds"] == 60

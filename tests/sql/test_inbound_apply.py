@@ -264,3 +264,16 @@ def test_a_version_older_than_our_last_write_is_read_again_not_applied(conn, wor
     result = conn.execute("select loyverse.apply_loyverse_inbox(%s) as r", (world["account_id"],)).fetchone()["r"]
     assert result["refresh_items"] == [] and price(conn, p0) == D("17.00")
     assert [a["decision"] for a in audit(conn)] == ["PRICE_APPLIED"]
+
+
+def test_retention_prunes_old_applied_deliveries_and_keeps_the_audit(conn, world):
+    settings(conn, world["restaurants"][0], sync_direction="FROM_LOYVERSE")
+    inbox_id, _ = deliver(conn, world["account_id"], items_update(item("item0", {("v0", "s1"): 12})))
+    conn.execute("insert into loyverse.loyverse_inbox (account_id, source, body) values (%s, 'webhook', 'x')",
+                 (world["account_id"],))  # pending: never pruned
+    assert conn.execute("select loyverse.prune_loyverse_inbox('1 hour') as n").fetchone()["n"] == 0
+    conn.execute("update loyverse.loyverse_inbox set received_at = now() - interval '2 hours'")
+    assert conn.execute("select loyverse.prune_loyverse_inbox('1 hour') as n").fetchone()["n"] == 1
+    assert [r["status"] for r in conn.execute("select status from loyverse.loyverse_inbox").fetchall()] == ["pending"]
+    (a,) = audit(conn)
+    assert a["decision"] == "PRICE_APPLIED" and a["inbox_id"] is None
