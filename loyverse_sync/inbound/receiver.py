@@ -146,7 +146,7 @@ class Receiver:
             async with pool.connection() as conn:
                 cur = await conn.execute(queries.get("inbound", "account_for_secret"), {"secret": secret})
                 row = await cur.fetchone()
-                details = {"client": client, "bytes": len(body), "path_secret_prefix": secret[:4]}
+                details = {"client": client, "bytes": len(body)}
                 if row is None:
                     return await self._reject(conn, None, 404, "unknown webhook URL", details)
                 account_id = int(row["account_id"])
