@@ -267,7 +267,8 @@ def settings_set(restaurant: str | None, assignments: tuple[str, ...], as_json: 
     Keys: enabled, sync_direction (TO_LOYVERSE|FROM_LOYVERSE|BIDIRECTIONAL), sync_frequency
     (REALTIME|BATCH_5MIN|BATCH_HOURLY|MANUAL), price_rounding_rule (NONE|NEAREST_0.05|
     NEAREST_0.10|UP|DOWN), include_category_ids / exclude_category_ids (comma-separated),
-    notify_on_error, notification_email, max_attempts, priority, prices_include_tax, alert_*.
+    notify_on_error, notification_email, max_attempts, priority, prices_include_tax, alert_*,
+    conflict_policy (hold|ours|theirs|latest), catalog_changes (report|apply), sync_stock.
     """
     if restaurant is None:
         raise click.UsageError("--restaurant is required")
@@ -342,3 +343,9 @@ def resolve(restaurant: str | None, product: str | None, all_: bool, keep: str, 
         _common.echo_json({"resolved": resolved})
     else:
         click.echo(f"{resolved} conflict(s) resolved: kept {keep}.")
+
+
+# Reconciliation with Loyverse (cli/inbound.py).
+from loyverse_sync.cli import inbound as _inbound  # noqa: E402
+
+sync.add_command(_inbound.reconcile)

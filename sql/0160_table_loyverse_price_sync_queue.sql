@@ -71,6 +71,11 @@ create index loyverse_price_sync_queue_product_id_processing_idx
 create index loyverse_price_sync_queue_restaurant_id_status_idx
     on loyverse.loyverse_price_sync_queue (restaurant_id, status) where status in ('failed', 'dead', 'conflict');
 
+-- Echo suppression (loyverse._apply_loyverse_price): did we write this price of this product,
+-- and when did that write complete? Partial: only rows entering done pay for it.
+create index loyverse_price_sync_queue_product_id_done_idx
+    on loyverse.loyverse_price_sync_queue (product_id, completed_at) where status = 'done';
+
 create index loyverse_price_sync_queue_completed_at_idx
     on loyverse.loyverse_price_sync_queue (completed_at) where status in ('done', 'cancelled');
 

@@ -18,12 +18,13 @@ declare
     v_value jsonb;
     v_constraint text;
     v_field text;
+    v_allowed text;
     v_account bigint;
     v_filters_changed boolean;
     v_editable constant text[] := array['enabled', 'sync_direction', 'sync_frequency', 'include_category_ids',
         'exclude_category_ids', 'price_rounding_rule', 'notify_on_error', 'notification_email', 'max_attempts',
         'priority', 'prices_include_tax', 'alert_failure_rate', 'alert_queue_depth',
-        'alert_oldest_pending_seconds', 'alert_dead_letters'];
+        'alert_oldest_pending_seconds', 'alert_dead_letters', 'conflict_policy', 'catalog_changes', 'sync_stock'];
 begin
     if p_changes is null or jsonb_typeof(p_changes) <> 'object' then
         raise exception 'settings: expected a json object of setting = value'
@@ -74,6 +75,9 @@ begin
                alert_queue_depth = v_new.alert_queue_depth,
                alert_oldest_pending_seconds = v_new.alert_oldest_pending_seconds,
                alert_dead_letters = v_new.alert_dead_letters,
+               conflict_policy = v_new.conflict_policy,
+               catalog_changes = v_new.catalog_changes,
+               sync_stock = v_new.sync_stock,
                updated_at = now()
          where s.restaurant_id = p_restaurant_id;
     exception when check_violation then
@@ -89,10 +93,20 @@ begin
             when 'alert_queue_depth_is_positive' then 'alert_queue_depth'
             when 'alert_oldest_pending_seconds_is_positive' then 'alert_oldest_pending_seconds'
             when 'alert_dead_letters_is_positive' then 'alert_dead_letters'
+            when 'conflict_policy_is_valid' then 'conflict_policy'
+            when 'catalog_changes_is_valid' then 'catalog_changes'
             when 'notify_on_error_needs_an_email' then 'notification_email'
             when 'categories_are_not_both_included_and_excluded' then 'exclude_category_ids'
             else 'settings' end;
-        raise exception '%: invalid value (%)', v_field, v_constraint
+        -- the allowed values of the enumerated settings, so the error says what would do
+        v_allowed := case v_constraint
+            when 'sync_direction_is_valid' then '; allowed: TO_LOYVERSE, FROM_LOYVERSE, BIDIRECTIONAL'
+            when 'sync_frequency_is_valid' then '; allowed: REALTIME, BATCH_5MIN, BATCH_HOURLY, MANUAL'
+            when 'price_rounding_rule_is_valid' then '; allowed: NONE, NEAREST_0.05, NEAREST_0.10, UP, DOWN'
+            when 'conflict_policy_is_valid' then '; allowed: hold, ours, theirs, latest'
+            when 'catalog_changes_is_valid' then '; allowed: report, apply'
+            else '' end;
+        raise exception '%: invalid value (%)%', v_field, v_constraint, v_allowed
             using errcode = 'check_violation', column = v_field, constraint = v_constraint;
     end;
 

@@ -146,13 +146,19 @@ def create_app(conninfo: str, *, session_secret: str | None = None) -> fastapi.F
     from loyverse_sync import __version__
     from loyverse_sync.web import api, console
 
+    from loyverse_sync.inbound import receiver as receiver_mod
+
     database = Database(conninfo)
+    # Loyverse's webhook deliveries (issue #16): stored as received, in one INSERT, on the
+    # receiver's own small async pool, so a slow API request never delays a delivery's answer.
+    receiver = receiver_mod.Receiver(conninfo)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: fastapi.FastAPI) -> AsyncIterator[None]:
         database.open()
         try:
-            yield
+            async with receiver.lifespan():
+                yield
         finally:
             database.close()
 
@@ -198,9 +204,8 @@ def create_app(conninfo: str, *, session_secret: str | None = None) -> fastapi.F
     app.include_router(console.router)
     console.install(app, session_secret or os.environ.get("LOYVERSE_SYNC_SESSION_SECRET") or secrets.token_hex(32))
 
-    # Issue #16 (two-way sync) mounts the Loyverse webhook receiver here, beside the API:
-    #     app.include_router(webhooks.router, prefix="/webhooks/loyverse")
-    # It shares this process, its pool (app.state.db) and its audit actor ("webhook:<merchant>").
+    # POST /loyverse/webhooks/{secret}: the URL `account subscribe --url` registers
+    app.router.routes.extend(receiver.routes)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:

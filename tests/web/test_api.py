@@ -395,3 +395,22 @@ def test_every_console_page_refuses_no_session_a_revoked_key_another_restaurant_
     with stack.conn() as conn:
         last = conn.execute("select action, actor from loyverse.audit_trail order by log_id desc limit 1").fetchone()
     assert (last["action"], last["actor"]) == ("MANUAL_TRIGGER", f"console:{stack.key_names['A']}")
+
+
+def test_the_server_receives_loyverse_webhooks_beside_the_api(stack):
+    """One process: `serve` also takes Loyverse's deliveries (issue #16's receiver), stored as
+    received; an unknown URL secret is refused and audited."""
+    body = json.dumps({"merchant_id": None, "type": "items.update", "created_at": "2030-01-01T00:00:00Z",
+                       "items": []}).encode()
+    with stack.conn() as conn:
+        account_id = conn.execute("select id from loyverse.accounts").fetchone()["id"]
+        secret = conn.execute("select url_secret from loyverse.inbound_settings_row(%s)",
+                              (account_id,)).fetchone()["url_secret"]
+        before = conn.execute("select count(*) as n from loyverse.loyverse_inbox").fetchone()["n"]
+        with stack.client() as http:
+            ok = http.post(f"/loyverse/webhooks/{secret}", content=body)
+            unknown = http.post("/loyverse/webhooks/" + "0" * 64, content=body)
+        stored = conn.execute("select account_id, body from loyverse.loyverse_inbox order by id").fetchall()[before:]
+    assert ok.status_code == 200 and unknown.status_code == 404
+    assert [(r["account_id"], bytes(r["body"])) for r in stored] == [(account_id, body)]
+    assert "/loyverse/webhooks/{secret}" not in json.dumps(stack.openapi())  # Loyverse's, not the main app's
