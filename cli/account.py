@@ -410,3 +410,12 @@ def rotate_key(new_key_file: pathlib.Path | None, drop_old: bool) -> None:
     )
     if from_env:
         click.echo(f"now set LOYVERSE_SYNC_KEY to the key in {target}")
+
+
+# Webhooks (cli/inbound.py): subscribe, unsubscribe, list.
+from loyverse_sync.cli import inbound as _inbound  # noqa: E402
+
+account.add_command(_inbound.subscribe)
+account.add_command(_inbound.unsubscribe)
+account.add_command(_inbound.webhooks)
+account.add_command(_inbound.polling)

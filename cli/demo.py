@@ -102,12 +102,13 @@ class Runner:
 
 
 @contextlib.contextmanager
-def _worker(env: dict[str, str], log_path: pathlib.Path) -> Iterator[subprocess.Popen[bytes]]:
+def _worker(env: dict[str, str], log_path: pathlib.Path,
+            command: list[str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
     log = log_path.open("wb")
     # -v: INFO, so the log shows the worker starting and each account's drain (at the default
     # WARNING level a healthy worker writes nothing, and an empty log looks broken)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "loyverse_sync", "-v", "worker"],
+        [sys.executable, "-m", "loyverse_sync", "-v", *(command or ["worker"])],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -123,6 +124,18 @@ def _worker(env: dict[str, str], log_path: pathlib.Path) -> Iterator[subprocess.
                 proc.kill()
                 proc.wait()
         log.close()
+
+
+@contextlib.contextmanager
+def _serve(env: dict[str, str], log_path: pathlib.Path) -> Iterator[str]:
+    """`loyverse-sync serve` (the API and the console) on a free port, for the demo's duration."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with _worker(env, log_path, ["serve", "--port", str(port)]):
+        yield f"http://127.0.0.1:{port}"
 
 
 def _wait_for_drain(
@@ -323,8 +336,12 @@ def demo(keep_running: bool, items: int, seed: int, time_scale: float, quiet: bo
                 "Starting `loyverse-sync worker`: a procrastinate worker that drains the price-sync queue within the account's rate budget.",
             )
             log_path = workdir / "worker.log"
-            with _worker(env, log_path) as worker:
+            with _worker(env, log_path) as worker, _serve(env, workdir / "serve.log") as console_url:
                 click.echo(f"    worker pid {worker.pid}, log {log_path}")
+                from loyverse_sync import apikeys
+
+                demo_key = apikeys.create(conn, f"demo-admin-{os.getpid()}", restaurant_id=None, admin=True)
+                click.echo(f"    console and API: {console_url}/console/  (sign in with the API key {demo_key})")
                 time.sleep(1.0)
 
                 say(

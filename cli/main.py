@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "dashboard": ("dashboard", "dashboard"),
     "metrics": ("ops", "metrics"),
     "health": ("ops", "health"),
+    "serve": ("serve", "serve"), "apikey": ("apikey", "apikey"),
 }
 
 
@@ -68,6 +69,11 @@ def cli(verbose: int) -> None:
     level = logging.WARNING - 10 * verbose
     fmt = os.environ.get("LOYVERSE_SYNC_LOG_FORMAT", "text")
     _common.configure_logging(level, json_format=fmt == "json")
+    # the audit trail's "who" (loyverse.actor): the OS user; the worker and server set their own
+    if "LOYVERSE_SYNC_ACTOR" in os.environ or "loyverse.actor=" not in os.environ.get("PGOPTIONS", ""):
+        from loyverse_sync import audit
+
+        audit.use_for_process(os.environ.get("LOYVERSE_SYNC_ACTOR") or f"cli:{audit.os_user()}")
 
 
 def main() -> None:

@@ -269,6 +269,7 @@ def settings_set(restaurant: str | None, assignments: tuple[str, ...], as_json: 
     (REALTIME|BATCH_5MIN|BATCH_HOURLY|MANUAL), price_rounding_rule (NONE|NEAREST_0.05|
     NEAREST_0.10|UP|DOWN), include_category_ids / exclude_category_ids (comma-separated),
     notify_on_error, notification_email, max_attempts, priority, prices_include_tax, alert_*,
+    conflict_policy (hold|ours|theirs|latest), catalog_changes (report|apply), sync_stock,
     hold_change_percent, hold_change_amount, hold_below_price (guardrails; null = off).
     """
     if restaurant is None:
@@ -419,3 +420,8 @@ def make_fixed(restaurant: str | None, product: str, as_json: bool) -> None:
         click.echo(f"Price made fixed; {queued} change(s) queued." if queued
                    else "Price made fixed; it is sent when price sync to Loyverse is on.")
 
+
+# Reconciliation with Loyverse (cli/inbound.py).
+from loyverse_sync.cli import inbound as _inbound  # noqa: E402
+
+sync.add_command(_inbound.reconcile)

@@ -40,6 +40,9 @@ def worker(concurrency: int, graceful_timeout: float, one_shot: bool, no_listen:
     from loyverse_sync.worker import tasks
 
     found = _common.database()
+    from loyverse_sync import audit
+
+    audit.use_for_process(f"worker:{audit.os_user()}")  # the audit trail's actor of the worker's own changes
     app = app_mod.build_app(found.conninfo, max_pool_size=max(4, concurrency + 3))
     if metrics_port:
         from loyverse_sync import ops

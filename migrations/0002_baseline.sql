@@ -46,6 +46,23 @@ comment on table loyverse.procrastinate_migrations is
     'schema.sql installed by migration 0001, "migration" = applied later by db migrate after a '
     'procrastinate upgrade.';
 
+-- ---- sql/0095_function_current_actor.sql ----
+-- Who is making a change: the session setting loyverse.actor (set by `serve` per request,
+-- by the CLI and by the worker per import), else "sql:<session user>". The audit trail's
+-- default, so every loyverse_sync_logs row written by any path names its author.
+create function loyverse.current_actor()
+returns text
+language sql
+stable
+set search_path = ''
+as $$
+    select coalesce(nullif(pg_catalog.current_setting('loyverse.actor', true), ''),
+                    'sql:' operator(pg_catalog.||) session_user)
+$$;
+comment on function loyverse.current_actor() is
+    'Who is acting: current_setting(''loyverse.actor'') (api-key:<name>, console:<key name>, cli:<os user>), '
+    'else sql:<session user>. Example: begin; set local loyverse.actor = ''cli:alice''; ...; commit;';
+
 -- ---- sql/0100_table_restaurants.sql ----
 -- The main app's restaurants: the catalogue's root. loyverse-sync reads id and name and links
 -- each restaurant to one Loyverse store (loyverse_restaurant_links).
@@ -367,6 +384,11 @@ create table loyverse.loyverse_price_sync_settings (
         constraint alert_oldest_pending_seconds_is_positive check (alert_oldest_pending_seconds > 0),
     alert_dead_letters integer not null default 1
         constraint alert_dead_letters_is_positive check (alert_dead_letters > 0),
+    conflict_policy text not null default 'hold'
+        constraint conflict_policy_is_valid check (conflict_policy in ('hold', 'ours', 'theirs', 'latest')),
+    catalog_changes text not null default 'report'
+        constraint catalog_changes_is_valid check (catalog_changes in ('report', 'apply')),
+    sync_stock boolean not null default false,
     created_at timestamptz not null default now(),
     updated_at timestamptz not null default now(),
     constraint notify_on_error_needs_an_email check (not notify_on_error or notification_email is not null),
@@ -381,6 +403,18 @@ comment on column loyverse.loyverse_price_sync_settings.include_category_ids is 
 
 comment on column loyverse.loyverse_price_sync_settings.prices_include_tax is
     'Whether our prices include tax; decides how imported prices treat Loyverse ADDED taxes.';
+
+comment on column loyverse.loyverse_price_sync_settings.conflict_policy is
+    'BIDIRECTIONAL: what a price changed on both sides since the last agreed price becomes: hold (a '
+    'conflict row for `sync resolve`), ours, theirs, or latest (the later of Loyverse''s updated_at and '
+    'our change wins).';
+
+comment on column loyverse.loyverse_price_sync_settings.catalog_changes is
+    'Items/variants renamed or deleted in Loyverse: report (audit only) or apply (rename our product, '
+    'deactivate it when deleted).';
+
+comment on column loyverse.loyverse_price_sync_settings.sync_stock is
+    'Copy Loyverse inventory levels (webhooks) into products.stock_quantity.';
 
 -- ---- sql/0160_table_loyverse_price_sync_queue.sql ----
 -- The coalescing price-sync queue: one pending row per product (partial unique index), claimed
@@ -456,8 +490,18 @@ create index loyverse_price_sync_queue_product_id_processing_idx
 create index loyverse_price_sync_queue_restaurant_id_status_idx
     on loyverse.loyverse_price_sync_queue (restaurant_id, status) where status in ('failed', 'dead', 'conflict');
 
+-- Echo suppression (loyverse._apply_loyverse_price): did we write this price of this product,
+-- and when did that write complete? Partial: only rows entering done pay for it.
+create index loyverse_price_sync_queue_product_id_done_idx
+    on loyverse.loyverse_price_sync_queue (product_id, completed_at) where status = 'done';
+
 create index loyverse_price_sync_queue_completed_at_idx
     on loyverse.loyverse_price_sync_queue (completed_at) where status in ('done', 'cancelled');
+
+-- One restaurant's recent successes (price_sync_status for one restaurant, the console's
+-- chart): without it, sync/status read every restaurant's last day of done rows (0063).
+create index loyverse_price_sync_queue_restaurant_id_completed_at_idx
+    on loyverse.loyverse_price_sync_queue (restaurant_id, completed_at) where status = 'done';
 
 comment on table loyverse.loyverse_price_sync_queue is
     'Price changes waiting for, in, or done with their write to Loyverse. Internal: query '
@@ -506,7 +550,7 @@ create table loyverse.loyverse_sync_logs (
     restaurant_id uuid references public.restaurants (id) on delete set null,
     account_id bigint references loyverse.accounts (id) on delete set null,
     sync_type text not null
-        constraint sync_type_is_valid check (sync_type in ('PRICE_SYNC', 'MENU_IMPORT', 'IMPORT_UNDO', 'MANUAL_TRIGGER', 'RETRY', 'NOTIFICATION')),
+        constraint sync_type_is_valid check (sync_type in ('PRICE_SYNC', 'MENU_IMPORT', 'IMPORT_UNDO', 'MANUAL_TRIGGER', 'RETRY', 'NOTIFICATION', 'SETTINGS_CHANGE', 'API_KEY')),
     status text not null default 'RUNNING'
         constraint sync_log_status_is_valid check (status in ('RUNNING', 'SUCCESS', 'FAILED', 'PARTIAL')),
     items_total integer not null default 0,
@@ -518,6 +562,8 @@ create table loyverse.loyverse_sync_logs (
     details jsonb not null default '{}',
     started_at timestamptz not null default now(),
     completed_at timestamptz,
+    actor text default loyverse.current_actor(),  -- who (api-key:, console:, cli:, sql:); null before 0063
+    db_role text default session_user,
     constraint sync_log_counts_are_nonnegative check (items_total >= 0 and items_succeeded >= 0 and items_failed >= 0 and items_skipped >= 0 and requests_made >= 0),
     constraint sync_log_completes_after_it_starts check (completed_at is null or completed_at >= started_at)
 );
@@ -527,6 +573,11 @@ create index loyverse_sync_logs_restaurant_id_started_at_idx on loyverse.loyvers
 create index loyverse_sync_logs_started_at_idx on loyverse.loyverse_sync_logs (started_at desc);
 
 comment on table loyverse.loyverse_sync_logs is 'One row per sync batch, import run or undo, with counts and error details.';
+
+comment on column loyverse.loyverse_sync_logs.actor is
+    'Who made the change: api-key:<name>, console:<key name>, cli:<os user>, worker, or sql:<role> (loyverse.current_actor()).';
+
+comment on column loyverse.loyverse_sync_logs.db_role is 'The database role (session user) that wrote the row.';
 
 -- ---- sql/0170_table_loyverse_import_runs.sql ----
 -- Menu imports from Loyverse with their live progress (items_done of items_total) and outcome.
@@ -608,6 +659,153 @@ create table loyverse.loyverse_notification_outbox (
 create index loyverse_notification_outbox_pending_idx on loyverse.loyverse_notification_outbox (next_attempt_at) where status = 'pending';
 
 comment on table loyverse.loyverse_notification_outbox is 'Emails waiting to be sent (error digests, alerts, recoveries); sent by the worker.';
+
+-- ---- sql/0182_table_loyverse_inbound_settings.sql ----
+-- How Loyverse reaches us, per account: the unguessable secret in the webhook URL, the OAuth
+-- app's client secret that signs deliveries (encrypted like tokens), and the polling cursor.
+create table loyverse.loyverse_inbound_settings (
+    account_id bigint primary key references loyverse.accounts (id) on delete cascade,
+    -- two v4 UUIDs: 244 random bits, hex
+    url_secret text not null default replace(gen_random_uuid()::text || gen_random_uuid()::text, '-', '')
+        constraint url_secret_is_long check (length(url_secret) >= 32),
+    client_secret_ciphertext bytea,
+    client_secret_key_id text,
+    webhook_url text,
+    poll_enabled boolean not null default true,
+    poll_interval_seconds integer not null default 300
+        constraint poll_interval_seconds_is_between_10_and_86400 check (poll_interval_seconds between 10 and 86400),
+    poll_overlap_seconds integer not null default 120
+        constraint poll_overlap_seconds_is_between_0_and_86400 check (poll_overlap_seconds between 0 and 86400),
+    polled_until timestamptz,
+    last_polled_at timestamptz,
+    created_at timestamptz not null default now(),
+    updated_at timestamptz not null default now(),
+    constraint loyverse_inbound_settings_url_secret_key unique (url_secret),
+    constraint client_secret_has_a_key check ((client_secret_ciphertext is null) = (client_secret_key_id is null))
+);
+
+comment on table loyverse.loyverse_inbound_settings is
+    'Per account: how Loyverse''s changes reach us (webhook URL secret, signing secret, polling cursor). '
+    'A row is made on first use (loyverse.inbound_settings_row).';
+comment on column loyverse.loyverse_inbound_settings.url_secret is
+    'The last path segment of the webhook URL: authenticates unsigned deliveries (personal-token subscriptions).';
+comment on column loyverse.loyverse_inbound_settings.client_secret_ciphertext is
+    'The OAuth app''s client secret (Fernet, like account tokens): when set, every delivery must carry a '
+    'valid X-Loyverse-Signature.';
+comment on column loyverse.loyverse_inbound_settings.polled_until is
+    'Polling cursor: the newest Loyverse updated_at read; the next poll reads from it minus poll_overlap_seconds.';
+
+-- ---- sql/0184_table_loyverse_inbox.sql ----
+-- Every delivery from Loyverse (webhook, poll page) stored as received, before anything is
+-- parsed: one INSERT, idempotent on redelivery (same account, same body bytes = one row).
+create table loyverse.loyverse_inbox (
+    id bigint generated always as identity primary key,
+    account_id bigint not null references loyverse.accounts (id) on delete cascade,
+    source text not null
+        constraint inbox_source_is_valid check (source in ('webhook', 'poll', 'refresh', 'reconcile')),
+    received_at timestamptz not null default now(),
+    headers jsonb not null default '{}',
+    body bytea not null,
+    body_sha256 bytea not null generated always as (sha256(body)) stored,
+    status text not null default 'pending'
+        constraint inbox_status_is_valid check (status in ('pending', 'applied', 'failed')),
+    attempts integer not null default 0
+        constraint inbox_attempts_is_nonnegative check (attempts >= 0),
+    next_attempt_at timestamptz not null default now(),
+    applied_at timestamptz,
+    result jsonb,
+    last_error text,
+    constraint loyverse_inbox_account_id_body_sha256_key unique (account_id, body_sha256)
+);
+
+-- The apply job: an account's pending deliveries in arrival order.
+create index loyverse_inbox_account_id_id_idx on loyverse.loyverse_inbox (account_id, id) where status = 'pending';
+
+create index loyverse_inbox_received_at_idx on loyverse.loyverse_inbox (received_at);
+
+comment on table loyverse.loyverse_inbox is
+    'Deliveries from Loyverse as received (webhooks, poll pages), applied by the apply_loyverse_inbox job; '
+    'status pending -> applied | failed (result: counts of each decision; the decisions are in '
+    'loyverse_inbound_audit).';
+
+-- ---- sql/0186_table_loyverse_inbound_objects.sql ----
+-- The newest version of each Loyverse object we applied, and tombstones: a delivery older
+-- than what we have (reordered, retried for 48 h) or about a deleted object changes nothing.
+create table loyverse.loyverse_inbound_objects (
+    account_id bigint not null references loyverse.accounts (id) on delete cascade,
+    kind text not null
+        constraint inbound_object_kind_is_valid check (kind in ('item', 'variant', 'inventory_level')),
+    loyverse_id text not null,
+    updated_at timestamptz,
+    deleted_at timestamptz,
+    name text,
+    seen_at timestamptz not null default now(),
+    primary key (account_id, kind, loyverse_id)
+);
+
+comment on table loyverse.loyverse_inbound_objects is
+    'Per Loyverse item / variant / inventory level (variant_id/store_id): the updated_at of the newest '
+    'version applied and, once deleted, its tombstone (deleted_at). Deletions in Loyverse are final.';
+
+-- ---- sql/0188_table_loyverse_inbound_audit.sql ----
+-- The audit trail of changes heard from Loyverse: every decision the apply job (and the
+-- receiver, reconciliation) took, with the prices it compared.
+create table loyverse.loyverse_inbound_audit (
+    id bigint generated always as identity primary key,
+    at timestamptz not null default now(),
+    account_id bigint references loyverse.accounts (id) on delete cascade,
+    restaurant_id uuid references public.restaurants (id) on delete set null,
+    inbox_id bigint references loyverse.loyverse_inbox (id) on delete set null,
+    product_id uuid,
+    loyverse_id text,
+    decision text not null
+        constraint inbound_decision_is_valid check (decision in (
+            'PRICE_APPLIED', 'ECHO_IGNORED', 'AGREED', 'CONFLICT_HELD', 'CONFLICT_KEPT_OURS',
+            'CONFLICT_KEPT_THEIRS', 'STALE_IGNORED', 'TOMBSTONE_IGNORED', 'ITEM_CREATED', 'ITEM_RENAMED',
+            'ITEM_DELETED', 'VARIANT_DELETED', 'STOCK_APPLIED', 'DELIVERY_REJECTED', 'DELIVERY_FAILED',
+            'DRIFT_FOUND', 'DRIFT_REPAIRED')),
+    applied boolean not null default false,
+    our_price numeric(12, 2),
+    loyverse_price numeric(12, 3),
+    details jsonb not null default '{}'
+);
+
+create index loyverse_inbound_audit_restaurant_id_at_idx on loyverse.loyverse_inbound_audit (restaurant_id, at desc);
+
+create index loyverse_inbound_audit_inbox_id_idx on loyverse.loyverse_inbound_audit (inbox_id);
+
+create index loyverse_inbound_audit_at_idx on loyverse.loyverse_inbound_audit (at);
+
+comment on table loyverse.loyverse_inbound_audit is
+    'Every decision on a change heard from Loyverse: prices applied, echoes of our own writes ignored, '
+    'conflicts and how the restaurant''s conflict_policy decided them, stale or tombstoned deliveries, '
+    'catalog changes (reported, or applied: applied = true), rejected deliveries, reconciliation drift.';
+comment on column loyverse.loyverse_inbound_audit.our_price is 'products.price when the decision was taken.';
+comment on column loyverse.loyverse_inbound_audit.loyverse_price is 'The store price Loyverse reported.';
+
+-- ---- sql/0190_table_loyverse_price_drift.sql ----
+-- What the last reconciliation of a restaurant found: each mapped product whose price or
+-- availability differs from Loyverse (or whose item is gone there), until repaired.
+create table loyverse.loyverse_price_drift (
+    restaurant_id uuid not null references public.restaurants (id) on delete cascade,
+    product_id uuid not null references public.products (id) on delete cascade,
+    account_id bigint not null references loyverse.accounts (id) on delete cascade,
+    loyverse_item_id text not null,
+    loyverse_variant_id text not null,
+    kind text not null
+        constraint drift_kind_is_valid check (kind in ('price', 'availability', 'missing')),
+    our_price numeric(12, 3),
+    loyverse_price numeric(12, 3),
+    our_available boolean,
+    loyverse_available boolean,
+    found_at timestamptz not null default now(),
+    repaired_at timestamptz,
+    repair text,
+    primary key (restaurant_id, product_id, kind)
+);
+
+comment on table loyverse.loyverse_price_drift is
+    'Drift found by `sync reconcile` (replaced per restaurant on each run); read it through loyverse.price_drift.';
 
 -- ---- sql/0200_table_loyverse_snapshots.sql ----
 -- Menu snapshots fetched from Loyverse (import fetch): one row per fetch, with its time, so
@@ -811,7 +1009,7 @@ comment on table loyverse.loyverse_api_call_stats is
 create table loyverse.loyverse_alert_state (
     restaurant_id uuid not null references public.restaurants (id) on delete cascade,
     alert text not null
-        constraint alert_is_known check (alert in ('FAILURE_RATE', 'QUEUE_DEPTH', 'OLDEST_PENDING', 'DEAD_LETTERS')),
+        constraint alert_is_known check (alert in ('FAILURE_RATE', 'QUEUE_DEPTH', 'OLDEST_PENDING', 'DEAD_LETTERS', 'PRICE_DRIFT')),
     breached_at timestamptz not null default now(),
     recovered_at timestamptz,
     value double precision,
@@ -823,6 +1021,33 @@ create unique index loyverse_alert_state_open_idx on loyverse.loyverse_alert_sta
     where recovered_at is null;
 
 comment on table loyverse.loyverse_alert_state is 'Alert breaches per restaurant: open while recovered_at is null.';
+
+-- ---- sql/0250_table_loyverse_api_keys.sql ----
+-- API keys of `loyverse-sync serve` (JSON API and console sign-in). Only the SHA-256 of a
+-- key is stored; a restaurant key reaches its restaurant, an admin key every restaurant.
+create table loyverse.loyverse_api_keys (
+    id bigint generated always as identity primary key,
+    name text not null
+        constraint api_key_name_is_not_blank check (btrim(name) <> ''),
+    key_hash bytea not null
+        constraint api_key_hash_is_sha256 check (length(key_hash) = 32),
+    restaurant_id uuid references public.restaurants (id) on delete cascade,
+    is_admin boolean not null default false,
+    created_at timestamptz not null default now(),
+    created_by text not null default loyverse.current_actor(),
+    last_used_at timestamptz,
+    revoked_at timestamptz,
+    revoked_by text,
+    constraint api_key_is_admin_or_one_restaurant check (is_admin = (restaurant_id is null))
+);
+
+create unique index loyverse_api_keys_key_hash_idx on loyverse.loyverse_api_keys (key_hash);
+
+create unique index loyverse_api_keys_name_idx on loyverse.loyverse_api_keys (name);
+
+comment on table loyverse.loyverse_api_keys is
+    'API keys of the HTTP server (sha256 only). Manage with `loyverse-sync apikey create|list|revoke` '
+    'or loyverse.create_api_key / revoke_api_key; read loyverse.api_keys.';
 
 -- ---- sql/0300_function_rate_governor_take.sql ----
 -- The rate governor's one call per Loyverse request: reserve slots in the account's shared
@@ -2113,12 +2338,13 @@ declare
     v_value jsonb;
     v_constraint text;
     v_field text;
+    v_allowed text;
     v_account bigint;
     v_filters_changed boolean;
     v_editable constant text[] := array['enabled', 'sync_direction', 'sync_frequency', 'include_category_ids',
         'exclude_category_ids', 'price_rounding_rule', 'notify_on_error', 'notification_email', 'max_attempts',
         'priority', 'prices_include_tax', 'alert_failure_rate', 'alert_queue_depth',
-        'alert_oldest_pending_seconds', 'alert_dead_letters'];
+        'alert_oldest_pending_seconds', 'alert_dead_letters', 'conflict_policy', 'catalog_changes', 'sync_stock'];
 begin
     if p_changes is null or jsonb_typeof(p_changes) <> 'object' then
         raise exception 'settings: expected a json object of setting = value'
@@ -2169,6 +2395,9 @@ begin
                alert_queue_depth = v_new.alert_queue_depth,
                alert_oldest_pending_seconds = v_new.alert_oldest_pending_seconds,
                alert_dead_letters = v_new.alert_dead_letters,
+               conflict_policy = v_new.conflict_policy,
+               catalog_changes = v_new.catalog_changes,
+               sync_stock = v_new.sync_stock,
                updated_at = now()
          where s.restaurant_id = p_restaurant_id;
     exception when check_violation then
@@ -2184,10 +2413,20 @@ begin
             when 'alert_queue_depth_is_positive' then 'alert_queue_depth'
             when 'alert_oldest_pending_seconds_is_positive' then 'alert_oldest_pending_seconds'
             when 'alert_dead_letters_is_positive' then 'alert_dead_letters'
+            when 'conflict_policy_is_valid' then 'conflict_policy'
+            when 'catalog_changes_is_valid' then 'catalog_changes'
             when 'notify_on_error_needs_an_email' then 'notification_email'
             when 'categories_are_not_both_included_and_excluded' then 'exclude_category_ids'
             else 'settings' end;
-        raise exception '%: invalid value (%)', v_field, v_constraint
+        -- the allowed values of the enumerated settings, so the error says what would do
+        v_allowed := case v_constraint
+            when 'sync_direction_is_valid' then '; allowed: TO_LOYVERSE, FROM_LOYVERSE, BIDIRECTIONAL'
+            when 'sync_frequency_is_valid' then '; allowed: REALTIME, BATCH_5MIN, BATCH_HOURLY, MANUAL'
+            when 'price_rounding_rule_is_valid' then '; allowed: NONE, NEAREST_0.05, NEAREST_0.10, UP, DOWN'
+            when 'conflict_policy_is_valid' then '; allowed: hold, ours, theirs, latest'
+            when 'catalog_changes_is_valid' then '; allowed: report, apply'
+            else '' end;
+        raise exception '%: invalid value (%)%', v_field, v_constraint, v_allowed
             using errcode = 'check_violation', column = v_field, constraint = v_constraint;
     end;
 
@@ -2246,6 +2485,34 @@ comment on function loyverse.update_price_sync_settings(uuid, jsonb) is
     'Change price-sync settings: p_changes = {"setting": value, ...}. Validated; an error names the field '
     '(its message starts with it; diagnostics column too) and nothing changes. Returns the new settings. '
     'Example: select loyverse.update_price_sync_settings(''<uuid>'', ''{"price_rounding_rule": "UP"}'');';
+
+-- ---- sql/0367_function_tg_price_sync_settings__log_change.sql ----
+-- Settings changes are audited: every UPDATE of a restaurant's price-sync settings, by the
+-- SQL API, the CLI, the HTTP server or a DBA's own UPDATE, writes one SETTINGS_CHANGE row
+-- to loyverse_sync_logs naming each changed setting (from, to) and who changed it.
+create function loyverse.tg_price_sync_settings__log_change()
+returns trigger
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+    v_changes jsonb;
+begin
+    select jsonb_object_agg(n.key, jsonb_build_object('from', o.value, 'to', n.value))
+      into v_changes
+      from jsonb_each(to_jsonb(new)) n
+      join jsonb_each(to_jsonb(old)) o on o.key = n.key
+     where n.value is distinct from o.value and n.key not in ('updated_at', 'paused_at', 'created_at');
+    if v_changes is not null then
+        insert into loyverse.loyverse_sync_logs (restaurant_id, sync_type, status, details, completed_at)
+        values (new.restaurant_id, 'SETTINGS_CHANGE', 'SUCCESS', jsonb_build_object('changes', v_changes), now());
+    end if;
+    return null;
+end;
+$$;
+comment on function loyverse.tg_price_sync_settings__log_change() is
+    'Trigger: one SETTINGS_CHANGE row in loyverse_sync_logs per changed settings row (changes: {setting: {from, to}}).';
 
 -- ---- sql/0370_function_pause_price_sync.sql ----
 -- SQL API: pause a restaurant's price sync. Changes keep being queued; nothing is sent.
@@ -2664,6 +2931,920 @@ comment on trigger _100_count_outcome on loyverse.loyverse_price_sync_queue is
     'A row entering done, failed or dead adds 1 to its restaurant''s outcome total (except in '
     'loyverse.complete_price_sync_batch, which counts its batch itself).';
 
+-- ---- sql/0423_trigger_price_sync_settings_log_change.sql ----
+-- Audit every settings change (see loyverse.tg_price_sync_settings__log_change).
+create trigger _100_log_change
+    after update on loyverse.loyverse_price_sync_settings
+    for each row when (old is distinct from new)
+    execute function loyverse.tg_price_sync_settings__log_change();
+
+-- ---- sql/0450_function_wake_inbox.sql ----
+-- Wake the inbox job of one account: defer procrastinate's apply_loyverse_inbox job with a
+-- queueing lock and a lock per account (one queued, one running), like wake_price_sync.
+create function loyverse.wake_inbox(p_account_id bigint)
+returns boolean
+language plpgsql
+security definer
+-- procrastinate's functions name their tables unqualified (see wake_price_sync)
+set search_path = public, pg_temp
+as $$
+declare
+    v_lock text := 'loyverse_inbox:' || p_account_id;
+begin
+    if exists (select 1 from public.procrastinate_jobs j
+                where j.queueing_lock = v_lock and j.status = 'todo') then
+        return false;
+    end if;
+    begin
+        perform public.procrastinate_defer_jobs_v1(array[
+            row('price_sync', 'apply_loyverse_inbox', 0, v_lock, v_lock,
+                jsonb_build_object('account_id', p_account_id), null)::public.procrastinate_job_to_defer_v1]);
+    exception when unique_violation then
+        return false;  -- a concurrent transaction queued it first
+    end;
+    return true;
+end;
+$$;
+comment on function loyverse.wake_inbox(bigint) is
+    'Queue one apply_loyverse_inbox job for the account unless one is already queued; true when a job was queued.';
+
+-- ---- sql/0451_function_receive_loyverse_delivery.sql ----
+-- The webhook receiver's (and the poller's) one statement: store a delivery as received and
+-- wake the account's inbox job. A redelivery (same body bytes) is a no-op returning null.
+create function loyverse.receive_loyverse_delivery(
+    p_account_id bigint,
+    p_source text,
+    p_headers jsonb,
+    p_body bytea
+)
+returns bigint
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+    v_id bigint;
+begin
+    insert into loyverse.loyverse_inbox (account_id, source, headers, body)
+    values (p_account_id, p_source, coalesce(p_headers, '{}'), p_body)
+    on conflict (account_id, body_sha256) do nothing
+    returning id into v_id;
+    if v_id is not null then
+        perform loyverse.wake_inbox(p_account_id);
+    end if;
+    return v_id;
+end;
+$$;
+comment on function loyverse.receive_loyverse_delivery(bigint, text, jsonb, bytea) is
+    'Store one delivery from Loyverse as received (source webhook|poll|reconcile) and wake the inbox job; '
+    'returns the inbox id, or null when the same body was already received (a redelivery).';
+
+-- ---- sql/0452_function_record_rejected_delivery.sql ----
+-- The receiver's audit row for a delivery it refused (unknown URL secret, bad signature,
+-- body too large): nothing of it is stored but what the details say.
+create function loyverse.record_rejected_delivery(p_account_id bigint, p_reason text, p_details jsonb)
+returns void
+language sql
+security definer
+set search_path = ''
+as $$
+    insert into loyverse.loyverse_inbound_audit (account_id, decision, details)
+    values (p_account_id, 'DELIVERY_REJECTED',
+            jsonb_build_object('reason', p_reason) || coalesce(p_details, '{}'));
+$$;
+comment on function loyverse.record_rejected_delivery(bigint, text, jsonb) is
+    'Audit a webhook delivery the receiver refused (4xx): account (null when unknown), reason, details.';
+
+-- ---- sql/0455_function_apply_loyverse_price.sql ----
+-- One store price heard from Loyverse for one mapped product: decide and apply it. The
+-- queue knows our unsent change (a pending or held row), the mapping the last agreed price.
+-- Loyverse's price is written with loyverse_sync.origin = 'loyverse' (the products trigger
+-- queues nothing) and becomes last_synced_price, so it is never pushed back.
+create function loyverse._apply_loyverse_price(
+    p_inbox_id bigint,
+    p_product_id uuid,
+    p_loyverse_price numeric,
+    p_loyverse_updated_at timestamptz,
+    p_read_at timestamptz default null
+)
+returns text
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+    v record;
+    v_lp numeric;
+    v_ours numeric;
+    v_row loyverse.loyverse_price_sync_queue;
+    v_ours_at timestamptz;
+    v_keep text;
+    v_decision text;
+    v_origin text;
+begin
+    -- The product's row lock orders this with the main app's UPDATEs: a change committed
+    -- before it is in the queue by now, one after it sees our price and last_synced_price.
+    select m.product_id, m.restaurant_id, m.account_id, m.loyverse_item_id, m.last_synced_price,
+           m.price_factor, p.price,
+           s.enabled, s.sync_direction, s.conflict_policy, s.price_rounding_rule, a.decimal_places
+      into v
+      from loyverse.loyverse_item_mappings m
+      join public.products p on p.id = m.product_id
+      join loyverse.loyverse_price_sync_settings s on s.restaurant_id = m.restaurant_id
+      join loyverse.accounts a on a.id = m.account_id
+     where m.product_id = p_product_id
+       for update of p, m;
+    if not found or not v.enabled or v.sync_direction = 'TO_LOYVERSE' then
+        return 'ignored';
+    end if;
+    v_lp := round(p_loyverse_price, v.decimal_places);
+    if v_lp is not distinct from v.last_synced_price then
+        return 'unchanged';  -- the usual case: an items.update about another field or store, or our own write
+    end if;
+
+    -- Echo of a write of ours: the price a claimed row is writing now, or a price we wrote in a
+    -- push that completed after Loyverse's version (a late, retried or reordered delivery of
+    -- our own write). Compared by value: an older version of ours never overwrites a newer one.
+    if exists (select 1 from loyverse.loyverse_price_sync_queue q
+                where q.product_id = p_product_id and q.status = 'processing' and q.price_to_send = v_lp)
+       or exists (select 1 from loyverse.loyverse_price_sync_queue q
+                   where q.product_id = p_product_id and q.status = 'done' and q.price_to_send = v_lp
+                     and q.completed_at >= coalesce(p_loyverse_updated_at, '-infinity')) then
+        insert into loyverse.loyverse_inbound_audit (account_id, restaurant_id, inbox_id, product_id, loyverse_id,
+                                                     decision, our_price, loyverse_price, details)
+        values (v.account_id, v.restaurant_id, p_inbox_id, p_product_id, v.loyverse_item_id, 'ECHO_IGNORED',
+                v.price, v_lp, jsonb_build_object('last_synced_price', v.last_synced_price,
+                                                  'loyverse_updated_at', p_loyverse_updated_at));
+        return 'echo';
+    end if;
+    -- A write of ours completed after this version was true (or, for a poll or refresh, after
+    -- it was read), and Loyverse reported another price: this version may predate our write
+    -- (then our write replaced it in Loyverse) or follow it (an edit at the counter). Only
+    -- Loyverse's current state can tell: the job reads the item again (source refresh).
+    if exists (select 1 from loyverse.loyverse_price_sync_queue q
+                where q.product_id = p_product_id and q.status = 'done'
+                  and q.completed_at >= coalesce(p_read_at, p_loyverse_updated_at, '-infinity')) then
+        return 'refresh';
+    end if;
+    -- A write in flight: wait for it (its outcome decides what "ours" is); the whole delivery
+    -- is retried shortly (apply_loyverse_inbox catches this).
+    if exists (select 1 from loyverse.loyverse_price_sync_queue q
+                where q.product_id = p_product_id and q.status = 'processing') then
+        raise exception 'product %: a price write is in flight', p_product_id using errcode = 'LVS01';
+    end if;
+
+    -- Our unsent change: the pending row, else a held conflict.
+    select q.* into v_row
+      from loyverse.loyverse_price_sync_queue q
+     where q.product_id = p_product_id and q.status in ('pending', 'conflict')
+     order by (q.status = 'pending') desc, q.id desc
+     limit 1
+       for update;
+    v_ours := loyverse.price_to_send(v.price, v.price_rounding_rule, v.decimal_places, v.price_factor);
+
+    if v.sync_direction = 'FROM_LOYVERSE' or v_row.id is null then
+        v_keep := 'apply';
+        v_decision := 'PRICE_APPLIED';
+    elsif round(v_ours, v.decimal_places) = v_lp then
+        v_keep := 'agreed';
+        v_decision := 'AGREED';
+    else
+        -- Both sides changed since the last agreed price.
+        v_ours_at := case when v_row.status = 'pending' then v_row.updated_at
+                          else coalesce((v_row.error_details->>'ours_at')::timestamptz, v_row.created_at) end;
+        v_keep := case v.conflict_policy
+                      when 'latest' then case when p_loyverse_updated_at > v_ours_at then 'theirs' else 'ours' end
+                      else v.conflict_policy end;
+        v_decision := case v_keep when 'hold' then 'CONFLICT_HELD'
+                                  when 'ours' then 'CONFLICT_KEPT_OURS' else 'CONFLICT_KEPT_THEIRS' end;
+    end if;
+
+    insert into loyverse.loyverse_inbound_audit (account_id, restaurant_id, inbox_id, product_id, loyverse_id,
+                                                 decision, applied, our_price, loyverse_price, details)
+    values (v.account_id, v.restaurant_id, p_inbox_id, p_product_id, v.loyverse_item_id, v_decision,
+            v_keep <> 'hold', v.price, v_lp,
+            jsonb_strip_nulls(jsonb_build_object(
+                'last_synced_price', v.last_synced_price, 'loyverse_updated_at', p_loyverse_updated_at,
+                'direction', v.sync_direction, 'policy', case when v_decision like 'CONFLICT%' then v.conflict_policy end,
+                'ours_at', v_ours_at, 'queue_id', v_row.id)));
+
+    if v_keep = 'apply' then
+        v_origin := pg_catalog.current_setting('loyverse_sync.origin', true);
+        perform pg_catalog.set_config('loyverse_sync.origin', 'loyverse', true);
+        update public.products p
+           set price = round(v_lp * v.price_factor, 2), updated_at = now()
+         where p.id = p_product_id and p.price is distinct from round(v_lp * v.price_factor, 2);
+        perform pg_catalog.set_config('loyverse_sync.origin', coalesce(v_origin, ''), true);
+        update loyverse.loyverse_item_mappings m
+           set last_synced_price = v_lp, last_synced_at = now(), sync_direction = 'FROM_LOYVERSE',
+               updated_at = now()
+         where m.product_id = p_product_id;
+        return 'applied';
+    end if;
+    if v_keep = 'agreed' then
+        update loyverse.loyverse_price_sync_queue q
+           set status = 'cancelled', completed_at = now(), updated_at = now(),
+               last_error = 'Loyverse already has this price (changed there too)'
+         where q.id = v_row.id;
+        update loyverse.loyverse_item_mappings m
+           set last_synced_price = v_lp, last_synced_at = now(), updated_at = now()
+         where m.product_id = p_product_id;
+        return 'agreed';
+    end if;
+
+    -- Hold the conflict (a pending row becomes the held one, superseding older held rows);
+    -- then ours / theirs decide it like `sync resolve` does.
+    if v_row.status = 'pending' then
+        update loyverse.loyverse_price_sync_queue q
+           set status = 'cancelled', completed_at = now(), updated_at = now(),
+               last_error = 'conflict superseded by a newer held change'
+         where q.product_id = p_product_id and q.status = 'conflict';
+        update loyverse.loyverse_price_sync_queue q
+           set status = 'conflict', completed_at = now(), updated_at = now(),
+               last_error = 'price changed in Loyverse too: ' || v_lp || ' there, ' || v_ours || ' ours',
+               last_error_code = 'CONFLICT',
+               error_details = jsonb_build_object('loyverse_price', v_lp, 'ours_at', v_ours_at,
+                                                  'loyverse_updated_at', p_loyverse_updated_at,
+                                                  'last_synced_price', v.last_synced_price, 'inbox_id', p_inbox_id)
+         where q.id = v_row.id;
+    else
+        update loyverse.loyverse_price_sync_queue q
+           set error_details = coalesce(q.error_details, '{}')
+                   || jsonb_build_object('loyverse_price', v_lp, 'ours_at', v_ours_at,
+                                         'loyverse_updated_at', p_loyverse_updated_at, 'inbox_id', p_inbox_id),
+               updated_at = now()
+         where q.id = v_row.id;
+    end if;
+    if v_keep in ('ours', 'theirs') then
+        perform loyverse.resolve_price_sync_conflicts(v.restaurant_id, v_keep, p_product_id);
+        return 'conflict_' || v_keep;
+    end if;
+    return 'conflict_held';
+end;
+$$;
+comment on function loyverse._apply_loyverse_price(bigint, uuid, numeric, timestamptz, timestamptz) is
+    'Internal to apply_loyverse_inbox: one store price Loyverse reported for a mapped product -> unchanged, '
+    'echo (ignored), applied (FROM_LOYVERSE, or BIDIRECTIONAL with nothing unsent of ours), agreed, or a '
+    'conflict decided by conflict_policy, or refresh (a write of ours completed after the version: read the '
+    'item again); every decision but unchanged and refresh is audited. Raises LVS01 while a write of the '
+    'product is in flight.';
+
+-- ---- sql/0456_function_apply_loyverse_item.sql ----
+-- One item of an items.update delivery (or a poll page): older than what we applied, or
+-- deleted before -> ignored; deleted now -> tombstoned and its products reported (or
+-- deactivated); renamed -> reported (or renamed); each mapped store price -> _apply_loyverse_price.
+create function loyverse._apply_loyverse_item(p_inbox_id bigint, p_account_id bigint, p_item jsonb,
+                                              p_read_at timestamptz default null)
+returns jsonb
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+    v_id text := p_item->>'id';
+    v_updated timestamptz;
+    v_deleted timestamptz;
+    v_name text := p_item->>'item_name';
+    v_obj loyverse.loyverse_inbound_objects;
+    v_variant jsonb;
+    v_vid text;
+    v_vdeleted timestamptz;
+    v_map record;
+    v_entry jsonb;
+    v_price numeric;
+    v_outcome text;
+    v_counts jsonb := '{}';
+begin
+    if v_id is null or jsonb_typeof(p_item) <> 'object' then
+        return jsonb_build_object('malformed', 1);
+    end if;
+    v_updated := (p_item->>'updated_at')::timestamptz;
+    v_deleted := (p_item->>'deleted_at')::timestamptz;
+
+    select * into v_obj from loyverse.loyverse_inbound_objects o
+     where o.account_id = p_account_id and o.kind = 'item' and o.loyverse_id = v_id
+       for update;
+    if v_obj.deleted_at is not null then
+        insert into loyverse.loyverse_inbound_audit (account_id, inbox_id, loyverse_id, decision, details)
+        values (p_account_id, p_inbox_id, v_id, 'TOMBSTONE_IGNORED',
+                jsonb_build_object('deleted_at', v_obj.deleted_at, 'delivered_updated_at', v_updated));
+        return jsonb_build_object('tombstoned', 1);
+    end if;
+    -- (A poll or refresh reads the current state: the version we have is applied again, so
+    -- that what a refresh was asked for is decided; a webhook's same version is a redelivery.)
+    if v_obj.updated_at is not null and v_updated is not null
+       and (v_updated < v_obj.updated_at or (v_updated = v_obj.updated_at and p_read_at is null)) then
+        -- A version we have (redelivery) or an older one (reordered): nothing new in it.
+        if v_updated < v_obj.updated_at then
+            insert into loyverse.loyverse_inbound_audit (account_id, inbox_id, loyverse_id, decision, details)
+            values (p_account_id, p_inbox_id, v_id, 'STALE_IGNORED',
+                    jsonb_build_object('applied_updated_at', v_obj.updated_at, 'delivered_updated_at', v_updated));
+        end if;
+        return jsonb_build_object('stale', 1);
+    end if;
+    insert into loyverse.loyverse_inbound_objects as o (account_id, kind, loyverse_id, updated_at, deleted_at, name)
+    values (p_account_id, 'item', v_id, v_updated, v_deleted, v_name)
+    on conflict (account_id, kind, loyverse_id) do update
+       set updated_at = excluded.updated_at, deleted_at = excluded.deleted_at, name = excluded.name, seen_at = now();
+
+    if v_deleted is not null then
+        -- Tombstones for the item and its variants; its products are reported (or deactivated).
+        insert into loyverse.loyverse_inbound_objects as o (account_id, kind, loyverse_id, updated_at, deleted_at)
+        select p_account_id, 'variant', v->>'variant_id', v_updated, v_deleted
+          from jsonb_array_elements(case when jsonb_typeof(p_item->'variants') = 'array'
+                                         then p_item->'variants' else '[]' end) v
+         where v->>'variant_id' is not null
+        on conflict (account_id, kind, loyverse_id) do update set deleted_at = excluded.deleted_at, seen_at = now();
+        perform loyverse._apply_loyverse_deletion(p_inbox_id, p_account_id, v_id, null, 'ITEM_DELETED');
+        return jsonb_build_object('deleted', 1);
+    end if;
+
+    if not exists (select 1 from loyverse.loyverse_item_mappings m
+                    where m.account_id = p_account_id and m.loyverse_item_id = v_id) then
+        -- Not on our menu: reported once, when first heard of (`import run` brings it in).
+        if v_obj.loyverse_id is null then
+            insert into loyverse.loyverse_inbound_audit (account_id, inbox_id, loyverse_id, decision, details)
+            values (p_account_id, p_inbox_id, v_id, 'ITEM_CREATED',
+                    jsonb_build_object('item_name', v_name, 'hint', 'run `loyverse-sync import run` to add it'));
+            return jsonb_build_object('created', 1);
+        end if;
+        return jsonb_build_object('unmapped', 1);
+    end if;
+
+    if v_obj.loyverse_id is not null and v_obj.name is distinct from v_name and v_name is not null then
+        perform loyverse._apply_loyverse_rename(p_inbox_id, p_account_id, v_id, v_obj.name, v_name);
+        v_counts := v_counts || jsonb_build_object('renamed', 1);
+    end if;
+
+    for v_variant in select * from jsonb_array_elements(case when jsonb_typeof(p_item->'variants') = 'array'
+                                                             then p_item->'variants' else '[]' end) loop
+        v_vid := v_variant->>'variant_id';
+        continue when v_vid is null;
+        v_vdeleted := (v_variant->>'deleted_at')::timestamptz;
+        if v_vdeleted is not null then
+            if not exists (select 1 from loyverse.loyverse_inbound_objects o
+                            where o.account_id = p_account_id and o.kind = 'variant' and o.loyverse_id = v_vid
+                              and o.deleted_at is not null) then
+                insert into loyverse.loyverse_inbound_objects as o (account_id, kind, loyverse_id, updated_at, deleted_at)
+                values (p_account_id, 'variant', v_vid, v_updated, v_vdeleted)
+                on conflict (account_id, kind, loyverse_id) do update set deleted_at = excluded.deleted_at, seen_at = now();
+                perform loyverse._apply_loyverse_deletion(p_inbox_id, p_account_id, v_id, v_vid, 'VARIANT_DELETED');
+                v_counts := v_counts || jsonb_build_object('deleted', coalesce((v_counts->>'deleted')::int, 0) + 1);
+            end if;
+            continue;
+        end if;
+        for v_map in select m.product_id, m.loyverse_store_id
+                       from loyverse.loyverse_item_mappings m
+                      where m.account_id = p_account_id and m.loyverse_variant_id = v_vid
+                      order by m.product_id loop  -- a fixed lock order across concurrent applies
+            select e into v_entry
+              from jsonb_array_elements(case when jsonb_typeof(v_variant->'stores') = 'array'
+                                             then v_variant->'stores' else '[]' end) e
+             where e->>'store_id' = v_map.loyverse_store_id
+             limit 1;
+            continue when v_entry is null or coalesce(v_entry->>'pricing_type', 'FIXED') <> 'FIXED'
+                          or jsonb_typeof(v_entry->'price') <> 'number';
+            v_price := (v_entry->>'price')::numeric;
+            continue when v_price < 0;
+            v_outcome := loyverse._apply_loyverse_price(p_inbox_id, v_map.product_id, v_price, v_updated, p_read_at);
+            v_counts := v_counts || jsonb_build_object(v_outcome, coalesce((v_counts->>v_outcome)::int, 0) + 1);
+        end loop;
+    end loop;
+    return v_counts;
+end;
+$$;
+comment on function loyverse._apply_loyverse_item(bigint, bigint, jsonb, timestamptz) is
+    'Internal to apply_loyverse_inbox: apply one Loyverse item (ordering by updated_at, tombstones, '
+    'rename, deletions, every mapped store price). Returns counts of outcomes.';
+
+-- ---- sql/0457_function_apply_loyverse_catalog_change.sql ----
+-- Catalog changes heard from Loyverse (an item or variant deleted, an item renamed): always
+-- audited per product; applied only where the restaurant's catalog_changes = 'apply'.
+create function loyverse._apply_loyverse_deletion(
+    p_inbox_id bigint, p_account_id bigint, p_item_id text, p_variant_id text, p_decision text
+)
+returns integer
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+    v_count integer;
+begin
+    create temporary table if not exists pg_temp.inbound_deleted (
+        product_id uuid, restaurant_id uuid, apply boolean, price numeric) on commit drop;
+    truncate pg_temp.inbound_deleted;
+    insert into pg_temp.inbound_deleted
+    select m.product_id, m.restaurant_id, s.catalog_changes = 'apply', p.price
+      from loyverse.loyverse_item_mappings m
+      join public.products p on p.id = m.product_id
+      join loyverse.loyverse_price_sync_settings s on s.restaurant_id = m.restaurant_id
+     where m.account_id = p_account_id and m.loyverse_item_id = p_item_id
+       and (p_variant_id is null or m.loyverse_variant_id = p_variant_id);
+    get diagnostics v_count = row_count;
+    insert into loyverse.loyverse_inbound_audit (account_id, restaurant_id, inbox_id, product_id, loyverse_id,
+                                                 decision, applied, our_price, details)
+    select p_account_id, d.restaurant_id, p_inbox_id, d.product_id, coalesce(p_variant_id, p_item_id),
+           p_decision, d.apply, d.price,
+           jsonb_build_object('item_id', p_item_id, 'variant_id', p_variant_id,
+                              'action', case when d.apply then 'product deactivated' else 'reported' end)
+      from pg_temp.inbound_deleted d;
+    -- Nothing can be written to a deleted item: its unsent changes are cancelled, and the
+    -- mapping says why (a later re-import with the item back maps it again).
+    update loyverse.loyverse_price_sync_queue q
+       set status = 'cancelled', completed_at = now(), updated_at = now(),
+           last_error = 'deleted in Loyverse'
+      from pg_temp.inbound_deleted d
+     where q.product_id = d.product_id and q.status = 'pending';
+    update loyverse.loyverse_item_mappings m
+       set needs_attention = true, attention_reason = 'deleted in Loyverse', updated_at = now()
+      from pg_temp.inbound_deleted d
+     where m.product_id = d.product_id;
+    update public.products p
+       set is_active = false, updated_at = now()
+      from pg_temp.inbound_deleted d
+     where p.id = d.product_id and d.apply and p.is_active;
+    return v_count;
+end;
+$$;
+comment on function loyverse._apply_loyverse_deletion(bigint, bigint, text, text, text) is
+    'Internal: an item (variant null) or variant deleted in Loyverse: audit each mapped product, cancel its '
+    'pending price changes, flag the mapping, and deactivate the product where catalog_changes = apply.';
+
+create function loyverse._apply_loyverse_rename(
+    p_inbox_id bigint, p_account_id bigint, p_item_id text, p_old_name text, p_new_name text
+)
+returns void
+language plpgsql
+security definer
+set search_path = ''
+as $$
+begin
+    insert into loyverse.loyverse_inbound_audit (account_id, restaurant_id, inbox_id, product_id, loyverse_id,
+                                                 decision, applied, details)
+    select p_account_id, m.restaurant_id, p_inbox_id, m.product_id, p_item_id, 'ITEM_RENAMED',
+           s.catalog_changes = 'apply' and p.product_group_id is null,
+           jsonb_build_object('old_name', p_old_name, 'new_name', p_new_name, 'product_name', p.name)
+      from loyverse.loyverse_item_mappings m
+      join public.products p on p.id = m.product_id
+      join loyverse.loyverse_price_sync_settings s on s.restaurant_id = m.restaurant_id
+     where m.account_id = p_account_id and m.loyverse_item_id = p_item_id;
+    -- One-variant items are one product named like the item; an item with variants is a
+    -- product group, renamed through the import's object mapping.
+    update public.products p
+       set name = left(p_new_name, 200), updated_at = now()
+      from loyverse.loyverse_item_mappings m
+      join loyverse.loyverse_price_sync_settings s on s.restaurant_id = m.restaurant_id
+     where m.account_id = p_account_id and m.loyverse_item_id = p_item_id and p.id = m.product_id
+       and s.catalog_changes = 'apply' and p.product_group_id is null and p.name is distinct from p_new_name;
+    update public.product_groups g
+       set name = p_new_name, updated_at = now()
+      from loyverse.loyverse_object_mappings o
+      join loyverse.loyverse_price_sync_settings s on s.restaurant_id = o.restaurant_id
+     where o.kind = 'item' and o.loyverse_id = p_item_id and g.id = o.local_id
+       and s.catalog_changes = 'apply' and g.name is distinct from p_new_name
+       and exists (select 1 from loyverse.loyverse_restaurant_links l
+                    where l.restaurant_id = o.restaurant_id and l.account_id = p_account_id);
+end;
+$$;
+comment on function loyverse._apply_loyverse_rename(bigint, bigint, text, text, text) is
+    'Internal: an item renamed in Loyverse: audit each mapped product; where catalog_changes = apply, rename '
+    'the one-variant product or the item''s product group.';
+
+-- ---- sql/0458_function_apply_loyverse_inventory_level.sql ----
+-- One inventory level of an inventory_levels.update delivery -> products.stock_quantity of
+-- the products mapped to that variant in that store, where the restaurant has sync_stock.
+create function loyverse._apply_loyverse_inventory_level(p_inbox_id bigint, p_account_id bigint, p_level jsonb)
+returns text
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+    v_key text := (p_level->>'variant_id') || '/' || (p_level->>'store_id');
+    v_updated timestamptz := (p_level->>'updated_at')::timestamptz;
+    v_stock numeric;
+    v_known timestamptz;
+begin
+    if v_key is null or jsonb_typeof(p_level->'in_stock') <> 'number' then
+        return 'malformed';
+    end if;
+    v_stock := (p_level->>'in_stock')::numeric;
+    select o.updated_at into v_known from loyverse.loyverse_inbound_objects o
+     where o.account_id = p_account_id and o.kind = 'inventory_level' and o.loyverse_id = v_key
+       for update;
+    if v_known is not null and v_updated is not null and v_updated <= v_known then
+        return 'stale';  -- a level we have or an older one (sales are frequent: not audited)
+    end if;
+    insert into loyverse.loyverse_inbound_objects as o (account_id, kind, loyverse_id, updated_at)
+    values (p_account_id, 'inventory_level', v_key, v_updated)
+    on conflict (account_id, kind, loyverse_id) do update set updated_at = excluded.updated_at, seen_at = now();
+    with changed as (
+        update public.products p
+           set stock_quantity = v_stock, updated_at = now()
+          from loyverse.loyverse_item_mappings m
+          join loyverse.loyverse_price_sync_settings s on s.restaurant_id = m.restaurant_id
+         where m.account_id = p_account_id and m.loyverse_variant_id = p_level->>'variant_id'
+           and m.loyverse_store_id = p_level->>'store_id' and p.id = m.product_id
+           and s.enabled and s.sync_stock and p.stock_quantity is distinct from v_stock
+        returning p.id, p.restaurant_id
+    )
+    insert into loyverse.loyverse_inbound_audit (account_id, restaurant_id, inbox_id, product_id, loyverse_id,
+                                                 decision, applied, details)
+    select p_account_id, c.restaurant_id, p_inbox_id, c.id, v_key, 'STOCK_APPLIED', true,
+           jsonb_build_object('in_stock', v_stock, 'loyverse_updated_at', v_updated)
+      from changed c;
+    return 'stock';
+end;
+$$;
+comment on function loyverse._apply_loyverse_inventory_level(bigint, bigint, jsonb) is
+    'Internal to apply_loyverse_inbox: one Loyverse inventory level -> products.stock_quantity where sync_stock.';
+
+-- ---- sql/0459_function_apply_loyverse_inbox.sql ----
+-- The apply job's statement: turn an account's pending deliveries into changes, oldest
+-- first, each delivery in its own subtransaction (all of it or nothing). A delivery that
+-- touches a product whose price write is in flight waits a second (LVS01); one that cannot
+-- be read is failed with the reason, audited, and never retried.
+create function loyverse.apply_loyverse_inbox(p_account_id bigint, p_limit integer default 50)
+returns jsonb
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+    v_row record;
+    v_doc jsonb;
+    v_merchant text;
+    v_obj jsonb;
+    v_counts jsonb;
+    v_part jsonb;
+    v_key text;
+    v_outcome text;
+    v_error text;
+    v_applied integer := 0;
+    v_failed integer := 0;
+    v_deferred integer := 0;
+    v_read_at timestamptz;
+    v_refresh text[] := '{}';
+begin
+    select a.merchant_id into v_merchant from loyverse.accounts a where a.id = p_account_id;
+    for v_row in
+        select i.id, i.body, i.source from loyverse.loyverse_inbox i
+         where i.account_id = p_account_id and i.status = 'pending' and i.next_attempt_at <= now()
+         order by i.id
+         limit p_limit
+           for update skip locked
+    loop
+        v_counts := '{}';
+        begin
+            begin
+                v_doc := convert_from(v_row.body, 'UTF8')::jsonb;
+            exception when others then
+                raise exception 'body is not JSON: %', sqlerrm using errcode = 'LVS02';
+            end;
+            if jsonb_typeof(v_doc) <> 'object' then
+                raise exception 'body is not a JSON object' using errcode = 'LVS02';
+            end if;
+            if v_merchant is not null and v_doc->>'merchant_id' is not null and v_doc->>'merchant_id' <> v_merchant then
+                raise exception 'merchant_id % is not this account''s (%)', v_doc->>'merchant_id', v_merchant
+                    using errcode = 'LVS02';
+            end if;
+            -- what we read ourselves (poll, refresh) says when it was read; a webhook does not
+            v_read_at := case when v_row.source in ('poll', 'refresh') then (v_doc->>'read_at')::timestamptz end;
+            if v_doc->>'type' = 'items.update' and jsonb_typeof(v_doc->'items') = 'array' then
+                for v_obj in select * from jsonb_array_elements(v_doc->'items') loop
+                    v_part := loyverse._apply_loyverse_item(v_row.id, p_account_id, v_obj, v_read_at);
+                    if (v_part->>'refresh')::int > 0 then
+                        v_refresh := v_refresh || (v_obj->>'id');
+                    end if;
+                    for v_key in select jsonb_object_keys(v_part) loop
+                        v_counts := v_counts || jsonb_build_object(
+                            v_key, coalesce((v_counts->>v_key)::int, 0) + (v_part->>v_key)::int);
+                    end loop;
+                end loop;
+            elsif v_doc->>'type' = 'inventory_levels.update' and jsonb_typeof(v_doc->'inventory_levels') = 'array' then
+                for v_obj in select * from jsonb_array_elements(v_doc->'inventory_levels') loop
+                    v_outcome := loyverse._apply_loyverse_inventory_level(v_row.id, p_account_id, v_obj);
+                    v_counts := v_counts || jsonb_build_object(
+                        v_outcome, coalesce((v_counts->>v_outcome)::int, 0) + 1);
+                end loop;
+            else
+                v_counts := jsonb_build_object('ignored_type', coalesce(v_doc->>'type', 'none'));
+            end if;
+            update loyverse.loyverse_inbox i
+               set status = 'applied', applied_at = now(), attempts = i.attempts + 1, result = v_counts,
+                   last_error = null
+             where i.id = v_row.id;
+            v_applied := v_applied + 1;
+        exception
+            when sqlstate 'LVS01' or deadlock_detected or serialization_failure or lock_not_available then
+                get stacked diagnostics v_error = message_text;
+                update loyverse.loyverse_inbox i
+                   set attempts = i.attempts + 1, next_attempt_at = now() + interval '1 second',
+                       last_error = v_error
+                 where i.id = v_row.id;
+                v_deferred := v_deferred + 1;
+            when others then
+                -- Unreadable (LVS02) or a value our tables refuse (a bad timestamp or number):
+                -- a retry would fail the same way. Kept, failed, audited.
+                get stacked diagnostics v_error = message_text;
+                update loyverse.loyverse_inbox i
+                   set status = 'failed', attempts = i.attempts + 1, last_error = left(v_error, 1000)
+                 where i.id = v_row.id;
+                insert into loyverse.loyverse_inbound_audit (account_id, inbox_id, decision, details)
+                values (p_account_id, v_row.id, 'DELIVERY_FAILED', jsonb_build_object('error', left(v_error, 1000)));
+                v_failed := v_failed + 1;
+        end;
+    end loop;
+    return jsonb_build_object(
+        'applied', v_applied, 'failed', v_failed, 'deferred', v_deferred,
+        'refresh_items', to_jsonb(array(select distinct unnest(v_refresh))),
+        'remaining', (select count(*) from loyverse.loyverse_inbox i
+                       where i.account_id = p_account_id and i.status = 'pending'),
+        'next_due_seconds', (select greatest(0, extract(epoch from min(i.next_attempt_at) - now()))
+                               from loyverse.loyverse_inbox i
+                              where i.account_id = p_account_id and i.status = 'pending'));
+end;
+$$;
+comment on function loyverse.apply_loyverse_inbox(bigint, integer) is
+    'Apply up to p_limit pending deliveries of an account (oldest first; SKIP LOCKED). Returns '
+    '{applied, failed, deferred, refresh_items (items to read again from Loyverse), remaining, next_due_seconds}.';
+
+-- ---- sql/0465_function_record_price_drift.sql ----
+-- Reconciliation, step two (step one is the batched read of Loyverse): compare every mapped
+-- product of a restaurant with the items read and replace the restaurant's drift rows.
+create function loyverse.record_price_drift(p_restaurant_id uuid, p_items jsonb)
+returns integer
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+    v_count integer;
+begin
+    perform loyverse._price_sync_restaurant(p_restaurant_id);  -- raises for an unknown restaurant
+    if p_items is null or jsonb_typeof(p_items) <> 'array' then
+        raise exception 'items: expected a json array of Loyverse items'
+            using errcode = 'invalid_parameter_value', column = 'items';
+    end if;
+    delete from loyverse.loyverse_price_drift d where d.restaurant_id = p_restaurant_id;
+    with items as (
+        select i->>'id' as item_id, i from jsonb_array_elements(p_items) i
+         where i->>'deleted_at' is null
+    ), observed as (
+        select m.product_id, m.account_id, m.loyverse_item_id, m.loyverse_variant_id, p.is_active,
+               loyverse.price_to_send(p.price, s.price_rounding_rule, a.decimal_places, m.price_factor) as ours,
+               vv.v as variant, ee.e as entry
+          from loyverse.loyverse_item_mappings m
+          join public.products p on p.id = m.product_id
+          join loyverse.loyverse_price_sync_settings s on s.restaurant_id = m.restaurant_id
+          join loyverse.accounts a on a.id = m.account_id
+          left join items it on it.item_id = m.loyverse_item_id
+          left join lateral (select v from jsonb_array_elements(it.i->'variants') v
+                              where v->>'variant_id' = m.loyverse_variant_id and v->>'deleted_at' is null
+                              limit 1) vv on true
+          left join lateral (select e from jsonb_array_elements(vv.v->'stores') e
+                              where e->>'store_id' = m.loyverse_store_id limit 1) ee on true
+         where m.restaurant_id = p_restaurant_id
+           -- a VARIABLE price is entered at the counter: there is no price of ours to compare
+           and not (m.needs_attention and m.attention_reason like 'VARIABLE price%')
+    ), drift as (
+        select o.*, k.kind
+          from observed o
+          cross join lateral (values
+              ('missing', o.variant is null),
+              ('price', o.variant is not null and coalesce(o.entry->>'pricing_type', 'FIXED') = 'FIXED'
+                        and (jsonb_typeof(o.entry->'price') is distinct from 'number'
+                             or (o.entry->>'price')::numeric <> o.ours)),
+              ('availability', o.variant is not null
+                               and coalesce((o.entry->>'available_for_sale')::boolean, true) <> o.is_active)
+          ) k(kind, drifted)
+         where k.drifted
+    ), inserted as (
+        insert into loyverse.loyverse_price_drift (restaurant_id, product_id, account_id, loyverse_item_id,
+                                                   loyverse_variant_id, kind, our_price, loyverse_price,
+                                                   our_available, loyverse_available)
+        select p_restaurant_id, d.product_id, d.account_id, d.loyverse_item_id, d.loyverse_variant_id, d.kind,
+               d.ours, case when jsonb_typeof(d.entry->'price') = 'number' then (d.entry->>'price')::numeric end,
+               d.is_active, (d.entry->>'available_for_sale')::boolean
+          from drift d
+        returning *
+    )
+    insert into loyverse.loyverse_inbound_audit (account_id, restaurant_id, product_id, loyverse_id, decision,
+                                                 our_price, loyverse_price, details)
+    select i.account_id, i.restaurant_id, i.product_id, i.loyverse_variant_id, 'DRIFT_FOUND', i.our_price,
+           i.loyverse_price, jsonb_build_object('kind', i.kind, 'our_available', i.our_available,
+                                                'loyverse_available', i.loyverse_available)
+      from inserted i;
+    get diagnostics v_count = row_count;
+    return v_count;
+end;
+$$;
+comment on function loyverse.record_price_drift(uuid, jsonb) is
+    'Reconciliation: compare the restaurant''s mapped products with the Loyverse items given (read in bulk) '
+    'and replace its rows of loyverse.price_drift; returns the drift rows found (each audited DRIFT_FOUND).';
+
+-- ---- sql/0466_function_repair_price_drift.sql ----
+-- Reconciliation's --repair: fix the drift in the restaurant's direction. TO_LOYVERSE and
+-- BIDIRECTIONAL push our prices (the normal queue; Loyverse's price becomes the known base,
+-- so the push overwrites it instead of holding a conflict); FROM_LOYVERSE takes Loyverse's
+-- prices and availability into products (marked as coming from Loyverse: nothing is queued).
+create function loyverse.repair_price_drift(p_restaurant_id uuid)
+returns jsonb
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+    v_settings loyverse.loyverse_price_sync_settings := loyverse._price_sync_restaurant(p_restaurant_id);
+    v_products uuid[];
+    v_queued integer := 0;
+    v_pulled integer := 0;
+    v_origin text;
+begin
+    if v_settings.sync_direction in ('TO_LOYVERSE', 'BIDIRECTIONAL') then
+        select array_agg(distinct d.product_id) into v_products
+          from loyverse.loyverse_price_drift d
+         where d.restaurant_id = p_restaurant_id and d.kind = 'price' and d.repaired_at is null;
+        update loyverse.loyverse_item_mappings m
+           set last_synced_price = d.loyverse_price, updated_at = now()
+          from loyverse.loyverse_price_drift d
+         where d.restaurant_id = p_restaurant_id and d.kind = 'price' and d.repaired_at is null
+           and m.product_id = d.product_id and d.loyverse_price is not null;
+        if v_products is not null then
+            v_queued := loyverse.enqueue_current_prices(v_products, 'manual', 200);
+        end if;
+        update loyverse.loyverse_price_drift d
+           set repaired_at = now(), repair = 'pushed'
+         where d.restaurant_id = p_restaurant_id and d.kind = 'price' and d.repaired_at is null;
+    else
+        v_origin := pg_catalog.current_setting('loyverse_sync.origin', true);
+        perform pg_catalog.set_config('loyverse_sync.origin', 'loyverse', true);
+        update public.products p
+           set price = round(d.loyverse_price * m.price_factor, 2), updated_at = now()
+          from loyverse.loyverse_price_drift d
+          join loyverse.loyverse_item_mappings m on m.product_id = d.product_id
+         where d.restaurant_id = p_restaurant_id and d.kind = 'price' and d.repaired_at is null
+           and d.loyverse_price is not null and p.id = d.product_id;
+        get diagnostics v_pulled = row_count;
+        update public.products p
+           set is_active = d.loyverse_available, updated_at = now()
+          from loyverse.loyverse_price_drift d
+         where d.restaurant_id = p_restaurant_id and d.kind = 'availability' and d.repaired_at is null
+           and d.loyverse_available is not null and p.id = d.product_id;
+        perform pg_catalog.set_config('loyverse_sync.origin', coalesce(v_origin, ''), true);
+        update loyverse.loyverse_item_mappings m
+           set last_synced_price = d.loyverse_price, last_synced_at = now(), sync_direction = 'FROM_LOYVERSE',
+               updated_at = now()
+          from loyverse.loyverse_price_drift d
+         where d.restaurant_id = p_restaurant_id and d.kind = 'price' and d.repaired_at is null
+           and m.product_id = d.product_id and d.loyverse_price is not null;
+        update loyverse.loyverse_price_drift d
+           set repaired_at = now(), repair = 'pulled'
+         where d.restaurant_id = p_restaurant_id and d.kind in ('price', 'availability') and d.repaired_at is null;
+    end if;
+    insert into loyverse.loyverse_inbound_audit (account_id, restaurant_id, product_id, loyverse_id, decision,
+                                                 applied, our_price, loyverse_price, details)
+    select d.account_id, d.restaurant_id, d.product_id, d.loyverse_variant_id, 'DRIFT_REPAIRED', true,
+           d.our_price, d.loyverse_price, jsonb_build_object('kind', d.kind, 'repair', d.repair)
+      from loyverse.loyverse_price_drift d
+     where d.restaurant_id = p_restaurant_id and d.repaired_at = now();
+    return jsonb_build_object('direction', v_settings.sync_direction, 'queued', v_queued, 'pulled', v_pulled,
+                              'unrepaired', (select count(*) from loyverse.loyverse_price_drift d
+                                              where d.restaurant_id = p_restaurant_id and d.repaired_at is null));
+end;
+$$;
+comment on function loyverse.repair_price_drift(uuid) is
+    'Repair the drift of the last reconciliation in the restaurant''s direction: push our prices '
+    '(TO_LOYVERSE, BIDIRECTIONAL; availability and missing items are reported only) or take Loyverse''s '
+    'prices and availability (FROM_LOYVERSE). Returns {direction, queued, pulled, unrepaired}.';
+
+-- ---- sql/0468_function_inbound_polls.sql ----
+-- Polling, the safety net under webhooks: which accounts are due a GET /items?updated_at_min
+-- read, and the cursor after a read. Rows of loyverse_inbound_settings are made here on first use.
+create function loyverse.inbound_settings_row(p_account_id bigint)
+returns loyverse.loyverse_inbound_settings
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+    v_row loyverse.loyverse_inbound_settings;
+begin
+    insert into loyverse.loyverse_inbound_settings (account_id) values (p_account_id)
+    on conflict (account_id) do nothing;
+    select * into v_row from loyverse.loyverse_inbound_settings s where s.account_id = p_account_id;
+    return v_row;
+end;
+$$;
+comment on function loyverse.inbound_settings_row(bigint) is
+    'The account''s inbound settings (webhook URL secret, polling), created with defaults on first use.';
+
+create function loyverse.due_inbound_polls()
+returns table (account_id bigint, updated_at_min timestamptz)
+language plpgsql
+security definer
+set search_path = ''
+as $$
+begin
+    -- every account with a linked restaurant that hears Loyverse gets a row
+    insert into loyverse.loyverse_inbound_settings (account_id)
+    select distinct l.account_id
+      from loyverse.loyverse_restaurant_links l
+      join loyverse.loyverse_price_sync_settings s on s.restaurant_id = l.restaurant_id
+     where s.enabled and s.sync_direction in ('FROM_LOYVERSE', 'BIDIRECTIONAL')
+    on conflict do nothing;
+    return query
+    select i.account_id, i.polled_until - make_interval(secs => i.poll_overlap_seconds)
+      from loyverse.loyverse_inbound_settings i
+     where i.poll_enabled
+       and (i.last_polled_at is null or i.last_polled_at + make_interval(secs => i.poll_interval_seconds) <= now())
+       and exists (select 1 from loyverse.loyverse_restaurant_links l
+                     join loyverse.loyverse_price_sync_settings s on s.restaurant_id = l.restaurant_id
+                    where l.account_id = i.account_id and s.enabled
+                      and s.sync_direction in ('FROM_LOYVERSE', 'BIDIRECTIONAL'));
+end;
+$$;
+comment on function loyverse.due_inbound_polls() is
+    'Accounts due a poll (a FROM_LOYVERSE or BIDIRECTIONAL restaurant, poll_enabled, interval elapsed) and the '
+    'updated_at_min to read from (null: never polled; the poller starts its cursor at now).';
+
+create function loyverse.finish_inbound_poll(p_account_id bigint, p_polled_until timestamptz)
+returns void
+language sql
+security definer
+set search_path = ''
+as $$
+    update loyverse.loyverse_inbound_settings s
+       set last_polled_at = now(),
+           polled_until = greatest(s.polled_until, p_polled_until),
+           updated_at = now()
+     where s.account_id = p_account_id;
+$$;
+comment on function loyverse.finish_inbound_poll(bigint, timestamptz) is
+    'After a poll: remember when, and move the cursor to the newest updated_at read (never backwards).';
+
+-- ---- sql/0469_function_inbound_receiver_support.sql ----
+-- What the webhook receiver needs besides the INSERT: the account behind a URL secret (with
+-- its signing secret, still encrypted), and the sweep of inboxes whose wake-up was lost.
+create function loyverse.inbound_account_for_secret(p_url_secret text)
+returns table (account_id bigint, client_secret_ciphertext bytea, client_secret_key_id text)
+language sql
+stable
+security definer
+set search_path = ''
+as $$
+    select s.account_id, s.client_secret_ciphertext, s.client_secret_key_id
+      from loyverse.loyverse_inbound_settings s
+     where s.url_secret = p_url_secret;
+$$;
+comment on function loyverse.inbound_account_for_secret(text) is
+    'The webhook receiver''s lookup: the account whose URL secret this is (no row: unknown, 404).';
+
+create function loyverse.wake_pending_inboxes()
+returns integer
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+    v_account bigint;
+    v_count integer := 0;
+begin
+    for v_account in select distinct i.account_id from loyverse.loyverse_inbox i
+                      where i.status = 'pending' and i.next_attempt_at <= now() loop
+        if loyverse.wake_inbox(v_account) then
+            v_count := v_count + 1;
+        end if;
+    end loop;
+    return v_count;
+end;
+$$;
+comment on function loyverse.wake_pending_inboxes() is
+    'Safety net (periodic): wake the inbox job of every account with a due pending delivery; returns jobs queued.';
+
+-- ---- sql/0470_function_prune_loyverse_inbox.sql ----
+-- Retention of the inbox: applied and failed deliveries older than the retention go (in
+-- batches); the audit trail (loyverse_inbound_audit) keeps its rows, its inbox_id set null.
+create function loyverse.prune_loyverse_inbox(p_older_than interval, p_limit integer default 50000)
+returns integer
+language sql
+security definer
+set search_path = ''
+as $$
+    with gone as (
+        delete from loyverse.loyverse_inbox i
+         where i.id in (select x.id from loyverse.loyverse_inbox x
+                         where x.status in ('applied', 'failed') and x.received_at < now() - p_older_than
+                         order by x.received_at
+                         limit p_limit)
+        returning 1
+    )
+    select count(*)::integer from gone;
+$$;
+comment on function loyverse.prune_loyverse_inbox(interval, integer) is
+    'Delete applied and failed deliveries received before now() - p_older_than (at most p_limit); returns the count.';
+
 -- ---- sql/0500_view_account_overview.sql ----
 -- Accounts as operators see them: currency, rate budget, 429s and linked restaurants, never tokens.
 create view loyverse.account_overview as
@@ -2929,7 +4110,11 @@ select st.restaurant_id,
       ('QUEUE_DEPTH', st.pending::double precision, s.alert_queue_depth::double precision),
       ('OLDEST_PENDING', coalesce(extract(epoch from st.oldest_pending_age), 0)::double precision,
                          s.alert_oldest_pending_seconds::double precision),
-      ('DEAD_LETTERS', st.dead::double precision, s.alert_dead_letters::double precision)
+      ('DEAD_LETTERS', st.dead::double precision, s.alert_dead_letters::double precision),
+      -- prices that differ from Loyverse at the last reconciliation, not repaired since
+      ('PRICE_DRIFT', (select count(*) from loyverse.loyverse_price_drift d
+                        where d.restaurant_id = st.restaurant_id and d.repaired_at is null)::double precision,
+                      1::double precision)
   ) m(alert, value, threshold)
  where s.enabled and not s.paused;
 
@@ -3020,6 +4205,62 @@ select a.restaurant_id, r.name as restaurant_name, a.alert, a.breached_at, a.rec
   join public.restaurants r on r.id = a.restaurant_id;
 
 comment on view loyverse.alerts is 'Alert breaches, open and recovered, per restaurant.';
+
+-- ---- sql/0580_view_price_drift.sql ----
+-- The DBA's view of reconciliation: every mapped product whose price (as we would send it)
+-- or availability differs from Loyverse at the last `sync reconcile`, and what was repaired.
+create view loyverse.price_drift as
+select d.restaurant_id,
+       r.name as restaurant_name,
+       d.product_id,
+       p.name as product_name,
+       d.kind,
+       d.our_price,
+       d.loyverse_price,
+       d.our_available,
+       d.loyverse_available,
+       d.loyverse_item_id,
+       d.loyverse_variant_id,
+       d.found_at,
+       d.repaired_at,
+       d.repair
+  from loyverse.loyverse_price_drift d
+  join public.restaurants r on r.id = d.restaurant_id
+  join public.products p on p.id = d.product_id;
+
+comment on view loyverse.price_drift is
+    'Drift found by the last reconciliation per restaurant: kind price (our_price = the price we would send, '
+    'after rounding and price factor), availability, or missing (the item or variant is gone in Loyverse); '
+    'repaired_at/repair once `sync reconcile --repair` fixed it.';
+
+-- ---- sql/0585_view_inbound_decisions.sql ----
+-- The DBA's view of the audit trail of changes heard from Loyverse, newest first by id.
+create view loyverse.inbound_decisions as
+select a.id,
+       a.at,
+       a.account_id,
+       a.restaurant_id,
+       r.name as restaurant_name,
+       a.product_id,
+       p.name as product_name,
+       a.decision,
+       a.applied,
+       a.our_price,
+       a.loyverse_price,
+       a.loyverse_id,
+       a.inbox_id,
+       i.source,
+       a.details
+  from loyverse.loyverse_inbound_audit a
+  left join public.restaurants r on r.id = a.restaurant_id
+  left join public.products p on p.id = a.product_id
+  left join loyverse.loyverse_inbox i on i.id = a.inbox_id;
+
+comment on view loyverse.inbound_decisions is
+    'Every decision on a change heard from Loyverse (webhook, poll, reconciliation): PRICE_APPLIED, '
+    'ECHO_IGNORED, AGREED, CONFLICT_HELD / _KEPT_OURS / _KEPT_THEIRS (details.policy), STALE_IGNORED, '
+    'TOMBSTONE_IGNORED, ITEM_CREATED / _RENAMED / _DELETED, VARIANT_DELETED, STOCK_APPLIED, '
+    'DELIVERY_REJECTED / _FAILED, DRIFT_FOUND / _REPAIRED; applied = whether our tables were changed.';
 
 -- ---- sql/0600_function_normalize_name.sql ----
 -- The key names are compared by when an import looks for "the same name": case- and
@@ -4573,6 +5814,286 @@ select r.id as run_id,
 comment on view loyverse.import_runs is
     'Menu import runs with live progress (items_done of items_total, percent_done), outcome counts and snapshot age.';
 
+-- ---- sql/0800_function_create_api_key.sql ----
+-- SQL API: register an API key of the HTTP server by its SHA-256 (the caller makes the key:
+-- the key itself never reaches the database). Writes an API_KEY row to loyverse_sync_logs.
+create function loyverse.create_api_key(p_name text, p_key_hash bytea, p_restaurant_id uuid, p_admin boolean)
+returns bigint
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+    v_id bigint;
+begin
+    if p_name is null or btrim(p_name) = '' then
+        raise exception 'name: must not be blank' using errcode = 'invalid_parameter_value', column = 'name';
+    end if;
+    if coalesce(p_admin, false) = (p_restaurant_id is not null) then
+        raise exception 'restaurant: give a restaurant or admin, not both or neither'
+            using errcode = 'invalid_parameter_value', column = 'restaurant';
+    end if;
+    if p_restaurant_id is not null and not exists (select 1 from public.restaurants r where r.id = p_restaurant_id) then
+        raise exception 'restaurant: no restaurant %', p_restaurant_id using errcode = 'no_data_found', column = 'restaurant';
+    end if;
+    if exists (select 1 from loyverse.loyverse_api_keys k where k.name = p_name) then
+        raise exception 'name: an API key named % exists (names stay taken after revoking)', p_name
+            using errcode = 'unique_violation', column = 'name';
+    end if;
+    insert into loyverse.loyverse_api_keys (name, key_hash, restaurant_id, is_admin)
+    values (p_name, p_key_hash, p_restaurant_id, coalesce(p_admin, false))
+    returning id into v_id;
+    insert into loyverse.loyverse_sync_logs (restaurant_id, sync_type, status, details, completed_at)
+    values (p_restaurant_id, 'API_KEY', 'SUCCESS',
+            jsonb_build_object('action', 'create', 'key', p_name, 'admin', coalesce(p_admin, false)), now());
+    return v_id;
+end;
+$$;
+comment on function loyverse.create_api_key(text, bytea, uuid, boolean) is
+    'Register an API key by its SHA-256 (32 bytes): a restaurant key (p_restaurant_id) or an admin key '
+    '(p_admin). Returns its id. `loyverse-sync apikey create` makes the key and calls this.';
+
+-- ---- sql/0801_function_revoke_api_key.sql ----
+-- SQL API: revoke an API key by name; it stops working at once (console sessions too,
+-- which look their key up on every request). Writes an API_KEY row to loyverse_sync_logs.
+create function loyverse.revoke_api_key(p_name text)
+returns boolean
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+    v_restaurant uuid;
+begin
+    if not exists (select 1 from loyverse.loyverse_api_keys k where k.name = p_name) then
+        raise exception 'name: no API key named %', p_name using errcode = 'no_data_found', column = 'name';
+    end if;
+    update loyverse.loyverse_api_keys k
+       set revoked_at = now(), revoked_by = loyverse.current_actor()
+     where k.name = p_name and k.revoked_at is null
+    returning k.restaurant_id into v_restaurant;
+    if not found then
+        return false;
+    end if;
+    insert into loyverse.loyverse_sync_logs (restaurant_id, sync_type, status, details, completed_at)
+    values (v_restaurant, 'API_KEY', 'SUCCESS', jsonb_build_object('action', 'revoke', 'key', p_name), now());
+    return true;
+end;
+$$;
+comment on function loyverse.revoke_api_key(text) is
+    'Revoke an API key by name (it stops working at once). False when it was revoked already.';
+
+-- ---- sql/0802_function_api_key_lookup.sql ----
+-- The HTTP server's key check: the live key with this SHA-256.
+-- last_used_at is written at most once a minute per key: a lookup per request stays a read.
+create function loyverse.api_key_lookup(p_key_hash bytea)
+returns table (key_id bigint, name text, restaurant_id uuid, is_admin boolean)
+language plpgsql
+security definer
+set search_path = ''
+as $$
+begin
+    update loyverse.loyverse_api_keys k set last_used_at = now()
+     where k.key_hash = p_key_hash and k.revoked_at is null
+       and (k.last_used_at is null or k.last_used_at < now() - interval '1 minute');
+    return query
+        select k.id, k.name, k.restaurant_id, k.is_admin
+          from loyverse.loyverse_api_keys k
+         where k.key_hash = p_key_hash and k.revoked_at is null;
+end;
+$$;
+comment on function loyverse.api_key_lookup(bytea) is
+    'The live (not revoked) API key with this SHA-256, if any: id, name, restaurant_id (null for admin), is_admin.';
+
+-- ---- sql/0805_function_request_menu_import.sql ----
+-- SQL API: ask for a menu import. Validates the request (each key against its allowed
+-- values; an error names the key and nothing is written), records a PENDING run with the
+-- requester, and defers procrastinate's import_loyverse_menu job, which fetches the menu
+-- and runs the import (loyverse_sync/importer/runs.py). Returns the run id at once; read
+-- progress from loyverse.import_runs.
+create function loyverse.request_menu_import(p_restaurant_id uuid, p_request jsonb default '{}')
+returns bigint
+language plpgsql
+security definer
+-- procrastinate's defer function names its tables unqualified (as in wake_price_sync): public
+-- on the path; everything of ours is schema-qualified.
+set search_path = public, pg_temp
+as $$
+declare
+    v_account bigint;
+    v_key text;
+    v_value jsonb;
+    v_busy bigint;
+    v_run bigint;
+    v_problem record;
+    v_options jsonb := '{}';
+    v_known constant text[] := array['conflict', 'decisions', 'map', 'categories', 'items', 'exclude',
+        'unknown_category', 'missing', 'batch_size', 'with_inventory', 'refresh', 'max_age'];
+begin
+    if p_request is null or jsonb_typeof(p_request) <> 'object' then
+        raise exception 'request: expected a json object' using errcode = 'invalid_parameter_value', column = 'request';
+    end if;
+    if not exists (select 1 from public.restaurants r where r.id = p_restaurant_id) then
+        raise exception 'restaurant_id: no restaurant %', p_restaurant_id
+            using errcode = 'no_data_found', column = 'restaurant_id';
+    end if;
+    select l.account_id into v_account from loyverse.loyverse_restaurant_links l where l.restaurant_id = p_restaurant_id;
+    if v_account is null then
+        raise exception 'restaurant_id: the restaurant is not linked to a Loyverse store'
+            using errcode = 'object_not_in_prerequisite_state', column = 'restaurant_id';
+    end if;
+    for v_key, v_value in select * from jsonb_each(p_request) loop
+        if not v_key = any (v_known) then
+            raise exception '%: unknown option (known: %)', v_key, array_to_string(v_known, ', ')
+                using errcode = 'invalid_parameter_value', column = v_key;
+        end if;
+        if v_key = 'conflict' and not (jsonb_typeof(v_value) = 'string'
+                and v_value #>> '{}' in ('skip', 'update', 'duplicate', 'manual')) then
+            raise exception 'conflict: must be one of skip, update, duplicate, manual'
+                using errcode = 'invalid_parameter_value', column = 'conflict';
+        elsif v_key = 'unknown_category' and not (jsonb_typeof(v_value) = 'string'
+                and v_value #>> '{}' in ('fallback', 'reject')) then
+            raise exception 'unknown_category: must be one of fallback, reject'
+                using errcode = 'invalid_parameter_value', column = 'unknown_category';
+        elsif v_key = 'missing' and not (jsonb_typeof(v_value) = 'string'
+                and v_value #>> '{}' in ('deactivate', 'delete', 'keep')) then
+            raise exception 'missing: must be one of deactivate, delete, keep'
+                using errcode = 'invalid_parameter_value', column = 'missing';
+        elsif v_key in ('categories', 'items', 'exclude') and not (jsonb_typeof(v_value) = 'array'
+                and not exists (select 1 from jsonb_array_elements(v_value) e where jsonb_typeof(e) <> 'string')) then
+            raise exception '%: must be a list of ids or names (strings)', v_key
+                using errcode = 'invalid_parameter_value', column = v_key;
+        elsif v_key = 'decisions' and not (jsonb_typeof(v_value) = 'object'
+                and not exists (select 1 from jsonb_each(v_value) e
+                                 where jsonb_typeof(e.value) <> 'string'
+                                    or e.value #>> '{}' not in ('skip', 'update', 'duplicate'))) then
+            raise exception 'decisions: must map variant ids to one of skip, update, duplicate'
+                using errcode = 'invalid_parameter_value', column = 'decisions';
+        elsif v_key = 'map' then
+            if jsonb_typeof(v_value) <> 'object'
+               or exists (select 1 from jsonb_each(v_value) e where jsonb_typeof(e.value) <> 'string') then
+                raise exception 'map: must map Loyverse fields to product columns (strings)'
+                    using errcode = 'invalid_parameter_value', column = 'map';
+            end if;
+            select * into v_problem from loyverse.import_field_map_problems(v_value) limit 1;
+            if found then
+                raise exception 'map: %=%: %', v_problem.loyverse_field, v_problem.our_column, v_problem.problem
+                    using errcode = 'invalid_parameter_value', column = 'map';
+            end if;
+        elsif v_key = 'batch_size' and not (v_value = 'null'::jsonb or (jsonb_typeof(v_value) = 'number'
+                and v_value::numeric = trunc(v_value::numeric) and v_value::numeric between 1 and 1000000)) then
+            raise exception 'batch_size: must be a whole number from 1 to 1000000, or null'
+                using errcode = 'invalid_parameter_value', column = 'batch_size';
+        elsif v_key in ('with_inventory', 'refresh') and jsonb_typeof(v_value) <> 'boolean' then
+            raise exception '%: must be true or false', v_key using errcode = 'invalid_parameter_value', column = v_key;
+        elsif v_key = 'max_age' and not (jsonb_typeof(v_value) = 'number' and v_value::numeric between 0 and 86400) then
+            raise exception 'max_age: must be a number of seconds from 0 to 86400'
+                using errcode = 'invalid_parameter_value', column = 'max_age';
+        end if;
+    end loop;
+    if p_request ->> 'conflict' = 'manual' and not p_request ? 'decisions' then
+        raise exception 'decisions: conflict manual needs decisions (variant id -> skip|update|duplicate)'
+            using errcode = 'invalid_parameter_value', column = 'decisions';
+    end if;
+    -- one import at a time per restaurant (the job also takes a lock per restaurant)
+    select r.id into v_busy from loyverse.loyverse_import_runs r
+     where r.restaurant_id = p_restaurant_id and r.status in ('PENDING', 'RUNNING') and not r.dry_run
+       and r.updated_at > now() - interval '1 hour'
+     limit 1;
+    if v_busy is not null then
+        raise exception 'restaurant_id: import run % of this restaurant is still running', v_busy
+            using errcode = 'object_not_in_prerequisite_state', column = 'restaurant_id';
+    end if;
+    v_options := p_request || jsonb_build_object('requested_by', loyverse.current_actor());
+    insert into loyverse.loyverse_import_runs (restaurant_id, account_id, status, dry_run, options)
+    values (p_restaurant_id, v_account, 'PENDING', false, v_options)
+    returning id into v_run;
+    perform public.procrastinate_defer_jobs_v1(array[
+        row('price_sync', 'import_loyverse_menu', 0, 'loyverse_menu_import:' || p_restaurant_id, null,
+            jsonb_build_object('run_id', v_run), null)::public.procrastinate_job_to_defer_v1]);
+    return v_run;
+end;
+$$;
+comment on function loyverse.request_menu_import(uuid, jsonb) is
+    'Ask for a menu import (runs in the worker): p_request = {conflict: skip|update|duplicate|manual, decisions: '
+    '{variant_id: skip|update|duplicate}, map: {loyverse_field: column}, categories: [], items: [], exclude: [], '
+    'unknown_category, missing, batch_size, with_inventory, refresh, max_age}. Returns the run id; progress in '
+    'loyverse.import_runs. Example: select loyverse.request_menu_import(''<uuid>'', ''{"conflict": "update"}'');';
+
+-- ---- sql/0810_function_price_sync_timeline.sql ----
+-- The dashboard's chart: queue depth at the end of each of p_buckets equal slices of the
+-- last p_minutes, and the changes synced and failed within each. One pass over the
+-- restaurant's rows that were open at some point in the window.
+create function loyverse.price_sync_timeline(p_restaurant_id uuid, p_minutes integer default 60, p_buckets integer default 12)
+returns table (bucket_end timestamptz, queue_depth bigint, synced bigint, failed bigint)
+language sql
+stable
+security definer
+set search_path = ''
+as $$
+    with b as (
+        select now() - make_interval(mins => p_minutes) * (p_buckets - i) / p_buckets as t,
+               make_interval(mins => p_minutes) / p_buckets as width
+          from generate_series(0, least(greatest(p_buckets, 1), 240)) i
+    ), q as (
+        select y.created_at, y.completed_at, y.status
+          from loyverse.loyverse_price_sync_queue y
+         where y.restaurant_id = p_restaurant_id
+           and (y.completed_at is null or y.completed_at > now() - make_interval(mins => p_minutes))
+    )
+    select b.t,
+           count(q.status) filter (where q.created_at <= b.t and (q.completed_at is null or q.completed_at > b.t)),
+           count(q.status) filter (where q.status = 'done' and q.completed_at > b.t - b.width and q.completed_at <= b.t),
+           count(q.status) filter (where q.status in ('failed', 'dead')
+                                     and q.completed_at > b.t - b.width and q.completed_at <= b.t)
+      from b left join q on true
+     group by b.t
+     order by b.t
+$$;
+comment on function loyverse.price_sync_timeline(uuid, integer, integer) is
+    'Queue depth and changes synced/failed over the last p_minutes in p_buckets slices (the console''s chart). '
+    'Example: select * from loyverse.price_sync_timeline(''<uuid>'', 60, 12);';
+
+-- ---- sql/0815_view_api_keys.sql ----
+-- API keys without their hashes: for `apikey list` and DBAs.
+create view loyverse.api_keys as
+select k.id,
+       k.name,
+       case when k.is_admin then 'admin' else 'restaurant' end as scope,
+       k.restaurant_id,
+       r.name as restaurant_name,
+       case when k.revoked_at is null then 'active' else 'revoked' end as status,
+       k.created_at,
+       k.created_by,
+       k.last_used_at,
+       k.revoked_at,
+       k.revoked_by
+  from loyverse.loyverse_api_keys k
+  left join public.restaurants r on r.id = k.restaurant_id;
+comment on view loyverse.api_keys is
+    'API keys of the HTTP server (never the key or its hash): scope admin|restaurant, active|revoked, who made it.';
+
+-- ---- sql/0820_view_audit_trail.sql ----
+-- Who changed what: every loyverse_sync_logs row with its actor (API key, console user, OS
+-- user or database role) and the database role of the session that wrote it.
+create view loyverse.audit_trail as
+select g.id as log_id,
+       g.started_at as at,
+       g.restaurant_id,
+       r.name as restaurant_name,
+       g.sync_type as action,
+       g.status,
+       g.actor,
+       g.db_role,
+       g.items_total,
+       g.details
+  from loyverse.loyverse_sync_logs g
+  left join public.restaurants r on r.id = g.restaurant_id
+ where g.sync_type <> 'PRICE_SYNC';
+comment on view loyverse.audit_trail is
+    'Changes and who made them: settings changes (details.changes = {setting: {from, to}}), manual triggers, '
+    'retries, imports and undos, API keys. actor = api-key:<name> | console:<key name> | cli:<os user> | sql:<role>.';
+
 -- ---- sql/0900_grants.sql ----
 -- Grants. loyverse_app: the main app (catalogue, never tokens). loyverse_worker: the sync
 -- worker and CLI. loyverse_readonly: the views only.
@@ -4717,3 +6238,90 @@ grant select on loyverse.import_runs to loyverse_worker, loyverse_readonly;
 grant select, insert, update, delete on loyverse.loyverse_api_call_stats, loyverse.loyverse_alert_state to loyverse_worker;
 grant execute on function loyverse.record_api_calls(bigint, jsonb), loyverse.evaluate_alerts() to loyverse_worker;
 grant select on loyverse.api_latency, loyverse.alert_measurements, loyverse.alerts to loyverse_readonly, loyverse_worker;
+
+-- ---- sql/0950_grants_api.sql ----
+-- Grants of the HTTP server's objects. The server and the CLI run as loyverse_worker; the
+-- main app (loyverse_app) may request imports, read the chart, and read the status,
+-- history, import and audit views; every new function is revoked from PUBLIC first.
+revoke execute on function
+    loyverse.tg_price_sync_settings__log_change(),
+    loyverse.create_api_key(text, bytea, uuid, boolean),
+    loyverse.revoke_api_key(text),
+    loyverse.api_key_lookup(bytea),
+    loyverse.request_menu_import(uuid, jsonb),
+    loyverse.price_sync_timeline(uuid, integer, integer)
+  from public;
+
+-- current_actor() only reads a session setting: every role writing an audited row needs it
+-- (it is loyverse_sync_logs.actor's default).
+grant execute on function loyverse.current_actor() to public;
+
+grant execute on function
+    loyverse.create_api_key(text, bytea, uuid, boolean),
+    loyverse.revoke_api_key(text),
+    loyverse.api_key_lookup(bytea)
+  to loyverse_worker;
+
+grant execute on function
+    loyverse.request_menu_import(uuid, jsonb),
+    loyverse.price_sync_timeline(uuid, integer, integer)
+  to loyverse_app, loyverse_worker;
+
+grant select, insert, update, delete on loyverse.loyverse_api_keys to loyverse_worker;
+grant usage, select on sequence loyverse.loyverse_api_keys_id_seq to loyverse_worker;
+
+revoke all on loyverse.api_keys, loyverse.audit_trail from loyverse_app, loyverse_worker, loyverse_readonly;
+grant select on loyverse.api_keys to loyverse_worker, loyverse_readonly;  -- names and scopes, never hashes
+grant select on loyverse.audit_trail to loyverse_app, loyverse_worker, loyverse_readonly;
+grant select on loyverse.price_sync_status, loyverse.price_sync_history, loyverse.import_runs to loyverse_app;
+
+-- ---- sql/0950_grants_inbound.sql ----
+-- Grants of the inbound side (webhooks, polling, reconciliation): nothing for PUBLIC; the
+-- receiver and worker (loyverse_worker) run the internals; the app may reconcile and repair.
+revoke execute on function
+    loyverse.wake_inbox(bigint),
+    loyverse.receive_loyverse_delivery(bigint, text, jsonb, bytea),
+    loyverse.record_rejected_delivery(bigint, text, jsonb),
+    loyverse._apply_loyverse_price(bigint, uuid, numeric, timestamptz, timestamptz),
+    loyverse._apply_loyverse_item(bigint, bigint, jsonb, timestamptz),
+    loyverse._apply_loyverse_deletion(bigint, bigint, text, text, text),
+    loyverse._apply_loyverse_rename(bigint, bigint, text, text, text),
+    loyverse._apply_loyverse_inventory_level(bigint, bigint, jsonb),
+    loyverse.apply_loyverse_inbox(bigint, integer),
+    loyverse.record_price_drift(uuid, jsonb),
+    loyverse.repair_price_drift(uuid),
+    loyverse.inbound_settings_row(bigint),
+    loyverse.due_inbound_polls(),
+    loyverse.finish_inbound_poll(bigint, timestamptz),
+    loyverse.inbound_account_for_secret(text),
+    loyverse.wake_pending_inboxes(),
+    loyverse.prune_loyverse_inbox(interval, integer)
+  from public;
+
+grant execute on function
+    loyverse.record_price_drift(uuid, jsonb),
+    loyverse.repair_price_drift(uuid)
+  to loyverse_app, loyverse_worker;
+
+grant execute on function
+    loyverse.wake_inbox(bigint),
+    loyverse.receive_loyverse_delivery(bigint, text, jsonb, bytea),
+    loyverse.record_rejected_delivery(bigint, text, jsonb),
+    loyverse.apply_loyverse_inbox(bigint, integer),
+    loyverse.inbound_settings_row(bigint),
+    loyverse.due_inbound_polls(),
+    loyverse.finish_inbound_poll(bigint, timestamptz),
+    loyverse.inbound_account_for_secret(text),
+    loyverse.wake_pending_inboxes(),
+    loyverse.prune_loyverse_inbox(interval, integer)
+  to loyverse_worker;
+
+-- (revoke first: in a build from sql/, 0900's "all tables in schema" grant already reached them)
+revoke all on loyverse.price_drift, loyverse.inbound_decisions from loyverse_app, loyverse_worker, loyverse_readonly;
+grant select on loyverse.price_drift, loyverse.inbound_decisions to loyverse_readonly, loyverse_worker;
+
+-- The CLI (`account subscribe`, `sync reconcile`) reads and writes the inbound settings and reads the rest.
+grant select, insert, update on loyverse.loyverse_inbound_settings to loyverse_worker;
+grant select on loyverse.loyverse_inbox, loyverse.loyverse_inbound_audit, loyverse.loyverse_inbound_objects,
+    loyverse.loyverse_price_drift
+  to loyverse_worker;

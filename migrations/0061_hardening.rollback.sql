@@ -663,12 +663,13 @@ declare
     v_value jsonb;
     v_constraint text;
     v_field text;
+    v_allowed text;
     v_account bigint;
     v_filters_changed boolean;
     v_editable constant text[] := array['enabled', 'sync_direction', 'sync_frequency', 'include_category_ids',
         'exclude_category_ids', 'price_rounding_rule', 'notify_on_error', 'notification_email', 'max_attempts',
         'priority', 'prices_include_tax', 'alert_failure_rate', 'alert_queue_depth',
-        'alert_oldest_pending_seconds', 'alert_dead_letters'];
+        'alert_oldest_pending_seconds', 'alert_dead_letters', 'conflict_policy', 'catalog_changes', 'sync_stock'];
 begin
     if p_changes is null or jsonb_typeof(p_changes) <> 'object' then
         raise exception 'settings: expected a json object of setting = value'
@@ -719,6 +720,9 @@ begin
                alert_queue_depth = v_new.alert_queue_depth,
                alert_oldest_pending_seconds = v_new.alert_oldest_pending_seconds,
                alert_dead_letters = v_new.alert_dead_letters,
+               conflict_policy = v_new.conflict_policy,
+               catalog_changes = v_new.catalog_changes,
+               sync_stock = v_new.sync_stock,
                updated_at = now()
          where s.restaurant_id = p_restaurant_id;
     exception when check_violation then
@@ -734,10 +738,20 @@ begin
             when 'alert_queue_depth_is_positive' then 'alert_queue_depth'
             when 'alert_oldest_pending_seconds_is_positive' then 'alert_oldest_pending_seconds'
             when 'alert_dead_letters_is_positive' then 'alert_dead_letters'
+            when 'conflict_policy_is_valid' then 'conflict_policy'
+            when 'catalog_changes_is_valid' then 'catalog_changes'
             when 'notify_on_error_needs_an_email' then 'notification_email'
             when 'categories_are_not_both_included_and_excluded' then 'exclude_category_ids'
             else 'settings' end;
-        raise exception '%: invalid value (%)', v_field, v_constraint
+        -- the allowed values of the enumerated settings, so the error says what would do
+        v_allowed := case v_constraint
+            when 'sync_direction_is_valid' then '; allowed: TO_LOYVERSE, FROM_LOYVERSE, BIDIRECTIONAL'
+            when 'sync_frequency_is_valid' then '; allowed: REALTIME, BATCH_5MIN, BATCH_HOURLY, MANUAL'
+            when 'price_rounding_rule_is_valid' then '; allowed: NONE, NEAREST_0.05, NEAREST_0.10, UP, DOWN'
+            when 'conflict_policy_is_valid' then '; allowed: hold, ours, theirs, latest'
+            when 'catalog_changes_is_valid' then '; allowed: report, apply'
+            else '' end;
+        raise exception '%: invalid value (%)%', v_field, v_constraint, v_allowed
             using errcode = 'check_violation', column = v_field, constraint = v_constraint;
     end;
 
@@ -1788,7 +1802,8 @@ alter table loyverse.loyverse_price_sync_queue alter column price_to_send type n
 delete from loyverse.loyverse_sync_logs where sync_type in ('APPROVE', 'REJECT', 'MAKE_FIXED');
 alter table loyverse.loyverse_sync_logs drop constraint sync_type_is_valid;
 alter table loyverse.loyverse_sync_logs add constraint sync_type_is_valid
-    check (sync_type in ('PRICE_SYNC', 'MENU_IMPORT', 'IMPORT_UNDO', 'MANUAL_TRIGGER', 'RETRY', 'NOTIFICATION'));
+    check (sync_type in ('PRICE_SYNC', 'MENU_IMPORT', 'IMPORT_UNDO', 'MANUAL_TRIGGER', 'RETRY', 'NOTIFICATION',
+                         'SETTINGS_CHANGE', 'API_KEY'));
 alter table loyverse.loyverse_item_mappings drop column loyverse_pricing_type;
 alter table loyverse.loyverse_price_sync_settings
     drop constraint notification_email_is_at_most_254_characters,
@@ -1961,7 +1976,11 @@ select st.restaurant_id,
       ('QUEUE_DEPTH', st.pending::double precision, s.alert_queue_depth::double precision),
       ('OLDEST_PENDING', coalesce(extract(epoch from st.oldest_pending_age), 0)::double precision,
                          s.alert_oldest_pending_seconds::double precision),
-      ('DEAD_LETTERS', st.dead::double precision, s.alert_dead_letters::double precision)
+      ('DEAD_LETTERS', st.dead::double precision, s.alert_dead_letters::double precision),
+      -- prices that differ from Loyverse at the last reconciliation, not repaired since
+      ('PRICE_DRIFT', (select count(*) from loyverse.loyverse_price_drift d
+                        where d.restaurant_id = st.restaurant_id and d.repaired_at is null)::double precision,
+                      1::double precision)
   ) m(alert, value, threshold)
  where s.enabled and not s.paused;
 
@@ -1970,3 +1989,4 @@ comment on view loyverse.alert_measurements is
 
 grant select on loyverse.price_sync_status, loyverse.price_sync_problems, loyverse.alert_measurements
   to loyverse_readonly, loyverse_worker;
+grant select on loyverse.price_sync_status to loyverse_app;  -- sql/0950_grants_api.sql

@@ -51,7 +51,7 @@ update loyverse.loyverse_import_journal
 alter table loyverse.loyverse_sync_logs drop constraint sync_type_is_valid;
 alter table loyverse.loyverse_sync_logs add constraint sync_type_is_valid
     check (sync_type in ('PRICE_SYNC', 'MENU_IMPORT', 'IMPORT_UNDO', 'MANUAL_TRIGGER', 'RETRY', 'NOTIFICATION',
-                         'APPROVE', 'REJECT', 'MAKE_FIXED'));
+                         'SETTINGS_CHANGE', 'API_KEY', 'APPROVE', 'REJECT', 'MAKE_FIXED'));
 
 -- The queue: held changes, approvals, no NaN, price_to_send wide enough for any product
 -- price after a tax factor (price_sync_problems reads the column: dropped and made again).
@@ -111,6 +111,9 @@ as $$
         when 'alert_queue_depth' then 'an integer of at least 1'
         when 'alert_oldest_pending_seconds' then 'an integer of at least 1'
         when 'alert_dead_letters' then 'an integer of at least 1'
+        when 'conflict_policy' then 'hold, ours, theirs, latest'
+        when 'catalog_changes' then 'report, apply'
+        when 'sync_stock' then 'true, false'
         when 'hold_change_percent' then 'a number from 1 to 100000, or null (no limit)'
         when 'hold_change_amount' then 'a number from 0.01 to 99999999, or null (no limit)'
         when 'hold_below_price' then 'a number from 0 to 99999999, or null (no floor)'
@@ -860,13 +863,14 @@ declare
     v_value jsonb;
     v_constraint text;
     v_field text;
+    v_allowed text;
     v_account bigint;
     v_filters_changed boolean;
     v_editable constant text[] := array['enabled', 'sync_direction', 'sync_frequency', 'include_category_ids',
         'exclude_category_ids', 'price_rounding_rule', 'notify_on_error', 'notification_email', 'max_attempts',
         'priority', 'prices_include_tax', 'alert_failure_rate', 'alert_queue_depth',
-        'alert_oldest_pending_seconds', 'alert_dead_letters', 'hold_change_percent', 'hold_change_amount',
-        'hold_below_price'];
+        'alert_oldest_pending_seconds', 'alert_dead_letters', 'conflict_policy', 'catalog_changes', 'sync_stock',
+        'hold_change_percent', 'hold_change_amount', 'hold_below_price'];
     v_nullable constant text[] := array['notification_email', 'hold_change_percent', 'hold_change_amount',
         'hold_below_price'];
 begin
@@ -920,6 +924,9 @@ begin
                alert_queue_depth = v_new.alert_queue_depth,
                alert_oldest_pending_seconds = v_new.alert_oldest_pending_seconds,
                alert_dead_letters = v_new.alert_dead_letters,
+               conflict_policy = v_new.conflict_policy,
+               catalog_changes = v_new.catalog_changes,
+               sync_stock = v_new.sync_stock,
                hold_change_percent = v_new.hold_change_percent,
                hold_change_amount = v_new.hold_change_amount,
                hold_below_price = v_new.hold_below_price,
@@ -942,11 +949,14 @@ begin
             when 'alert_queue_depth_is_positive' then 'alert_queue_depth'
             when 'alert_oldest_pending_seconds_is_positive' then 'alert_oldest_pending_seconds'
             when 'alert_dead_letters_is_positive' then 'alert_dead_letters'
+            when 'conflict_policy_is_valid' then 'conflict_policy'
+            when 'catalog_changes_is_valid' then 'catalog_changes'
             when 'notify_on_error_needs_an_email' then 'notification_email'
             when 'categories_are_not_both_included_and_excluded' then 'exclude_category_ids'
             else 'settings' end;
-        raise exception '%: invalid value % (allowed: %)', v_field, coalesce(p_changes -> v_field, 'null'),
-            loyverse._price_sync_setting_allowed(v_field)
+        -- the allowed values, so the error says what would do
+        v_allowed := '; allowed: ' || loyverse._price_sync_setting_allowed(v_field);
+        raise exception '%: invalid value (%)%', v_field, v_constraint, v_allowed
             using errcode = 'check_violation', column = v_field, constraint = v_constraint;
     end;
 

@@ -30,6 +30,11 @@ create table loyverse.loyverse_price_sync_settings (
         constraint alert_oldest_pending_seconds_is_positive check (alert_oldest_pending_seconds > 0),
     alert_dead_letters integer not null default 1
         constraint alert_dead_letters_is_positive check (alert_dead_letters > 0),
+    conflict_policy text not null default 'hold'
+        constraint conflict_policy_is_valid check (conflict_policy in ('hold', 'ours', 'theirs', 'latest')),
+    catalog_changes text not null default 'report'
+        constraint catalog_changes_is_valid check (catalog_changes in ('report', 'apply')),
+    sync_stock boolean not null default false,
     created_at timestamptz not null default now(),
     updated_at timestamptz not null default now(),
     constraint notify_on_error_needs_an_email check (not notify_on_error or notification_email is not null),
@@ -62,3 +67,15 @@ comment on column loyverse.loyverse_price_sync_settings.hold_below_price is
 
 comment on column loyverse.loyverse_price_sync_settings.prices_include_tax is
     'Whether our prices include tax; decides how imported prices treat Loyverse ADDED taxes.';
+
+comment on column loyverse.loyverse_price_sync_settings.conflict_policy is
+    'BIDIRECTIONAL: what a price changed on both sides since the last agreed price becomes: hold (a '
+    'conflict row for `sync resolve`), ours, theirs, or latest (the later of Loyverse''s updated_at and '
+    'our change wins).';
+
+comment on column loyverse.loyverse_price_sync_settings.catalog_changes is
+    'Items/variants renamed or deleted in Loyverse: report (audit only) or apply (rename our product, '
+    'deactivate it when deleted).';
+
+comment on column loyverse.loyverse_price_sync_settings.sync_stock is
+    'Copy Loyverse inventory levels (webhooks) into products.stock_quantity.';

@@ -81,8 +81,18 @@ create index loyverse_price_sync_queue_restaurant_id_status_idx
 create index loyverse_price_sync_queue_product_id_held_idx
     on loyverse.loyverse_price_sync_queue (product_id) where status = 'held';
 
+-- Echo suppression (loyverse._apply_loyverse_price): did we write this price of this product,
+-- and when did that write complete? Partial: only rows entering done pay for it.
+create index loyverse_price_sync_queue_product_id_done_idx
+    on loyverse.loyverse_price_sync_queue (product_id, completed_at) where status = 'done';
+
 create index loyverse_price_sync_queue_completed_at_idx
     on loyverse.loyverse_price_sync_queue (completed_at) where status in ('done', 'cancelled');
+
+-- One restaurant's recent successes (price_sync_status for one restaurant, the console's
+-- chart): without it, sync/status read every restaurant's last day of done rows (0063).
+create index loyverse_price_sync_queue_restaurant_id_completed_at_idx
+    on loyverse.loyverse_price_sync_queue (restaurant_id, completed_at) where status = 'done';
 
 comment on table loyverse.loyverse_price_sync_queue is
     'Price changes waiting for, in, or done with their write to Loyverse. Internal: query '

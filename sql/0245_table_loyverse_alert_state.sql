@@ -2,7 +2,7 @@
 create table loyverse.loyverse_alert_state (
     restaurant_id uuid not null references public.restaurants (id) on delete cascade,
     alert text not null
-        constraint alert_is_known check (alert in ('FAILURE_RATE', 'QUEUE_DEPTH', 'OLDEST_PENDING', 'DEAD_LETTERS')),
+        constraint alert_is_known check (alert in ('FAILURE_RATE', 'QUEUE_DEPTH', 'OLDEST_PENDING', 'DEAD_LETTERS', 'PRICE_DRIFT')),
     breached_at timestamptz not null default now(),
     recovered_at timestamptz,
     value double precision,

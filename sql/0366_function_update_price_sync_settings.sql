@@ -18,13 +18,14 @@ declare
     v_value jsonb;
     v_constraint text;
     v_field text;
+    v_allowed text;
     v_account bigint;
     v_filters_changed boolean;
     v_editable constant text[] := array['enabled', 'sync_direction', 'sync_frequency', 'include_category_ids',
         'exclude_category_ids', 'price_rounding_rule', 'notify_on_error', 'notification_email', 'max_attempts',
         'priority', 'prices_include_tax', 'alert_failure_rate', 'alert_queue_depth',
-        'alert_oldest_pending_seconds', 'alert_dead_letters', 'hold_change_percent', 'hold_change_amount',
-        'hold_below_price'];
+        'alert_oldest_pending_seconds', 'alert_dead_letters', 'conflict_policy', 'catalog_changes', 'sync_stock',
+        'hold_change_percent', 'hold_change_amount', 'hold_below_price'];
     v_nullable constant text[] := array['notification_email', 'hold_change_percent', 'hold_change_amount',
         'hold_below_price'];
 begin
@@ -78,6 +79,9 @@ begin
                alert_queue_depth = v_new.alert_queue_depth,
                alert_oldest_pending_seconds = v_new.alert_oldest_pending_seconds,
                alert_dead_letters = v_new.alert_dead_letters,
+               conflict_policy = v_new.conflict_policy,
+               catalog_changes = v_new.catalog_changes,
+               sync_stock = v_new.sync_stock,
                hold_change_percent = v_new.hold_change_percent,
                hold_change_amount = v_new.hold_change_amount,
                hold_below_price = v_new.hold_below_price,
@@ -100,11 +104,14 @@ begin
             when 'alert_queue_depth_is_positive' then 'alert_queue_depth'
             when 'alert_oldest_pending_seconds_is_positive' then 'alert_oldest_pending_seconds'
             when 'alert_dead_letters_is_positive' then 'alert_dead_letters'
+            when 'conflict_policy_is_valid' then 'conflict_policy'
+            when 'catalog_changes_is_valid' then 'catalog_changes'
             when 'notify_on_error_needs_an_email' then 'notification_email'
             when 'categories_are_not_both_included_and_excluded' then 'exclude_category_ids'
             else 'settings' end;
-        raise exception '%: invalid value % (allowed: %)', v_field, coalesce(p_changes -> v_field, 'null'),
-            loyverse._price_sync_setting_allowed(v_field)
+        -- the allowed values, so the error says what would do
+        v_allowed := '; allowed: ' || loyverse._price_sync_setting_allowed(v_field);
+        raise exception '%: invalid value (%)%', v_field, v_constraint, v_allowed
             using errcode = 'check_violation', column = v_field, constraint = v_constraint;
     end;
 

@@ -14,7 +14,11 @@ select st.restaurant_id,
       ('QUEUE_DEPTH', st.pending::double precision, s.alert_queue_depth::double precision),
       ('OLDEST_PENDING', coalesce(extract(epoch from st.oldest_pending_age), 0)::double precision,
                          s.alert_oldest_pending_seconds::double precision),
-      ('DEAD_LETTERS', st.dead::double precision, s.alert_dead_letters::double precision)
+      ('DEAD_LETTERS', st.dead::double precision, s.alert_dead_letters::double precision),
+      -- prices that differ from Loyverse at the last reconciliation, not repaired since
+      ('PRICE_DRIFT', (select count(*) from loyverse.loyverse_price_drift d
+                        where d.restaurant_id = st.restaurant_id and d.repaired_at is null)::double precision,
+                      1::double precision)
   ) m(alert, value, threshold)
  where s.enabled and not s.paused;
 

@@ -13,7 +13,7 @@ from typing import Any
 import procrastinate
 
 from loyverse_sync import config
-from loyverse_sync.worker import tasks
+from loyverse_sync.worker import inbound_tasks, tasks
 
 WORKER_DEFAULTS: dict[str, Any] = {"queues": [tasks.QUEUE], "delete_jobs": "successful"}
 
@@ -28,6 +28,7 @@ def build_app(conninfo: str | None = None, *, max_pool_size: int = 8) -> procras
         periodic_defaults={"max_delay": 600},
     )
     tasks.register(app, conninfo)
+    inbound_tasks.register(app, conninfo, tasks.QUEUE)
     return app
 
 

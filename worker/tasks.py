@@ -9,6 +9,8 @@
   boundary, backoffs that ended, lost wake-ups; stalled procrastinate jobs are retried.
 * ``send_price_sync_notifications`` (every minute): queue error digests, send the outbox.
 * ``prune_price_sync_queue`` (hourly): retention of done/cancelled rows.
+* ``import_loyverse_menu(run_id)``: deferred by ``loyverse.request_menu_import`` (the HTTP
+  API, the console, or SQL): fetches the menu and runs the import, as its requester.
 """
 
 from __future__ import annotations
@@ -114,6 +116,29 @@ def register(app: procrastinate.App, conninfo: str, config: engine.EngineConfig 
         days = float(os.environ.get("LOYVERSE_SYNC_RETENTION_DAYS", "7"))
         return int(await asyncio.to_thread(_sql, conninfo, "prune", {"older_than_seconds": days * 86400,
                                                                       "limit": 50000}) or 0)
+
+
+    @app.task(name="import_loyverse_menu", queue=QUEUE)
+    async def import_loyverse_menu(run_id: int) -> dict[str, Any]:
+        """Run a requested menu import (fetch, plan, write); progress in loyverse.import_runs."""
+        return await asyncio.to_thread(run_requested_import, conninfo, int(run_id))
+
+
+def run_requested_import(conninfo: str, run_id: int) -> dict[str, Any]:
+    """One requested import, acting as whoever requested it (the audit trail's actor)."""
+    from loyverse_sync import audit
+    from loyverse_sync.importer import runs
+
+    with db.connect(conninfo, autocommit=True, application_name="loyverse_sync.worker") as conn:
+        row = queries.execute(conn, "importer", "requested_by", {"id": run_id}).fetchone()
+    actor = (row or {}).get("actor") or "worker"
+    try:
+        result = runs.execute_requested(audit.conninfo_as(conninfo, actor), run_id)
+    except runs.ImportProblem as exc:
+        # recorded on the run (FAILED, error): a procrastinate retry would not change it
+        logger.warning("import run %s failed: %s", run_id, exc)
+        return {"run_id": run_id, "status": "FAILED", "error": str(exc)}
+    return {k: v for k, v in result.items() if isinstance(v, str | int | float | bool | None)}
 
 
 def _start_threads(executor: concurrent.futures.ThreadPoolExecutor, n: int) -> None:

@@ -151,6 +151,33 @@ class AdminClient:
         """Mark an existing token as an OAuth app's (webhooks it creates get signed)."""
         self._call("POST", "oauth-app", json={"token": token, "client_secret": client_secret})
 
+    # -- back office (a person at the counter; emits webhooks, not in the API log) ------------
+
+    def backoffice(self, action: str, merchant_id: str | None = None, **fields: Any) -> dict[str, Any]:
+        return self._call("POST", "backoffice", json={"merchant_id": merchant_id, "action": action, **fields})
+
+    def set_price(self, variant_id: str, store_id: str, price: float, merchant_id: str | None = None) -> dict[str, Any]:
+        """Change one store price the way the back office does (items.update webhook)."""
+        return self.backoffice("set_price", merchant_id, variant_id=variant_id, store_id=store_id, price=price)
+
+    def set_prices(self, prices: list[dict[str, Any]], merchant_id: str | None = None) -> dict[str, Any]:
+        """Many price changes at once: [{variant_id, store_id, price}, ...] (deliveries of <= 100 items)."""
+        return self.backoffice("set_price", merchant_id, prices=prices)
+
+    def rename_item(self, item_id: str, item_name: str, merchant_id: str | None = None) -> dict[str, Any]:
+        return self.backoffice("rename_item", merchant_id, item_id=item_id, item_name=item_name)
+
+    def delete_item(self, item_id: str, merchant_id: str | None = None) -> dict[str, Any]:
+        return self.backoffice("delete_item", merchant_id, item_id=item_id)
+
+    def sell(self, variant_id: str, store_id: str, quantity: float = 1, merchant_id: str | None = None) -> dict[str, Any]:
+        """A sale at the counter: stock goes down (inventory_levels.update webhook)."""
+        return self.backoffice("sell", merchant_id, variant_id=variant_id, store_id=store_id, quantity=quantity)
+
+    def webhook_faults(self, *, flush: bool = False, **counts: int) -> dict[str, Any]:
+        """Upcoming delivery faults: duplicate=N, drop=N, reorder=N (held back until the next one)."""
+        return self._call("POST", "webhook-faults", json={"flush": flush, **counts})
+
     def save(self, path: str | None = None) -> str:
         return self._call("POST", "save", json={"path": path})["saved"]
 

@@ -657,6 +657,19 @@ class EmulatorServer:
                     raise ValueError("token and client_secret are required")
                 state.mark_oauth(token, secret)
                 return {"token": token, "oauth": True}
+            if route == "backoffice":  # a person in Loyverse's back office (backoffice.py)
+                from loyverse_sync.emulator import backoffice
+
+                merchant = state.merchant(merchant_id)
+                answer, events = backoffice.run(state, merchant, doc)
+                with state.lock:
+                    for hook_type, arrays in events:
+                        self.dispatcher.emit(merchant, hook_type, arrays, state.now_ms())
+                return answer
+            if route == "webhook-faults":
+                flush = bool(doc.pop("flush", False))
+                faults = self.dispatcher.set_faults(**doc)
+                return {"faults": faults, "flushed": self.dispatcher.flush_held() if flush else False}
             if route == "save":
                 path = doc.get("path") or self.state_file
                 if not path:

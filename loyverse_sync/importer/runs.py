@@ -449,3 +449,40 @@ def list_runs(conninfo: str, restaurant_id: str | None = None, limit: int = 20) 
                 conn, "importer", "list_runs", {"restaurant_id": restaurant_id, "limit": limit}
             )
         ]
+
+
+def execute_requested(conninfo: str, run_id: int) -> dict[str, Any]:
+    """Run an import requested with loyverse.request_menu_import (the worker's
+    import_loyverse_menu job): fetch the menu (or reuse a snapshot younger than the
+    request's max_age, default 600 s), then plan and write exactly as `import run` does.
+    A run that is no longer PENDING is left alone; a failure marks it FAILED."""
+    from loyverse_sync.importer import snapshot
+
+    with _connect(conninfo, autocommit=True) as conn:
+        row = queries.execute(conn, "importer", "get_run", {"id": run_id}).fetchone()
+    if row is None:
+        raise ImportProblem(f"no import run {run_id}", usage=True)
+    if row["status"] != "PENDING":
+        return {"run_id": run_id, "status": row["status"], "skipped": "the run is not PENDING"}
+    request = row["options"] or {}
+    options = Options.from_json(request)
+    progress = _connect(conninfo, autocommit=True)
+
+    def on_page(_kind: str, n: int) -> None:  # menu/status shows the fetch moving too
+        queries.execute(progress, "importer", "set_fetch_progress", {"id": run_id, "n": n})
+
+    try:
+        with progress:
+            snap = snapshot.get_or_fetch(
+                conninfo, str(row["restaurant_id"]), max_age=float(request.get("max_age", 600.0)),
+                refresh=bool(request.get("refresh", False)), with_inventory=options.with_inventory, on_page=on_page,
+            )
+    except Exception as exc:
+        with _connect(conninfo, autocommit=True) as side:
+            message = " ".join(f"fetching the menu failed: {exc}".split())[:2000]
+            queries.execute(side, "importer", "set_failed", {"id": run_id, "error": message})
+        raise
+    with _connect(conninfo, autocommit=True) as side:
+        queries.execute(side, "importer", "set_snapshot", {"id": run_id, "snapshot_id": snap.id})
+    result = _execute(conninfo, run_id, options)
+    return {k: v for k, v in result.items() if k not in ("issues", "conflicts", "rows")}

@@ -5,7 +5,9 @@ restaurant per interval, deduplicated); this module claims pending rows with SKI
 sends each with smtplib, and records the outcome. A failed send goes back to pending with
 exponential backoff and is given up after ``max_attempts``; price sync never waits for it.
 Settings come from the environment: LOYVERSE_SYNC_SMTP_HOST, _PORT, _USER, _PASSWORD,
-_FROM, _STARTTLS (1/true/yes).
+_FROM, _STARTTLS (1/true/yes). With LOYVERSE_SYNC_CONSOLE_URL (where `loyverse-sync serve`
+is reached, e.g. https://sync.example.com), each email links to the console page that fixes
+the problem.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ class SmtpSettings:
     sender: str = "loyverse-sync@localhost"
     starttls: bool = False
     timeout: float = 15.0
+    console_url: str | None = None
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> SmtpSettings | None:
@@ -50,7 +53,21 @@ class SmtpSettings:
             password=env.get("LOYVERSE_SYNC_SMTP_PASSWORD") or None,
             sender=env.get("LOYVERSE_SYNC_SMTP_FROM") or "loyverse-sync@localhost",
             starttls=env.get("LOYVERSE_SYNC_SMTP_STARTTLS", "").lower() in ("1", "true", "yes", "on"),
+            console_url=(env.get("LOYVERSE_SYNC_CONSOLE_URL") or "").rstrip("/") or None,
         )
+
+
+def console_links(console_url: str | None, kind: str, restaurant_id: Any) -> str:
+    """The lines an email ends with: the console pages that fix what it reports."""
+    if not console_url or restaurant_id is None:
+        return ""
+    base = f"{console_url.rstrip('/')}/console/r/{restaurant_id}"
+    lines = [f"Failed and dead changes, with Retry: {base}/"]
+    if kind == "ALERT":
+        lines.append(f"Alert thresholds and notifications: {base}/settings")
+    elif kind == "RECOVERY":
+        lines = [f"Dashboard: {base}/"]
+    return "\n\n" + "\n".join(lines) + "\n"
 
 
 def send_pending(
@@ -70,7 +87,8 @@ def send_pending(
         message["From"] = settings.sender
         message["To"] = row["recipient"]
         message["Subject"] = row["subject"]
-        message.set_content(row["body"])
+        message.set_content(row["body"] + console_links(settings.console_url, row.get("kind", ""),
+                                                         row.get("restaurant_id")))
         try:
             with smtplib.SMTP(settings.host, settings.port, timeout=settings.timeout) as smtp:
                 if settings.starttls:

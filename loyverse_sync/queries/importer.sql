@@ -156,8 +156,10 @@ select p.row_no, p.item_id, p.variant_id, p.item_name, p.name, p.sku, p.price, p
  order by category nulls last, p.item_seq, p.row_no
 
 -- name: conflicts
-select p.variant_id, p.item_id, p.name, p.sku, p.match_rule, p.matched_name, p.decision, p.decision_reason
+select p.variant_id, p.item_id, p.name, p.sku, p.match_rule, p.matched_name, p.decision, p.decision_reason,
+       p.price, mp.sku as matched_sku, mp.price as matched_price
   from loyverse.loyverse_import_plan p
+  left join public.products mp on mp.id = p.matched_product_id
  where p.run_id = %(id)s and p.match_rule in ('sku', 'name')
  order by p.row_no
 
@@ -172,3 +174,18 @@ select o.loyverse_id as id, o.payload ->> 'name' as name
   from loyverse.loyverse_snapshot_objects o
  where o.snapshot_id = %(id)s and o.kind = 'category'
  order by o.payload ->> 'name'
+
+-- name: set_snapshot
+-- still PENDING: RUNNING is set once the run's advisory lock is held (a RUNNING run without
+-- it reads as interrupted)
+update loyverse.loyverse_import_runs
+   set snapshot_id = %(snapshot_id)s, report = report || '{"phase": "planning"}', updated_at = now()
+ where id = %(id)s
+
+-- name: requested_by
+select options ->> 'requested_by' as actor from loyverse.loyverse_import_runs where id = %(id)s
+
+-- name: set_fetch_progress
+update loyverse.loyverse_import_runs
+   set report = jsonb_build_object('phase', 'fetching', 'fetched_items', %(n)s::int), updated_at = now()
+ where id = %(id)s and status = 'PENDING'

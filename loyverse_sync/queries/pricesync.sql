@@ -42,7 +42,7 @@ update loyverse.loyverse_notification_outbox o
    set status = 'sending', attempts = o.attempts + 1
   from picked
  where o.id = picked.id
-returning o.id, o.recipient, o.subject, o.body, o.attempts
+returning o.id, o.recipient, o.subject, o.body, o.attempts, o.kind, o.restaurant_id
 
 -- name: notification_sent
 update loyverse.loyverse_notification_outbox

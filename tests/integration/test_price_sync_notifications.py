@@ -70,6 +70,18 @@ def test_one_digest_per_restaurant_is_sent_by_smtp(conn, dsn, smtp, failures):
     assert row["status"] == "sent" and row["sent_at"] is not None
 
 
+def test_the_email_links_to_the_console_page_that_fixes_it(conn, dsn, smtp, failures):
+    handler, port = smtp
+    settings = notify.SmtpSettings(host="127.0.0.1", port=port, console_url="https://sync.example.com")
+    assert tasks.run_notifications(dsn, settings)["sent"] == 1
+    ((_, _, content),) = handler.messages
+    import email
+    import email.policy
+
+    body = email.message_from_bytes(content, policy=email.policy.default).get_content()
+    assert f"Failed and dead changes, with Retry: https://sync.example.com/console/r/{failures}/" in body
+
+
 def test_smtp_failure_is_retried_later(conn, dsn, smtp, failures):
     handler, port = smtp
     down = notify.SmtpSettings(host="127.0.0.1", port=1, timeout=2)

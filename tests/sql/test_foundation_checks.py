@@ -20,6 +20,12 @@ VIOLATIONS = {
     "currency_code_is_iso4217": "update loyverse.accounts set currency_code = 'eur'",
     "decimal_places_is_between_0_and_3": "update loyverse.accounts set decimal_places = 4",
     "base_url_is_http": "update loyverse.accounts set base_url = 'ftp://x'",
+    "api_key_name_is_not_blank": "insert into loyverse.loyverse_api_keys (name, key_hash, is_admin)"
+                                 " values (' ', sha256('k'), true)",
+    "api_key_hash_is_sha256": "insert into loyverse.loyverse_api_keys (name, key_hash, is_admin)"
+                              " values ('k', '\\x00', true)",
+    "api_key_is_admin_or_one_restaurant": "insert into loyverse.loyverse_api_keys (name, key_hash, is_admin)"
+                                          " values ('k', sha256('k'), false)",
     "auth_kind_is_valid": "update loyverse.accounts set auth_kind = 'password'",
     "oauth_token_url_is_http": "update loyverse.accounts set auth_kind = 'oauth', oauth_client_id = 'c',"
                                " oauth_ciphertext = '\\x00', oauth_token_url = 'ftp://x'",

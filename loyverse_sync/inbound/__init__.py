@@ -1,0 +1,1 @@
+"""Hearing Loyverse: the webhook receiver, the inbox apply job, polling and reconciliation."""

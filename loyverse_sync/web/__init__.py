@@ -1,0 +1,1 @@
+"""The HTTP server: the JSON API and the web console."""

@@ -1,0 +1,108 @@
+-- The apply job's statement: turn an account's pending deliveries into changes, oldest
+-- first, each delivery in its own subtransaction (all of it or nothing). A delivery that
+-- touches a product whose price write is in flight waits a second (LVS01); one that cannot
+-- be read is failed with the reason, audited, and never retried.
+create function loyverse.apply_loyverse_inbox(p_account_id bigint, p_limit integer default 50)
+returns jsonb
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+    v_row record;
+    v_doc jsonb;
+    v_merchant text;
+    v_obj jsonb;
+    v_counts jsonb;
+    v_part jsonb;
+    v_key text;
+    v_outcome text;
+    v_error text;
+    v_applied integer := 0;
+    v_failed integer := 0;
+    v_deferred integer := 0;
+    v_read_at timestamptz;
+    v_refresh text[] := '{}';
+begin
+    select a.merchant_id into v_merchant from loyverse.accounts a where a.id = p_account_id;
+    for v_row in
+        select i.id, i.body, i.source from loyverse.loyverse_inbox i
+         where i.account_id = p_account_id and i.status = 'pending' and i.next_attempt_at <= now()
+         order by i.id
+         limit p_limit
+           for update skip locked
+    loop
+        v_counts := '{}';
+        begin
+            begin
+                v_doc := convert_from(v_row.body, 'UTF8')::jsonb;
+            exception when others then
+                raise exception 'body is not JSON: %', sqlerrm using errcode = 'LVS02';
+            end;
+            if jsonb_typeof(v_doc) <> 'object' then
+                raise exception 'body is not a JSON object' using errcode = 'LVS02';
+            end if;
+            if v_merchant is not null and v_doc->>'merchant_id' is not null and v_doc->>'merchant_id' <> v_merchant then
+                raise exception 'merchant_id % is not this account''s (%)', v_doc->>'merchant_id', v_merchant
+                    using errcode = 'LVS02';
+            end if;
+            -- what we read ourselves (poll, refresh) says when it was read; a webhook does not
+            v_read_at := case when v_row.source in ('poll', 'refresh') then (v_doc->>'read_at')::timestamptz end;
+            if v_doc->>'type' = 'items.update' and jsonb_typeof(v_doc->'items') = 'array' then
+                for v_obj in select * from jsonb_array_elements(v_doc->'items') loop
+                    v_part := loyverse._apply_loyverse_item(v_row.id, p_account_id, v_obj, v_read_at);
+                    if (v_part->>'refresh')::int > 0 then
+                        v_refresh := v_refresh || (v_obj->>'id');
+                    end if;
+                    for v_key in select jsonb_object_keys(v_part) loop
+                        v_counts := v_counts || jsonb_build_object(
+                            v_key, coalesce((v_counts->>v_key)::int, 0) + (v_part->>v_key)::int);
+                    end loop;
+                end loop;
+            elsif v_doc->>'type' = 'inventory_levels.update' and jsonb_typeof(v_doc->'inventory_levels') = 'array' then
+                for v_obj in select * from jsonb_array_elements(v_doc->'inventory_levels') loop
+                    v_outcome := loyverse._apply_loyverse_inventory_level(v_row.id, p_account_id, v_obj);
+                    v_counts := v_counts || jsonb_build_object(
+                        v_outcome, coalesce((v_counts->>v_outcome)::int, 0) + 1);
+                end loop;
+            else
+                v_counts := jsonb_build_object('ignored_type', coalesce(v_doc->>'type', 'none'));
+            end if;
+            update loyverse.loyverse_inbox i
+               set status = 'applied', applied_at = now(), attempts = i.attempts + 1, result = v_counts,
+                   last_error = null
+             where i.id = v_row.id;
+            v_applied := v_applied + 1;
+        exception
+            when sqlstate 'LVS01' or deadlock_detected or serialization_failure or lock_not_available then
+                get stacked diagnostics v_error = message_text;
+                update loyverse.loyverse_inbox i
+                   set attempts = i.attempts + 1, next_attempt_at = now() + interval '1 second',
+                       last_error = v_error
+                 where i.id = v_row.id;
+                v_deferred := v_deferred + 1;
+            when others then
+                -- Unreadable (LVS02) or a value our tables refuse (a bad timestamp or number):
+                -- a retry would fail the same way. Kept, failed, audited.
+                get stacked diagnostics v_error = message_text;
+                update loyverse.loyverse_inbox i
+                   set status = 'failed', attempts = i.attempts + 1, last_error = left(v_error, 1000)
+                 where i.id = v_row.id;
+                insert into loyverse.loyverse_inbound_audit (account_id, inbox_id, decision, details)
+                values (p_account_id, v_row.id, 'DELIVERY_FAILED', jsonb_build_object('error', left(v_error, 1000)));
+                v_failed := v_failed + 1;
+        end;
+    end loop;
+    return jsonb_build_object(
+        'applied', v_applied, 'failed', v_failed, 'deferred', v_deferred,
+        'refresh_items', to_jsonb(array(select distinct unnest(v_refresh))),
+        'remaining', (select count(*) from loyverse.loyverse_inbox i
+                       where i.account_id = p_account_id and i.status = 'pending'),
+        'next_due_seconds', (select greatest(0, extract(epoch from min(i.next_attempt_at) - now()))
+                               from loyverse.loyverse_inbox i
+                              where i.account_id = p_account_id and i.status = 'pending'));
+end;
+$$;
+comment on function loyverse.apply_loyverse_inbox(bigint, integer) is
+    'Apply up to p_limit pending deliveries of an account (oldest first; SKIP LOCKED). Returns '
+    '{applied, failed, deferred, refresh_items (items to read again from Loyverse), remaining, next_due_seconds}.';
