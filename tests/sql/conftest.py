@@ -28,4 +28,5 @@ def world(conn, fernet_key):
         out.setdefault("categories", []).append(cat)
     # the guardrails (a move past 100 % is held) are tested on their own (test_price_sync_guardrails)
     conn.execute("update loyverse.loyverse_price_sync_settings set hold_change_percent = null")
+    conn.execute("delete from loyverse.loyverse_sync_logs where sync_type = 'SETTINGS_CHANGE'")  # the fixture's, not the test's
     return out
