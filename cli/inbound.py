@@ -185,8 +185,8 @@ def reconcile(restaurant: str, repair: bool, as_json: bool) -> None:
 @click.command("polling")
 @click.argument("account_ref", metavar="ACCOUNT")
 @click.option("--enable/--disable", "enabled", default=None, help="Poll Loyverse for changes (default: on).")
-@click.option("--interval", type=click.IntRange(10, 86400), help="Seconds between polls (10-86400; default 300).")
-@click.option("--overlap", type=click.IntRange(0, 86400),
+@click.option("--interval", type=_common.IntBetween(10, 86400), help="Seconds between polls (10-86400; default 300).")
+@click.option("--overlap", type=_common.IntBetween(0, 86400),
               help="Seconds read again before the cursor on each poll (0-86400; default 120).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def polling(account_ref: str, enabled: bool | None, interval: int | None, overlap: int | None,

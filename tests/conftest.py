@@ -71,6 +71,19 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.slow)
 
 
+@pytest.fixture(autouse=True)
+def _pgoptions_per_test() -> Iterator[None]:
+    """A CLI run in-process (click's CliRunner) sets PGOPTIONS for its process (the audit actor,
+    loyverse_sync.audit.use_for_process): put it back after each test, so the next test's
+    connections are not someone else's actor."""
+    saved = os.environ.get("PGOPTIONS")
+    yield
+    if saved is None:
+        os.environ.pop("PGOPTIONS", None)
+    else:
+        os.environ["PGOPTIONS"] = saved
+
+
 def server_conninfo(dbname: str) -> str:
     return pg_conninfo.make_conninfo(
         host=SERVER["host"],

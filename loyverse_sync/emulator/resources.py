@@ -140,17 +140,7 @@ def parse_body(body: bytes) -> dict[str, Any]:
 # -- rendering ---------------------------------------------------------------------------------
 
 
-def render_item(m: st.Merchant, rec: st.Record) -> dict[str, Any]:
-    """An item as the API returns it, with its variants inline."""
-    data = dict(rec.data)
-    variants = m.collections["variants"]
-    out = []
-    for vid in rec.extra.get("variant_ids", ()):
-        vrec = variants.get(vid)
-        if vrec is not None and (rec.deleted or not vrec.deleted):
-            out.append(vrec.data)
-    data["variants"] = out
-    return data
+render_item = st.render_item  # defined beside the records it renders (no import cycle)
 
 
 def _render_modifier(rec: st.Record, show_deleted: bool) -> dict[str, Any]:

@@ -443,7 +443,6 @@ class State:
 
     def dump(self, merchant_id: str | None = None) -> dict[str, Any]:
         """Per merchant: items with variants and store prices, categories, modifiers, ..."""
-        from loyverse_sync.emulator import resources
 
         with self.lock:
             merchants = (
@@ -459,7 +458,7 @@ class State:
                     "stores": [copy.deepcopy(r.data) for r in reversed(m.sorted_desc("stores")[0])],
                     "categories": [copy.deepcopy(r.data) for r in m.sorted_desc("categories")[0]],
                     "items": [
-                        copy.deepcopy(resources.render_item(m, r))
+                        copy.deepcopy(render_item(m, r))
                         for r in m.sorted_desc("items")[0]
                     ],
                     "modifiers": [copy.deepcopy(r.data) for r in m.sorted_desc("modifiers")[0]],
@@ -475,12 +474,11 @@ class State:
         self, merchant_id: str | None = None, *, include_deleted: bool = False
     ) -> list[dict[str, Any]]:
         """Deep copies of a merchant's items (newest first) with their variants inline."""
-        from loyverse_sync.emulator import resources
 
         with self.lock:
             m = self.merchant(merchant_id)
             return [
-                copy.deepcopy(resources.render_item(m, r))
+                copy.deepcopy(render_item(m, r))
                 for r in m.sorted_desc("items")[0]
                 if include_deleted or not r.deleted
             ]
@@ -489,14 +487,13 @@ class State:
         self, kind: str, object_id: str, merchant_id: str | None = None
     ) -> dict[str, Any] | None:
         """A deep copy of one object (items with variants inline), deleted or not."""
-        from loyverse_sync.emulator import resources
 
         with self.lock:
             m = self.merchant(merchant_id)
             rec = m.collections[kind].get(object_id)
             if rec is None:
                 return None
-            data = resources.render_item(m, rec) if kind == "items" else rec.data
+            data = render_item(m, rec) if kind == "items" else rec.data
             return copy.deepcopy(data)
 
     def variant_price(self, variant_id: str, store_id: str, merchant_id: str | None = None) -> Any:
@@ -630,3 +627,16 @@ def _not_positive(value: Any, kind: type) -> bool:
         return False
     allowed = (int, float) if kind is float else (int,)
     return isinstance(value, bool) or not isinstance(value, allowed) or value <= 0
+
+
+def render_item(m: Merchant, rec: Record) -> dict[str, Any]:
+    """An item as the API returns it, with its variants inline."""
+    data = dict(rec.data)
+    variants = m.collections["variants"]
+    out = []
+    for vid in rec.extra.get("variant_ids", ()):
+        vrec = variants.get(vid)
+        if vrec is not None and (rec.deleted or not vrec.deleted):
+            out.append(vrec.data)
+    data["variants"] = out
+    return data

@@ -19,7 +19,7 @@ from pydantic import AliasChoices, ConfigDict, Field
 from loyverse_sync import apikeys
 from loyverse_sync.importer import runs, snapshot
 from loyverse_sync.loyverse import errors as lv_errors
-from loyverse_sync.web import app as app_mod
+from loyverse_sync.web import base
 
 PREFIX = "/api/integrations/loyverse"
 
@@ -50,7 +50,7 @@ INT = 2**31 - 1
 def _no_nul(value: Any, where: str = "body") -> None:
     """PostgreSQL text cannot hold NUL: refuse it here, naming the field."""
     if isinstance(value, str) and "\x00" in value:
-        raise app_mod.ApiError(422, where, "text must not contain NUL characters")
+        raise base.ApiError(422, where, "text must not contain NUL characters")
     if isinstance(value, dict):
         for k, v in value.items():
             _no_nul(k, where)
@@ -85,8 +85,8 @@ RestaurantField = Annotated[
 # -- access ------------------------------------------------------------------------------------
 
 
-def db(request: fastapi.Request) -> app_mod.Database:
-    database: app_mod.Database = request.app.state.db
+def db(request: fastapi.Request) -> base.Database:
+    database: base.Database = request.app.state.db
     return database
 
 
@@ -100,38 +100,38 @@ def api_key(
     """The live key of `Authorization: Bearer <key>`; 401 without one."""
     token = credentials.credentials if credentials is not None else ""
     if credentials is None or credentials.scheme.lower() != "bearer" or not token.strip():
-        raise app_mod.ApiError(401, "authorization", "send Authorization: Bearer <API key>")
+        raise base.ApiError(401, "authorization", "send Authorization: Bearer <API key>")
     with db(request).transaction(None) as conn:
         key = apikeys.lookup(conn, token.strip())
     if key is None:
-        raise app_mod.ApiError(401, "authorization", "unknown or revoked API key")
+        raise base.ApiError(401, "authorization", "unknown or revoked API key")
     return key
 
 
 Key = Annotated[apikeys.Key, fastapi.Depends(api_key)]
-Db = Annotated[app_mod.Database, fastapi.Depends(db)]
+Db = Annotated[base.Database, fastapi.Depends(db)]
 
 
 def actor(key: apikeys.Key) -> str:
     return f"api-key:{key.name}"
 
 
-def restaurant_of(database: app_mod.Database, key: apikeys.Key, restaurant_id: uuid.UUID | str | None) -> str:
+def restaurant_of(database: base.Database, key: apikeys.Key, restaurant_id: uuid.UUID | str | None) -> str:
     """The restaurant a request is about: the key's by default; another one is refused."""
     if restaurant_id is None:
         if key.restaurant_id is None:
-            raise app_mod.ApiError(422, "restaurant_id", "an admin key must name the restaurant")
+            raise base.ApiError(422, "restaurant_id", "an admin key must name the restaurant")
         return key.restaurant_id
     rid = str(restaurant_id)
     if not key.may_reach(rid):
-        raise app_mod.ApiError(403, "restaurant_id", "this API key may not reach that restaurant")
+        raise base.ApiError(403, "restaurant_id", "this API key may not reach that restaurant")
     if key.is_admin and not database.value(None, "restaurant_exists", {"restaurant_id": rid}):
-        raise app_mod.ApiError(404, "restaurant_id", f"no restaurant {rid}")
+        raise base.ApiError(404, "restaurant_id", f"no restaurant {rid}")
     return rid
 
 
 def json_response(value: Any, status: int = 200) -> fastapi.responses.JSONResponse:
-    return fastapi.responses.JSONResponse(app_mod.jsonable(value), status_code=status)
+    return fastapi.responses.JSONResponse(base.jsonable(value), status_code=status)
 
 
 # -- menu import -------------------------------------------------------------------------------
@@ -155,11 +155,11 @@ def preview_report(conninfo: str, restaurant_id: str, options: runs.Options, *, 
         snap = snapshot.get_or_fetch(conninfo, restaurant_id, max_age=max_age, refresh=refresh)
         report = runs.preview(conninfo, restaurant_id, snap.id, options)
     except snapshot.NotLinked as exc:
-        raise app_mod.ApiError(409, "restaurant_id", str(exc)) from None
+        raise base.ApiError(409, "restaurant_id", str(exc)) from None
     except runs.ImportProblem as exc:
-        raise app_mod.ApiError(409 if not exc.usage else 422, "restaurant_id", str(exc)) from None
+        raise base.ApiError(409 if not exc.usage else 422, "restaurant_id", str(exc)) from None
     except lv_errors.LoyverseError as exc:
-        raise app_mod.ApiError(502, None, f"Loyverse: {exc}") from None
+        raise base.ApiError(502, None, f"Loyverse: {exc}") from None
     return {
         "restaurant_id": restaurant_id,
         "snapshot": {"id": snap.id, "fetched_at": snap.fetched_at, "counts": snap.counts, "reused": snap.reused},
@@ -242,11 +242,11 @@ def menu_import(body: ImportRequest, key: Key, database: Db) -> fastapi.response
                           "status_url": f"{PREFIX}/menu/status?run_id={run_id}"}, 202)
 
 
-def visible_run(database: app_mod.Database, key: apikeys.Key, run_id: int) -> dict[str, Any]:
+def visible_run(database: base.Database, key: apikeys.Key, run_id: int) -> dict[str, Any]:
     """A run of a restaurant the key reaches (another restaurant's run is "not found")."""
     row = database.one(None, "import_run", {"run_id": run_id})
     if row is None or not key.may_reach(str(row["restaurant_id"])):
-        raise app_mod.ApiError(404, "run_id", f"no import run {run_id}")
+        raise base.ApiError(404, "run_id", f"no import run {run_id}")
     if row["status"] == "RUNNING" and not row["locked"] and row["snapshot_id"] is not None:
         row["status"] = "INTERRUPTED"
     row.pop("locked", None)
@@ -298,7 +298,7 @@ def menu_undo(body: UndoRequest, key: Key, database: Db) -> fastapi.responses.JS
     try:
         result = runs.undo(audit.conninfo_as(database.conninfo, actor(key)), body.run_id, force=body.force)
     except runs.ImportProblem as exc:
-        raise app_mod.ApiError(422 if exc.usage else 409, "run_id", str(exc)) from None
+        raise base.ApiError(422 if exc.usage else 409, "run_id", str(exc)) from None
     return json_response({"run_id": body.run_id, **result})
 
 
@@ -383,7 +383,7 @@ def sync_resolve(body: ResolveRequest, key: Key, database: Db) -> fastapi.respon
     return json_response({"restaurant_id": rid, "resolved": resolved})
 
 
-def settings_out(database: app_mod.Database, rid: str) -> dict[str, Any]:
+def settings_out(database: base.Database, rid: str) -> dict[str, Any]:
     values = database.value(None, "settings", {"restaurant_id": rid}) or {}
     names = {str(c["id"]): c["name"] for c in database.all(None, "categories", {"restaurant_id": rid})}
     values["include_categories"] = [names.get(str(i), str(i)) for i in values.get("include_category_ids") or []]
@@ -432,7 +432,7 @@ class SettingsUpdate(Body):
     alert_dead_letters: int | None = Field(default=None, ge=1, le=INT)
 
 
-def settings_changes(database: app_mod.Database, rid: str, body: dict[str, Any]) -> dict[str, Any]:
+def settings_changes(database: base.Database, rid: str, body: dict[str, Any]) -> dict[str, Any]:
     """The SQL API's changes from a request: category names become this restaurant's ids."""
     changes = {k: v for k, v in body.items() if k != "restaurant_id"}
     by_name: dict[str, str] | None = None
@@ -444,7 +444,7 @@ def settings_changes(database: app_mod.Database, rid: str, body: dict[str, Any])
             by_name = {c["name"]: str(c["id"]) for c in database.all(None, "categories", {"restaurant_id": rid})}
         unknown = [n for n in names if n not in by_name]
         if unknown:
-            raise app_mod.ApiError(422, field, f"{field}: no category named {unknown[0]!r} in this restaurant",
+            raise base.ApiError(422, field, f"{field}: no category named {unknown[0]!r} in this restaurant",
                                    sorted(by_name))
         changes[field.replace("categories", "category_ids")] = [by_name[n] for n in names]
     return changes

@@ -24,8 +24,7 @@ from starlette.middleware import sessions
 
 from loyverse_sync import apikeys, audit
 from loyverse_sync.importer import runs
-from loyverse_sync.web import api
-from loyverse_sync.web import app as app_mod
+from loyverse_sync.web import api, base
 
 HERE = pathlib.Path(__file__).resolve().parent
 templates = templating.Jinja2Templates(directory=str(HERE / "templates"))
@@ -46,7 +45,7 @@ def install(app: fastapi.FastAPI, secret: str) -> None:
     app.mount("/console/static", staticfiles.StaticFiles(directory=str(HERE / "static")), name="static")
 
 
-def refused(request: fastapi.Request, exc: app_mod.ApiError) -> responses.Response:
+def refused(request: fastapi.Request, exc: base.ApiError) -> responses.Response:
     if exc.status == 401:
         return responses.RedirectResponse("/console/login", status_code=303)
     return templates.TemplateResponse(request, "error.html", {"message": exc.message, "key": None}, status_code=exc.status)
@@ -69,12 +68,12 @@ async def check_csrf(request: fastapi.Request) -> dict[str, Any]:
     sent = str(form.get("csrf") or "")
     expected = str(request.session.get("csrf") or "")
     if not expected or not hmac.compare_digest(sent, expected):
-        raise app_mod.ApiError(403, "csrf", "the form expired or did not come from this console; reload the page")
+        raise base.ApiError(403, "csrf", "the form expired or did not come from this console; reload the page")
     out: dict[str, Any] = {}
     for k, v in form.multi_items():
         if isinstance(v, str):
             if "\x00" in v:
-                raise app_mod.ApiError(422, k, "text must not contain NUL characters")
+                raise base.ApiError(422, k, "text must not contain NUL characters")
             out.setdefault(k, []).append(v)
     return {k: v[0] if len(v) == 1 else v for k, v in out.items()}
 
@@ -87,7 +86,7 @@ def console_key(request: fastapi.Request) -> apikeys.Key:
             key = apikeys.lookup_hash(conn, bytes.fromhex(hex_hash))
     if key is None:
         request.session.pop("key_hash", None)
-        raise app_mod.ApiError(401, "key", "sign in")
+        raise base.ApiError(401, "key", "sign in")
     return key
 
 
@@ -99,12 +98,12 @@ def restaurant(request: fastapi.Request, key: apikeys.Key, rid: str) -> dict[str
     try:
         uuid.UUID(rid)
     except ValueError:
-        raise app_mod.ApiError(404, "restaurant", "no such restaurant") from None
+        raise base.ApiError(404, "restaurant", "no such restaurant") from None
     if not key.may_reach(rid):
-        raise app_mod.ApiError(403, "restaurant", "this key may not reach that restaurant")
+        raise base.ApiError(403, "restaurant", "this key may not reach that restaurant")
     row = api.db(request).one(None, "restaurants", {"restaurant_id": rid})
     if row is None:
-        raise app_mod.ApiError(404, "restaurant", "no such restaurant")
+        raise base.ApiError(404, "restaurant", "no such restaurant")
     return row
 
 
@@ -209,7 +208,7 @@ def _product(form: dict[str, Any]) -> str | None:
     try:
         return str(uuid.UUID(value))
     except ValueError:
-        raise app_mod.ApiError(422, "product_id", "not a product of this restaurant") from None
+        raise base.ApiError(422, "product_id", "not a product of this restaurant") from None
 
 
 @router.post("/r/{rid}/trigger")
@@ -239,7 +238,7 @@ async def resolve(request: fastapi.Request, rid: str) -> responses.Response:
     restaurant(request, key, rid)
     keep = form.get("keep")
     if keep not in ("ours", "theirs"):
-        raise app_mod.ApiError(422, "keep", "keep must be ours or theirs", ["ours", "theirs"])
+        raise base.ApiError(422, "keep", "keep must be ours or theirs", ["ours", "theirs"])
     n = api.db(request).value(actor(key), "resolve", {"restaurant_id": rid, "keep": keep, "product_id": _product(form)})
     return back(f"/console/r/{rid}/", f"{n} conflict(s) resolved: kept {keep}.")
 
@@ -305,7 +304,7 @@ async def settings_save(request: fastapi.Request, rid: str) -> responses.Respons
     try:
         sql_changes = api.settings_changes(database, rid, changes)
         database.value(actor(key), "update_settings", {"restaurant_id": rid, "changes": json.dumps(sql_changes)})
-    except app_mod.ApiError as exc:
+    except base.ApiError as exc:
         if exc.status in (401, 403):
             raise
         field = (exc.field or "settings").replace("_ids", "s").replace("category_s", "categories")
@@ -440,7 +439,7 @@ def import_run(request: fastapi.Request, rid: str, run_id: int, done: str | None
     database = api.db(request)
     run = api.visible_run(database, key, run_id) if 0 < run_id < api.BIGINT else None
     if run is None or str(run["restaurant_id"]) != rid:
-        raise app_mod.ApiError(404, "run_id", f"no import run {run_id}")
+        raise base.ApiError(404, "run_id", f"no import run {run_id}")
     finished = run["status"] in ("SUCCESS", "PARTIAL", "FAILED", "UNDONE", "INTERRUPTED")
     ctx: dict[str, Any] = {"run": run, "finished": finished, "done": done}
     if finished:
@@ -457,7 +456,7 @@ async def import_undo(request: fastapi.Request, rid: str, run_id: int) -> respon
     restaurant(request, key, rid)
     run = api.visible_run(api.db(request), key, run_id)
     if str(run["restaurant_id"]) != rid:
-        raise app_mod.ApiError(404, "run_id", f"no import run {run_id}")
+        raise base.ApiError(404, "run_id", f"no import run {run_id}")
     try:
         result = runs.undo(audit.conninfo_as(api.db(request).conninfo, actor(key)), run_id,
                            force=form.get("force") == "1")
