@@ -69,7 +69,8 @@ comment on function loyverse.current_actor() is
 create table public.restaurants (
     id uuid primary key default gen_random_uuid(),
     name text not null
-        constraint restaurant_name_is_not_blank check (btrim(name) <> ''),
+        constraint restaurant_name_is_not_blank check (btrim(name) <> '')
+        constraint restaurant_name_is_at_most_200_characters check (length(name) <= 200),
     created_at timestamptz not null default now(),
     updated_at timestamptz not null default now()
 );
@@ -129,7 +130,10 @@ create table public.products (
     sku text
         constraint product_sku_is_not_blank check (sku is null or btrim(sku) <> ''),
     price numeric(12, 2) not null
-        constraint product_price_is_nonnegative check (price >= 0),
+        constraint product_price_is_nonnegative check (price >= 0)
+        -- NaN passes "price >= 0" (NaN sorts above every number); a price of 10^8 or more cannot
+        -- be sent (the queue's price_to_send, after a tax factor, and Loyverse's own range)
+        constraint product_price_is_a_number_below_100000000 check (price <> 'NaN' and price < 100000000),
     is_active boolean not null default true,
     option1_value text,
     option2_value text,
@@ -213,22 +217,27 @@ create table loyverse.accounts (
     id bigint generated always as identity primary key,
     name text not null
         constraint account_name_is_valid check (btrim(name) <> '' and length(name) <= 100),
-    merchant_id text,
-    business_name text,
+    merchant_id text
+        constraint merchant_id_is_at_most_200_characters check (length(merchant_id) <= 200),
+    business_name text
+        constraint business_name_is_at_most_200_characters check (length(business_name) <= 200),
     currency_code text not null default 'EUR'
         constraint currency_code_is_iso4217 check (currency_code ~ '^[A-Z]{3}$'),
     decimal_places smallint not null default 2
         constraint decimal_places_is_between_0_and_3 check (decimal_places between 0 and 3),
     base_url text not null default 'https://api.loyverse.com/v1.0'
-        constraint base_url_is_http check (base_url ~ '^https?://'),
+        constraint base_url_is_http check (base_url ~ '^https?://')
+        constraint base_url_is_at_most_2000_characters check (length(base_url) <= 2000),
     token_ciphertext bytea not null,
     token_key_id text not null,
     token_checked_at timestamptz,
     token_valid boolean,
     rate_limit_requests integer not null default 300
-        constraint rate_limit_requests_is_positive check (rate_limit_requests > 0),
+        constraint rate_limit_requests_is_positive check (rate_limit_requests > 0)
+        constraint rate_limit_requests_is_at_most_100000 check (rate_limit_requests <= 100000),
     rate_limit_window_seconds double precision not null default 300
-        constraint rate_limit_window_is_positive check (rate_limit_window_seconds > 0),
+        -- NaN and infinity fail "between" (both sort above every number)
+        constraint rate_limit_window_is_between_1_and_86400_seconds check (rate_limit_window_seconds between 1 and 86400),
     rate_limit_safety double precision not null default 0.97
         constraint rate_limit_safety_is_between_half_and_one check (rate_limit_safety > 0.5 and rate_limit_safety <= 1),
     created_at timestamptz not null default now(),
@@ -332,7 +341,9 @@ create table loyverse.loyverse_item_mappings (
     updated_at timestamptz not null default now(),
     constraint loyverse_item_mappings_product_id_key unique (product_id),
     constraint loyverse_item_mappings_restaurant_id_variant_id_key unique (restaurant_id, loyverse_variant_id),
-    price_factor numeric(12, 6) not null default 1
+    price_factor numeric(12, 6) not null default 1,
+    loyverse_pricing_type text not null default 'FIXED'
+        constraint mapping_pricing_type_is_valid check (loyverse_pricing_type in ('FIXED', 'VARIABLE'))
 );
 
 create index loyverse_item_mappings_account_id_item_id_idx on loyverse.loyverse_item_mappings (account_id, loyverse_item_id);
@@ -346,6 +357,11 @@ comment on column loyverse.loyverse_item_mappings.last_synced_price is
 
 comment on column loyverse.loyverse_item_mappings.sync_direction is
     'How the mapping was last synced: FROM_LOYVERSE (import) or TO_LOYVERSE (price sync).';
+
+comment on column loyverse.loyverse_item_mappings.loyverse_pricing_type is
+    'FIXED: Loyverse holds a price for this store, and price sync keeps it equal to ours. VARIABLE: the '
+    'price is entered at the counter; price sync never queues or sends it (the import sets it from '
+    'Loyverse; loyverse.make_price_fixed turns it into a fixed price on purpose).';
 
 comment on column loyverse.loyverse_item_mappings.price_factor is
     'Our price / the Loyverse store price, as the menu import converted it for the restaurant''s '
@@ -368,7 +384,8 @@ create table loyverse.loyverse_price_sync_settings (
         constraint price_rounding_rule_is_valid check (price_rounding_rule in ('NONE', 'NEAREST_0.05', 'NEAREST_0.10', 'UP', 'DOWN')),
     notify_on_error boolean not null default false,
     notification_email text
-        constraint notification_email_is_valid check (notification_email is null or notification_email ~ '^[^@[:space:]]+@[^@[:space:]]+\.[^@[:space:]]+$'),
+        constraint notification_email_is_valid check (notification_email is null or notification_email ~ '^[^@[:space:]]+@[^@[:space:]]+\.[^@[:space:]]+$')
+        constraint notification_email_is_at_most_254_characters check (length(notification_email) <= 254),
     max_attempts integer not null default 8
         constraint max_attempts_is_between_1_and_50 check (max_attempts between 1 and 50),
     priority integer not null default 0
@@ -392,7 +409,14 @@ create table loyverse.loyverse_price_sync_settings (
     created_at timestamptz not null default now(),
     updated_at timestamptz not null default now(),
     constraint notify_on_error_needs_an_email check (not notify_on_error or notification_email is not null),
-    constraint categories_are_not_both_included_and_excluded check (not (include_category_ids && exclude_category_ids))
+    constraint categories_are_not_both_included_and_excluded check (not (include_category_ids && exclude_category_ids)),
+    -- Guardrails (null = off): a change past one of them is held for a person (sync approve / reject).
+    hold_change_percent numeric(8, 2) default 100
+        constraint hold_change_percent_is_between_1_and_100000 check (hold_change_percent between 1 and 100000),
+    hold_change_amount numeric(12, 2)
+        constraint hold_change_amount_is_between_0_01_and_99999999 check (hold_change_amount between 0.01 and 99999999),
+    hold_below_price numeric(12, 2)
+        constraint hold_below_price_is_between_0_and_99999999 check (hold_below_price between 0 and 99999999)
 );
 
 comment on table loyverse.loyverse_price_sync_settings is
@@ -400,6 +424,17 @@ comment on table loyverse.loyverse_price_sync_settings is
     'loyverse.update_price_sync_settings() or `loyverse-sync sync settings set`.';
 
 comment on column loyverse.loyverse_price_sync_settings.include_category_ids is 'Empty = every category.';
+
+comment on column loyverse.loyverse_price_sync_settings.hold_change_percent is
+    'Hold (do not send) a change that moves the price Loyverse holds up by more than this %, or down to '
+    'less than 1 / (1 + this / 100) of it (100: a price may double or halve; a x100 or x10 typo is held). '
+    'Null: no limit.';
+
+comment on column loyverse.loyverse_price_sync_settings.hold_change_amount is
+    'Hold a change that moves the price Loyverse holds by more than this amount (currency units). Null: no limit.';
+
+comment on column loyverse.loyverse_price_sync_settings.hold_below_price is
+    'Hold a change to a price below this floor (our price, currency units). Null: no floor.';
 
 comment on column loyverse.loyverse_price_sync_settings.prices_include_tax is
     'Whether our prices include tax; decides how imported prices treat Loyverse ADDED taxes.';
@@ -431,16 +466,18 @@ create table loyverse.loyverse_price_sync_queue (
     restaurant_id uuid not null,
     account_id bigint not null,
     status text not null default 'pending'
-        constraint queue_status_is_valid check (status in ('pending', 'processing', 'done', 'failed', 'dead', 'conflict', 'cancelled')),
+        constraint queue_status_is_valid check (status in ('pending', 'processing', 'done', 'failed', 'dead', 'conflict', 'cancelled', 'held')),
     source text not null default 'trigger'
-        constraint queue_source_is_valid check (source in ('trigger', 'manual', 'retry', 'resolve', 'requeue', 'settings')),
+        constraint queue_source_is_valid check (source in ('trigger', 'manual', 'retry', 'resolve', 'requeue', 'settings', 'make_fixed')),
     priority integer not null default 0,
     version bigint not null default 1
         constraint queue_version_is_positive check (version > 0),
     old_price numeric(12, 2),
     new_price numeric(12, 2) not null
         constraint queue_new_price_is_nonnegative check (new_price >= 0),
-    price_to_send numeric(12, 3) not null
+    -- wider than our price: a tax factor may raise it past numeric(12, 3), which must not fail
+    -- the main app's UPDATE; the worker refuses such a row alone (PRICE_OUT_OF_RANGE)
+    price_to_send numeric(15, 3) not null
         constraint queue_price_to_send_is_nonnegative check (price_to_send >= 0),
     attempts integer not null default 0
         constraint queue_attempts_is_nonnegative check (attempts >= 0),
@@ -456,7 +493,11 @@ create table loyverse.loyverse_price_sync_queue (
     updated_at timestamptz not null default now(),
     completed_at timestamptz,
     constraint processing_rows_have_a_lease check (status <> 'processing' or lease_until is not null),
-    loyverse_item_id text
+    loyverse_item_id text,
+    approved_at timestamptz,
+    approved_by text,
+    -- NaN passes ">= 0": a row that can never be sent is refused here too
+    constraint queue_prices_are_numbers check (new_price <> 'NaN' and price_to_send <> 'NaN')
 ) with (fillfactor = 50);  -- room on the page for a new version of every row on it: coalescing
                            -- changes into pending rows stays a HOT update, even when a bulk
                            -- UPDATE coalesces into every row of the page at once
@@ -490,6 +531,10 @@ create index loyverse_price_sync_queue_product_id_processing_idx
 create index loyverse_price_sync_queue_restaurant_id_status_idx
     on loyverse.loyverse_price_sync_queue (restaurant_id, status) where status in ('failed', 'dead', 'conflict');
 
+-- Held changes (guardrails): superseded by a newer change of the product, listed per restaurant.
+create index loyverse_price_sync_queue_product_id_held_idx
+    on loyverse.loyverse_price_sync_queue (product_id) where status = 'held';
+
 -- Echo suppression (loyverse._apply_loyverse_price): did we write this price of this product,
 -- and when did that write complete? Partial: only rows entering done pay for it.
 create index loyverse_price_sync_queue_product_id_done_idx
@@ -514,6 +559,10 @@ comment on column loyverse.loyverse_price_sync_queue.new_price is 'Price after t
 comment on column loyverse.loyverse_price_sync_queue.price_to_send is 'new_price after the restaurant''s rounding rule and the currency''s decimals.';
 
 comment on column loyverse.loyverse_price_sync_queue.version is 'Bumped by each coalesced change.';
+
+comment on column loyverse.loyverse_price_sync_queue.approved_at is
+    'When a person released this change past the guardrails (loyverse.approve_held_price_changes, or '
+    'loyverse.make_price_fixed); the claim does not hold an approved row again.';
 
 comment on column loyverse.loyverse_price_sync_queue.loyverse_item_id is
     'The mapping''s Loyverse item when the row was queued (copied when queued), so a claim groups whole '
@@ -550,7 +599,8 @@ create table loyverse.loyverse_sync_logs (
     restaurant_id uuid references public.restaurants (id) on delete set null,
     account_id bigint references loyverse.accounts (id) on delete set null,
     sync_type text not null
-        constraint sync_type_is_valid check (sync_type in ('PRICE_SYNC', 'MENU_IMPORT', 'IMPORT_UNDO', 'MANUAL_TRIGGER', 'RETRY', 'NOTIFICATION', 'SETTINGS_CHANGE', 'API_KEY')),
+        constraint sync_type_is_valid check (sync_type in ('PRICE_SYNC', 'MENU_IMPORT', 'IMPORT_UNDO', 'MANUAL_TRIGGER', 'RETRY', 'NOTIFICATION',
+                                                             'SETTINGS_CHANGE', 'API_KEY', 'APPROVE', 'REJECT', 'MAKE_FIXED')),
     status text not null default 'RUNNING'
         constraint sync_log_status_is_valid check (status in ('RUNNING', 'SUCCESS', 'FAILED', 'PARTIAL')),
     items_total integer not null default 0,
@@ -1447,9 +1497,19 @@ comment on function loyverse.tg_products__note_price_change() is
 -- statement's value over it would leave Loyverse with an older price (measured before 0055:
 -- products 1020.00, queued 20.00).
 -- SECURITY DEFINER: whoever updates products runs the trigger, and may not read the queue
--- (loyverse_app cannot). EXECUTE is granted to PUBLIC, because any role allowed to update
--- products runs this through the trigger; called directly it can only queue the price that
--- public.products holds now, and only from within a trigger.
+-- (loyverse_app cannot). Who may call it is checked twice: by role (EXECUTE is granted to
+-- loyverse_app and loyverse_worker only, so a role that changes prices must be one of them)
+-- and by caller (the function that called this one must be the products trigger function,
+-- which nobody but its owner may attach to another table: it is not executable by PUBLIC).
+-- pg_trigger_depth() was not enough: any role with TEMP could call this from a trigger on its
+-- own temp table with a made-up old price. The call stack is read with GET DIAGNOSTICS
+-- PG_CONTEXT. PL/pgSQL prints a function's name as it was when the session compiled it:
+-- schema-qualified unless schema loyverse was on the caller's search_path, so both forms
+-- are accepted (refusing a legitimate price change would be worse). What stays possible: a
+-- member of loyverse_app that names its own temp trigger function the same and puts pg_temp
+-- first on its search_path can pass made-up old prices; it may change those prices anyway,
+-- and old_price only labels the row (the guardrails compare with the mapping's last synced
+-- price).
 -- A forced generic plan: the arrays are parameters, and PL/pgSQL would otherwise re-plan
 -- this statement on every call (measured: 1.7 ms vs 0.7 ms per single-row UPDATE). The
 -- generic plan reaches products, mappings, settings and accounts by index for any array size.
@@ -1466,10 +1526,17 @@ as $$
 declare
     v_accounts bigint[];
     v_account bigint;
+    v_stack text;
 begin
-    if pg_catalog.pg_trigger_depth() = 0 then
+    get diagnostics v_stack = pg_context;
+    -- line 1 is this function, line 2 the statement that called it, line 3 that statement's
+    -- function. starts_with, not a pattern: SIMILAR TO cost ~20 us per call, this ~2 us.
+    v_stack := pg_catalog.split_part(v_stack, E'\n', 3);
+    if not (pg_catalog.starts_with(v_stack, 'PL/pgSQL function loyverse.tg_products__enqueue_price_sync() line ')
+            or pg_catalog.starts_with(v_stack, 'PL/pgSQL function tg_products__enqueue_price_sync() line ')) then
         raise exception 'loyverse.enqueue_price_changes is for the products trigger only'
-            using hint = 'To send current prices again, use loyverse.trigger_price_sync(restaurant_id).';
+            using errcode = 'insufficient_privilege',
+                  hint = 'To send current prices again, use loyverse.trigger_price_sync(restaurant_id).';
     end if;
     with upserted as (
         -- One pending row per product (partial unique index): the first change keeps its
@@ -1489,6 +1556,7 @@ begin
          where p.price is distinct from c.old_price
            and s.enabled
            and s.sync_direction in ('TO_LOYVERSE', 'BIDIRECTIONAL')
+           and m.loyverse_pricing_type = 'FIXED'  -- a VARIABLE price is entered at the counter
            and loyverse.category_is_synced(p.category_id, s.include_category_ids, s.exclude_category_ids)
         on conflict (product_id) where status = 'pending' do update
            set new_price = excluded.new_price,
@@ -1530,8 +1598,8 @@ begin
 end;
 $$;
 comment on function loyverse.enqueue_price_changes(uuid[], numeric[]) is
-    'Internal to the products trigger: upsert one pending queue row, at its current price, per product '
-    'whose price differs from the given old price and that is mapped, '
+    'Internal to the products trigger (refuses any other caller): upsert one pending queue row, at its current '
+    'price, per product whose price differs from the given old price and that is mapped with a FIXED price, '
     'syncs towards Loyverse and passes the category filters; wake each REALTIME account with a due row.';
 
 -- ---- sql/0333_function_tg_products__delete_price_sync_rows.sql ----
@@ -1596,6 +1664,7 @@ begin
          where p.id = any (p_product_ids)
            and s.enabled
            and s.sync_direction in ('TO_LOYVERSE', 'BIDIRECTIONAL')
+           and m.loyverse_pricing_type = 'FIXED'  -- a VARIABLE price is entered at the counter
            -- a product deleted meanwhile is skipped, one being deleted waits for this commit
            -- (the queue has no foreign key to products: sql/0333)
            for key share of p
@@ -1615,7 +1684,14 @@ begin
                priority = greatest(q.priority, excluded.priority),
                next_attempt_at = least(q.next_attempt_at, coalesce(p_due_at, now())),
                updated_at = now()
-        returning q.product_id, q.account_id
+        returning q.id, q.product_id, q.account_id
+    ), superseded as (
+        -- a newer price of a product supersedes its held change (the claim checks the new one)
+        update loyverse.loyverse_price_sync_queue h
+           set status = 'cancelled', completed_at = now(), updated_at = now(),
+               last_error = 'held change superseded by a newer change'
+          from upserted u
+         where h.product_id = u.product_id and h.status = 'held' and h.id < u.id
     )
     select count(*), array_agg(distinct u.account_id) filter (where w.wake)
       into v_count, v_accounts
@@ -1632,7 +1708,8 @@ $$;
 comment on function loyverse.enqueue_current_prices(uuid[], text, integer, timestamptz) is
     'Queue the current price of the given products (due at p_due_at, default now; priority raised by '
     'p_priority_boost) and wake their accounts when due now; returns the rows queued. Skips products '
-    'whose restaurant does not sync to Loyverse.';
+    'whose restaurant does not sync to Loyverse and VARIABLE prices; a held change of a queued product is '
+    'superseded (cancelled).';
 
 -- ---- sql/0336_function_add_outcome_totals.sql ----
 -- Add queue rows that entered an outcome to loyverse.loyverse_price_sync_outcome_totals:
@@ -1762,6 +1839,8 @@ comment on function loyverse.tg_price_sync_queue__count_outcome() is
 -- FOR UPDATE SKIP LOCKED, with a lease. An item with a row in flight is not claimed: a write
 -- restates every variant of its item, so two claims holding rows of one item could each write
 -- the other's variants with prices read before the other's write (an older price last).
+-- It returns only rows to send: what can never be sent (VARIABLE prices, sync disabled) is
+-- cancelled here and a change past the guardrails is held, so the worker needs no filter.
 create function loyverse.claim_price_sync_batch(
     p_account_id bigint,
     p_claimed_by text,
@@ -1796,6 +1875,8 @@ declare
     v_items text[] := '{}';
     v_item text;
     v_id bigint;
+    v_claimed bigint[] := '{}';
+    v_touched bigint;
 begin
     if p_claimed_by is null or btrim(p_claimed_by) = '' then
         raise exception 'claim_price_sync_batch: p_claimed_by must not be empty'
@@ -1806,89 +1887,151 @@ begin
     perform pg_advisory_xact_lock(hashtext('loyverse.claim_price_sync_batch'), p_account_id::integer);
     perform loyverse.release_expired_price_sync_leases(p_account_id);
 
-    -- The items to write, in the order of their most urgent due row (claim index order):
-    -- read due rows one by one and stop at p_max_items distinct items (at most p_scan_rows
-    -- rows). The item is denormalised on the row, so this touches no mapping.
-    for v_id, v_item in
-        select q.id, q.loyverse_item_id
-          from loyverse.loyverse_price_sync_queue q
-          join loyverse.loyverse_price_sync_settings s on s.restaurant_id = q.restaurant_id
-         where q.status = 'pending'
-           and q.account_id = p_account_id
-           and q.next_attempt_at <= now()
-           and not s.paused
-           and not exists (select 1 from loyverse.loyverse_price_sync_queue f
-                            where f.account_id = q.account_id and f.loyverse_item_id = q.loyverse_item_id
-                              and f.status = 'processing'
-                           offset 0)
-         order by q.priority desc, q.next_attempt_at, q.id
-         limit p_scan_rows
+    -- Rows that must not be sent are never returned: a VARIABLE price (entered at the counter)
+    -- or a restaurant that no longer syncs to Loyverse cancels the row, and a change past the
+    -- restaurant's guardrails (hold_*) is held for a person (loyverse.approve_held_price_changes)
+    -- unless a person approved it. When everything picked was cancelled or held, pick again
+    -- (each round moves at least one row out of pending, so this ends).
     loop
-        if v_item is null then
-            -- a row inserted without its item (by hand): copy it from the mapping now, so
-            -- the pick below finds it through the item index like every other row
+        -- The items to write, in the order of their most urgent due row (claim index order):
+        -- read due rows one by one and stop at p_max_items distinct items (at most p_scan_rows
+        -- rows). The item is denormalised on the row, so this touches no mapping.
+        v_items := '{}';
+        for v_id, v_item in
+            select q.id, q.loyverse_item_id
+              from loyverse.loyverse_price_sync_queue q
+              join loyverse.loyverse_price_sync_settings s on s.restaurant_id = q.restaurant_id
+             where q.status = 'pending'
+               and q.account_id = p_account_id
+               and q.next_attempt_at <= now()
+               and not s.paused
+               and not exists (select 1 from loyverse.loyverse_price_sync_queue f
+                                where f.account_id = q.account_id and f.loyverse_item_id = q.loyverse_item_id
+                                  and f.status = 'processing'
+                               offset 0)
+             order by q.priority desc, q.next_attempt_at, q.id
+             limit p_scan_rows
+        loop
+            if v_item is null then
+                -- a row inserted without its item (by hand): copy it from the mapping now, so
+                -- the pick below finds it through the item index like every other row
+                update loyverse.loyverse_price_sync_queue q
+                   set loyverse_item_id = m.loyverse_item_id
+                  from loyverse.loyverse_item_mappings m
+                 where q.id = v_id and m.product_id = q.product_id
+                returning q.loyverse_item_id into v_item;
+            end if;
+            if v_item is not null and not v_item = any (v_items) then
+                v_items := v_items || v_item;
+                exit when cardinality(v_items) >= p_max_items;
+            end if;
+        end loop;
+        if cardinality(v_items) = 0 then
+            return;
+        end if;
+
+        with picked as (
+            -- every due row of the chosen items (whole items: one write per item)
+            select q.id, q.product_id, stop.code, stop.error,
+                   jsonb_build_object('loyverse_price', m.last_synced_price, 'price_to_send', q.price_to_send,
+                                      'new_price', q.new_price, 'hold_change_percent', s.hold_change_percent,
+                                      'hold_change_amount', s.hold_change_amount,
+                                      'hold_below_price', s.hold_below_price) as details
+              from loyverse.loyverse_price_sync_queue q
+              join loyverse.loyverse_price_sync_settings s on s.restaurant_id = q.restaurant_id
+              join loyverse.loyverse_item_mappings m on m.product_id = q.product_id
+              cross join lateral (
+                  select case
+                      when m.loyverse_pricing_type <> 'FIXED' then 'VARIABLE_PRICE'
+                      when not s.enabled or s.sync_direction = 'FROM_LOYVERSE' then 'DISABLED'
+                      when q.approved_at is not null then null
+                      when q.new_price < s.hold_below_price then 'HELD_BELOW_FLOOR'
+                      when m.last_synced_price > 0
+                           and (q.price_to_send > m.last_synced_price * (1 + s.hold_change_percent / 100)
+                                or q.price_to_send * (1 + s.hold_change_percent / 100) < m.last_synced_price)
+                           then 'HELD_CHANGE_PERCENT'
+                      when abs(q.price_to_send - m.last_synced_price) > s.hold_change_amount then 'HELD_CHANGE_AMOUNT'
+                  end as code
+              ) stop_code
+              cross join lateral (
+                  select stop_code.code, case stop_code.code
+                      when 'VARIABLE_PRICE' then 'the price is VARIABLE in Loyverse (entered at the counter): not sent'
+                      when 'DISABLED' then 'price sync to Loyverse is disabled'
+                      when 'HELD_BELOW_FLOOR' then format('held: %s is below the floor %s (hold_below_price)',
+                                                         q.new_price, s.hold_below_price)
+                      when 'HELD_CHANGE_PERCENT' then format('held: %s -> %s moves the price by more than %s%% (hold_change_percent)',
+                                                            m.last_synced_price, q.price_to_send, s.hold_change_percent)
+                      when 'HELD_CHANGE_AMOUNT' then format('held: %s -> %s moves the price by more than %s (hold_change_amount)',
+                                                           m.last_synced_price, q.price_to_send, s.hold_change_amount)
+                  end as error
+              ) stop
+             where q.account_id = p_account_id
+               and q.status = 'pending'
+               and q.loyverse_item_id = any (v_items)
+               and q.next_attempt_at <= now()
+               and not s.paused
+               -- writes for one item never overlap: no row of the item (nor, for a row queued
+               -- without its item, of the product) is in flight under another claim.
+               -- (OFFSET 0 keeps this a per-row index probe: as an anti join the planner,
+               -- expecting few processing rows, rescans all of them for every candidate.)
+               and not exists (select 1 from loyverse.loyverse_price_sync_queue f
+                                where f.account_id = q.account_id and f.loyverse_item_id = q.loyverse_item_id
+                                  and f.status = 'processing'
+                               offset 0)
+               and not exists (select 1 from loyverse.loyverse_price_sync_queue f
+                                where f.product_id = q.product_id and f.status = 'processing'
+                               offset 0)
+               for update of q skip locked
+        ), claimed as (
             update loyverse.loyverse_price_sync_queue q
-               set loyverse_item_id = m.loyverse_item_id
-              from loyverse.loyverse_item_mappings m
-             where q.id = v_id and m.product_id = q.product_id
-            returning q.loyverse_item_id into v_item;
-        end if;
-        if v_item is not null and not v_item = any (v_items) then
-            v_items := v_items || v_item;
-            exit when cardinality(v_items) >= p_max_items;
-        end if;
+               set status = case when picked.code is null then 'processing'
+                                 when picked.code like 'HELD%' then 'held'
+                                 else 'cancelled' end,
+                   lease_until = case when picked.code is null
+                                      then clock_timestamp() + make_interval(secs => p_lease_seconds) end,
+                   claimed_by = case when picked.code is null then p_claimed_by end,
+                   completed_at = case when picked.code in ('VARIABLE_PRICE', 'DISABLED') then now() end,
+                   last_error = coalesce(picked.error, q.last_error),
+                   last_error_code = coalesce(picked.code, q.last_error_code),
+                   error_details = case when picked.code like 'HELD%' then picked.details else q.error_details end,
+                   updated_at = now()
+              from picked
+             where q.id = picked.id
+            returning q.id, q.product_id, q.status
+        ), superseded as (
+            -- a newer change of a product supersedes its held one, whatever becomes of the newer
+            update loyverse.loyverse_price_sync_queue h
+               set status = 'cancelled', completed_at = now(), updated_at = now(),
+                   last_error = 'held change superseded by a newer change'
+              from claimed c
+             where h.product_id = c.product_id and h.status = 'held' and h.id < c.id
+        )
+        select coalesce(array_agg(c.id) filter (where c.status = 'processing'), '{}'), count(*)
+          into v_claimed, v_touched
+          from claimed c;
+        -- nothing taken at all (the rows are locked by a writer): return, do not spin
+        exit when v_touched = 0 or cardinality(v_claimed) > 0;
     end loop;
-    if cardinality(v_items) = 0 then
+    if cardinality(v_claimed) = 0 then
         return;
     end if;
-
     return query
-    with picked as (
-        -- every due row of the chosen items (whole items: one write per item)
-        select q.id
-          from loyverse.loyverse_price_sync_queue q
-          join loyverse.loyverse_price_sync_settings s on s.restaurant_id = q.restaurant_id
-         where q.account_id = p_account_id
-           and q.status = 'pending'
-           and q.loyverse_item_id = any (v_items)
-           and q.next_attempt_at <= now()
-           and not s.paused
-           and exists (select 1 from loyverse.loyverse_item_mappings m where m.product_id = q.product_id)
-           -- writes for one item never overlap: no row of the item (nor, for a row queued
-           -- without its item, of the product) is in flight under another claim.
-           -- (OFFSET 0 keeps this a per-row index probe: as an anti join the planner,
-           -- expecting few processing rows, rescans all of them for every candidate.)
-           and not exists (select 1 from loyverse.loyverse_price_sync_queue f
-                            where f.account_id = q.account_id and f.loyverse_item_id = q.loyverse_item_id
-                              and f.status = 'processing'
-                           offset 0)
-           and not exists (select 1 from loyverse.loyverse_price_sync_queue f
-                            where f.product_id = q.product_id and f.status = 'processing'
-                           offset 0)
-           for update of q skip locked
-    ), claimed as (
-        update loyverse.loyverse_price_sync_queue q
-           set status = 'processing',
-               lease_until = clock_timestamp() + make_interval(secs => p_lease_seconds),
-               claimed_by = p_claimed_by,
-               updated_at = now()
-          from picked
-         where q.id = picked.id
-        returning q.*
-    )
     select c.id, c.product_id, c.restaurant_id, c.version, c.source, c.attempts, c.max_attempts,
            c.old_price, c.new_price, c.price_to_send, m.loyverse_item_id, m.loyverse_variant_id,
            m.loyverse_store_id, m.last_synced_price, s.sync_direction, s.enabled
-      from claimed c
+      from loyverse.loyverse_price_sync_queue c
       join loyverse.loyverse_item_mappings m on m.product_id = c.product_id
       join loyverse.loyverse_price_sync_settings s on s.restaurant_id = c.restaurant_id
+     where c.id = any (v_claimed)
      order by m.loyverse_item_id, c.id;
 end;
 $$;
 comment on function loyverse.claim_price_sync_batch(bigint, text, integer, double precision, integer) is
     'Claim up to p_max_items Loyverse items'' worth of due pending rows of one account (status processing, '
     'lease p_lease_seconds, claimed_by = p_claimed_by, a token unique to this claim); items are chosen among '
-    'the first p_scan_rows due rows by priority. Releases expired leases first.';
+    'the first p_scan_rows due rows by priority. Releases expired leases first. Never returns what must not be '
+    'sent: rows of VARIABLE prices or of a restaurant no longer syncing to Loyverse are cancelled, changes past '
+    'the restaurant''s guardrails (hold_change_percent, hold_change_amount, hold_below_price) become held.';
 
 -- ---- sql/0342_function_extend_price_sync_lease.sql ----
 -- A worker still busy with a batch (waiting for the rate budget) keeps its lease alive.
@@ -1995,8 +2138,10 @@ begin
            last_synced_at = now(),
            last_synced_version = q.version,
            sync_direction = 'TO_LOYVERSE',
-           needs_attention = false,
-           attention_reason = null,
+           -- the price we hold is now in Loyverse: that resolves a failed sync's flag, never
+           -- a VARIABLE price's (a mapping turned VARIABLE while the row was in flight)
+           needs_attention = case when m.loyverse_pricing_type = 'FIXED' then false else m.needs_attention end,
+           attention_reason = case when m.loyverse_pricing_type = 'FIXED' then null else m.attention_reason end,
            updated_at = now()
       from pg_temp.price_sync_results r
       join loyverse.loyverse_price_sync_queue q on q.id = r.id
@@ -2031,7 +2176,9 @@ begin
       into v_ignored
       from moved m;
 
-    -- failed: not retryable (variant gone, validation, verification); the mapping is flagged
+    -- failed: not retryable (variant gone, validation, verification); the mapping is flagged,
+    -- and a price found VARIABLE in Loyverse (set so at the counter or in the back office) makes
+    -- the mapping VARIABLE: it is not queued again until a person makes it fixed
     with failed as (
         update loyverse.loyverse_price_sync_queue q
            set status = 'failed', attempts = q.attempts + 1, lease_until = null, completed_at = now(),
@@ -2046,6 +2193,8 @@ begin
     update loyverse.loyverse_item_mappings m
        set needs_attention = true,
            attention_reason = left(coalesce(r.code || ': ', '') || coalesce(r.error, 'price sync failed'), 500),
+           loyverse_pricing_type = case when r.code = 'VARIABLE_IN_LOYVERSE' then 'VARIABLE'
+                                        else m.loyverse_pricing_type end,
            updated_at = now()
       from pg_temp.price_sync_results r
      where r.mine and r.outcome = 'failed' and m.product_id = r.product_id;
@@ -2160,8 +2309,9 @@ comment on function loyverse._price_sync_restaurant(uuid) is
 -- The mapped products of a restaurant whose price in Loyverse is not known to be the one we
 -- would send now: the price sent by an in-flight (processing) row, else the mapping's last
 -- synced price, differs from the current price rounded under the current settings, or was
--- never synced. Only products that pass the category filters, and none with a pending row
--- (it already carries the current price) or a conflict held for a decision.
+-- never synced. Only FIXED prices (a VARIABLE one is entered at the counter) of products that
+-- pass the category filters, and none with a pending row (it already carries the current
+-- price) or a conflict or held change waiting for a person.
 -- Used by a full manual sync and by a settings change that widens what is synced.
 create function loyverse._price_sync_out_of_sync(p_restaurant_id uuid)
 returns uuid[]
@@ -2175,6 +2325,7 @@ as $$
       join loyverse.accounts a on a.id = m.account_id
       join loyverse.loyverse_price_sync_settings s on s.restaurant_id = m.restaurant_id
      where m.restaurant_id = p_restaurant_id
+       and m.loyverse_pricing_type = 'FIXED'
        and loyverse.category_is_synced(p.category_id, s.include_category_ids, s.exclude_category_ids)
        and coalesce((select q.price_to_send from loyverse.loyverse_price_sync_queue q
                       where q.product_id = m.product_id and q.status = 'processing'
@@ -2182,11 +2333,11 @@ as $$
                     m.last_synced_price)
            is distinct from loyverse.price_to_send(p.price, s.price_rounding_rule, a.decimal_places, m.price_factor)
        and not exists (select 1 from loyverse.loyverse_price_sync_queue q
-                        where q.product_id = m.product_id and q.status in ('pending', 'conflict'))
+                        where q.product_id = m.product_id and q.status in ('pending', 'conflict', 'held'))
 $$;
 comment on function loyverse._price_sync_out_of_sync(uuid) is
-    'Internal: the mapped products of a restaurant (category filters passed) whose price in Loyverse is not '
-    'known to be the one we would send now, and with no pending or conflict row.';
+    'Internal: the mapped products of a restaurant with a FIXED price (category filters passed) whose price in '
+    'Loyverse is not known to be the one we would send now, and with no pending, conflict or held row.';
 
 -- ---- sql/0355_function_trigger_price_sync.sql ----
 -- SQL API: "sync this restaurant now". Its pending rows become due at once with a priority
@@ -2287,9 +2438,11 @@ begin
     if v_products is null then
         return 0;
     end if;
+    -- the flag of a failed sync is lifted for the retry (a new failure sets it again); a
+    -- VARIABLE price's flag stays: a retry does not send it (loyverse.make_price_fixed does)
     update loyverse.loyverse_item_mappings m
        set needs_attention = false, attention_reason = null, updated_at = now()
-     where m.product_id = any (v_products);
+     where m.product_id = any (v_products) and m.loyverse_pricing_type = 'FIXED';
     v_count := loyverse.enqueue_current_prices(v_products, 'retry', 200);
     insert into loyverse.loyverse_sync_logs (restaurant_id, sync_type, status, items_total, details, completed_at)
     values (p_restaurant_id, 'RETRY', 'SUCCESS', v_count,
@@ -2300,6 +2453,42 @@ $$;
 comment on function loyverse.retry_price_sync(uuid, uuid, text) is
     'Retry failed and/or dead price changes (all, one restaurant, or one product; p_status failed|dead|null): '
     'queues the products'' current prices with priority + 200. Returns the rows queued.';
+
+-- ---- sql/0364_function_price_sync_setting_allowed.sql ----
+-- Internal helper of the settings API: the values a setting accepts, for error messages.
+create function loyverse._price_sync_setting_allowed(p_key text)
+returns text
+language sql
+immutable
+set search_path = ''
+as $$
+    select case p_key
+        when 'enabled' then 'true, false'
+        when 'sync_direction' then 'TO_LOYVERSE, FROM_LOYVERSE, BIDIRECTIONAL'
+        when 'sync_frequency' then 'REALTIME, BATCH_5MIN, BATCH_HOURLY, MANUAL'
+        when 'price_rounding_rule' then 'NONE, NEAREST_0.05, NEAREST_0.10, UP, DOWN'
+        when 'include_category_ids' then 'a list of category ids of this restaurant'
+        when 'exclude_category_ids' then 'a list of category ids of this restaurant, none of them included'
+        when 'notify_on_error' then 'true, false (true needs notification_email)'
+        when 'notification_email' then 'an email address of at most 254 characters, or null'
+        when 'max_attempts' then 'an integer from 1 to 50'
+        when 'priority' then 'an integer from -100 to 100'
+        when 'prices_include_tax' then 'true, false'
+        when 'alert_failure_rate' then 'a number above 0 and at most 1'
+        when 'alert_queue_depth' then 'an integer of at least 1'
+        when 'alert_oldest_pending_seconds' then 'an integer of at least 1'
+        when 'alert_dead_letters' then 'an integer of at least 1'
+        when 'conflict_policy' then 'hold, ours, theirs, latest'
+        when 'catalog_changes' then 'report, apply'
+        when 'sync_stock' then 'true, false'
+        when 'hold_change_percent' then 'a number from 1 to 100000, or null (no limit)'
+        when 'hold_change_amount' then 'a number from 0.01 to 99999999, or null (no limit)'
+        when 'hold_below_price' then 'a number from 0 to 99999999, or null (no floor)'
+        else 'see loyverse.price_sync_settings()'
+    end
+$$;
+comment on function loyverse._price_sync_setting_allowed(text) is
+    'Internal: the values a price-sync setting accepts, as named in update_price_sync_settings'' errors.';
 
 -- ---- sql/0365_function_price_sync_settings.sql ----
 -- SQL API: a restaurant's price-sync settings as one jsonb document.
@@ -2344,7 +2533,10 @@ declare
     v_editable constant text[] := array['enabled', 'sync_direction', 'sync_frequency', 'include_category_ids',
         'exclude_category_ids', 'price_rounding_rule', 'notify_on_error', 'notification_email', 'max_attempts',
         'priority', 'prices_include_tax', 'alert_failure_rate', 'alert_queue_depth',
-        'alert_oldest_pending_seconds', 'alert_dead_letters', 'conflict_policy', 'catalog_changes', 'sync_stock'];
+        'alert_oldest_pending_seconds', 'alert_dead_letters', 'conflict_policy', 'catalog_changes', 'sync_stock',
+        'hold_change_percent', 'hold_change_amount', 'hold_below_price'];
+    v_nullable constant text[] := array['notification_email', 'hold_change_percent', 'hold_change_amount',
+        'hold_below_price'];
 begin
     if p_changes is null or jsonb_typeof(p_changes) <> 'object' then
         raise exception 'settings: expected a json object of setting = value'
@@ -2356,14 +2548,15 @@ begin
             raise exception '%: unknown setting (known: %)', v_key, array_to_string(v_editable, ', ')
                 using errcode = 'invalid_parameter_value', column = v_key;
         end if;
-        if v_value = 'null'::jsonb and v_key <> 'notification_email' then
-            raise exception '%: must not be null', v_key using errcode = 'not_null_violation', column = v_key;
+        if v_value = 'null'::jsonb and not v_key = any (v_nullable) then
+            raise exception '%: must not be null (allowed: %)', v_key, loyverse._price_sync_setting_allowed(v_key)
+                using errcode = 'not_null_violation', column = v_key;
         end if;
         begin
             -- one key at a time, so a type error names its field
             v_new := jsonb_populate_record(v_new, jsonb_build_object(v_key, v_value));
         exception when others then
-            raise exception '%: invalid value %', v_key, v_value
+            raise exception '%: invalid value % (allowed: %)', v_key, v_value, loyverse._price_sync_setting_allowed(v_key)
                 using errcode = 'invalid_parameter_value', column = v_key;
         end;
     end loop;
@@ -2398,6 +2591,9 @@ begin
                conflict_policy = v_new.conflict_policy,
                catalog_changes = v_new.catalog_changes,
                sync_stock = v_new.sync_stock,
+               hold_change_percent = v_new.hold_change_percent,
+               hold_change_amount = v_new.hold_change_amount,
+               hold_below_price = v_new.hold_below_price,
                updated_at = now()
          where s.restaurant_id = p_restaurant_id;
     exception when check_violation then
@@ -2407,6 +2603,10 @@ begin
             when 'sync_frequency_is_valid' then 'sync_frequency'
             when 'price_rounding_rule_is_valid' then 'price_rounding_rule'
             when 'notification_email_is_valid' then 'notification_email'
+            when 'notification_email_is_at_most_254_characters' then 'notification_email'
+            when 'hold_change_percent_is_between_1_and_100000' then 'hold_change_percent'
+            when 'hold_change_amount_is_between_0_01_and_99999999' then 'hold_change_amount'
+            when 'hold_below_price_is_between_0_and_99999999' then 'hold_below_price'
             when 'max_attempts_is_between_1_and_50' then 'max_attempts'
             when 'priority_is_between_minus_100_and_100' then 'priority'
             when 'alert_failure_rate_is_a_fraction' then 'alert_failure_rate'
@@ -2418,14 +2618,8 @@ begin
             when 'notify_on_error_needs_an_email' then 'notification_email'
             when 'categories_are_not_both_included_and_excluded' then 'exclude_category_ids'
             else 'settings' end;
-        -- the allowed values of the enumerated settings, so the error says what would do
-        v_allowed := case v_constraint
-            when 'sync_direction_is_valid' then '; allowed: TO_LOYVERSE, FROM_LOYVERSE, BIDIRECTIONAL'
-            when 'sync_frequency_is_valid' then '; allowed: REALTIME, BATCH_5MIN, BATCH_HOURLY, MANUAL'
-            when 'price_rounding_rule_is_valid' then '; allowed: NONE, NEAREST_0.05, NEAREST_0.10, UP, DOWN'
-            when 'conflict_policy_is_valid' then '; allowed: hold, ours, theirs, latest'
-            when 'catalog_changes_is_valid' then '; allowed: report, apply'
-            else '' end;
+        -- the allowed values, so the error says what would do
+        v_allowed := '; allowed: ' || loyverse._price_sync_setting_allowed(v_field);
         raise exception '%: invalid value (%)%', v_field, v_constraint, v_allowed
             using errcode = 'check_violation', column = v_field, constraint = v_constraint;
     end;
@@ -2483,7 +2677,8 @@ end;
 $$;
 comment on function loyverse.update_price_sync_settings(uuid, jsonb) is
     'Change price-sync settings: p_changes = {"setting": value, ...}. Validated; an error names the field '
-    '(its message starts with it; diagnostics column too) and nothing changes. Returns the new settings. '
+    '(its message starts with it; diagnostics column too) and the allowed values, and nothing changes. '
+    'Returns the new settings. '
     'Example: select loyverse.update_price_sync_settings(''<uuid>'', ''{"price_rounding_rule": "UP"}'');';
 
 -- ---- sql/0367_function_tg_price_sync_settings__log_change.sql ----
@@ -2618,6 +2813,10 @@ begin
          where m.product_id = r.product_id and r.loyverse_price is not null;
         select array_agg(distinct r.product_id) into v_products from pg_temp.price_sync_resolved r;
         perform loyverse.enqueue_current_prices(v_products, 'resolve', 200);
+        -- a person chose our price: the guardrails do not hold it again
+        update loyverse.loyverse_price_sync_queue q
+           set approved_at = now(), approved_by = session_user
+         where q.product_id = any (v_products) and q.status = 'pending' and q.source = 'resolve';
     else
         v_origin := current_setting('loyverse_sync.origin', true);
         perform set_config('loyverse_sync.origin', 'loyverse', true);
@@ -2628,7 +2827,9 @@ begin
         perform set_config('loyverse_sync.origin', coalesce(v_origin, ''), true);
         update loyverse.loyverse_item_mappings m
            set last_synced_price = r.loyverse_price, last_synced_at = now(), sync_direction = 'FROM_LOYVERSE',
-               needs_attention = false, attention_reason = null, updated_at = now()
+               needs_attention = case when m.loyverse_pricing_type = 'FIXED' then false else m.needs_attention end,
+               attention_reason = case when m.loyverse_pricing_type = 'FIXED' then null else m.attention_reason end,
+               updated_at = now()
           from pg_temp.price_sync_resolved r
          where m.product_id = r.product_id and r.loyverse_price is not null;
     end if;
@@ -2638,6 +2839,145 @@ $$;
 comment on function loyverse.resolve_price_sync_conflicts(uuid, text, uuid) is
     'Resolve held conflicts of a restaurant (one product or all): keep ''ours'' pushes our price, keep '
     '''theirs'' copies Loyverse''s price into our product. Returns the conflicts resolved.';
+
+-- ---- sql/0376_function_approve_held_price_changes.sql ----
+-- SQL API: a person releases held changes (past the guardrails) to be sent. Each becomes
+-- pending again, due now with a priority above routine changes, marked approved so the claim
+-- does not hold it again; a held change whose product has a newer change queued is
+-- superseded (cancelled) instead: the newer price is the one to send, and the claim checks it.
+create function loyverse.approve_held_price_changes(p_restaurant_id uuid, p_product_id uuid default null)
+returns integer
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+    v_settings loyverse.loyverse_price_sync_settings := loyverse._price_sync_restaurant(p_restaurant_id);
+    v_account bigint;
+    v_count integer;
+begin
+    if p_product_id is not null and not exists (select 1 from public.products p
+                                                where p.id = p_product_id and p.restaurant_id = p_restaurant_id) then
+        raise exception 'product: no product % in restaurant %', p_product_id, p_restaurant_id
+            using errcode = 'no_data_found', column = 'product';
+    end if;
+    update loyverse.loyverse_price_sync_queue h
+       set status = 'cancelled', completed_at = now(), updated_at = now(),
+           last_error = 'held change superseded by a newer change'
+     where h.status = 'held' and h.restaurant_id = p_restaurant_id
+       and (p_product_id is null or h.product_id = p_product_id)
+       and exists (select 1 from loyverse.loyverse_price_sync_queue n
+                    where n.product_id = h.product_id and n.id > h.id and n.status in ('pending', 'processing', 'held'));
+    update loyverse.loyverse_price_sync_queue h
+       set status = 'pending', approved_at = now(), approved_by = session_user,
+           next_attempt_at = now(), priority = greatest(h.priority, v_settings.priority + 200),
+           last_error = 'approved: ' || coalesce(h.last_error, 'held'), updated_at = now()
+     where h.status = 'held' and h.restaurant_id = p_restaurant_id
+       and (p_product_id is null or h.product_id = p_product_id);
+    get diagnostics v_count = row_count;
+    select l.account_id into v_account from loyverse.loyverse_restaurant_links l where l.restaurant_id = p_restaurant_id;
+    insert into loyverse.loyverse_sync_logs (restaurant_id, account_id, sync_type, status, items_total, details, completed_at)
+    values (p_restaurant_id, v_account, 'APPROVE', 'SUCCESS', v_count,
+            jsonb_build_object('product_id', p_product_id, 'by', session_user), now());
+    if v_count > 0 and v_account is not null and not v_settings.paused then
+        perform loyverse.wake_price_sync(v_account);
+    end if;
+    return v_count;
+end;
+$$;
+comment on function loyverse.approve_held_price_changes(uuid, uuid) is
+    'Release the held price changes of a restaurant (all, or one product): they are sent as they are, past the '
+    'guardrails. A held change with a newer change of its product queued is cancelled instead. Returns the '
+    'changes released. Example: select loyverse.approve_held_price_changes(''<restaurant uuid>'');';
+
+-- ---- sql/0377_function_reject_held_price_changes.sql ----
+-- SQL API: a person refuses held changes: they are cancelled and never sent. Our product keeps
+-- the refused price until someone corrects it (UPDATE products SET price = ...), which queues
+-- the corrected price as usual.
+create function loyverse.reject_held_price_changes(p_restaurant_id uuid, p_product_id uuid default null)
+returns integer
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+    v_count integer;
+begin
+    perform loyverse._price_sync_restaurant(p_restaurant_id);
+    if p_product_id is not null and not exists (select 1 from public.products p
+                                                where p.id = p_product_id and p.restaurant_id = p_restaurant_id) then
+        raise exception 'product: no product % in restaurant %', p_product_id, p_restaurant_id
+            using errcode = 'no_data_found', column = 'product';
+    end if;
+    update loyverse.loyverse_price_sync_queue h
+       set status = 'cancelled', completed_at = now(), updated_at = now(),
+           last_error = 'rejected by ' || session_user || ': ' || coalesce(h.last_error, 'held')
+     where h.status = 'held' and h.restaurant_id = p_restaurant_id
+       and (p_product_id is null or h.product_id = p_product_id);
+    get diagnostics v_count = row_count;
+    insert into loyverse.loyverse_sync_logs (restaurant_id, sync_type, status, items_total, details, completed_at)
+    values (p_restaurant_id, 'REJECT', 'SUCCESS', v_count,
+            jsonb_build_object('product_id', p_product_id, 'by', session_user), now());
+    return v_count;
+end;
+$$;
+comment on function loyverse.reject_held_price_changes(uuid, uuid) is
+    'Refuse the held price changes of a restaurant (all, or one product): cancelled, never sent; correct the '
+    'product''s price to send another. Returns the changes refused.';
+
+-- ---- sql/0378_function_make_price_fixed.sql ----
+-- SQL API: a manager turns a VARIABLE price (entered at the counter; imported as a 0
+-- placeholder and flagged) into a fixed one on purpose. Set the price in the main app first
+-- (UPDATE products SET price = ...: nothing is queued while the mapping is VARIABLE), then
+-- call this: the mapping becomes FIXED, its flag is lifted, and the current price is queued,
+-- approved (a person chose it, so the guardrails do not hold it), with source 'make_fixed':
+-- the worker then writes it as the store's FIXED price, the one write that may replace a
+-- VARIABLE price in Loyverse. A price of 0 is refused: it is the import's placeholder.
+create function loyverse.make_price_fixed(p_restaurant_id uuid, p_product_id uuid)
+returns integer
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+    v_price numeric;
+    v_count integer;
+begin
+    perform loyverse._price_sync_restaurant(p_restaurant_id);
+    select p.price into v_price from public.products p
+     where p.id = p_product_id and p.restaurant_id = p_restaurant_id
+       for update;
+    if not found then
+        raise exception 'product: no product % in restaurant %', p_product_id, p_restaurant_id
+            using errcode = 'no_data_found', column = 'product';
+    end if;
+    if not exists (select 1 from loyverse.loyverse_item_mappings m where m.product_id = p_product_id) then
+        raise exception 'product: % is not mapped to a Loyverse variant (run an import first)', p_product_id
+            using errcode = 'no_data_found', column = 'product';
+    end if;
+    if v_price = 0 then
+        raise exception 'product: the price of % is 0.00 (the import''s placeholder for a VARIABLE price); set the price to charge first', p_product_id
+            using errcode = 'object_not_in_prerequisite_state', column = 'product',
+                  hint = 'UPDATE public.products SET price = ... WHERE id = ..., then call this again.';
+    end if;
+    update loyverse.loyverse_item_mappings m
+       set loyverse_pricing_type = 'FIXED',
+           needs_attention = false, attention_reason = null, updated_at = now()
+     where m.product_id = p_product_id;
+    v_count := loyverse.enqueue_current_prices(array[p_product_id], 'make_fixed', 200);
+    update loyverse.loyverse_price_sync_queue q
+       set approved_at = now(), approved_by = session_user
+     where q.product_id = p_product_id and q.status = 'pending';
+    insert into loyverse.loyverse_sync_logs (restaurant_id, sync_type, status, items_total, details, completed_at)
+    values (p_restaurant_id, 'MAKE_FIXED', 'SUCCESS', v_count,
+            jsonb_build_object('product_id', p_product_id, 'price', v_price, 'by', session_user), now());
+    return v_count;
+end;
+$$;
+comment on function loyverse.make_price_fixed(uuid, uuid) is
+    'Turn a product''s VARIABLE Loyverse price into a FIXED one on purpose: the mapping becomes FIXED and the '
+    'product''s current price (not 0) is queued, approved. Returns the rows queued (0 when the restaurant does '
+    'not sync to Loyverse now; it is sent when it does). Example: select loyverse.make_price_fixed(''<restaurant>'', ''<product>'');';
 
 -- ---- sql/0380_function_sweep_price_sync.sql ----
 -- The periodic safety net (every minute, from the worker's periodic task): release expired
@@ -2702,7 +3042,7 @@ comment on function loyverse.prune_price_sync_queue(interval, integer) is
 
 -- ---- sql/0390_function_enqueue_price_sync_digests.sql ----
 -- Notifications: one error digest per restaurant (notify_on_error) per interval, listing the
--- changes that failed or were dead-lettered since its previous digest. dedupe_key makes a
+-- changes that failed, were dead-lettered or were held by the guardrails since its previous digest. dedupe_key makes a
 -- second call in the same interval a no-op.
 create function loyverse.enqueue_price_sync_digests(p_interval interval default '1 hour')
 returns integer
@@ -2726,6 +3066,7 @@ begin
         select d.restaurant_id, d.name, d.notification_email,
                count(*) as n,
                count(*) filter (where q.status = 'dead') as dead,
+               count(*) filter (where q.status = 'held') as held,
                jsonb_agg(jsonb_build_object('queue_id', q.id, 'product_id', q.product_id, 'product', p.name,
                                             'status', q.status, 'price', q.price_to_send,
                                             'code', q.last_error_code, 'error', q.last_error)
@@ -2736,14 +3077,17 @@ begin
           from due d
           join loyverse.loyverse_price_sync_queue q on q.restaurant_id = d.restaurant_id
           join public.products p on p.id = q.product_id
-         where q.status in ('failed', 'dead') and q.completed_at > d.since
+         where (q.status in ('failed', 'dead') and q.completed_at > d.since)
+            or (q.status = 'held' and q.updated_at > d.since)
          group by d.restaurant_id, d.name, d.notification_email
     ), inserted as (
         insert into loyverse.loyverse_notification_outbox (restaurant_id, kind, recipient, subject, body, payload, dedupe_key)
         select f.restaurant_id, 'ERROR_DIGEST', f.notification_email,
                format('[loyverse-sync] %s: %s price change(s) not synced to Loyverse', f.name, f.n),
-               format(E'%s price change(s) of %s could not be written to Loyverse (%s dead-lettered).\n\n%s\n\n'
-                      'Retry with: loyverse-sync sync retry --restaurant %s\n', f.n, f.name, f.dead, f.lines, f.restaurant_id),
+               format(E'%s price change(s) of %s could not be written to Loyverse (%s dead-lettered, %s held '
+                      'for approval).\n\n%s\n\nRetry with: loyverse-sync sync retry --restaurant %s\n'
+                      'Held changes: loyverse-sync sync approve --restaurant %s (or sync reject)\n',
+                      f.n, f.name, f.dead, f.held, f.lines, f.restaurant_id, f.restaurant_id),
                jsonb_build_object('restaurant_id', f.restaurant_id, 'failures', f.rows),
                format('price-sync-digest:%s:%s', f.restaurant_id, to_char(v_bucket at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI'))
           from failures f
@@ -2755,7 +3099,7 @@ begin
 end;
 $$;
 comment on function loyverse.enqueue_price_sync_digests(interval) is
-    'Queue one ERROR_DIGEST email per restaurant with notify_on_error and new failed/dead changes, at most '
+    'Queue one ERROR_DIGEST email per restaurant with notify_on_error and new failed/dead/held changes, at most '
     'one per p_interval (dedupe_key). Returns the digests queued.';
 
 -- ---- sql/0391_function_latency_bounds.sql ----
@@ -3932,7 +4276,8 @@ select r.id as restaurant_id,
        coalesce(q.synced_last_day, 0) as synced_last_day,
        round(q.synced_last_day::numeric / nullif(q.finished_last_day, 0), 3) as success_rate_last_day,
        round(coalesce(rate.requests_last_5min, 0) / 5.0, 1) as requests_per_minute,
-       round((a.rate_limit_requests * 60 / a.rate_limit_window_seconds)::numeric, 1) as budget_per_minute
+       round((a.rate_limit_requests * 60 / a.rate_limit_window_seconds)::numeric, 1) as budget_per_minute,
+       coalesce(q.held, 0) as held
   from public.restaurants r
   join loyverse.loyverse_price_sync_settings s on s.restaurant_id = r.id
   left join loyverse.loyverse_restaurant_links l on l.restaurant_id = r.id
@@ -3945,6 +4290,7 @@ select r.id as restaurant_id,
              count(*) filter (where x.status = 'failed') as failed,
              count(*) filter (where x.status = 'dead') as dead,
              count(*) filter (where x.status = 'conflict') as conflicts,
+             count(*) filter (where x.status = 'held') as held,
              min(x.created_at) filter (where x.status = 'pending') as oldest_pending,
              max(x.completed_at) filter (where x.status = 'done') as last_success_at,
              count(*) filter (where x.status = 'done' and x.completed_at > now() - interval '1 hour') as synced_last_hour,
@@ -3957,6 +4303,7 @@ select r.id as restaurant_id,
        where x.status = 'pending'
           or x.status = 'processing'
           or x.status in ('failed', 'dead', 'conflict')
+          or x.status = 'held'
           or (x.status = 'done' and x.completed_at > now() - interval '1 day')
        group by x.restaurant_id
   ) q on q.restaurant_id = r.id
@@ -3967,15 +4314,18 @@ select r.id as restaurant_id,
          and g.started_at > now() - interval '5 minutes'
   ) rate on true;
 comment on view loyverse.price_sync_status is
-    'Price sync per restaurant: queue counts (pending, due, processing, failed, dead, conflicts), oldest pending '
+    'Price sync per restaurant: queue counts (pending, due, processing, failed, dead, conflicts, held), oldest pending '
     'age, last success, items synced and success rate over the last hour and day, the account''s current '
     'price-sync send rate (requests/min over 5 min) against its budget.';
+comment on column loyverse.price_sync_status.held is
+    'Changes held by the guardrails, waiting for a person (loyverse.price_sync_held; `sync approve` / `sync reject`).';
 comment on column loyverse.price_sync_status.due is 'Pending rows whose time has come (REALTIME at once, BATCH_* at their boundary, retries after their backoff).';
 comment on column loyverse.price_sync_status.success_rate_last_hour is 'done / (done + failed + dead) completed in the last hour; null when none.';
 comment on column loyverse.price_sync_status.requests_per_minute is 'Loyverse requests made by price sync for this restaurant''s account, per minute over the last 5 minutes.';
 
 -- ---- sql/0525_view_price_sync_history.sql ----
--- Sync history: one row per price-sync batch, manual trigger and retry.
+-- Sync history: one row per price-sync batch, manual trigger, retry and a person's decision
+-- on held changes or a VARIABLE price (approve, reject, make fixed).
 create view loyverse.price_sync_history as
 select g.id as log_id,
        g.started_at,
@@ -3995,9 +4345,10 @@ select g.id as log_id,
        g.requests_made,
        g.error_details
   from loyverse.loyverse_sync_logs g
- where g.sync_type in ('PRICE_SYNC', 'MANUAL_TRIGGER', 'RETRY');
+ where g.sync_type in ('PRICE_SYNC', 'MANUAL_TRIGGER', 'RETRY', 'APPROVE', 'REJECT', 'MAKE_FIXED');
 comment on view loyverse.price_sync_history is
-    'Price-sync history: each batch a worker wrote (items, requests, errors), each manual trigger and retry. '
+    'Price-sync history: each batch a worker wrote (items, requests, errors), each manual trigger and retry, '
+    'each approval or rejection of held changes and each price made fixed. '
     'restaurant_ids lists every restaurant of a batch (restaurant_id is set only when there is one).';
 
 -- ---- sql/0530_view_price_sync_problems.sql ----
@@ -4066,6 +4417,35 @@ select a.id as account_id,
 comment on view loyverse.price_sync_queue_health is
     'Per account: pending / due / processing rows, expired leases (a worker died; the next claim or sweep '
     'frees them), rows retrying, age of the oldest due row, queued and running sync jobs, 429 state.';
+
+-- ---- sql/0540_view_price_sync_held.sql ----
+-- Price changes held by the guardrails (hold_change_percent, hold_change_amount,
+-- hold_below_price): what a person approves or rejects (`sync approve` / `sync reject`).
+create view loyverse.price_sync_held as
+select q.id as queue_id,
+       q.restaurant_id,
+       r.name as restaurant_name,
+       q.product_id,
+       p.name as product_name,
+       (q.error_details ->> 'loyverse_price')::numeric as loyverse_price,
+       q.new_price,
+       q.price_to_send,
+       p.price as current_price,
+       q.last_error_code as reason_code,
+       q.last_error as reason,
+       q.updated_at as held_at,
+       q.source
+  from loyverse.loyverse_price_sync_queue q
+  join public.restaurants r on r.id = q.restaurant_id
+  join public.products p on p.id = q.product_id
+ where q.status = 'held';
+comment on view loyverse.price_sync_held is
+    'Price changes held (not sent) because they cross a guardrail of their restaurant: the price Loyverse '
+    'holds, ours, what would be sent and why it was held. Release with loyverse.approve_held_price_changes '
+    '(`sync approve`), refuse with loyverse.reject_held_price_changes (`sync reject`); a newer price of the '
+    'product supersedes its held change.';
+comment on column loyverse.price_sync_held.reason_code is
+    'HELD_CHANGE_PERCENT, HELD_CHANGE_AMOUNT or HELD_BELOW_FLOOR: the guardrail crossed.';
 
 -- ---- sql/0560_view_api_latency.sql ----
 -- The last hour of Loyverse API calls per account and endpoint: counts, mean, p50, p95, max.
@@ -4622,7 +5002,7 @@ begin
              case when r.price_json is not null and jsonb_typeof(r.price_json) not in ('number', 'null')
                   then format('price is not a number: %s', left(r.price_json::text, 40))
                   when r.raw_price < 0 then format('negative price %s', r.raw_price)
-                  when r.raw_price * (1 + greatest(r.added_rate, 0) / 100) >= 9999999999 then format('price %s is too large', r.raw_price) end,
+                  when r.raw_price * (1 + greatest(r.added_rate, 0) / 100) >= 100000000 then format('price %s is too large (at most 99999999.99)', r.raw_price) end,
              case when r.i ? 'category_id' and coalesce(jsonb_typeof(r.i -> 'category_id'), 'null') not in ('string', 'null')
                   then 'category_id is not text'
                   when r.cat_id is not null and v_unknown = 'reject'
@@ -5313,7 +5693,11 @@ begin
     select p.*, c.local_id as category_id,
            -- stock is written only by an import --with-inventory; otherwise it stays as it is
            case when coalesce(loyverse.jsonb_to_bool(v_run.options -> 'with_inventory'), false)
-                then p.stock_quantity else pr.stock_quantity end as stock
+                then p.stock_quantity else pr.stock_quantity end as stock,
+           -- the store's pricing type, for the mapping: import_plan flags a VARIABLE price (and
+           -- only that) with this reason
+           case when p.needs_attention and p.attention_reason like 'VARIABLE price%'
+                then 'VARIABLE' else 'FIXED' end as pricing_type
       from loyverse.loyverse_import_plan p
       left join loyverse.loyverse_import_plan_objects c
         on c.run_id = p.run_id and c.kind = 'category' and c.loyverse_id = p.category_ref
@@ -5377,19 +5761,19 @@ begin
       join _lv_batch p on m.restaurant_id = v_run.restaurant_id and m.loyverse_variant_id = p.variant_id
      where p.decision in ('create', 'update', 'duplicate')
        and (m.product_id, m.account_id, m.loyverse_item_id, m.loyverse_store_id, m.last_synced_price,
-            m.needs_attention, m.attention_reason, m.price_factor)
+            m.needs_attention, m.attention_reason, m.price_factor, m.loyverse_pricing_type)
            is distinct from
            (p.product_id, v_run.account_id, p.item_id, v_store, round(p.loyverse_price, 2),
-            p.needs_attention, p.attention_reason, p.price_factor);
+            p.needs_attention, p.attention_reason, p.price_factor, p.pricing_type);
     perform loyverse.import_journal_before(p_run_id, 'loyverse_item_mappings', v_ids);
     with up as (
         insert into loyverse.loyverse_item_mappings as m
             (product_id, restaurant_id, account_id, loyverse_item_id, loyverse_variant_id, loyverse_store_id,
              last_synced_price, last_synced_at, sync_direction, needs_attention, attention_reason, import_run_id,
-             price_factor)
+             price_factor, loyverse_pricing_type)
         select p.product_id, v_run.restaurant_id, v_run.account_id, p.item_id, p.variant_id, v_store,
                round(p.loyverse_price, 2), now(), 'FROM_LOYVERSE', p.needs_attention, p.attention_reason, p_run_id,
-               p.price_factor
+               p.price_factor, p.pricing_type
           from _lv_batch p
          where p.decision in ('create', 'update', 'duplicate')
         on conflict (restaurant_id, loyverse_variant_id) do update
@@ -5398,12 +5782,14 @@ begin
                last_synced_price = excluded.last_synced_price, last_synced_at = excluded.last_synced_at,
                sync_direction = 'FROM_LOYVERSE', needs_attention = excluded.needs_attention,
                attention_reason = excluded.attention_reason, import_run_id = excluded.import_run_id,
-               price_factor = excluded.price_factor, updated_at = now()
+               price_factor = excluded.price_factor, loyverse_pricing_type = excluded.loyverse_pricing_type,
+               updated_at = now()
          where (m.product_id, m.account_id, m.loyverse_item_id, m.loyverse_store_id, m.last_synced_price,
-                m.needs_attention, m.attention_reason, m.price_factor)
+                m.needs_attention, m.attention_reason, m.price_factor, m.loyverse_pricing_type)
                is distinct from
                (excluded.product_id, excluded.account_id, excluded.loyverse_item_id, excluded.loyverse_store_id,
-                excluded.last_synced_price, excluded.needs_attention, excluded.attention_reason, excluded.price_factor)
+                excluded.last_synced_price, excluded.needs_attention, excluded.attention_reason, excluded.price_factor,
+                excluded.loyverse_pricing_type)
         returning m.id, m.product_id, (m.xmax = 0) as inserted, to_jsonb(m) as image)
     , j as (
         insert into loyverse.loyverse_import_journal (run_id, table_name, row_key, action, after_image)
@@ -6175,12 +6561,13 @@ revoke execute on function
     loyverse.enqueue_price_sync_digests(interval)
   from public;
 
--- Any role allowed to UPDATE public.products runs the products trigger, which is SECURITY
--- INVOKER (see sql/0330) and calls loyverse.enqueue_price_changes: it needs the schema and
--- that one function. The function queues only the price public.products holds now; every
--- other SECURITY DEFINER function here stays revoked from PUBLIC.
+-- A role that changes prices runs the products trigger, which is SECURITY INVOKER (see
+-- sql/0330) and calls loyverse.enqueue_price_changes: it needs the schema and that function,
+-- which only loyverse_app and loyverse_worker may execute (the main app's roles are members
+-- of loyverse_app), and which refuses any caller but the products trigger (sql/0332).
 grant usage on schema loyverse to public;
-grant execute on function loyverse.enqueue_price_changes(uuid[], numeric[]) to public;
+revoke execute on function loyverse.enqueue_price_changes(uuid[], numeric[]) from public;
+grant execute on function loyverse.enqueue_price_changes(uuid[], numeric[]) to loyverse_app, loyverse_worker;
 
 grant execute on function
     loyverse.round_price(numeric, text, integer),
@@ -6191,12 +6578,16 @@ grant execute on function
     loyverse.update_price_sync_settings(uuid, jsonb),
     loyverse.pause_price_sync(uuid),
     loyverse.resume_price_sync(uuid),
-    loyverse.resolve_price_sync_conflicts(uuid, text, uuid)
+    loyverse.resolve_price_sync_conflicts(uuid, text, uuid),
+    loyverse.approve_held_price_changes(uuid, uuid),
+    loyverse.reject_held_price_changes(uuid, uuid),
+    loyverse.make_price_fixed(uuid, uuid)
   to loyverse_app, loyverse_worker;
 
 grant execute on function
     loyverse.price_sync_due_at(text),
     loyverse.wake_price_sync(bigint),
+    loyverse.wake_price_sync_when_due(bigint),
     loyverse.enqueue_current_prices(uuid[], text, integer, timestamptz),
     loyverse.release_expired_price_sync_leases(bigint),
     loyverse.claim_price_sync_batch(bigint, text, integer, double precision, integer),
@@ -6209,10 +6600,10 @@ grant execute on function
 
 -- (revoke first: in a build from sql/, 0900's "all tables in schema" grant already reached them)
 revoke all on loyverse.price_sync_status, loyverse.price_sync_history, loyverse.price_sync_problems,
-    loyverse.price_sync_queue_health
+    loyverse.price_sync_queue_health, loyverse.price_sync_held
   from loyverse_app, loyverse_worker, loyverse_readonly;
 grant select on loyverse.price_sync_status, loyverse.price_sync_history, loyverse.price_sync_problems,
-    loyverse.price_sync_queue_health
+    loyverse.price_sync_queue_health, loyverse.price_sync_held
   to loyverse_readonly, loyverse_worker;
 
 -- The outcome totals are written only by the queue's triggers and complete_price_sync_batch
@@ -6325,3 +6716,19 @@ grant select, insert, update on loyverse.loyverse_inbound_settings to loyverse_w
 grant select on loyverse.loyverse_inbox, loyverse.loyverse_inbound_audit, loyverse.loyverse_inbound_objects,
     loyverse.loyverse_price_drift
   to loyverse_worker;
+
+-- ---- sql/0990_grants_no_public.sql ----
+-- Nothing of ours is executable by PUBLIC: every function of the schema is revoked from it
+-- here, after all of them exist, and each role gets what docs/dba.md's privilege matrix lists
+-- (tests/sql/test_privileges.py holds the database to that table). PostgreSQL grants EXECUTE
+-- to PUBLIC on every new function by default, so the default is turned off for functions
+-- this role creates from now on (a per-schema default can only add, not revoke), and put back
+-- for the schema public, where procrastinate's functions (a future upgrade's too) keep it.
+revoke execute on all functions in schema loyverse from public;
+alter default privileges revoke execute on functions from public;
+alter default privileges in schema public grant execute on functions to public;
+
+-- The views call these (a view's functions run with the reader's privileges).
+grant execute on function loyverse._latency_quantile(bigint[], double precision), loyverse.sum_buckets(bigint[]),
+    loyverse._sum_buckets(bigint[], bigint[]), loyverse.latency_bounds()
+  to loyverse_readonly, loyverse_worker;
