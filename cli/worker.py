@@ -44,15 +44,17 @@ def worker(concurrency: int, graceful_timeout: float, one_shot: bool, no_listen:
 
     audit.use_for_process(f"worker:{audit.os_user()}")  # the audit trail's actor of the worker's own changes
     app = app_mod.build_app(found.conninfo, max_pool_size=max(4, concurrency + 3))
-    if metrics_port:
-        from loyverse_sync import ops
+    from loyverse_sync import ops
 
+    if metrics_port:
         ops.serve_metrics(found.conninfo, metrics_port, metrics_host)
         logging.getLogger("loyverse_sync").info("metrics on http://%s:%s/metrics", metrics_host, metrics_port)
     logging.getLogger("loyverse_sync").info("worker starting on %s", found.describe())
     failure = _SideTaskFailure()
     logging.getLogger("procrastinate.worker").addHandler(failure)
     log = logging.getLogger("loyverse_sync")
+    # API-call records a drain could not write while the database was away are retried from here
+    ops.keep_flushing_unsent(found.conninfo)
     while True:
         failure.reason = None
         run(app, concurrency,
@@ -81,6 +83,7 @@ def worker(concurrency: int, graceful_timeout: float, one_shot: bool, no_listen:
         if waited is _STOPPED:
             return
         log.warning("the database is back after %.1f s: restarting the worker", waited)
+        ops.flush_unsent(found.conninfo)
 
 
 class _Stopped(float):

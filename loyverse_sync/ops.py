@@ -113,6 +113,34 @@ class ApiCallRecorder:
         self.flush()
 
 
+def flush_unsent(conninfo: str) -> int:
+    """Send the API-call records kept for ``conninfo``'s database (ApiCallRecorder keeps what
+    the database could not take); returns how many calls are still kept afterwards."""
+    with _UNSENT_LOCK:
+        kept_for = sorted(account for (database, account) in _UNSENT if database == conninfo)
+    for account_id in kept_for:
+        ApiCallRecorder(conninfo, account_id).flush()
+    with _UNSENT_LOCK:
+        return sum(len(calls) for (database, _), calls in _UNSENT.items() if database == conninfo)
+
+
+def keep_flushing_unsent(conninfo: str, every: float = 5.0) -> threading.Event:
+    """Start a daemon thread that retries the kept records every ``every`` seconds, so records
+    kept while the database was away reach it even if their account is never drained again by
+    this process; set the returned event to stop it."""
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.wait(every):
+            with _UNSENT_LOCK:
+                anything = any(database == conninfo for (database, _) in _UNSENT)
+            if anything:
+                flush_unsent(conninfo)
+
+    threading.Thread(target=loop, name="api-call-records", daemon=True).start()
+    return stop
+
+
 # -- Prometheus ---------------------------------------------------------------------------
 
 
