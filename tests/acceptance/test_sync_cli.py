@@ -103,11 +103,17 @@ def test_pause_resume_retry_resolve(conn, env, seed):
     assert shown["paused"] is False
 
 
-def test_worker_stops_gracefully_on_sigterm(env, seed):
+def test_worker_stops_gracefully_on_sigterm(conn, env, seed):
+    before = conn.execute("select coalesce(max(id), 0) as n from procrastinate_workers").fetchone()["n"]
     proc = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "loyverse-sync"), "worker",
                              "--graceful-timeout", "5"], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
-    time.sleep(2.0)
+    # SIGTERM once the worker runs (it has registered), not after a guessed delay: on a loaded
+    # box the interpreter may still be importing after 2 s, and the signal would kill it outright
+    deadline = time.monotonic() + 60
+    while conn.execute("select count(*) as n from procrastinate_workers where id > %s", (before,)).fetchone()["n"] < 1:
+        assert proc.poll() is None and time.monotonic() < deadline, "the worker never registered"
+        time.sleep(0.1)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=60) == 0  # how soon is procrastinate's graceful timeout's business
 

@@ -70,6 +70,12 @@ VIOLATIONS = {
 }
 
 
+
+@pytest.fixture
+def conn(rolled_back):
+    """This module's cases change nothing that outlives them: one database, each test rolled back."""
+    return rolled_back
+
 @pytest.fixture
 def rows(conn):
     """One valid row in every table with a CHECK."""

@@ -47,6 +47,12 @@ HOSTILE = {
 CASES = [(c, v) for c, (_, values) in sorted(HOSTILE.items()) for v in values]
 
 
+
+@pytest.fixture
+def conn(rolled_back):
+    """This module's cases change nothing that outlives them: one database, each test rolled back."""
+    return rolled_back
+
 @pytest.fixture
 def rows(conn):
     conn.execute("""
@@ -71,7 +77,7 @@ def snapshot(conn):
 @pytest.mark.parametrize(("constraint", "value"), CASES)
 def test_a_hostile_value_is_refused_by_its_named_check_and_changes_nothing(conn, rows, constraint, value):
     before = snapshot(conn)
-    with pytest.raises(psycopg.errors.CheckViolation) as info:
+    with pytest.raises(psycopg.errors.CheckViolation) as info, conn.transaction():
         conn.execute(HOSTILE[constraint][0], (value,))
     assert info.value.diag.constraint_name == constraint
     assert snapshot(conn) == before
@@ -80,9 +86,10 @@ def test_a_hostile_value_is_refused_by_its_named_check_and_changes_nothing(conn,
 def test_a_product_price_of_nan_or_out_of_range_is_a_constraint_violation_naming_price(conn, rows):
     # what the main app sees: a constraint violation, not a numeric overflow in a trigger
     for value in ("NaN", "999999999.99", "5000000000"):
-        with pytest.raises(psycopg.errors.CheckViolation, match="product_price_is_a_number_below_100000000"):
+        with pytest.raises(psycopg.errors.CheckViolation, match="product_price_is_a_number_below_100000000"), \
+                conn.transaction():
             conn.execute("update public.products set price = %s", (value,))
-    with pytest.raises(psycopg.errors.NumericValueOutOfRange):  # the column's own limit, as before
+    with pytest.raises(psycopg.errors.NumericValueOutOfRange), conn.transaction():  # the column's own limit
         conn.execute("update public.products set price = %s", (HUGE,))
 
 
@@ -113,7 +120,7 @@ def test_settings_refuse_hostile_guardrails_naming_the_allowed_values(conn, rows
     for key, value in (("hold_change_percent", '"NaN"'), ("hold_change_percent", "0"),
                        ("hold_change_amount", "-1"), ("hold_below_price", '"lots"'),
                        ("price_rounding_rule", '"NEAREST_1"'), ("max_attempts", "1e308")):
-        with pytest.raises(psycopg.Error) as info:
+        with pytest.raises(psycopg.Error) as info, conn.transaction():
             conn.execute("select loyverse.update_price_sync_settings(%s, %s::jsonb)", (rid, f'{{"{key}": {value}}}'))
         message = str(info.value)
         assert message.startswith(f"{key}: ") and "allowed: " in message, message

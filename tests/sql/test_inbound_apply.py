@@ -51,6 +51,12 @@ def audit(conn, decision=None):
                         " order by id", {"d": decision}).fetchall()
 
 
+
+@pytest.fixture
+def conn(rolled_back):
+    """This module's cases change nothing that outlives them: one database, each test rolled back."""
+    return rolled_back
+
 def test_from_loyverse_takes_the_store_price_of_its_own_store_and_queues_nothing(conn, world):
     r0, r1 = world["restaurants"]
     settings(conn, r0, sync_direction="FROM_LOYVERSE")
@@ -214,7 +220,7 @@ def test_a_delivery_for_another_merchant_is_refused(conn, world):
 )
 def test_new_settings_refuse_bad_values_and_name_the_allowed_ones(conn, world, key, value, allowed):
     rid = world["restaurants"][0]
-    with pytest.raises(psycopg.errors.CheckViolation) as err:
+    with pytest.raises(psycopg.errors.CheckViolation) as err, conn.transaction():
         settings(conn, rid, **{key: value})
     assert err.value.diag.column_name == key and f"allowed: {allowed}" in str(err.value)
     assert conn.execute("select loyverse.price_sync_settings(%s) as s", (rid,)).fetchone()["s"][key] in ("hold",

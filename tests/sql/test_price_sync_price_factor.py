@@ -7,6 +7,12 @@ from decimal import Decimal
 import pytest
 
 
+
+@pytest.fixture
+def conn(rolled_back):
+    """This module's cases change nothing that outlives them: one database, each test rolled back."""
+    return rolled_back
+
 @pytest.mark.parametrize(
     ("price", "rule", "decimals", "factor", "expected"),
     [

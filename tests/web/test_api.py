@@ -65,18 +65,24 @@ def test_import_through_the_api_runs_in_the_worker_and_reports_progress(stack, i
     assert log["actor"] == f"api-key:{stack.key_names['A']}"
 
 
-def test_an_import_requested_from_sql_runs_like_one_from_the_api(stack):
+@pytest.fixture(scope="module")
+def imported_from_sql(stack):
+    """Restaurant B's menu imported through the SQL API (what the undo test undoes)."""
     with stack.conn() as conn:
         conn.execute("set loyverse.actor = 'sql-test'")
         run_id = conn.execute("select loyverse.request_menu_import(%s, '{\"batch_size\": 5}') as id",
                               (stack.restaurants["B"],)).fetchone()["id"]
-    result = stack.wait_run(run_id, "B")
+    return stack.wait_run(run_id, "B")
+
+
+def test_an_import_requested_from_sql_runs_like_one_from_the_api(stack, imported_from_sql):
+    result = imported_from_sql
     assert result["run"]["status"] == "SUCCESS"
     assert result["run"]["created_count"] > 0
     assert result["run"]["requested_by"] == "sql-test"
 
 
-def test_undo_through_the_api(stack):
+def test_undo_through_the_api(stack, imported_from_sql):
     with stack.client("B") as c:
         runs = check(c.get(f"{API}/menu/runs"), stack, 200)["runs"]
         run_id = next(r["run_id"] for r in runs if r["status"] == "SUCCESS")
