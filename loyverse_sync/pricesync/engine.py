@@ -51,8 +51,6 @@ class EngineConfig:
     max_items: int = 250
     lease_seconds: float = 120.0
     scan_rows: int = 2000
-    backoff_base: float = 2.0
-    backoff_cap: float = 900.0
     http_timeout: float = 15.0
     http_max_attempts: int = 3
     max_batches: int | None = None
@@ -643,8 +641,6 @@ def _complete(
         "requests_made": requests,
         "details": Jsonb({"worker": claimed_by.rsplit(":", 1)[0]}),
         "started_at": dt.datetime.fromtimestamp(started, dt.UTC),
-        "backoff_base": config.backoff_base,
-        "backoff_cap": config.backoff_cap,
     }
     for attempt in (1, 2, 3):
         try:
