@@ -603,9 +603,6 @@ def drain_account(
                     "lease_seconds": config.lease_seconds, "scan_rows": config.scan_rows,
                 }).fetchall()
                 if not rows:
-                    # caught up: book a wake for the next row still waiting (a retry's backoff, a
-                    # batch boundary) so it goes out when due, not at the next minute's sweep
-                    queries.execute(conn, "pricesync", "wake_when_due", {"account_id": account_id})
                     break
                 lease = _Lease(conn, claimed_by, config.lease_seconds)
                 before_requests = counter["n"]
@@ -619,6 +616,10 @@ def drain_account(
                 result.batches += 1
                 result.rows += len(rows)
                 result.add(counts)
+            # caught up, stopping or at max_batches: book a wake for the next row still waiting
+            # (a retry's backoff, a batch boundary), also one that failed in the last batch, so
+            # it goes out when due, not at the next minute's sweep
+            queries.execute(conn, "pricesync", "wake_when_due", {"account_id": account_id})
         finally:
             client.close()
             api_calls.close()

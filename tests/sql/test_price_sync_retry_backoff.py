@@ -136,3 +136,14 @@ def test_a_backoff_change_is_logged_like_any_setting(conn, world):
                           " and restaurant_id = %s", (rid,)).fetchall()
     assert log["details"]["changes"] == {"backoff_base_seconds": {"from": 2, "to": 0.5},
                                          "backoff_cap_seconds": {"from": 900, "to": 30}}
+
+
+@pytest.mark.parametrize(("assignment", "constraint"), [
+    ("backoff_base_seconds = 0", "backoff_base_seconds_is_between_0_01_and_3600"),
+    ("backoff_cap_seconds = 'NaN'", "backoff_cap_seconds_is_between_0_01_and_86400"),
+    ("backoff_base_seconds = 60, backoff_cap_seconds = 30", "backoff_cap_is_at_least_the_base"),
+])
+def test_a_dbas_update_past_the_bounds_is_refused_by_the_named_check(conn, world, assignment, constraint):
+    with pytest.raises(psycopg.errors.CheckViolation) as info:
+        conn.execute(f"update loyverse.loyverse_price_sync_settings set {assignment}")
+    assert info.value.diag.constraint_name == constraint
