@@ -75,8 +75,13 @@ def register(app: procrastinate.App, conninfo: str, config: engine.EngineConfig 
     # close the idle connections with the app (at exit at the latest), never by the GC
     weakref.finalize(app, resources.close)
 
-    @app.task(name=SYNC_TASK, queue=QUEUE, pass_context=True,
-              retry=procrastinate.RetryStrategy(max_attempts=5, exponential_wait=2))
+    # No procrastinate retry: a row's failed write is retried by the queue (attempts, the
+    # restaurant's backoff, a wake booked when due), and a crashed drain's rows come back by
+    # their lease and the minute's sweep. Retrying the job added nothing and, with the
+    # account's follow-up job queued (one todo job per queueing lock), the retry failed with a
+    # unique violation and left the job `doing` with the account's lock: no later drain of
+    # that account ran until the worker restarted (tests/integration/test_price_sync_retry_layers.py).
+    @app.task(name=SYNC_TASK, queue=QUEUE, pass_context=True)
     async def sync_loyverse_prices(context: procrastinate.JobContext, account_id: int) -> dict[str, Any]:
         """Drain one account's due price changes into Loyverse."""
         stop = threading.Event()
