@@ -124,7 +124,7 @@ def test_variant_gone_fails_at_once_and_flags_the_mapping(conn, dsn, emu, seed):
 def test_server_errors_back_off_then_dead_letter(conn, dsn, emu, seed):
     (_variant_id, store_id), product_id = next(iter(seed.products.items()))
     rid = seed.restaurants[store_id]
-    conn.execute("select loyverse.update_price_sync_settings(%s, '{\"max_attempts\": 2, \"backoff_base_seconds\": 60}')",
+    conn.execute("select loyverse.update_price_sync_settings(%s, '{\"max_attempts\": 2, \"backoff_base_seconds\": 60, \"backoff_cap_seconds\": 900}')",
                  (rid,))
     conn.execute("update public.products set price = price + 1 where id = %s", (product_id,))
     emu.state.set_faults(seed.merchant_id, p500=1.0)
