@@ -219,8 +219,11 @@ def _update_settings(conn: psycopg.Connection[Any], restaurant_id: str | None, c
         column = exc.diag.column_name
         if column in changes:
             allowed = _allowed_setting(conn, column, exc.diag.constraint_name)
-            if allowed is None:  # a check over several settings: its name says what is wrong
-                message = f"{column}: {str(exc.diag.constraint_name).replace('_', ' ')}"
+            if allowed is None:  # a check over several settings: its name says what is wrong,
+                # the database's message what would do
+                tail = message.partition("; allowed: ")[2]
+                message = f"{column}: {str(exc.diag.constraint_name).replace('_', ' ')}" + (
+                    f" (allowed: {tail})" if tail else "")
             elif allowed:
                 given = "null" if changes[column] is None else json.dumps(changes[column])
                 message = f"{column}: invalid value {given} (allowed: {allowed})"
@@ -268,7 +271,8 @@ def settings_set(restaurant: str | None, assignments: tuple[str, ...], as_json: 
     Keys: enabled, sync_direction (TO_LOYVERSE|FROM_LOYVERSE|BIDIRECTIONAL), sync_frequency
     (REALTIME|BATCH_5MIN|BATCH_HOURLY|MANUAL), price_rounding_rule (NONE|NEAREST_0.05|
     NEAREST_0.10|UP|DOWN), include_category_ids / exclude_category_ids (comma-separated),
-    notify_on_error, notification_email, max_attempts, priority, prices_include_tax, alert_*,
+    notify_on_error, notification_email, max_attempts, backoff_base_seconds / backoff_cap_seconds
+    (a failed write's wait before its retry), priority, prices_include_tax, alert_*,
     conflict_policy (hold|ours|theirs|latest), catalog_changes (report|apply), sync_stock,
     hold_change_percent, hold_change_amount, hold_below_price (guardrails; null = off).
     """

@@ -388,6 +388,11 @@ create table loyverse.loyverse_price_sync_settings (
         constraint notification_email_is_at_most_254_characters check (length(notification_email) <= 254),
     max_attempts integer not null default 8
         constraint max_attempts_is_between_1_and_50 check (max_attempts between 1 and 50),
+    -- a failed write waits min(cap, base * 2^attempts) * (0.5..1.0) seconds before its retry
+    backoff_base_seconds double precision not null default 2
+        constraint backoff_base_seconds_is_between_0_01_and_3600 check (backoff_base_seconds between 0.01 and 3600),
+    backoff_cap_seconds double precision not null default 900
+        constraint backoff_cap_seconds_is_between_0_01_and_86400 check (backoff_cap_seconds between 0.01 and 86400),
     priority integer not null default 0
         constraint priority_is_between_minus_100_and_100 check (priority between -100 and 100),
     paused boolean not null default false,
@@ -410,6 +415,7 @@ create table loyverse.loyverse_price_sync_settings (
     updated_at timestamptz not null default now(),
     constraint notify_on_error_needs_an_email check (not notify_on_error or notification_email is not null),
     constraint categories_are_not_both_included_and_excluded check (not (include_category_ids && exclude_category_ids)),
+    constraint backoff_cap_is_at_least_the_base check (backoff_cap_seconds >= backoff_base_seconds),
     -- Guardrails (null = off): a change past one of them is held for a person (sync approve / reject).
     hold_change_percent numeric(8, 2) default 100
         constraint hold_change_percent_is_between_1_and_100000 check (hold_change_percent between 1 and 100000),
@@ -450,6 +456,19 @@ comment on column loyverse.loyverse_price_sync_settings.catalog_changes is
 
 comment on column loyverse.loyverse_price_sync_settings.sync_stock is
     'Copy Loyverse inventory levels (webhooks) into products.stock_quantity.';
+
+comment on column loyverse.loyverse_price_sync_settings.max_attempts is
+    'Attempts of one queued change (a failed write, an expired lease) before it is dead; copied onto each '
+    'queue row when it is queued.';
+
+comment on column loyverse.loyverse_price_sync_settings.backoff_base_seconds is
+    'A failed write (429, 5xx, timeout) is retried after min(backoff_cap_seconds, this * 2^attempts) '
+    'seconds, times a jitter of 0.5 to 1.0 (default 2: about 1-2 s, 2-4 s, 4-8 s, ...). Read by '
+    'loyverse.complete_price_sync_batch.';
+
+comment on column loyverse.loyverse_price_sync_settings.backoff_cap_seconds is
+    'The longest wait before a failed write is retried (default 900 s), before jitter; at least '
+    'backoff_base_seconds.';
 
 -- ---- sql/0160_table_loyverse_price_sync_queue.sql ----
 -- The coalescing price-sync queue: one pending row per product (partial unique index), claimed
@@ -1839,8 +1858,10 @@ comment on function loyverse.tg_price_sync_queue__count_outcome() is
 -- FOR UPDATE SKIP LOCKED, with a lease. An item with a row in flight is not claimed: a write
 -- restates every variant of its item, so two claims holding rows of one item could each write
 -- the other's variants with prices read before the other's write (an older price last).
--- It returns only rows to send: what can never be sent (VARIABLE prices, sync disabled) is
--- cancelled here and a change past the guardrails is held, so the worker needs no filter.
+-- It returns only rows to send: a paused restaurant's rows are not picked, what can never be
+-- sent (VARIABLE prices, sync disabled or FROM_LOYVERSE) is cancelled here and a change past
+-- the guardrails is held, so the worker needs no filter and gets no field to filter on.
+-- sync_direction stays: BIDIRECTIONAL needs Loyverse's current price to tell a conflict.
 create function loyverse.claim_price_sync_batch(
     p_account_id bigint,
     p_claimed_by text,
@@ -1863,8 +1884,7 @@ returns table (
     loyverse_variant_id text,
     loyverse_store_id text,
     last_synced_price numeric,
-    sync_direction text,
-    enabled boolean
+    sync_direction text
 )
 language plpgsql
 security definer
@@ -2018,7 +2038,7 @@ begin
     return query
     select c.id, c.product_id, c.restaurant_id, c.version, c.source, c.attempts, c.max_attempts,
            c.old_price, c.new_price, c.price_to_send, m.loyverse_item_id, m.loyverse_variant_id,
-           m.loyverse_store_id, m.last_synced_price, s.sync_direction, s.enabled
+           m.loyverse_store_id, m.last_synced_price, s.sync_direction
       from loyverse.loyverse_price_sync_queue c
       join loyverse.loyverse_item_mappings m on m.product_id = c.product_id
       join loyverse.loyverse_price_sync_settings s on s.restaurant_id = c.restaurant_id
@@ -2031,7 +2051,9 @@ comment on function loyverse.claim_price_sync_batch(bigint, text, integer, doubl
     'lease p_lease_seconds, claimed_by = p_claimed_by, a token unique to this claim); items are chosen among '
     'the first p_scan_rows due rows by priority. Releases expired leases first. Never returns what must not be '
     'sent: rows of VARIABLE prices or of a restaurant no longer syncing to Loyverse are cancelled, changes past '
-    'the restaurant''s guardrails (hold_change_percent, hold_change_amount, hold_below_price) become held.';
+    'the restaurant''s guardrails (hold_change_percent, hold_change_amount, hold_below_price) become held, '
+    'and a paused restaurant''s rows wait. sync_direction is TO_LOYVERSE or BIDIRECTIONAL (a price edited in '
+    'Loyverse is then a conflict, which only the worker can see).';
 
 -- ---- sql/0342_function_extend_price_sync_lease.sql ----
 -- A worker still busy with a batch (waiting for the rate budget) keeps its lease alive.
@@ -2059,15 +2081,14 @@ comment on function loyverse.extend_price_sync_lease(text, double precision) is
 -- final price is always the last one written. The rows entering done, failed or dead are
 -- added to loyverse.loyverse_price_sync_outcome_totals here, one statement per outcome; the
 -- SET clause loyverse_sync.outcomes_counted tells the queue's row trigger not to count them
--- one by one.
+-- one by one. A retry's wait comes from the row's restaurant settings (backoff_base_seconds,
+-- backoff_cap_seconds), beside max_attempts: the database owns the whole retry policy of a row.
 create function loyverse.complete_price_sync_batch(
     p_claimed_by text,
     p_results jsonb,
     p_requests_made integer default 0,
     p_details jsonb default '{}',
-    p_started_at timestamptz default null,
-    p_backoff_base double precision default 2,
-    p_backoff_cap double precision default 900
+    p_started_at timestamptz default null
 )
 returns jsonb
 language plpgsql
@@ -2148,7 +2169,9 @@ begin
      where r.mine and r.outcome = 'done' and m.product_id = q.product_id;
 
     -- retry (429, 5xx, timeouts) and release (graceful stop, not an attempt): back to pending,
-    -- unless a newer change is pending already, which then carries the price.
+    -- unless a newer change is pending already, which then carries the price. A retry waits
+    -- min(cap, base * 2^attempts) * (0.5..1.0) s, from its restaurant's settings (the
+    -- defaults when the settings row is gone); the worker books a wake for that moment.
     with moved as (
         update loyverse.loyverse_price_sync_queue q
            set status = case when r.superseded then 'cancelled'
@@ -2157,7 +2180,8 @@ begin
                attempts = q.attempts + case when r.outcome = 'retry' then 1 else 0 end,
                next_attempt_at = case when r.outcome = 'release' then now()
                                       else now() + make_interval(secs =>
-                                          least(p_backoff_cap, p_backoff_base * power(2, q.attempts))
+                                          least(coalesce(s.backoff_cap_seconds, 900),
+                                                coalesce(s.backoff_base_seconds, 2) * power(2, q.attempts))
                                           * (0.5 + random() * 0.5)) end,
                lease_until = null,
                claimed_by = null,
@@ -2169,6 +2193,7 @@ begin
                                    then now() end,
                updated_at = now()
           from pg_temp.price_sync_results r
+          left join loyverse.loyverse_price_sync_settings s on s.restaurant_id = r.restaurant_id
          where r.id = q.id and r.mine and r.outcome in ('retry', 'release')
         returning q.restaurant_id, q.status
     )
@@ -2270,8 +2295,9 @@ begin
     return v_counts || jsonb_build_object('log_id', v_log_id);
 end;
 $$;
-comment on function loyverse.complete_price_sync_batch(text, jsonb, integer, jsonb, timestamptz, double precision, double precision) is
-    'Apply a worker''s outcomes for one claim (done / retry with exponential backoff and jitter, dead at '
+comment on function loyverse.complete_price_sync_batch(text, jsonb, integer, jsonb, timestamptz) is
+    'Apply a worker''s outcomes for one claim (done / retry after the restaurant''s backoff '
+    '(backoff_base_seconds, backoff_cap_seconds) with jitter, dead at '
     'max_attempts / failed / conflict / release / cancel), update the mappings, write one sync log row. '
     'Rows lost by this claim are not touched; the ones we wrote are queued again. Adds the rows that '
     'entered done, failed or dead to loyverse.loyverse_price_sync_outcome_totals.';
@@ -2472,6 +2498,8 @@ as $$
         when 'notify_on_error' then 'true, false (true needs notification_email)'
         when 'notification_email' then 'an email address of at most 254 characters, or null'
         when 'max_attempts' then 'an integer from 1 to 50'
+        when 'backoff_base_seconds' then 'a number of seconds from 0.01 to 3600, at most backoff_cap_seconds'
+        when 'backoff_cap_seconds' then 'a number of seconds from 0.01 to 86400, at least backoff_base_seconds'
         when 'priority' then 'an integer from -100 to 100'
         when 'prices_include_tax' then 'true, false'
         when 'alert_failure_rate' then 'a number above 0 and at most 1'
@@ -2532,7 +2560,7 @@ declare
     v_filters_changed boolean;
     v_editable constant text[] := array['enabled', 'sync_direction', 'sync_frequency', 'include_category_ids',
         'exclude_category_ids', 'price_rounding_rule', 'notify_on_error', 'notification_email', 'max_attempts',
-        'priority', 'prices_include_tax', 'alert_failure_rate', 'alert_queue_depth',
+        'backoff_base_seconds', 'backoff_cap_seconds', 'priority', 'prices_include_tax', 'alert_failure_rate', 'alert_queue_depth',
         'alert_oldest_pending_seconds', 'alert_dead_letters', 'conflict_policy', 'catalog_changes', 'sync_stock',
         'hold_change_percent', 'hold_change_amount', 'hold_below_price'];
     v_nullable constant text[] := array['notification_email', 'hold_change_percent', 'hold_change_amount',
@@ -2582,6 +2610,8 @@ begin
                notify_on_error = v_new.notify_on_error,
                notification_email = v_new.notification_email,
                max_attempts = v_new.max_attempts,
+               backoff_base_seconds = v_new.backoff_base_seconds,
+               backoff_cap_seconds = v_new.backoff_cap_seconds,
                priority = v_new.priority,
                prices_include_tax = v_new.prices_include_tax,
                alert_failure_rate = v_new.alert_failure_rate,
@@ -2608,6 +2638,12 @@ begin
             when 'hold_change_amount_is_between_0_01_and_99999999' then 'hold_change_amount'
             when 'hold_below_price_is_between_0_and_99999999' then 'hold_below_price'
             when 'max_attempts_is_between_1_and_50' then 'max_attempts'
+            when 'backoff_base_seconds_is_between_0_01_and_3600' then 'backoff_base_seconds'
+            when 'backoff_cap_seconds_is_between_0_01_and_86400' then 'backoff_cap_seconds'
+            -- a check over two settings: name the one this change set (the cap when both)
+            when 'backoff_cap_is_at_least_the_base' then
+                case when p_changes ? 'backoff_cap_seconds' or not p_changes ? 'backoff_base_seconds'
+                     then 'backoff_cap_seconds' else 'backoff_base_seconds' end
             when 'priority_is_between_minus_100_and_100' then 'priority'
             when 'alert_failure_rate_is_a_fraction' then 'alert_failure_rate'
             when 'alert_queue_depth_is_positive' then 'alert_queue_depth'
@@ -6544,7 +6580,7 @@ revoke execute on function
     loyverse.release_expired_price_sync_leases(bigint),
     loyverse.claim_price_sync_batch(bigint, text, integer, double precision, integer),
     loyverse.extend_price_sync_lease(text, double precision),
-    loyverse.complete_price_sync_batch(text, jsonb, integer, jsonb, timestamptz, double precision, double precision),
+    loyverse.complete_price_sync_batch(text, jsonb, integer, jsonb, timestamptz),
     loyverse._price_sync_restaurant(uuid),
     loyverse._price_sync_out_of_sync(uuid),
     loyverse._add_outcome_totals(uuid[], text[]),
@@ -6592,7 +6628,7 @@ grant execute on function
     loyverse.release_expired_price_sync_leases(bigint),
     loyverse.claim_price_sync_batch(bigint, text, integer, double precision, integer),
     loyverse.extend_price_sync_lease(text, double precision),
-    loyverse.complete_price_sync_batch(text, jsonb, integer, jsonb, timestamptz, double precision, double precision),
+    loyverse.complete_price_sync_batch(text, jsonb, integer, jsonb, timestamptz),
     loyverse.sweep_price_sync(),
     loyverse.prune_price_sync_queue(interval, integer),
     loyverse.enqueue_price_sync_digests(interval)

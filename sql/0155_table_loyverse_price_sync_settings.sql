@@ -17,6 +17,11 @@ create table loyverse.loyverse_price_sync_settings (
         constraint notification_email_is_at_most_254_characters check (length(notification_email) <= 254),
     max_attempts integer not null default 8
         constraint max_attempts_is_between_1_and_50 check (max_attempts between 1 and 50),
+    -- a failed write waits min(cap, base * 2^attempts) * (0.5..1.0) seconds before its retry
+    backoff_base_seconds double precision not null default 2
+        constraint backoff_base_seconds_is_between_0_01_and_3600 check (backoff_base_seconds between 0.01 and 3600),
+    backoff_cap_seconds double precision not null default 900
+        constraint backoff_cap_seconds_is_between_0_01_and_86400 check (backoff_cap_seconds between 0.01 and 86400),
     priority integer not null default 0
         constraint priority_is_between_minus_100_and_100 check (priority between -100 and 100),
     paused boolean not null default false,
@@ -39,6 +44,7 @@ create table loyverse.loyverse_price_sync_settings (
     updated_at timestamptz not null default now(),
     constraint notify_on_error_needs_an_email check (not notify_on_error or notification_email is not null),
     constraint categories_are_not_both_included_and_excluded check (not (include_category_ids && exclude_category_ids)),
+    constraint backoff_cap_is_at_least_the_base check (backoff_cap_seconds >= backoff_base_seconds),
     -- Guardrails (null = off): a change past one of them is held for a person (sync approve / reject).
     hold_change_percent numeric(8, 2) default 100
         constraint hold_change_percent_is_between_1_and_100000 check (hold_change_percent between 1 and 100000),
@@ -79,3 +85,16 @@ comment on column loyverse.loyverse_price_sync_settings.catalog_changes is
 
 comment on column loyverse.loyverse_price_sync_settings.sync_stock is
     'Copy Loyverse inventory levels (webhooks) into products.stock_quantity.';
+
+comment on column loyverse.loyverse_price_sync_settings.max_attempts is
+    'Attempts of one queued change (a failed write, an expired lease) before it is dead; copied onto each '
+    'queue row when it is queued.';
+
+comment on column loyverse.loyverse_price_sync_settings.backoff_base_seconds is
+    'A failed write (429, 5xx, timeout) is retried after min(backoff_cap_seconds, this * 2^attempts) '
+    'seconds, times a jitter of 0.5 to 1.0 (default 2: about 1-2 s, 2-4 s, 4-8 s, ...). Read by '
+    'loyverse.complete_price_sync_batch.';
+
+comment on column loyverse.loyverse_price_sync_settings.backoff_cap_seconds is
+    'The longest wait before a failed write is retried (default 900 s), before jitter; at least '
+    'backoff_base_seconds.';

@@ -3,8 +3,10 @@
 -- FOR UPDATE SKIP LOCKED, with a lease. An item with a row in flight is not claimed: a write
 -- restates every variant of its item, so two claims holding rows of one item could each write
 -- the other's variants with prices read before the other's write (an older price last).
--- It returns only rows to send: what can never be sent (VARIABLE prices, sync disabled) is
--- cancelled here and a change past the guardrails is held, so the worker needs no filter.
+-- It returns only rows to send: a paused restaurant's rows are not picked, what can never be
+-- sent (VARIABLE prices, sync disabled or FROM_LOYVERSE) is cancelled here and a change past
+-- the guardrails is held, so the worker needs no filter and gets no field to filter on.
+-- sync_direction stays: BIDIRECTIONAL needs Loyverse's current price to tell a conflict.
 create function loyverse.claim_price_sync_batch(
     p_account_id bigint,
     p_claimed_by text,
@@ -27,8 +29,7 @@ returns table (
     loyverse_variant_id text,
     loyverse_store_id text,
     last_synced_price numeric,
-    sync_direction text,
-    enabled boolean
+    sync_direction text
 )
 language plpgsql
 security definer
@@ -182,7 +183,7 @@ begin
     return query
     select c.id, c.product_id, c.restaurant_id, c.version, c.source, c.attempts, c.max_attempts,
            c.old_price, c.new_price, c.price_to_send, m.loyverse_item_id, m.loyverse_variant_id,
-           m.loyverse_store_id, m.last_synced_price, s.sync_direction, s.enabled
+           m.loyverse_store_id, m.last_synced_price, s.sync_direction
       from loyverse.loyverse_price_sync_queue c
       join loyverse.loyverse_item_mappings m on m.product_id = c.product_id
       join loyverse.loyverse_price_sync_settings s on s.restaurant_id = c.restaurant_id
@@ -195,4 +196,6 @@ comment on function loyverse.claim_price_sync_batch(bigint, text, integer, doubl
     'lease p_lease_seconds, claimed_by = p_claimed_by, a token unique to this claim); items are chosen among '
     'the first p_scan_rows due rows by priority. Releases expired leases first. Never returns what must not be '
     'sent: rows of VARIABLE prices or of a restaurant no longer syncing to Loyverse are cancelled, changes past '
-    'the restaurant''s guardrails (hold_change_percent, hold_change_amount, hold_below_price) become held.';
+    'the restaurant''s guardrails (hold_change_percent, hold_change_amount, hold_below_price) become held, '
+    'and a paused restaurant''s rows wait. sync_direction is TO_LOYVERSE or BIDIRECTIONAL (a price edited in '
+    'Loyverse is then a conflict, which only the worker can see).';

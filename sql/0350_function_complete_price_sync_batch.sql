@@ -4,15 +4,14 @@
 -- final price is always the last one written. The rows entering done, failed or dead are
 -- added to loyverse.loyverse_price_sync_outcome_totals here, one statement per outcome; the
 -- SET clause loyverse_sync.outcomes_counted tells the queue's row trigger not to count them
--- one by one.
+-- one by one. A retry's wait comes from the row's restaurant settings (backoff_base_seconds,
+-- backoff_cap_seconds), beside max_attempts: the database owns the whole retry policy of a row.
 create function loyverse.complete_price_sync_batch(
     p_claimed_by text,
     p_results jsonb,
     p_requests_made integer default 0,
     p_details jsonb default '{}',
-    p_started_at timestamptz default null,
-    p_backoff_base double precision default 2,
-    p_backoff_cap double precision default 900
+    p_started_at timestamptz default null
 )
 returns jsonb
 language plpgsql
@@ -93,7 +92,9 @@ begin
      where r.mine and r.outcome = 'done' and m.product_id = q.product_id;
 
     -- retry (429, 5xx, timeouts) and release (graceful stop, not an attempt): back to pending,
-    -- unless a newer change is pending already, which then carries the price.
+    -- unless a newer change is pending already, which then carries the price. A retry waits
+    -- min(cap, base * 2^attempts) * (0.5..1.0) s, from its restaurant's settings (the
+    -- defaults when the settings row is gone); the worker books a wake for that moment.
     with moved as (
         update loyverse.loyverse_price_sync_queue q
            set status = case when r.superseded then 'cancelled'
@@ -102,7 +103,8 @@ begin
                attempts = q.attempts + case when r.outcome = 'retry' then 1 else 0 end,
                next_attempt_at = case when r.outcome = 'release' then now()
                                       else now() + make_interval(secs =>
-                                          least(p_backoff_cap, p_backoff_base * power(2, q.attempts))
+                                          least(coalesce(s.backoff_cap_seconds, 900),
+                                                coalesce(s.backoff_base_seconds, 2) * power(2, q.attempts))
                                           * (0.5 + random() * 0.5)) end,
                lease_until = null,
                claimed_by = null,
@@ -114,6 +116,7 @@ begin
                                    then now() end,
                updated_at = now()
           from pg_temp.price_sync_results r
+          left join loyverse.loyverse_price_sync_settings s on s.restaurant_id = r.restaurant_id
          where r.id = q.id and r.mine and r.outcome in ('retry', 'release')
         returning q.restaurant_id, q.status
     )
@@ -215,8 +218,9 @@ begin
     return v_counts || jsonb_build_object('log_id', v_log_id);
 end;
 $$;
-comment on function loyverse.complete_price_sync_batch(text, jsonb, integer, jsonb, timestamptz, double precision, double precision) is
-    'Apply a worker''s outcomes for one claim (done / retry with exponential backoff and jitter, dead at '
+comment on function loyverse.complete_price_sync_batch(text, jsonb, integer, jsonb, timestamptz) is
+    'Apply a worker''s outcomes for one claim (done / retry after the restaurant''s backoff '
+    '(backoff_base_seconds, backoff_cap_seconds) with jitter, dead at '
     'max_attempts / failed / conflict / release / cancel), update the mappings, write one sync log row. '
     'Rows lost by this claim are not touched; the ones we wrote are queued again. Adds the rows that '
     'entered done, failed or dead to loyverse.loyverse_price_sync_outcome_totals.';

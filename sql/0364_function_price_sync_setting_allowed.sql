@@ -15,6 +15,8 @@ as $$
         when 'notify_on_error' then 'true, false (true needs notification_email)'
         when 'notification_email' then 'an email address of at most 254 characters, or null'
         when 'max_attempts' then 'an integer from 1 to 50'
+        when 'backoff_base_seconds' then 'a number of seconds from 0.01 to 3600, at most backoff_cap_seconds'
+        when 'backoff_cap_seconds' then 'a number of seconds from 0.01 to 86400, at least backoff_base_seconds'
         when 'priority' then 'an integer from -100 to 100'
         when 'prices_include_tax' then 'true, false'
         when 'alert_failure_rate' then 'a number above 0 and at most 1'

@@ -23,7 +23,7 @@ declare
     v_filters_changed boolean;
     v_editable constant text[] := array['enabled', 'sync_direction', 'sync_frequency', 'include_category_ids',
         'exclude_category_ids', 'price_rounding_rule', 'notify_on_error', 'notification_email', 'max_attempts',
-        'priority', 'prices_include_tax', 'alert_failure_rate', 'alert_queue_depth',
+        'backoff_base_seconds', 'backoff_cap_seconds', 'priority', 'prices_include_tax', 'alert_failure_rate', 'alert_queue_depth',
         'alert_oldest_pending_seconds', 'alert_dead_letters', 'conflict_policy', 'catalog_changes', 'sync_stock',
         'hold_change_percent', 'hold_change_amount', 'hold_below_price'];
     v_nullable constant text[] := array['notification_email', 'hold_change_percent', 'hold_change_amount',
@@ -73,6 +73,8 @@ begin
                notify_on_error = v_new.notify_on_error,
                notification_email = v_new.notification_email,
                max_attempts = v_new.max_attempts,
+               backoff_base_seconds = v_new.backoff_base_seconds,
+               backoff_cap_seconds = v_new.backoff_cap_seconds,
                priority = v_new.priority,
                prices_include_tax = v_new.prices_include_tax,
                alert_failure_rate = v_new.alert_failure_rate,
@@ -99,6 +101,12 @@ begin
             when 'hold_change_amount_is_between_0_01_and_99999999' then 'hold_change_amount'
             when 'hold_below_price_is_between_0_and_99999999' then 'hold_below_price'
             when 'max_attempts_is_between_1_and_50' then 'max_attempts'
+            when 'backoff_base_seconds_is_between_0_01_and_3600' then 'backoff_base_seconds'
+            when 'backoff_cap_seconds_is_between_0_01_and_86400' then 'backoff_cap_seconds'
+            -- a check over two settings: name the one this change set (the cap when both)
+            when 'backoff_cap_is_at_least_the_base' then
+                case when p_changes ? 'backoff_cap_seconds' or not p_changes ? 'backoff_base_seconds'
+                     then 'backoff_cap_seconds' else 'backoff_base_seconds' end
             when 'priority_is_between_minus_100_and_100' then 'priority'
             when 'alert_failure_rate_is_a_fraction' then 'alert_failure_rate'
             when 'alert_queue_depth_is_positive' then 'alert_queue_depth'

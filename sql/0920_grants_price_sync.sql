@@ -15,7 +15,7 @@ revoke execute on function
     loyverse.release_expired_price_sync_leases(bigint),
     loyverse.claim_price_sync_batch(bigint, text, integer, double precision, integer),
     loyverse.extend_price_sync_lease(text, double precision),
-    loyverse.complete_price_sync_batch(text, jsonb, integer, jsonb, timestamptz, double precision, double precision),
+    loyverse.complete_price_sync_batch(text, jsonb, integer, jsonb, timestamptz),
     loyverse._price_sync_restaurant(uuid),
     loyverse._price_sync_out_of_sync(uuid),
     loyverse._add_outcome_totals(uuid[], text[]),
@@ -63,7 +63,7 @@ grant execute on function
     loyverse.release_expired_price_sync_leases(bigint),
     loyverse.claim_price_sync_batch(bigint, text, integer, double precision, integer),
     loyverse.extend_price_sync_lease(text, double precision),
-    loyverse.complete_price_sync_batch(text, jsonb, integer, jsonb, timestamptz, double precision, double precision),
+    loyverse.complete_price_sync_batch(text, jsonb, integer, jsonb, timestamptz),
     loyverse.sweep_price_sync(),
     loyverse.prune_price_sync_queue(interval, integer),
     loyverse.enqueue_price_sync_digests(interval)

@@ -38,18 +38,25 @@ SYNC_TASK = "sync_loyverse_prices"
 
 
 def engine_config_from_env(env: dict[str, str] | None = None) -> engine.EngineConfig:
-    """Engine tuning from LOYVERSE_SYNC_BATCH_ITEMS, _LEASE_SECONDS, _BACKOFF_BASE, _BACKOFF_CAP, _HTTP_TIMEOUT."""
+    """Engine tuning from LOYVERSE_SYNC_BATCH_ITEMS, _LEASE_SECONDS, _HTTP_TIMEOUT.
+
+    A failed row's backoff is not here: it is the restaurant's setting (backoff_base_seconds,
+    backoff_cap_seconds), read by complete_price_sync_batch beside max_attempts.
+    """
     env = dict(os.environ if env is None else env)
     config = engine.EngineConfig()
     for key, attr, cast in (
         ("LOYVERSE_SYNC_BATCH_ITEMS", "max_items", int),
         ("LOYVERSE_SYNC_LEASE_SECONDS", "lease_seconds", float),
-        ("LOYVERSE_SYNC_BACKOFF_BASE", "backoff_base", float),
-        ("LOYVERSE_SYNC_BACKOFF_CAP", "backoff_cap", float),
         ("LOYVERSE_SYNC_HTTP_TIMEOUT", "http_timeout", float),
     ):
         if env.get(key):
             setattr(config, attr, cast(env[key]))
+    for gone in ("LOYVERSE_SYNC_BACKOFF_BASE", "LOYVERSE_SYNC_BACKOFF_CAP"):
+        if env.get(gone):  # read until this release; say where the setting went
+            logger.warning("%s is no longer read: a failed row's backoff is a restaurant setting "
+                           "(`loyverse-sync sync settings set -r R backoff_base_seconds=... "
+                           "backoff_cap_seconds=...`)", gone)
     return config
 
 
@@ -68,8 +75,13 @@ def register(app: procrastinate.App, conninfo: str, config: engine.EngineConfig 
     # close the idle connections with the app (at exit at the latest), never by the GC
     weakref.finalize(app, resources.close)
 
-    @app.task(name=SYNC_TASK, queue=QUEUE, pass_context=True,
-              retry=procrastinate.RetryStrategy(max_attempts=5, exponential_wait=2))
+    # No procrastinate retry: a row's failed write is retried by the queue (attempts, the
+    # restaurant's backoff, a wake booked when due), and a crashed drain's rows come back by
+    # their lease and the minute's sweep. Retrying the job added nothing and, with the
+    # account's follow-up job queued (one todo job per queueing lock), the retry failed with a
+    # unique violation and left the job `doing` with the account's lock: no later drain of
+    # that account ran until the worker restarted (tests/integration/test_price_sync_retry_layers.py).
+    @app.task(name=SYNC_TASK, queue=QUEUE, pass_context=True)
     async def sync_loyverse_prices(context: procrastinate.JobContext, account_id: int) -> dict[str, Any]:
         """Drain one account's due price changes into Loyverse."""
         stop = threading.Event()

@@ -51,8 +51,6 @@ class EngineConfig:
     max_items: int = 250
     lease_seconds: float = 120.0
     scan_rows: int = 2000
-    backoff_base: float = 2.0
-    backoff_cap: float = 900.0
     http_timeout: float = 15.0
     http_max_attempts: int = 3
     max_batches: int | None = None
@@ -605,9 +603,6 @@ def drain_account(
                     "lease_seconds": config.lease_seconds, "scan_rows": config.scan_rows,
                 }).fetchall()
                 if not rows:
-                    # caught up: book a wake for the next row still waiting (a retry's backoff, a
-                    # batch boundary) so it goes out when due, not at the next minute's sweep
-                    queries.execute(conn, "pricesync", "wake_when_due", {"account_id": account_id})
                     break
                 lease = _Lease(conn, claimed_by, config.lease_seconds)
                 before_requests = counter["n"]
@@ -621,6 +616,10 @@ def drain_account(
                 result.batches += 1
                 result.rows += len(rows)
                 result.add(counts)
+            # caught up, stopping or at max_batches: book a wake for the next row still waiting
+            # (a retry's backoff, a batch boundary), also one that failed in the last batch, so
+            # it goes out when due, not at the next minute's sweep
+            queries.execute(conn, "pricesync", "wake_when_due", {"account_id": account_id})
         finally:
             client.close()
             api_calls.close()
@@ -643,8 +642,6 @@ def _complete(
         "requests_made": requests,
         "details": Jsonb({"worker": claimed_by.rsplit(":", 1)[0]}),
         "started_at": dt.datetime.fromtimestamp(started, dt.UTC),
-        "backoff_base": config.backoff_base,
-        "backoff_cap": config.backoff_cap,
     }
     for attempt in (1, 2, 3):
         try:

@@ -11,8 +11,7 @@ select loyverse.extend_price_sync_lease(%(claimed_by)s, %(lease_seconds)s::doubl
 -- name: complete_batch
 select loyverse.complete_price_sync_batch(
     %(claimed_by)s, %(results)s::jsonb, %(requests_made)s::int, %(details)s::jsonb,
-    %(started_at)s::timestamptz, %(backoff_base)s::double precision,
-    %(backoff_cap)s::double precision) as counts
+    %(started_at)s::timestamptz) as counts
 
 -- name: accounts_with_due_rows
 select distinct q.account_id

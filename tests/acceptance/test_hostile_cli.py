@@ -66,6 +66,12 @@ def cases(w):
         ([*s, "sync_direction=UP"], "TO_LOYVERSE, FROM_LOYVERSE, BIDIRECTIONAL"),
         ([*s, "max_attempts=99"], "max_attempts <= 50"),
         ([*s, "priority=1e308"], "priority >= -100 and priority <= 100"),
+        ([*s, "backoff_base_seconds=0"], "backoff_base_seconds >= 0.01 and backoff_base_seconds <= 3600"),
+        ([*s, "backoff_cap_seconds=1e9"], "backoff_cap_seconds >= 0.01 and backoff_cap_seconds <= 86400"),
+        # a check over two settings names the one given and what would do (the base is 2 s)
+        ([*s, "backoff_cap_seconds=1"], "backoff_cap_seconds: backoff cap is at least the base (allowed: a number of"
+                                        " seconds from 0.01 to 86400, at least backoff_base_seconds)"),
+        ([*s, "backoff_base_seconds=soon"], "backoff_base_seconds"),
         ([*s, "alert_failure_rate=NaN"], "not a finite number"),
         ([*s, "alert_failure_rate=1e999"], "not a finite number"),
         ([*s, "alert_queue_depth=999999999999999999999999"], "alert_queue_depth"),

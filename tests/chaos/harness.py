@@ -30,16 +30,18 @@ from loyverse_sync.pricesync import testing
 
 D = decimal.Decimal
 
-#: Worker tuning for time-compressed runs (production defaults: lease 120 s, backoff 2 s..900 s,
-#: HTTP timeout 15 s, heartbeat 10 s).
+#: Worker tuning for time-compressed runs (production defaults: lease 120 s, HTTP timeout 15 s,
+#: heartbeat 10 s).
 FAST_ENV = {
     "LOYVERSE_SYNC_LEASE_SECONDS": "6",
-    "LOYVERSE_SYNC_BACKOFF_BASE": "0.2",
-    "LOYVERSE_SYNC_BACKOFF_CAP": "1.5",
     "LOYVERSE_SYNC_HTTP_TIMEOUT": "1.0",
     "LOYVERSE_SYNC_HEARTBEAT_SECONDS": "1",
     "LOYVERSE_SYNC_LOG_FORMAT": "json",
 }
+
+#: Backoff (base, cap) of a failed row in time-compressed runs, set on every restaurant by
+#: WorkerPool.start.
+FAST_BACKOFF = (0.2, 1.5)
 
 #: Error codes the emulator's injected faults (and worker kills) produce on a dead row.
 FAULT_CODES = {"INTERNAL_SERVER_ERROR", "RATE_LIMITED", "HTTP_500", "HTTP_429", "TRANSPORTFAILURE",
@@ -81,6 +83,10 @@ class WorkerPool:
         return len(self.procs) - 1
 
     def start(self, n: int) -> WorkerPool:
+        # a failed row's backoff is each restaurant's setting (production: 2 s..900 s)
+        with connect(self.dsn) as conn:
+            conn.execute("update loyverse.loyverse_price_sync_settings"
+                         " set backoff_base_seconds = %s, backoff_cap_seconds = %s", FAST_BACKOFF)
         for _ in range(n):
             self.spawn()
         return self

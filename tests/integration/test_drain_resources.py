@@ -8,7 +8,9 @@ from loyverse_sync import accounts, crypto
 from loyverse_sync.emulator import server
 from loyverse_sync.pricesync import engine, testing
 
-FAST = engine.EngineConfig(backoff_base=0.01, backoff_cap=0.05, http_max_attempts=2, http_timeout=3)
+FAST = engine.EngineConfig(http_max_attempts=2, http_timeout=3)
+#: a failed row's backoff is its restaurant's setting (production: 2 s, capped at 900 s)
+FAST_BACKOFF = {"backoff_base_seconds": 0.01, "backoff_cap_seconds": 0.05}
 
 
 @pytest.fixture
@@ -19,7 +21,8 @@ def emu():
 
 @pytest.fixture
 def seed(conn, emu, fernet_key):
-    return testing.seed_from_emulator(conn, emu, stores=1, rate_limit_window_seconds=3.0)
+    return testing.seed_from_emulator(conn, emu, stores=1, rate_limit_window_seconds=3.0,
+                                      settings=FAST_BACKOFF)
 
 
 @pytest.fixture

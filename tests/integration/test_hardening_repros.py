@@ -18,7 +18,9 @@ from loyverse_sync.pricesync import engine, testing
 from loyverse_sync.worker import app as app_mod
 
 D = decimal.Decimal
-FAST = engine.EngineConfig(backoff_base=0.01, backoff_cap=0.05, http_max_attempts=2, http_timeout=5)
+FAST = engine.EngineConfig(http_max_attempts=2, http_timeout=5)
+#: a failed row's backoff is its restaurant's setting (production: 2 s, capped at 900 s)
+FAST_BACKOFF = {"backoff_base_seconds": 0.01, "backoff_cap_seconds": 0.05}
 
 
 @pytest.fixture
@@ -108,7 +110,7 @@ def test_repro_1_a_settings_change_never_pushes_a_variable_price(conn, dsn, emu,
 @pytest.fixture
 def seed(conn, emu, fernet_key):
     return testing.seed_from_emulator(conn, emu, stores=1, rate_limit_window_seconds=3.0,
-                                      settings={"hold_change_percent": 100})
+                                      settings={"hold_change_percent": 100, **FAST_BACKOFF})
 
 
 def test_repro_2_one_row_that_cannot_be_sent_fails_alone(conn, dsn, emu, seed):

@@ -10,7 +10,9 @@ from loyverse_sync.emulator import server
 from loyverse_sync.pricesync import engine, testing
 
 D = decimal.Decimal
-FAST = engine.EngineConfig(backoff_base=0.01, backoff_cap=0.05, http_max_attempts=2, http_timeout=3)
+FAST = engine.EngineConfig(http_max_attempts=2, http_timeout=3)
+#: a failed row's backoff is its restaurant's setting (production: 2 s, capped at 900 s)
+FAST_BACKOFF = {"backoff_base_seconds": 0.01, "backoff_cap_seconds": 0.05}
 
 
 @pytest.fixture
@@ -22,7 +24,8 @@ def emu():
 
 @pytest.fixture
 def seed(conn, emu, fernet_key):
-    return testing.seed_from_emulator(conn, emu, stores=3, rate_limit_window_seconds=3.0)
+    return testing.seed_from_emulator(conn, emu, stores=3, rate_limit_window_seconds=3.0,
+                                      settings=FAST_BACKOFF)
 
 
 def drain(dsn, seed, **kw):
@@ -121,10 +124,11 @@ def test_variant_gone_fails_at_once_and_flags_the_mapping(conn, dsn, emu, seed):
 def test_server_errors_back_off_then_dead_letter(conn, dsn, emu, seed):
     (_variant_id, store_id), product_id = next(iter(seed.products.items()))
     rid = seed.restaurants[store_id]
-    conn.execute("select loyverse.update_price_sync_settings(%s, '{\"max_attempts\": 2}')", (rid,))
+    conn.execute("select loyverse.update_price_sync_settings(%s, '{\"max_attempts\": 2, \"backoff_base_seconds\": 60, \"backoff_cap_seconds\": 900}')",
+                 (rid,))
     conn.execute("update public.products set price = price + 1 where id = %s", (product_id,))
     emu.state.set_faults(seed.merchant_id, p500=1.0)
-    drain(dsn, seed, config=engine.EngineConfig(backoff_base=60, http_max_attempts=1, http_timeout=3))
+    drain(dsn, seed, config=engine.EngineConfig(http_max_attempts=1, http_timeout=3))
     (row,) = queue(conn)
     assert (row["status"], row["attempts"], row["last_error_code"]) == ("pending", 1, "INTERNAL_SERVER_ERROR")
     assert conn.execute("select next_attempt_at > now() + interval '20 s' as later"

@@ -27,7 +27,9 @@ from loyverse_sync.emulator import server
 from loyverse_sync.pricesync import engine, testing
 
 D = decimal.Decimal
-FAST = engine.EngineConfig(backoff_base=0.01, backoff_cap=0.05, http_max_attempts=2, http_timeout=3)
+FAST = engine.EngineConfig(http_max_attempts=2, http_timeout=3)
+#: a failed row's backoff is its restaurant's setting (production: 2 s, capped at 900 s)
+FAST_BACKOFF = {"backoff_base_seconds": 0.01, "backoff_cap_seconds": 0.05}
 MAX_ATTEMPTS = 3
 BULK = "^/items$"  # GET /items?items_ids=...
 EVERY_READ = r"^/items(/[^/]+)?$"  # the bulk GET and GET /items/{id}
@@ -158,7 +160,7 @@ def emu(_no_earlier_garbage):
 @pytest.fixture
 def seed(conn, emu, fernet_key):
     return testing.seed_from_emulator(conn, emu, stores=3, rate_limit_window_seconds=3.0,
-                                      settings={"max_attempts": MAX_ATTEMPTS})
+                                      settings={"max_attempts": MAX_ATTEMPTS, **FAST_BACKOFF})
 
 
 def _variants(emu: server.EmulatorServer, mid: str) -> dict[str, set[str]]:

@@ -20,7 +20,9 @@ from loyverse_sync.loyverse import client as client_mod
 from loyverse_sync.pricesync import engine, testing
 
 D = decimal.Decimal
-FAST = engine.EngineConfig(backoff_base=0.01, backoff_cap=0.05, http_max_attempts=2, http_timeout=5)
+FAST = engine.EngineConfig(http_max_attempts=2, http_timeout=5)
+#: a failed row's backoff is its restaurant's setting (production: 2 s, capped at 900 s)
+FAST_BACKOFF = {"backoff_base_seconds": 0.01, "backoff_cap_seconds": 0.05}
 HOSTILE = ["NaN", "Infinity", "-Infinity", "1e308", "-1", "100000000", "5000000000"]
 
 pytestmark = pytest.mark.slow
@@ -36,7 +38,7 @@ def emu():
 @pytest.fixture
 def seed(conn, emu, fernet_key):
     return testing.seed_from_emulator(conn, emu, stores=2, rate_limit_window_seconds=3.0,
-                                      settings={"hold_change_percent": 100})
+                                      settings={"hold_change_percent": 100, **FAST_BACKOFF})
 
 
 def entries(emu: server.EmulatorServer) -> dict[tuple[str, str], tuple[str, D | None]]:

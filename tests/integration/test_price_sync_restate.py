@@ -18,7 +18,9 @@ from loyverse_sync.loyverse import restate
 from loyverse_sync.pricesync import engine, testing
 from tests.chaos import harness
 
-FAST = engine.EngineConfig(backoff_base=0.01, backoff_cap=0.05, http_max_attempts=2, http_timeout=3)
+FAST = engine.EngineConfig(http_max_attempts=2, http_timeout=3)
+#: a failed row's backoff is its restaurant's setting (production: 2 s, capped at 900 s)
+FAST_BACKOFF = {"backoff_base_seconds": 0.01, "backoff_cap_seconds": 0.05}
 
 
 def _emulator(menu: str, post_semantics: str) -> server.EmulatorServer:
@@ -38,7 +40,8 @@ def _emulator(menu: str, post_semantics: str) -> server.EmulatorServer:
 def test_a_chain_wide_change_changes_nothing_but_the_synced_prices(conn, dsn, fernet_key, menu, post_semantics):
     with _emulator(menu, post_semantics) as emu:
         # rich: two of the three stores are mapped, the third store's prices must not move either
-        seed = testing.seed_from_emulator(conn, emu, stores=2, items=40, rate_limit_window_seconds=3.0)
+        seed = testing.seed_from_emulator(conn, emu, stores=2, items=40, rate_limit_window_seconds=3.0,
+                                          settings=FAST_BACKOFF)
         before = harness.item_fingerprints(emu, seed.merchant_id, seed.products)
         since = emu.state.requests_since(0)[-1]["id"]
         changed = conn.execute("update public.products set price = price + 1").rowcount
@@ -85,7 +88,8 @@ def test_the_old_minimal_body_would_reset_the_item_under_the_whole_reading(conn,
 
 def test_an_answer_that_resets_a_restated_field_fails_the_rows(conn, dsn, fernet_key):
     with _emulator("rich", "merge") as emu:
-        seed = testing.seed_from_emulator(conn, emu, stores=1, rate_limit_window_seconds=3.0)
+        seed = testing.seed_from_emulator(conn, emu, stores=1, rate_limit_window_seconds=3.0,
+                                          settings=FAST_BACKOFF)
         item_id = next(i["id"] for i in emu.state.items(seed.merchant_id)
                        if i["id"] in set(seed.items.values()) and i["category_id"])
         pids = [pid for (vid, _), pid in seed.products.items() if seed.items[vid] == item_id]

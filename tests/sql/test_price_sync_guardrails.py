@@ -158,7 +158,7 @@ def test_the_claim_cancels_a_pending_row_that_must_not_be_sent(conn, world):
     make_variable(conn, a)  # turned VARIABLE after queueing (a re-import)
     got = claim(conn, world)
     assert sorted(r["product_id"] for r in got) == sorted([b, c])
-    assert {r["enabled"] for r in got} == {True}
+    assert "enabled" not in got[0]  # the claim filtered: no field for the worker to filter on
     row = {r["product_id"]: r for r in queue(conn)}[a]
     assert (row["status"], row["last_error_code"]) == ("cancelled", "VARIABLE_PRICE")
     complete_done(conn)
@@ -219,3 +219,24 @@ def test_a_claim_that_can_take_nothing_returns_at_once_instead_of_picking_again(
         assert claim(conn, guarded) == []
         writer.rollback()
     assert [r["product_id"] for r in claim(conn, guarded, "w:2")] == [guarded["products"][0]]
+
+
+def test_paused_and_from_loyverse_rows_are_never_returned_by_the_claim(conn, world):
+    r0, r1 = world["restaurants"]
+    conn.execute("update public.products set price = 13")
+    # set behind the settings API's back, as a DBA's UPDATE could: the claim is the filter
+    conn.execute("update loyverse.loyverse_price_sync_settings set sync_direction = 'FROM_LOYVERSE'"
+                 " where restaurant_id = %s", (r0,))
+    conn.execute("select loyverse.pause_price_sync(%s)", (r1,))
+    assert claim(conn, world) == []
+    by_restaurant = {}
+    for r in queue(conn):
+        by_restaurant.setdefault(str(r["restaurant_id"]), []).append((r["status"], r["last_error_code"]))
+    assert by_restaurant[str(r0)] == [("cancelled", "DISABLED")] * 3  # never sendable: closed
+    assert by_restaurant[str(r1)] == [("pending", None)] * 3  # paused: waits, untouched
+    conn.execute("select loyverse.resume_price_sync(%s)", (r1,))
+    got = claim(conn, world)
+    assert sorted(map(str, {r["restaurant_id"] for r in got})) == [str(r1)] and len(got) == 3
+    assert set(got[0]) == {"id", "product_id", "restaurant_id", "version", "source", "attempts", "max_attempts",
+                           "old_price", "new_price", "price_to_send", "loyverse_item_id", "loyverse_variant_id",
+                           "loyverse_store_id", "last_synced_price", "sync_direction"}

@@ -214,13 +214,13 @@ def test_lost_lease_does_not_clobber_and_requeues_what_was_sent(conn, world):
 
 def test_retryable_failure_backs_off_then_dead_letters(conn, world):
     pid = world["products"][0]
-    conn.execute("update loyverse.loyverse_price_sync_settings set max_attempts = 2")
+    conn.execute("update loyverse.loyverse_price_sync_settings set max_attempts = 2, backoff_base_seconds = 10")
     conn.execute("update public.products set price = 11 where id = %s", (pid,))
     for n, expected in ((1, "pending"), (2, "dead")):
         conn.execute("update loyverse.loyverse_price_sync_queue set next_attempt_at = now()")
         (row,) = conn.execute("select * from loyverse.claim_price_sync_batch(%s, %s)",
                               (world["account_id"], f"w:{n}")).fetchall()
-        conn.execute("select loyverse.complete_price_sync_batch(%s, %s, p_backoff_base => 10)",
+        conn.execute("select loyverse.complete_price_sync_batch(%s, %s)",
                      (f"w:{n}", json.dumps([{"id": row["id"], "outcome": "retry", "code": "INTERNAL_SERVER_ERROR",
                                              "error": "500"}])))
         (row,) = queue(conn)
