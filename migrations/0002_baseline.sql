@@ -1099,6 +1099,24 @@ comment on table loyverse.loyverse_api_keys is
     'API keys of the HTTP server (sha256 only). Manage with `loyverse-sync apikey create|list|revoke` '
     'or loyverse.create_api_key / revoke_api_key; read loyverse.api_keys.';
 
+-- ---- sql/0255_table_loyverse_restaurant_roles.sql ----
+-- Which restaurants each of the main app's database roles may read in the status and history
+-- views (a member of loyverse_app sees only these; operators see all). A DBA manages it with
+-- loyverse.grant_restaurant_to_role / revoke_restaurant_from_role (`loyverse-sync restaurant grant-role`).
+create table loyverse.loyverse_restaurant_roles (
+    role_name text not null,
+    restaurant_id uuid not null references public.restaurants (id) on delete cascade,
+    granted_at timestamptz not null default now(),
+    granted_by text not null default loyverse.current_actor(),
+    primary key (role_name, restaurant_id)
+);
+
+create index loyverse_restaurant_roles_restaurant_id_idx on loyverse.loyverse_restaurant_roles (restaurant_id);
+
+comment on table loyverse.loyverse_restaurant_roles is
+    'Restaurants a database role of the main app may read in the status and history views (by role name: '
+    'a grant to a group role reaches its members). Managed with loyverse.grant_restaurant_to_role.';
+
 -- ---- sql/0300_function_rate_governor_take.sql ----
 -- The rate governor's one call per Loyverse request: reserve slots in the account's shared
 -- bucket and say how long to wait, so all processes together stay under the budget.
@@ -4189,6 +4207,96 @@ $$;
 comment on function loyverse.prune_loyverse_inbox(interval, integer) is
     'Delete applied and failed deliveries received before now() - p_older_than (at most p_limit); returns the count.';
 
+-- ---- sql/0480_function_readable_restaurants.sql ----
+-- The restaurants a role may read in the status and history views: null (every one) for the
+-- operators, else those granted to it or to a role it belongs to. The views call it once per
+-- query (an uncorrelated subquery) with current_user.
+create function loyverse.readable_restaurants(p_role name)
+returns uuid[]
+language plpgsql
+stable
+security definer
+set search_path = ''
+as $$
+begin
+    -- Operators read every restaurant: superusers and the schema's owner, loyverse_worker and
+    -- loyverse_readonly members (pg_has_role is true for a superuser whatever the role), and
+    -- any role outside loyverse_app (the views grant it nothing anyway).
+    if not pg_catalog.pg_has_role(p_role, 'loyverse_app', 'MEMBER')
+       or pg_catalog.pg_has_role(p_role, 'loyverse_worker', 'MEMBER')
+       or pg_catalog.pg_has_role(p_role, 'loyverse_readonly', 'MEMBER')
+       or pg_catalog.pg_has_role(p_role, (select n.nspowner from pg_catalog.pg_namespace n
+                                           where n.nspname = 'loyverse'), 'MEMBER') then
+        return null;
+    end if;
+    -- A session learns only the restaurants of a role it may act as (itself, or one it may SET ROLE to).
+    if not pg_catalog.pg_has_role(session_user, p_role, 'MEMBER') then
+        return '{}';
+    end if;
+    return coalesce((select array_agg(distinct m.restaurant_id)
+                       from loyverse.loyverse_restaurant_roles m
+                       join pg_catalog.pg_roles r on r.rolname = m.role_name
+                      where pg_catalog.pg_has_role(p_role, r.oid, 'MEMBER')), '{}');
+end;
+$$;
+comment on function loyverse.readable_restaurants(name) is
+    'The restaurants role p_role may read in price_sync_status, price_sync_history, import_runs and audit_trail: '
+    'null = every one (superusers, the owner, loyverse_worker and loyverse_readonly members), else the ids '
+    'granted to it or a role it belongs to (none granted: none). Example: select loyverse.readable_restaurants(current_user);';
+
+-- ---- sql/0481_function_grant_restaurant_to_role.sql ----
+-- SQL API for DBAs: let a role of the main app read a restaurant in the status and history
+-- views (`loyverse-sync restaurant grant-role`). Refuses a role that does not exist or is
+-- not a member of loyverse_app (a grant to it would change nothing), naming the field.
+create function loyverse.grant_restaurant_to_role(p_role text, p_restaurant_id uuid)
+returns boolean
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+    v_oid oid;
+begin
+    select r.oid into v_oid from pg_catalog.pg_roles r where r.rolname = p_role;
+    if v_oid is null then
+        raise exception 'role: no database role %', coalesce(p_role, '(null)')
+            using errcode = 'invalid_parameter_value', column = 'role';
+    end if;
+    if not pg_catalog.pg_has_role(v_oid, 'loyverse_app', 'MEMBER') then
+        raise exception 'role: % is not a member of loyverse_app (grant loyverse_app to % first)', p_role, p_role
+            using errcode = 'invalid_parameter_value', column = 'role';
+    end if;
+    if not exists (select 1 from public.restaurants x where x.id = p_restaurant_id) then
+        raise exception 'restaurant: no restaurant %', p_restaurant_id
+            using errcode = 'no_data_found', column = 'restaurant';
+    end if;
+    insert into loyverse.loyverse_restaurant_roles (role_name, restaurant_id)
+    values (p_role, p_restaurant_id)
+    on conflict do nothing;
+    return found;
+end;
+$$;
+comment on function loyverse.grant_restaurant_to_role(text, uuid) is
+    'Let database role p_role (a member of loyverse_app) read restaurant p_restaurant_id in the status and history '
+    'views. Returns false when it already could. Example: select loyverse.grant_restaurant_to_role(''app_bistro'', ''<uuid>'');';
+
+-- ---- sql/0482_function_revoke_restaurant_from_role.sql ----
+-- SQL API for DBAs: take back restaurants granted to a role (`loyverse-sync restaurant revoke-role`).
+create function loyverse.revoke_restaurant_from_role(p_role text, p_restaurant_id uuid default null)
+returns integer
+language sql
+security definer
+set search_path = ''
+as $$
+    with gone as (
+        delete from loyverse.loyverse_restaurant_roles m
+         where m.role_name = p_role and (p_restaurant_id is null or m.restaurant_id = p_restaurant_id)
+        returning 1)
+    select count(*)::integer from gone;
+$$;
+comment on function loyverse.revoke_restaurant_from_role(text, uuid) is
+    'Take back the restaurant (null: every restaurant) granted to role p_role. Returns how many grants went.';
+
 -- ---- sql/0500_view_account_overview.sql ----
 -- Accounts as operators see them: currency, rate budget, 429s and linked restaurants, never tokens.
 create view loyverse.account_overview as
@@ -4245,7 +4353,8 @@ comment on view loyverse.restaurant_overview is 'Each restaurant with its Loyver
 -- conflict, and done in the last day: each arm matches a partial index), joined by
 -- restaurant_id: the cost does not multiply by the number of restaurants. A restaurant
 -- whose last success is older than a day takes it from last_done, read only for such a
--- restaurant (and only when last_success_at is selected): one pass for all of them.
+-- restaurant (and only when last_success_at is selected): one pass for all of them. A role of
+-- the main app sees only the restaurants granted to it (loyverse.readable_restaurants).
 create view loyverse.price_sync_status as
 with last_done as materialized (
     select y.restaurant_id, y.completed_at
@@ -4312,7 +4421,9 @@ select r.id as restaurant_id,
         from loyverse.loyverse_sync_logs g
        where g.account_id = l.account_id and g.sync_type = 'PRICE_SYNC'
          and g.started_at > now() - interval '5 minutes'
-  ) rate on true;
+  ) rate on true
+ -- a role of the main app reads only its restaurants (loyverse.readable_restaurants: null = all)
+ where (select loyverse.readable_restaurants(current_user)) is null or r.id = any ((select loyverse.readable_restaurants(current_user))::uuid[]);
 comment on view loyverse.price_sync_status is
     'Price sync per restaurant: queue counts (pending, due, processing, failed, dead, conflicts, held), oldest pending '
     'age, last success, items synced and success rate over the last hour and day, the account''s current '
@@ -4325,7 +4436,8 @@ comment on column loyverse.price_sync_status.requests_per_minute is 'Loyverse re
 
 -- ---- sql/0525_view_price_sync_history.sql ----
 -- Sync history: one row per price-sync batch, manual trigger, retry and a person's decision
--- on held changes or a VARIABLE price (approve, reject, make fixed).
+-- on held changes or a VARIABLE price (approve, reject, make fixed). A role of the main app sees
+-- only its restaurants' rows (loyverse.readable_restaurants).
 create view loyverse.price_sync_history as
 select g.id as log_id,
        g.started_at,
@@ -4345,7 +4457,12 @@ select g.id as log_id,
        g.requests_made,
        g.error_details
   from loyverse.loyverse_sync_logs g
- where g.sync_type in ('PRICE_SYNC', 'MANUAL_TRIGGER', 'RETRY', 'APPROVE', 'REJECT', 'MAKE_FIXED');
+ where g.sync_type in ('PRICE_SYNC', 'MANUAL_TRIGGER', 'RETRY', 'APPROVE', 'REJECT', 'MAKE_FIXED')
+   -- a role of the main app reads only rows of its restaurants (loyverse.readable_restaurants: null = all)
+   and ((select loyverse.readable_restaurants(current_user)) is null
+        or case when jsonb_typeof(g.details->'restaurant_ids') = 'array'
+                then array(select jsonb_array_elements_text(g.details->'restaurant_ids'))::uuid[]
+                else array_remove(array[g.restaurant_id], null) end && (select loyverse.readable_restaurants(current_user)));
 comment on view loyverse.price_sync_history is
     'Price-sync history: each batch a worker wrote (items, requests, errors), each manual trigger and retry, '
     'each approval or rejection of held changes and each price made fixed. '
@@ -4641,6 +4758,21 @@ comment on view loyverse.inbound_decisions is
     'ECHO_IGNORED, AGREED, CONFLICT_HELD / _KEPT_OURS / _KEPT_THEIRS (details.policy), STALE_IGNORED, '
     'TOMBSTONE_IGNORED, ITEM_CREATED / _RENAMED / _DELETED, VARIANT_DELETED, STOCK_APPLIED, '
     'DELIVERY_REJECTED / _FAILED, DRIFT_FOUND / _REPAIRED; applied = whether our tables were changed.';
+
+-- ---- sql/0590_view_restaurant_roles.sql ----
+-- Which role of the main app reads which restaurant (`loyverse-sync restaurant roles`).
+create view loyverse.restaurant_roles as
+select m.role_name,
+       m.restaurant_id,
+       r.name as restaurant_name,
+       exists (select 1 from pg_catalog.pg_roles x where x.rolname = m.role_name) as role_exists,
+       m.granted_at,
+       m.granted_by
+  from loyverse.loyverse_restaurant_roles m
+  join public.restaurants r on r.id = m.restaurant_id;
+comment on view loyverse.restaurant_roles is
+    'Restaurants each role of the main app may read in the status and history views '
+    '(loyverse.grant_restaurant_to_role); role_exists is false for a grant left by a dropped role.';
 
 -- ---- sql/0600_function_normalize_name.sql ----
 -- The key names are compared by when an import looks for "the same name": case- and
@@ -6244,7 +6376,8 @@ comment on function loyverse.import_undo(bigint, boolean) is
     'anything when rows it touched changed since (unless p_force), else the counts.';
 
 -- ---- sql/0700_view_import_runs.sql ----
--- Import runs for DBAs and `import status`/`import list`: progress, counts, snapshot age.
+-- Import runs for DBAs and `import status`/`import list`: progress, counts, snapshot age. A role
+-- of the main app sees only its restaurants' runs (loyverse.readable_restaurants).
 create view loyverse.import_runs as
 select r.id as run_id,
        r.restaurant_id,
@@ -6269,7 +6402,9 @@ select r.id as run_id,
        r.undone_at
   from loyverse.loyverse_import_runs r
   join public.restaurants rs on rs.id = r.restaurant_id
-  left join loyverse.loyverse_snapshots s on s.id = r.snapshot_id;
+  left join loyverse.loyverse_snapshots s on s.id = r.snapshot_id
+ -- a role of the main app reads only its restaurants' runs (loyverse.readable_restaurants: null = all)
+ where (select loyverse.readable_restaurants(current_user)) is null or r.restaurant_id = any ((select loyverse.readable_restaurants(current_user))::uuid[]);
 
 comment on view loyverse.import_runs is
     'Menu import runs with live progress (items_done of items_total, percent_done), outcome counts and snapshot age.';
@@ -6535,7 +6670,8 @@ comment on view loyverse.api_keys is
 
 -- ---- sql/0820_view_audit_trail.sql ----
 -- Who changed what: every loyverse_sync_logs row with its actor (API key, console user, OS
--- user or database role) and the database role of the session that wrote it.
+-- user or database role) and the database role of the session that wrote it. A role of the main
+-- app sees only its restaurants' rows (loyverse.readable_restaurants).
 create view loyverse.audit_trail as
 select g.id as log_id,
        g.started_at as at,
@@ -6549,7 +6685,9 @@ select g.id as log_id,
        g.details
   from loyverse.loyverse_sync_logs g
   left join public.restaurants r on r.id = g.restaurant_id
- where g.sync_type <> 'PRICE_SYNC';
+ where g.sync_type <> 'PRICE_SYNC'
+   -- a role of the main app reads only its restaurants' rows (loyverse.readable_restaurants: null = all)
+   and ((select loyverse.readable_restaurants(current_user)) is null or g.restaurant_id = any ((select loyverse.readable_restaurants(current_user))::uuid[]));
 comment on view loyverse.audit_trail is
     'Changes and who made them: settings changes (details.changes = {setting: {from, to}}), manual triggers, '
     'retries, imports and undos, API keys. actor = api-key:<name> | console:<key name> | cli:<os user> | sql:<role>.';
@@ -6791,6 +6929,18 @@ grant select, insert, update on loyverse.loyverse_inbound_settings to loyverse_w
 grant select on loyverse.loyverse_inbox, loyverse.loyverse_inbound_audit, loyverse.loyverse_inbound_objects,
     loyverse.loyverse_price_drift
   to loyverse_worker;
+
+-- ---- sql/0955_grants_restaurant_roles.sql ----
+-- Grants of the per-role restaurant filter: the views' readers call readable_restaurants
+-- (a view's functions run with the reader's privileges); the CLI (loyverse_worker) manages grants.
+revoke all on loyverse.loyverse_restaurant_roles, loyverse.restaurant_roles
+  from loyverse_app, loyverse_worker, loyverse_readonly;
+revoke execute on function loyverse.readable_restaurants(name), loyverse.grant_restaurant_to_role(text, uuid),
+    loyverse.revoke_restaurant_from_role(text, uuid) from public;
+grant execute on function loyverse.readable_restaurants(name) to loyverse_app, loyverse_worker, loyverse_readonly;
+grant execute on function loyverse.grant_restaurant_to_role(text, uuid), loyverse.revoke_restaurant_from_role(text, uuid)
+  to loyverse_worker;
+grant select on loyverse.restaurant_roles to loyverse_worker, loyverse_readonly;
 
 -- ---- sql/0990_grants_no_public.sql ----
 -- Nothing of ours is executable by PUBLIC: every function of the schema is revoked from it
