@@ -56,8 +56,8 @@ def test_each_app_role_reads_only_its_restaurants_and_an_operator_reads_all(conn
     assert conn.execute("select loyverse.grant_restaurant_to_role(%s, %s) as new", (a, r0)).fetchone()["new"] is False
     conn.execute("select loyverse.grant_restaurant_to_role(%s, %s)", (b, r1))
 
-    assert seen_as(dsn, a) == dict.fromkeys(VIEWS, {r0})  # every view shows a something, and only r0
-    assert seen_as(dsn, b) == dict.fromkeys(VIEWS, {r1})
+    assert seen_as(dsn, a) == {view: {r0} for view in VIEWS}  # every view shows a something, and only r0
+    assert seen_as(dsn, b) == {view: {r1} for view in VIEWS}
     # the owner (here a superuser) and the operators' roles read every restaurant
     for view, sql in VIEWS.items():
         assert {str(r["r"]) for r in conn.execute(sql)} == {r0, r1}, view
@@ -74,7 +74,7 @@ def test_each_app_role_reads_only_its_restaurants_and_an_operator_reads_all(conn
 def test_a_role_granted_nothing_reads_nothing_and_cannot_ask_for_another_roles_restaurants(conn, dsn, app_roles, activity):
     a, b = app_roles
     conn.execute("select loyverse.grant_restaurant_to_role(%s, %s)", (b, activity[1]))
-    assert seen_as(dsn, a) == dict.fromkeys(VIEWS, set())
+    assert seen_as(dsn, a) == {view: set() for view in VIEWS}
     with psycopg.connect(conninfo.make_conninfo(dsn, user=a), row_factory=rows.dict_row, autocommit=True) as c:
         assert c.execute("select loyverse.readable_restaurants(%s) as ids", (b,)).fetchone()["ids"] == []
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
