@@ -69,7 +69,9 @@ def main() -> None:
                 seen: list[tuple[float, tuple[object, ...]]] = []
                 while True:
                     run = c.get(f"{API}/menu/status", params={"run_id": run_id}).json()["run"]
-                    state = (run["status"], run["phase"], run["fetched_items"], run["items_done"])
+                    planning = run.get("planning") or {}
+                    state = (run["status"], run["phase"], run["fetched_items"], planning.get("stage"),
+                             planning.get("done"), run["items_done"])
                     if not seen or seen[-1][1] != state:
                         seen.append((time.monotonic() - t0, state))
                     if run["status"] not in ("PENDING", "RUNNING"):
@@ -92,6 +94,7 @@ def main() -> None:
         print(f"API import: {run['status']} in {api_seconds:.1f} s; progress changes seen: {len(seen)}; "
               f"largest gap between changes: {max(gaps):.2f} s (while fetching: "
               f"{max((b[0] - a[0] for a, b in itertools.pairwise(seen) if a[1][1] in ('queued', 'fetching')), default=0):.2f} s, "
+              f"while planning: {max((b[0] - a[0] for a, b in itertools.pairwise(seen) if a[1][1] == 'planning'), default=0):.2f} s, "
               f"while importing: {max((b[0] - a[0] for a, b in itertools.pairwise(seen) if a[1][1] == 'importing'), default=0):.2f} s)")
         print(f"CLI import run: {result['status']} in {cli_seconds:.1f} s")
         for k in ("created", "updated", "skipped", "duplicated", "failed"):

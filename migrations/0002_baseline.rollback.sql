@@ -13,12 +13,14 @@ begin
              and c.relname <> 'procrastinate_migrations' loop
     execute format('drop table if exists loyverse.%I cascade', r.relname);
   end loop;
-  for r in select p.oid::regprocedure::text as f, p.prokind from pg_proc p
+  for r in select p.oid, p.prokind from pg_proc p
            join pg_namespace n on n.oid = p.pronamespace where n.nspname = 'loyverse' loop
+    -- (a function dropped by an earlier cascade, e.g. an aggregate with its state function, is gone)
+    continue when not exists (select 1 from pg_proc x where x.oid = r.oid);
     if r.prokind = 'a' then
-      execute format('drop aggregate if exists %s cascade', r.f);
+      execute format('drop aggregate if exists %s cascade', r.oid::regprocedure);
     else
-      execute format('drop routine if exists %s cascade', r.f);
+      execute format('drop routine if exists %s cascade', r.oid::regprocedure);
     end if;
   end loop;
   for r in select t.typname from pg_type t join pg_namespace n on n.oid = t.typnamespace

@@ -1118,6 +1118,24 @@ comment on table loyverse.loyverse_api_keys is
     'API keys of the HTTP server (sha256 only). Manage with `loyverse-sync apikey create|list|revoke` '
     'or loyverse.create_api_key / revoke_api_key; read loyverse.api_keys.';
 
+-- ---- sql/0255_table_loyverse_restaurant_roles.sql ----
+-- Which restaurants each of the main app's database roles may read in the status and history
+-- views (a member of loyverse_app sees only these; operators see all). A DBA manages it with
+-- loyverse.grant_restaurant_to_role / revoke_restaurant_from_role (`loyverse-sync restaurant grant-role`).
+create table loyverse.loyverse_restaurant_roles (
+    role_name text not null,
+    restaurant_id uuid not null references public.restaurants (id) on delete cascade,
+    granted_at timestamptz not null default now(),
+    granted_by text not null default loyverse.current_actor(),
+    primary key (role_name, restaurant_id)
+);
+
+create index loyverse_restaurant_roles_restaurant_id_idx on loyverse.loyverse_restaurant_roles (restaurant_id);
+
+comment on table loyverse.loyverse_restaurant_roles is
+    'Restaurants a database role of the main app may read in the status and history views (by role name: '
+    'a grant to a group role reaches its members). Managed with loyverse.grant_restaurant_to_role.';
+
 -- ---- sql/0300_function_rate_governor_take.sql ----
 -- The rate governor's one call per Loyverse request: reserve slots in the account's shared
 -- bucket and say how long to wait, so all processes together stay under the budget.
@@ -4225,6 +4243,96 @@ $$;
 comment on function loyverse.prune_loyverse_inbox(interval, integer) is
     'Delete applied and failed deliveries received before now() - p_older_than (at most p_limit); returns the count.';
 
+-- ---- sql/0480_function_readable_restaurants.sql ----
+-- The restaurants a role may read in the status and history views: null (every one) for the
+-- operators, else those granted to it or to a role it belongs to. The views call it once per
+-- query (an uncorrelated subquery) with current_user.
+create function loyverse.readable_restaurants(p_role name)
+returns uuid[]
+language plpgsql
+stable
+security definer
+set search_path = ''
+as $$
+begin
+    -- Operators read every restaurant: superusers and the schema's owner, loyverse_worker and
+    -- loyverse_readonly members (pg_has_role is true for a superuser whatever the role), and
+    -- any role outside loyverse_app (the views grant it nothing anyway).
+    if not pg_catalog.pg_has_role(p_role, 'loyverse_app', 'MEMBER')
+       or pg_catalog.pg_has_role(p_role, 'loyverse_worker', 'MEMBER')
+       or pg_catalog.pg_has_role(p_role, 'loyverse_readonly', 'MEMBER')
+       or pg_catalog.pg_has_role(p_role, (select n.nspowner from pg_catalog.pg_namespace n
+                                           where n.nspname = 'loyverse'), 'MEMBER') then
+        return null;
+    end if;
+    -- A session learns only the restaurants of a role it may act as (itself, or one it may SET ROLE to).
+    if not pg_catalog.pg_has_role(session_user, p_role, 'MEMBER') then
+        return '{}';
+    end if;
+    return coalesce((select array_agg(distinct m.restaurant_id)
+                       from loyverse.loyverse_restaurant_roles m
+                       join pg_catalog.pg_roles r on r.rolname = m.role_name
+                      where pg_catalog.pg_has_role(p_role, r.oid, 'MEMBER')), '{}');
+end;
+$$;
+comment on function loyverse.readable_restaurants(name) is
+    'The restaurants role p_role may read in price_sync_status, price_sync_history, import_runs and audit_trail: '
+    'null = every one (superusers, the owner, loyverse_worker and loyverse_readonly members), else the ids '
+    'granted to it or a role it belongs to (none granted: none). Example: select loyverse.readable_restaurants(current_user);';
+
+-- ---- sql/0481_function_grant_restaurant_to_role.sql ----
+-- SQL API for DBAs: let a role of the main app read a restaurant in the status and history
+-- views (`loyverse-sync restaurant grant-role`). Refuses a role that does not exist or is
+-- not a member of loyverse_app (a grant to it would change nothing), naming the field.
+create function loyverse.grant_restaurant_to_role(p_role text, p_restaurant_id uuid)
+returns boolean
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+    v_oid oid;
+begin
+    select r.oid into v_oid from pg_catalog.pg_roles r where r.rolname = p_role;
+    if v_oid is null then
+        raise exception 'role: no database role %', coalesce(p_role, '(null)')
+            using errcode = 'invalid_parameter_value', column = 'role';
+    end if;
+    if not pg_catalog.pg_has_role(v_oid, 'loyverse_app', 'MEMBER') then
+        raise exception 'role: % is not a member of loyverse_app (grant loyverse_app to % first)', p_role, p_role
+            using errcode = 'invalid_parameter_value', column = 'role';
+    end if;
+    if not exists (select 1 from public.restaurants x where x.id = p_restaurant_id) then
+        raise exception 'restaurant: no restaurant %', p_restaurant_id
+            using errcode = 'no_data_found', column = 'restaurant';
+    end if;
+    insert into loyverse.loyverse_restaurant_roles (role_name, restaurant_id)
+    values (p_role, p_restaurant_id)
+    on conflict do nothing;
+    return found;
+end;
+$$;
+comment on function loyverse.grant_restaurant_to_role(text, uuid) is
+    'Let database role p_role (a member of loyverse_app) read restaurant p_restaurant_id in the status and history '
+    'views. Returns false when it already could. Example: select loyverse.grant_restaurant_to_role(''app_bistro'', ''<uuid>'');';
+
+-- ---- sql/0482_function_revoke_restaurant_from_role.sql ----
+-- SQL API for DBAs: take back restaurants granted to a role (`loyverse-sync restaurant revoke-role`).
+create function loyverse.revoke_restaurant_from_role(p_role text, p_restaurant_id uuid default null)
+returns integer
+language sql
+security definer
+set search_path = ''
+as $$
+    with gone as (
+        delete from loyverse.loyverse_restaurant_roles m
+         where m.role_name = p_role and (p_restaurant_id is null or m.restaurant_id = p_restaurant_id)
+        returning 1)
+    select count(*)::integer from gone;
+$$;
+comment on function loyverse.revoke_restaurant_from_role(text, uuid) is
+    'Take back the restaurant (null: every restaurant) granted to role p_role. Returns how many grants went.';
+
 -- ---- sql/0500_view_account_overview.sql ----
 -- Accounts as operators see them: currency, rate budget, 429s and linked restaurants, never tokens.
 create view loyverse.account_overview as
@@ -4281,7 +4389,8 @@ comment on view loyverse.restaurant_overview is 'Each restaurant with its Loyver
 -- conflict, and done in the last day: each arm matches a partial index), joined by
 -- restaurant_id: the cost does not multiply by the number of restaurants. A restaurant
 -- whose last success is older than a day takes it from last_done, read only for such a
--- restaurant (and only when last_success_at is selected): one pass for all of them.
+-- restaurant (and only when last_success_at is selected): one pass for all of them. A role of
+-- the main app sees only the restaurants granted to it (loyverse.readable_restaurants).
 create view loyverse.price_sync_status as
 with last_done as materialized (
     select y.restaurant_id, y.completed_at
@@ -4348,7 +4457,9 @@ select r.id as restaurant_id,
         from loyverse.loyverse_sync_logs g
        where g.account_id = l.account_id and g.sync_type = 'PRICE_SYNC'
          and g.started_at > now() - interval '5 minutes'
-  ) rate on true;
+  ) rate on true
+ -- a role of the main app reads only its restaurants (loyverse.readable_restaurants: null = all)
+ where (select loyverse.readable_restaurants(current_user)) is null or r.id = any ((select loyverse.readable_restaurants(current_user))::uuid[]);
 comment on view loyverse.price_sync_status is
     'Price sync per restaurant: queue counts (pending, due, processing, failed, dead, conflicts, held), oldest pending '
     'age, last success, items synced and success rate over the last hour and day, the account''s current '
@@ -4361,7 +4472,8 @@ comment on column loyverse.price_sync_status.requests_per_minute is 'Loyverse re
 
 -- ---- sql/0525_view_price_sync_history.sql ----
 -- Sync history: one row per price-sync batch, manual trigger, retry and a person's decision
--- on held changes or a VARIABLE price (approve, reject, make fixed).
+-- on held changes or a VARIABLE price (approve, reject, make fixed). A role of the main app sees
+-- only its restaurants' rows (loyverse.readable_restaurants).
 create view loyverse.price_sync_history as
 select g.id as log_id,
        g.started_at,
@@ -4381,7 +4493,12 @@ select g.id as log_id,
        g.requests_made,
        g.error_details
   from loyverse.loyverse_sync_logs g
- where g.sync_type in ('PRICE_SYNC', 'MANUAL_TRIGGER', 'RETRY', 'APPROVE', 'REJECT', 'MAKE_FIXED');
+ where g.sync_type in ('PRICE_SYNC', 'MANUAL_TRIGGER', 'RETRY', 'APPROVE', 'REJECT', 'MAKE_FIXED')
+   -- a role of the main app reads only rows of its restaurants (loyverse.readable_restaurants: null = all)
+   and ((select loyverse.readable_restaurants(current_user)) is null
+        or case when jsonb_typeof(g.details->'restaurant_ids') = 'array'
+                then array(select jsonb_array_elements_text(g.details->'restaurant_ids'))::uuid[]
+                else array_remove(array[g.restaurant_id], null) end && (select loyverse.readable_restaurants(current_user)));
 comment on view loyverse.price_sync_history is
     'Price-sync history: each batch a worker wrote (items, requests, errors), each manual trigger and retry, '
     'each approval or rejection of held changes and each price made fixed. '
@@ -4678,6 +4795,21 @@ comment on view loyverse.inbound_decisions is
     'TOMBSTONE_IGNORED, ITEM_CREATED / _RENAMED / _DELETED, VARIANT_DELETED, STOCK_APPLIED, '
     'DELIVERY_REJECTED / _FAILED, DRIFT_FOUND / _REPAIRED; applied = whether our tables were changed.';
 
+-- ---- sql/0590_view_restaurant_roles.sql ----
+-- Which role of the main app reads which restaurant (`loyverse-sync restaurant roles`).
+create view loyverse.restaurant_roles as
+select m.role_name,
+       m.restaurant_id,
+       r.name as restaurant_name,
+       exists (select 1 from pg_catalog.pg_roles x where x.rolname = m.role_name) as role_exists,
+       m.granted_at,
+       m.granted_by
+  from loyverse.loyverse_restaurant_roles m
+  join public.restaurants r on r.id = m.restaurant_id;
+comment on view loyverse.restaurant_roles is
+    'Restaurants each role of the main app may read in the status and history views '
+    '(loyverse.grant_restaurant_to_role); role_exists is false for a grant left by a dropped role.';
+
 -- ---- sql/0600_function_normalize_name.sql ----
 -- The key names are compared by when an import looks for "the same name": case- and
 -- space-insensitive ("  Flat  White" = "flat white").
@@ -4778,10 +4910,31 @@ $$;
 comment on function loyverse.import_field_map_problems(jsonb) is
     'Problems of an import field mapping {"loyverse_field": "products_column"}; no rows = valid.';
 
+-- ---- sql/0607_function_import_plan_progress.sql ----
+-- How loyverse.import_plan tells its caller how far it is, while it runs: a NOTICE is sent to
+-- the client at once (the statement has not returned), so the caller can write the run's
+-- progress from another connection. The plan's own transaction writes nothing for it.
+create function loyverse._import_plan_progress(p_run_id bigint, p_stage text, p_done bigint, p_total bigint)
+returns void
+language plpgsql
+set search_path = ''
+as $$
+begin
+    raise notice using
+        message = format('import_plan progress: run %s, %s %s of %s', p_run_id, p_stage, p_done, p_total),
+        detail = jsonb_build_object('run_id', p_run_id, 'stage', p_stage, 'done', p_done, 'total', p_total,
+                                    'at', clock_timestamp())::text;
+end;
+$$;
+comment on function loyverse._import_plan_progress(bigint, text, bigint, bigint) is
+    'Internal to import_plan: a progress NOTICE (detail: JSON run_id, stage items|steps, done, total, at = '
+    'the planning backend''s clock_timestamp()). psql shows it; loyverse_sync.importer.runs writes it to the run.';
+
 -- ---- sql/0610_function_import_plan.sql ----
 -- Builds an import run's plan from its snapshot, set-based: validation, pricing for the
 -- linked store, conflict detection (mapping, then SKU, then name), resolution, and the
--- fidelity report. Writes only the run's plan tables; the catalogue is untouched.
+-- fidelity report. Writes only the run's plan tables; the catalogue is untouched. Tells how far
+-- it is while it runs (a NOTICE per 1,000 items and per step: loyverse._import_plan_progress).
 create function loyverse.import_plan(p_run_id bigint)
 returns jsonb
 language plpgsql
@@ -4810,6 +4963,15 @@ declare
     v_selecting boolean;
     v_inventory boolean;
     v_atomic boolean;
+    -- progress (loyverse._import_plan_progress): items planned, then the steps after them
+    v_items bigint;
+    v_done bigint;
+    v_after integer;
+    v_upto integer;
+    v_rows integer := 0;
+    v_n integer;
+    v_steps integer;
+    v_chunk constant integer := 4000;  -- plan rows written per statement at the end
 begin
     select * into v_run from loyverse.loyverse_import_runs r where r.id = p_run_id;
     if not found then
@@ -4938,123 +5100,149 @@ begin
                         and loyverse.normalize_name(c.name) = any (v_excl));
     end if;
 
-    -- One row per variant (an item without variants yields one row that fails validation).
-    create temp table _lv_rows on commit drop as
-    with it as materialized (
-        -- per item, not per variant: the tax sums and the in-store modifiers it links (read
-        -- from i, which is small and stored uncompressed; the snapshot payload is compressed
-        -- and every access to it decompresses it again)
-        select it.*, tx.added_rate, tx.included_rate,
-               coalesce((select array_agg(m.id order by m.id)
-                           from _lv_mods m
-                          where m.in_store and jsonb_typeof(it.i -> 'modifier_ids') = 'array'
-                            and it.i -> 'modifier_ids' ? m.id), '{}') as mod_ids
-          from _lv_items it
-          cross join lateral (
-                 select coalesce(sum(t.rate) filter (where t.type = 'ADDED'), 0) as added_rate,
-                        coalesce(sum(t.rate) filter (where t.type = 'INCLUDED'), 0) as included_rate
-                   from _lv_taxes t
-                  where jsonb_typeof(it.i -> 'tax_ids') = 'array' and it.i -> 'tax_ids' ? t.id) tx
-    ),
-    v as (
-        select it.seq as item_seq, it.item_id, it.i, jsonb_typeof(it.variants) as variants_type, vv.ord, vv.v,
-               it.added_rate, it.included_rate, it.mod_ids,
-               case when jsonb_typeof(it.variants) = 'array' then jsonb_array_length(it.variants) else 0 end as n_variants,
-               case when jsonb_typeof(vv.v -> 'variant_id') = 'string' and btrim(vv.v ->> 'variant_id') <> ''
-                    then vv.v ->> 'variant_id' end as variant_id,
-               se.e as se,
-               case when jsonb_typeof(coalesce(vv.v -> v_name_field, it.i -> v_name_field)) in ('string', 'number')
-                    then btrim(coalesce(vv.v -> v_name_field, it.i -> v_name_field) #>> '{}') end as base_name,
-               case when jsonb_typeof(coalesce(vv.v -> v_sku_field, it.i -> v_sku_field)) in ('string', 'number')
-                    then nullif(btrim(coalesce(vv.v -> v_sku_field, it.i -> v_sku_field) #>> '{}'), '') end as sku,
-               coalesce(jsonb_typeof(coalesce(vv.v -> v_sku_field, it.i -> v_sku_field)), 'null') as sku_type
-          from it
-          cross join lateral jsonb_array_elements(
-                 case when jsonb_typeof(it.variants) = 'array' and jsonb_array_length(it.variants) > 0
-                      then it.variants else '[null]'::jsonb end) with ordinality vv(v, ord)
-          left join lateral (
-                 select e from jsonb_array_elements(case when jsonb_typeof(vv.v -> 'stores') = 'array'
-                                                         then vv.v -> 'stores' else '[]'::jsonb end) e
-                  where e ->> 'store_id' = v_store limit 1) se on true
-    ),
-    p as (
-        select v.*,
-               case when v.se is not null
-                    then coalesce(v.se ->> 'pricing_type', v.v ->> 'default_pricing_type', 'FIXED')
-                    when jsonb_typeof(v.v -> 'default_price') = 'number'
-                    then coalesce(v.v ->> 'default_pricing_type', 'FIXED')
-                    else coalesce(v.v ->> 'default_pricing_type', 'VARIABLE') end as pricing_type
-          from v
-    ),
-    q as (
-        select p.*,
-               case when p.pricing_type = 'FIXED' then
-                    case when p.se is not null and coalesce(jsonb_typeof(p.se -> 'price'), 'null') <> 'null'
-                         then p.se -> 'price' else p.v -> 'default_price' end end as price_json,
-               case when jsonb_typeof(p.i -> 'category_id') = 'string' then p.i ->> 'category_id' end as cat_id
-          from p
-    ),
-    r as materialized (
-        select q.*,
-               case when jsonb_typeof(q.price_json) = 'number' then (q.price_json #>> '{}')::numeric end as raw_price
-          from q
-    )
-    -- (narrow: the item and variant JSON is not copied into the table, only what is used later)
-    select row_number() over (order by r.item_seq, r.ord)::integer as row_no,
-           r.item_seq, r.item_id, r.variant_id, r.base_name, r.sku, r.pricing_type, r.raw_price,
-           r.added_rate, r.included_rate, r.cat_id, r.mod_ids as modifier_ids,
-           r.v ->> 'option1_value' as option1_value, r.v ->> 'option2_value' as option2_value,
-           r.v ->> 'option3_value' as option3_value,
-           loyverse.jsonb_to_bool(r.se -> 'available_for_sale') as available_for_sale,
-           case when v_extra = '{}' then '{}'::jsonb else coalesce((select jsonb_object_agg(x.key,
-                              case when jsonb_typeof(coalesce(r.v -> (x.value #>> '{}'), r.i -> (x.value #>> '{}'))) in ('string', 'number', 'boolean')
-                                   then coalesce(r.v -> (x.value #>> '{}'), r.i -> (x.value #>> '{}')) #>> '{}' end)
-                       from jsonb_each(v_extra) x), '{}') end as extra,
-           case when r.raw_price is null then null
-                when v_incl_tax and r.added_rate > 0 then r.raw_price * (1 + r.added_rate / 100)
-                when not v_incl_tax and r.included_rate > 0 then r.raw_price / (1 + r.included_rate / 100)
-                else r.raw_price end as adj_price,
-           -- our price / Loyverse price (price sync sends our price / price_factor back)
-           round(case when v_incl_tax and r.added_rate > 0 then 1 + r.added_rate / 100
-                      when not v_incl_tax and r.included_rate > 0 then 1 / (1 + r.included_rate / 100)
-                      else 1 end, 6) as price_factor,
-           case when r.n_variants > 1 or coalesce(r.v ->> 'option1_value', r.v ->> 'option2_value', r.v ->> 'option3_value') is not null
-                then r.base_name || coalesce(' (' || nullif(concat_ws(' / ', r.v ->> 'option1_value', r.v ->> 'option2_value', r.v ->> 'option3_value'), '') || ')', '')
-                else r.base_name end as name,
-           exists (select 1 from _lv_cats c where c.id = r.cat_id) as cat_known,
-           (coalesce(jsonb_typeof(r.i -> 'deleted_at'), 'null') <> 'null'
-            or coalesce(jsonb_typeof(r.v -> 'deleted_at'), 'null') <> 'null') as deleted,
-           array_remove(array[
-             case when r.item_id is null then 'the item has no id' end,
-             case when r.variants_type <> 'array' then 'variants is not a list'
-                  when r.n_variants = 0 then 'the item has no variants' end,
-             case when r.n_variants > 0 and r.variant_id is null then 'the variant has no variant_id' end,
-             case when r.base_name is null then format('%s is missing or not text', v_name_field)
-                  when r.base_name = '' then format('%s is blank', v_name_field)
-                  when length(r.base_name) > 64 then format('%s is longer than 64 characters (%s)', v_name_field, length(r.base_name)) end,
-             case when r.sku_type not in ('string', 'number', 'null') then format('%s is not text', v_sku_field)
-                  when length(r.sku) > 40 then format('%s is longer than 40 characters', v_sku_field) end,
-             case when r.pricing_type not in ('FIXED', 'VARIABLE') then format('unknown pricing type %s', left(r.pricing_type, 40)) end,
-             case when r.price_json is not null and jsonb_typeof(r.price_json) not in ('number', 'null')
-                  then format('price is not a number: %s', left(r.price_json::text, 40))
-                  when r.raw_price < 0 then format('negative price %s', r.raw_price)
-                  when r.raw_price * (1 + greatest(r.added_rate, 0) / 100) >= 100000000 then format('price %s is too large (at most 99999999.99)', r.raw_price) end,
-             case when r.i ? 'category_id' and coalesce(jsonb_typeof(r.i -> 'category_id'), 'null') not in ('string', 'null')
-                  then 'category_id is not text'
-                  when r.cat_id is not null and v_unknown = 'reject'
-                       and not exists (select 1 from _lv_cats c where c.id = r.cat_id)
-                  then format('unknown category %s', left(r.cat_id, 64)) end,
-             case when coalesce(jsonb_typeof(r.i -> 'modifier_ids'), 'null') not in ('array', 'null')
-                  then 'modifier_ids is not a list' end,
-             case when jsonb_typeof(r.i -> 'option1_name') = 'string' and r.n_variants > 0
-                       and coalesce(jsonb_typeof(r.v -> 'option1_value'), 'null') = 'null' then 'option1_value is missing' end,
-             case when jsonb_typeof(r.i -> 'option2_name') = 'string' and r.n_variants > 0
-                       and coalesce(jsonb_typeof(r.v -> 'option2_value'), 'null') = 'null' then 'option2_value is missing' end,
-             case when jsonb_typeof(r.i -> 'option3_name') = 'string' and r.n_variants > 0
-                       and coalesce(jsonb_typeof(r.v -> 'option3_value'), 'null') = 'null' then 'option3_value is missing' end
-           ]::text[], null) as errors
-      from r;
+    v_items := (select count(*) from _lv_items);
+    perform loyverse._import_plan_progress(p_run_id, 'items', 0, v_items);
+
+    -- One row per variant (an item without variants yields one row that fails validation),
+    -- built 1,000 items at a time so that the caller hears of progress while it plans (the
+    -- progress notices; row_no continues from the chunk before).
+    create temp table _lv_rows (
+        row_no integer, item_seq integer, item_id text, variant_id text, base_name text, sku text,
+        pricing_type text, raw_price numeric, added_rate numeric, included_rate numeric, cat_id text,
+        modifier_ids text[], option1_value text, option2_value text, option3_value text,
+        available_for_sale boolean, extra jsonb, adj_price numeric, price_factor numeric, name text,
+        cat_known boolean, deleted boolean, errors text[]
+    ) on commit drop;
+    create index on _lv_items (seq);
+    v_after := -1;
+    v_done := 0;
+    while v_done < v_items loop  -- (every chunk has at least one item)
+        v_upto := (select it.seq from _lv_items it where it.seq > v_after order by it.seq offset 999 limit 1);
+        v_upto := coalesce(v_upto, 2147483647);
+        insert into _lv_rows
+        with it as materialized (
+            -- per item, not per variant: the tax sums and the in-store modifiers it links (read
+            -- from i, which is small and stored uncompressed; the snapshot payload is compressed
+            -- and every access to it decompresses it again)
+            select it.*, tx.added_rate, tx.included_rate,
+                   coalesce((select array_agg(m.id order by m.id)
+                               from _lv_mods m
+                              where m.in_store and jsonb_typeof(it.i -> 'modifier_ids') = 'array'
+                                and it.i -> 'modifier_ids' ? m.id), '{}') as mod_ids
+              from _lv_items it
+              cross join lateral (
+                     select coalesce(sum(t.rate) filter (where t.type = 'ADDED'), 0) as added_rate,
+                            coalesce(sum(t.rate) filter (where t.type = 'INCLUDED'), 0) as included_rate
+                       from _lv_taxes t
+                      where jsonb_typeof(it.i -> 'tax_ids') = 'array' and it.i -> 'tax_ids' ? t.id) tx
+             where it.seq > v_after and it.seq <= v_upto
+        ),
+        v as (
+            select it.seq as item_seq, it.item_id, it.i, jsonb_typeof(it.variants) as variants_type, vv.ord, vv.v,
+                   it.added_rate, it.included_rate, it.mod_ids,
+                   case when jsonb_typeof(it.variants) = 'array' then jsonb_array_length(it.variants) else 0 end as n_variants,
+                   case when jsonb_typeof(vv.v -> 'variant_id') = 'string' and btrim(vv.v ->> 'variant_id') <> ''
+                        then vv.v ->> 'variant_id' end as variant_id,
+                   se.e as se,
+                   case when jsonb_typeof(coalesce(vv.v -> v_name_field, it.i -> v_name_field)) in ('string', 'number')
+                        then btrim(coalesce(vv.v -> v_name_field, it.i -> v_name_field) #>> '{}') end as base_name,
+                   case when jsonb_typeof(coalesce(vv.v -> v_sku_field, it.i -> v_sku_field)) in ('string', 'number')
+                        then nullif(btrim(coalesce(vv.v -> v_sku_field, it.i -> v_sku_field) #>> '{}'), '') end as sku,
+                   coalesce(jsonb_typeof(coalesce(vv.v -> v_sku_field, it.i -> v_sku_field)), 'null') as sku_type
+              from it
+              cross join lateral jsonb_array_elements(
+                     case when jsonb_typeof(it.variants) = 'array' and jsonb_array_length(it.variants) > 0
+                          then it.variants else '[null]'::jsonb end) with ordinality vv(v, ord)
+              left join lateral (
+                     select e from jsonb_array_elements(case when jsonb_typeof(vv.v -> 'stores') = 'array'
+                                                             then vv.v -> 'stores' else '[]'::jsonb end) e
+                      where e ->> 'store_id' = v_store limit 1) se on true
+        ),
+        p as (
+            select v.*,
+                   case when v.se is not null
+                        then coalesce(v.se ->> 'pricing_type', v.v ->> 'default_pricing_type', 'FIXED')
+                        when jsonb_typeof(v.v -> 'default_price') = 'number'
+                        then coalesce(v.v ->> 'default_pricing_type', 'FIXED')
+                        else coalesce(v.v ->> 'default_pricing_type', 'VARIABLE') end as pricing_type
+              from v
+        ),
+        q as (
+            select p.*,
+                   case when p.pricing_type = 'FIXED' then
+                        case when p.se is not null and coalesce(jsonb_typeof(p.se -> 'price'), 'null') <> 'null'
+                             then p.se -> 'price' else p.v -> 'default_price' end end as price_json,
+                   case when jsonb_typeof(p.i -> 'category_id') = 'string' then p.i ->> 'category_id' end as cat_id
+              from p
+        ),
+        r as materialized (
+            select q.*,
+                   case when jsonb_typeof(q.price_json) = 'number' then (q.price_json #>> '{}')::numeric end as raw_price
+              from q
+        )
+        -- (narrow: the item and variant JSON is not copied into the table, only what is used later)
+        select v_rows + row_number() over (order by r.item_seq, r.ord)::integer as row_no,
+               r.item_seq, r.item_id, r.variant_id, r.base_name, r.sku, r.pricing_type, r.raw_price,
+               r.added_rate, r.included_rate, r.cat_id, r.mod_ids as modifier_ids,
+               r.v ->> 'option1_value' as option1_value, r.v ->> 'option2_value' as option2_value,
+               r.v ->> 'option3_value' as option3_value,
+               loyverse.jsonb_to_bool(r.se -> 'available_for_sale') as available_for_sale,
+               case when v_extra = '{}' then '{}'::jsonb else coalesce((select jsonb_object_agg(x.key,
+                                  case when jsonb_typeof(coalesce(r.v -> (x.value #>> '{}'), r.i -> (x.value #>> '{}'))) in ('string', 'number', 'boolean')
+                                       then coalesce(r.v -> (x.value #>> '{}'), r.i -> (x.value #>> '{}')) #>> '{}' end)
+                           from jsonb_each(v_extra) x), '{}') end as extra,
+               case when r.raw_price is null then null
+                    when v_incl_tax and r.added_rate > 0 then r.raw_price * (1 + r.added_rate / 100)
+                    when not v_incl_tax and r.included_rate > 0 then r.raw_price / (1 + r.included_rate / 100)
+                    else r.raw_price end as adj_price,
+               -- our price / Loyverse price (price sync sends our price / price_factor back)
+               round(case when v_incl_tax and r.added_rate > 0 then 1 + r.added_rate / 100
+                          when not v_incl_tax and r.included_rate > 0 then 1 / (1 + r.included_rate / 100)
+                          else 1 end, 6) as price_factor,
+               case when r.n_variants > 1 or coalesce(r.v ->> 'option1_value', r.v ->> 'option2_value', r.v ->> 'option3_value') is not null
+                    then r.base_name || coalesce(' (' || nullif(concat_ws(' / ', r.v ->> 'option1_value', r.v ->> 'option2_value', r.v ->> 'option3_value'), '') || ')', '')
+                    else r.base_name end as name,
+               exists (select 1 from _lv_cats c where c.id = r.cat_id) as cat_known,
+               (coalesce(jsonb_typeof(r.i -> 'deleted_at'), 'null') <> 'null'
+                or coalesce(jsonb_typeof(r.v -> 'deleted_at'), 'null') <> 'null') as deleted,
+               array_remove(array[
+                 case when r.item_id is null then 'the item has no id' end,
+                 case when r.variants_type <> 'array' then 'variants is not a list'
+                      when r.n_variants = 0 then 'the item has no variants' end,
+                 case when r.n_variants > 0 and r.variant_id is null then 'the variant has no variant_id' end,
+                 case when r.base_name is null then format('%s is missing or not text', v_name_field)
+                      when r.base_name = '' then format('%s is blank', v_name_field)
+                      when length(r.base_name) > 64 then format('%s is longer than 64 characters (%s)', v_name_field, length(r.base_name)) end,
+                 case when r.sku_type not in ('string', 'number', 'null') then format('%s is not text', v_sku_field)
+                      when length(r.sku) > 40 then format('%s is longer than 40 characters', v_sku_field) end,
+                 case when r.pricing_type not in ('FIXED', 'VARIABLE') then format('unknown pricing type %s', left(r.pricing_type, 40)) end,
+                 case when r.price_json is not null and jsonb_typeof(r.price_json) not in ('number', 'null')
+                      then format('price is not a number: %s', left(r.price_json::text, 40))
+                      when r.raw_price < 0 then format('negative price %s', r.raw_price)
+                      when r.raw_price * (1 + greatest(r.added_rate, 0) / 100) >= 100000000 then format('price %s is too large (at most 99999999.99)', r.raw_price) end,
+                 case when r.i ? 'category_id' and coalesce(jsonb_typeof(r.i -> 'category_id'), 'null') not in ('string', 'null')
+                      then 'category_id is not text'
+                      when r.cat_id is not null and v_unknown = 'reject'
+                           and not exists (select 1 from _lv_cats c where c.id = r.cat_id)
+                      then format('unknown category %s', left(r.cat_id, 64)) end,
+                 case when coalesce(jsonb_typeof(r.i -> 'modifier_ids'), 'null') not in ('array', 'null')
+                      then 'modifier_ids is not a list' end,
+                 case when jsonb_typeof(r.i -> 'option1_name') = 'string' and r.n_variants > 0
+                           and coalesce(jsonb_typeof(r.v -> 'option1_value'), 'null') = 'null' then 'option1_value is missing' end,
+                 case when jsonb_typeof(r.i -> 'option2_name') = 'string' and r.n_variants > 0
+                           and coalesce(jsonb_typeof(r.v -> 'option2_value'), 'null') = 'null' then 'option2_value is missing' end,
+                 case when jsonb_typeof(r.i -> 'option3_name') = 'string' and r.n_variants > 0
+                           and coalesce(jsonb_typeof(r.v -> 'option3_value'), 'null') = 'null' then 'option3_value is missing' end
+               ]::text[], null) as errors
+          from r;
+        get diagnostics v_n = row_count;
+        v_rows := v_rows + v_n;
+        v_done := v_done + (select count(*) from _lv_items it where it.seq > v_after and it.seq <= v_upto);
+        perform loyverse._import_plan_progress(p_run_id, 'items', v_done, v_items);
+        v_after := v_upto;
+    end loop;
     analyze _lv_rows (row_no, variant_id, sku, item_id);
+    v_steps := 9 + (v_rows + v_chunk - 1) / v_chunk;
 
     -- Duplicate SKUs inside Loyverse: the first variant keeps it, the others are rejected.
     update _lv_rows x
@@ -5066,6 +5254,7 @@ begin
              where r.sku is not null and cardinality(r.errors) = 0 and not r.deleted
             window w as (partition by r.sku order by r.row_no)) d
      where d.row_no = x.row_no and d.n > 1;
+    perform loyverse._import_plan_progress(p_run_id, 'steps', 1, v_steps);
 
     -- The plan is built in a temp table (no WAL, no shared indexes to maintain while the
     -- passes below refine it) and inserted into loyverse_import_plan once, at the end.
@@ -5145,6 +5334,7 @@ begin
     create index on _lv_plan (row_no);
     create index on _lv_plan (variant_id);
     analyze _lv_plan (row_no, variant_id, item_id, decision, product_id, category_ref, matched_product_id);
+    perform loyverse._import_plan_progress(p_run_id, 'steps', 2, v_steps);
 
     -- Updates that cannot be: a product linked to another variant, or two variants for one product.
     update _lv_plan p
@@ -5163,6 +5353,7 @@ begin
              where p2.run_id = p_run_id and p2.decision = 'update'
             window w as (partition by p2.matched_product_id order by p2.match_rule = 'mapping' desc, p2.row_no)) d
      where p.run_id = p_run_id and p.row_no = d.row_no and d.n > 1;
+    perform loyverse._import_plan_progress(p_run_id, 'steps', 3, v_steps);
 
     -- Duplicates: " (Loyverse)", " (Loyverse 2)", ... after the highest suffix in use, and a
     -- SKU with the same suffix ("-LV", "-LV2", ...).
@@ -5180,6 +5371,7 @@ begin
               from _lv_plan p2
              where p2.run_id = p_run_id and p2.decision = 'duplicate') d
      where p.run_id = p_run_id and p.row_no = d.row_no;
+    perform loyverse._import_plan_progress(p_run_id, 'steps', 4, v_steps);
 
     -- A SKU that another product of the restaurant already has cannot be written.
     update _lv_plan p
@@ -5189,6 +5381,7 @@ begin
       from public.products pr
      where p.run_id = p_run_id and p.decision in ('create', 'update', 'duplicate') and p.sku is not null
        and pr.restaurant_id = v_run.restaurant_id and pr.sku = p.sku and pr.id <> p.product_id;
+    perform loyverse._import_plan_progress(p_run_id, 'steps', 5, v_steps);
 
     -- Categories: mapped, else the same name, else new; the fallback for unknown ones.
     insert into loyverse.loyverse_import_plan_objects (run_id, kind, loyverse_id, name, local_id, match_rule, decision)
@@ -5214,6 +5407,7 @@ begin
                           where x.restaurant_id = v_run.restaurant_id
                             and loyverse.normalize_name(x.name) = loyverse.normalize_name(c.name)
                           order by x.created_at, x.id limit 1) byname on om.local_id is null;
+    perform loyverse._import_plan_progress(p_run_id, 'steps', 6, v_steps);
 
     -- Product groups: one per written item that has options or several variants.
     insert into loyverse.loyverse_import_plan_objects
@@ -5238,6 +5432,7 @@ begin
              group by p.item_id) g
       left join loyverse.loyverse_object_mappings om
              on om.restaurant_id = v_run.restaurant_id and om.kind = 'item' and om.loyverse_id = g.item_id;
+    perform loyverse._import_plan_progress(p_run_id, 'steps', 7, v_steps);
 
     -- (group_id is set from these objects by the final insert into loyverse_import_plan)
 
@@ -5286,6 +5481,7 @@ begin
        and coalesce(jsonb_typeof(o.opt -> 'price'), 'null') in ('number', 'null')
        and coalesce(case when jsonb_typeof(o.opt -> 'price') = 'number' then (o.opt ->> 'price')::numeric end, 0) between 0 and 9999999999
     on conflict do nothing;
+    perform loyverse._import_plan_progress(p_run_id, 'steps', 8, v_steps);
 
     -- The report: errors, warnings and what cannot carry over faithfully.
     insert into loyverse.loyverse_import_issues (run_id, severity, code, item_id, variant_id, name, message)
@@ -5363,30 +5559,40 @@ begin
       cross join lateral jsonb_array_elements_text(case when jsonb_typeof(it.i -> 'tax_ids') = 'array'
                                                         then it.i -> 'tax_ids' else '[]'::jsonb end) x(tid)
      where it.item_id is not null and not exists (select 1 from _lv_taxes t where t.id = x.tid);
+    perform loyverse._import_plan_progress(p_run_id, 'steps', 9, v_steps);
 
     -- The product group of written rows, and (atomic runs: plan and writes commit together) the
     -- outcome the write will have, so import_apply_batch needs no UPDATE of the plan for it
     -- ('unchanged' until an update is seen to change something).
-    insert into loyverse.loyverse_import_plan
-        (run_id, row_no, item_id, variant_id, item_seq, batch_no, item_name, name, sku, price, loyverse_price,
-         price_factor, stock_quantity, is_active, option1_value, option2_value, option3_value, category_ref,
-         category_fallback, modifier_ids, extra, errors, needs_attention, attention_reason, match_rule,
-         matched_product_id, matched_name, matched_variant_id, decision, decision_reason, product_id,
-         group_id, outcome, done)
-    select p.run_id, p.row_no, p.item_id, p.variant_id, p.item_seq, p.batch_no, p.item_name, p.name, p.sku, p.price,
-           p.loyverse_price, p.price_factor, p.stock_quantity, p.is_active, p.option1_value, p.option2_value,
-           p.option3_value, p.category_ref, p.category_fallback, p.modifier_ids, p.extra, p.errors,
-           p.needs_attention, p.attention_reason, p.match_rule, p.matched_product_id, p.matched_name,
-           p.matched_variant_id, p.decision, p.decision_reason, p.product_id,
-           case when p.decision in ('create', 'update', 'duplicate') then o.local_id end,
-           case when v_atomic then
-                case p.decision when 'create' then 'created' when 'duplicate' then 'duplicated'
-                                when 'skip' then 'skipped' when 'fail' then 'failed'
-                                when 'update' then 'unchanged' end end,
-           v_atomic and p.decision is not null
-      from _lv_plan p
-      left join loyverse.loyverse_import_plan_objects o
-             on o.run_id = p_run_id and o.kind = 'item' and o.loyverse_id = p.item_id;
+    -- (in chunks of v_chunk rows, each followed by a progress notice)
+    v_after := 0;
+    v_n := 9;
+    while v_after < v_rows loop
+        insert into loyverse.loyverse_import_plan
+            (run_id, row_no, item_id, variant_id, item_seq, batch_no, item_name, name, sku, price, loyverse_price,
+             price_factor, stock_quantity, is_active, option1_value, option2_value, option3_value, category_ref,
+             category_fallback, modifier_ids, extra, errors, needs_attention, attention_reason, match_rule,
+             matched_product_id, matched_name, matched_variant_id, decision, decision_reason, product_id,
+             group_id, outcome, done)
+        select p.run_id, p.row_no, p.item_id, p.variant_id, p.item_seq, p.batch_no, p.item_name, p.name, p.sku, p.price,
+               p.loyverse_price, p.price_factor, p.stock_quantity, p.is_active, p.option1_value, p.option2_value,
+               p.option3_value, p.category_ref, p.category_fallback, p.modifier_ids, p.extra, p.errors,
+               p.needs_attention, p.attention_reason, p.match_rule, p.matched_product_id, p.matched_name,
+               p.matched_variant_id, p.decision, p.decision_reason, p.product_id,
+               case when p.decision in ('create', 'update', 'duplicate') then o.local_id end,
+               case when v_atomic then
+                    case p.decision when 'create' then 'created' when 'duplicate' then 'duplicated'
+                                    when 'skip' then 'skipped' when 'fail' then 'failed'
+                                    when 'update' then 'unchanged' end end,
+               v_atomic and p.decision is not null
+          from _lv_plan p
+          left join loyverse.loyverse_import_plan_objects o
+                 on o.run_id = p_run_id and o.kind = 'item' and o.loyverse_id = p.item_id
+         where p.row_no > v_after and p.row_no <= v_after + v_chunk;
+        v_after := v_after + v_chunk;
+        v_n := v_n + 1;
+        perform loyverse._import_plan_progress(p_run_id, 'steps', v_n, v_steps);
+    end loop;
 
     -- The run row's progress (items_total) is left to the caller: during an atomic run it is
     -- written from another connection, and a lock taken here would block that.
@@ -6206,7 +6412,8 @@ comment on function loyverse.import_undo(bigint, boolean) is
     'anything when rows it touched changed since (unless p_force), else the counts.';
 
 -- ---- sql/0700_view_import_runs.sql ----
--- Import runs for DBAs and `import status`/`import list`: progress, counts, snapshot age.
+-- Import runs for DBAs and `import status`/`import list`: progress, counts, snapshot age. A role
+-- of the main app sees only its restaurants' runs (loyverse.readable_restaurants).
 create view loyverse.import_runs as
 select r.id as run_id,
        r.restaurant_id,
@@ -6231,7 +6438,9 @@ select r.id as run_id,
        r.undone_at
   from loyverse.loyverse_import_runs r
   join public.restaurants rs on rs.id = r.restaurant_id
-  left join loyverse.loyverse_snapshots s on s.id = r.snapshot_id;
+  left join loyverse.loyverse_snapshots s on s.id = r.snapshot_id
+ -- a role of the main app reads only its restaurants' runs (loyverse.readable_restaurants: null = all)
+ where (select loyverse.readable_restaurants(current_user)) is null or r.restaurant_id = any ((select loyverse.readable_restaurants(current_user))::uuid[]);
 
 comment on view loyverse.import_runs is
     'Menu import runs with live progress (items_done of items_total, percent_done), outcome counts and snapshot age.';
@@ -6497,7 +6706,8 @@ comment on view loyverse.api_keys is
 
 -- ---- sql/0820_view_audit_trail.sql ----
 -- Who changed what: every loyverse_sync_logs row with its actor (API key, console user, OS
--- user or database role) and the database role of the session that wrote it.
+-- user or database role) and the database role of the session that wrote it. A role of the main
+-- app sees only its restaurants' rows (loyverse.readable_restaurants).
 create view loyverse.audit_trail as
 select g.id as log_id,
        g.started_at as at,
@@ -6511,7 +6721,9 @@ select g.id as log_id,
        g.details
   from loyverse.loyverse_sync_logs g
   left join public.restaurants r on r.id = g.restaurant_id
- where g.sync_type <> 'PRICE_SYNC';
+ where g.sync_type <> 'PRICE_SYNC'
+   -- a role of the main app reads only its restaurants' rows (loyverse.readable_restaurants: null = all)
+   and ((select loyverse.readable_restaurants(current_user)) is null or g.restaurant_id = any ((select loyverse.readable_restaurants(current_user))::uuid[]));
 comment on view loyverse.audit_trail is
     'Changes and who made them: settings changes (details.changes = {setting: {from, to}}), manual triggers, '
     'retries, imports and undos, API keys. actor = api-key:<name> | console:<key name> | cli:<os user> | sql:<role>.';
@@ -6655,6 +6867,7 @@ grant usage, select on sequence loyverse.loyverse_snapshots_id_seq, loyverse.loy
     to loyverse_worker;
 grant execute on function loyverse.normalize_name(text), loyverse.jsonb_to_int(jsonb), loyverse.jsonb_to_bool(jsonb),
     loyverse.import_field_map_problems(jsonb), loyverse.import_plan(bigint), loyverse.import_plan_summary(bigint),
+    loyverse._import_plan_progress(bigint, text, bigint, bigint),
     loyverse.import_journal_before(bigint, text, text[], text), loyverse.import_journal_refresh(bigint),
     loyverse.import_apply_objects(bigint), loyverse.import_apply_batch(bigint, integer),
     loyverse.import_finish(bigint), loyverse.import_undo(bigint, boolean) to loyverse_worker;
@@ -6752,6 +6965,18 @@ grant select, insert, update on loyverse.loyverse_inbound_settings to loyverse_w
 grant select on loyverse.loyverse_inbox, loyverse.loyverse_inbound_audit, loyverse.loyverse_inbound_objects,
     loyverse.loyverse_price_drift
   to loyverse_worker;
+
+-- ---- sql/0955_grants_restaurant_roles.sql ----
+-- Grants of the per-role restaurant filter: the views' readers call readable_restaurants
+-- (a view's functions run with the reader's privileges); the CLI (loyverse_worker) manages grants.
+revoke all on loyverse.loyverse_restaurant_roles, loyverse.restaurant_roles
+  from loyverse_app, loyverse_worker, loyverse_readonly;
+revoke execute on function loyverse.readable_restaurants(name), loyverse.grant_restaurant_to_role(text, uuid),
+    loyverse.revoke_restaurant_from_role(text, uuid) from public;
+grant execute on function loyverse.readable_restaurants(name) to loyverse_app, loyverse_worker, loyverse_readonly;
+grant execute on function loyverse.grant_restaurant_to_role(text, uuid), loyverse.revoke_restaurant_from_role(text, uuid)
+  to loyverse_worker;
+grant select on loyverse.restaurant_roles to loyverse_worker, loyverse_readonly;
 
 -- ---- sql/0990_grants_no_public.sql ----
 -- Nothing of ours is executable by PUBLIC: every function of the schema is revoked from it

@@ -3,7 +3,8 @@
 -- conflict, and done in the last day: each arm matches a partial index), joined by
 -- restaurant_id: the cost does not multiply by the number of restaurants. A restaurant
 -- whose last success is older than a day takes it from last_done, read only for such a
--- restaurant (and only when last_success_at is selected): one pass for all of them.
+-- restaurant (and only when last_success_at is selected): one pass for all of them. A role of
+-- the main app sees only the restaurants granted to it (loyverse.readable_restaurants).
 create view loyverse.price_sync_status as
 with last_done as materialized (
     select y.restaurant_id, y.completed_at
@@ -70,7 +71,9 @@ select r.id as restaurant_id,
         from loyverse.loyverse_sync_logs g
        where g.account_id = l.account_id and g.sync_type = 'PRICE_SYNC'
          and g.started_at > now() - interval '5 minutes'
-  ) rate on true;
+  ) rate on true
+ -- a role of the main app reads only its restaurants (loyverse.readable_restaurants: null = all)
+ where (select loyverse.readable_restaurants(current_user)) is null or r.id = any ((select loyverse.readable_restaurants(current_user))::uuid[]);
 comment on view loyverse.price_sync_status is
     'Price sync per restaurant: queue counts (pending, due, processing, failed, dead, conflicts, held), oldest pending '
     'age, last success, items synced and success rate over the last hour and day, the account''s current '

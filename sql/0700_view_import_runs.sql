@@ -1,4 +1,5 @@
--- Import runs for DBAs and `import status`/`import list`: progress, counts, snapshot age.
+-- Import runs for DBAs and `import status`/`import list`: progress, counts, snapshot age. A role
+-- of the main app sees only its restaurants' runs (loyverse.readable_restaurants).
 create view loyverse.import_runs as
 select r.id as run_id,
        r.restaurant_id,
@@ -23,7 +24,9 @@ select r.id as run_id,
        r.undone_at
   from loyverse.loyverse_import_runs r
   join public.restaurants rs on rs.id = r.restaurant_id
-  left join loyverse.loyverse_snapshots s on s.id = r.snapshot_id;
+  left join loyverse.loyverse_snapshots s on s.id = r.snapshot_id
+ -- a role of the main app reads only its restaurants' runs (loyverse.readable_restaurants: null = all)
+ where (select loyverse.readable_restaurants(current_user)) is null or r.restaurant_id = any ((select loyverse.readable_restaurants(current_user))::uuid[]);
 
 comment on view loyverse.import_runs is
     'Menu import runs with live progress (items_done of items_total, percent_done), outcome counts and snapshot age.';

@@ -190,8 +190,28 @@ def _create_run(
     )
 
 
-def _plan(conn: psycopg.Connection[Any], run_id: int, options: Options) -> dict[str, Any]:
-    summary: dict[str, Any] = _one(conn, "plan", {"id": run_id})
+def _plan(
+    conn: psycopg.Connection[Any], run_id: int, options: Options, side: psycopg.Connection[Any] | None = None
+) -> dict[str, Any]:
+    """Plan the run on `conn`. With `side` (autocommit), the run row shows how far planning is
+    while it runs: import_plan sends a progress NOTICE per 1,000 items and per step, which
+    arrives before the statement returns, and each is written through `side`."""
+
+    def on_notice(diag: psycopg.errors.Diagnostic) -> None:
+        if side is None or not (diag.message_primary or "").startswith("import_plan progress:"):
+            return
+        try:
+            p = json.loads(diag.message_detail or "{}")
+            queries.execute(side, "importer", "set_plan_progress", {
+                "id": run_id, "stage": p["stage"], "done": p["done"], "total": p["total"], "at": p["at"]})
+        except (ValueError, KeyError, psycopg.Error):
+            pass  # progress is a courtesy: the plan goes on without it
+
+    conn.add_notice_handler(on_notice)
+    try:
+        summary: dict[str, Any] = _one(conn, "plan", {"id": run_id})
+    finally:
+        conn.remove_notice_handler(on_notice)
     if summary.get("undecided"):
         undecided = [dict(r) for r in queries.execute(conn, "importer", "undecided", {"id": run_id})]
         raise ImportProblem(
@@ -348,7 +368,7 @@ def _execute(
         try:
             queries.execute(side, "importer", "set_running", {"id": run_id})
             if replan:
-                summary = _plan(conn, run_id, options)
+                summary = _plan(conn, run_id, options, side)
                 if batched:
                     conn.commit()
             else:

@@ -148,3 +148,15 @@ on conflict (restaurant_id) do update
 -- name: ensure_settings
 insert into loyverse.loyverse_price_sync_settings (restaurant_id) values (%(restaurant_id)s)
 on conflict (restaurant_id) do nothing
+
+-- name: grant_restaurant_to_role
+select loyverse.grant_restaurant_to_role(%(role)s, %(restaurant_id)s::uuid) as granted
+
+-- name: revoke_restaurant_from_role
+select loyverse.revoke_restaurant_from_role(%(role)s, %(restaurant_id)s::uuid) as revoked
+
+-- name: restaurant_roles
+select role_name as role, restaurant_name, restaurant_id, role_exists, granted_at, granted_by
+  from loyverse.restaurant_roles
+ where %(role)s::text is null or role_name = %(role)s::text
+ order by role_name, restaurant_name, restaurant_id

@@ -36,8 +36,13 @@ select v.run_id, v.restaurant_id, v.restaurant_name, v.snapshot_id, v.snapshot_f
        v.duplicated_count, v.failed_count, v.error, v.started_at, v.completed_at, v.undone_at,
        v.options ->> 'requested_by' as requested_by,
        case when v.status = 'PENDING' then coalesce(r.report ->> 'phase', 'queued')
+            when v.status = 'RUNNING' and v.items_total = 0 and r.report ->> 'phase' = 'planning' then 'planning'
             when v.status = 'RUNNING' then 'importing' else 'finished' end as phase,
        case when v.status = 'PENDING' then (r.report ->> 'fetched_items')::int end as fetched_items,
+       -- while planning: items planned of the menu's items, then the plan's steps after them
+       case when v.status = 'RUNNING' and v.items_total = 0 and r.report ? 'plan_stage'
+            then jsonb_build_object('stage', r.report ->> 'plan_stage', 'done', (r.report ->> 'plan_done')::bigint,
+                                    'total', (r.report ->> 'plan_total')::bigint, 'at', r.report -> 'plan_at') end as planning,
        exists (select 1 from pg_catalog.pg_locks k
                 where k.locktype = 'advisory' and k.classid = 7301 and k.objid = v.run_id::oid
                   and k.objsubid = 2 and k.granted) as locked
@@ -100,6 +105,20 @@ select loyverse.retry_price_sync(%(restaurant_id)s::uuid, %(product_id)s::uuid, 
 
 -- name: resolve
 select loyverse.resolve_price_sync_conflicts(%(restaurant_id)s::uuid, %(keep)s, %(product_id)s::uuid) as resolved
+
+-- name: held
+select queue_id, product_id, product_name, loyverse_price, new_price, price_to_send, current_price, reason_code,
+       reason, held_at, source
+  from loyverse.price_sync_held
+ where restaurant_id = %(restaurant_id)s::uuid
+ order by held_at, queue_id
+ limit %(limit)s
+
+-- name: approve_held
+select loyverse.approve_held_price_changes(%(restaurant_id)s::uuid, %(product_id)s::uuid) as approved
+
+-- name: reject_held
+select loyverse.reject_held_price_changes(%(restaurant_id)s::uuid, %(product_id)s::uuid) as rejected
 
 -- name: settings
 select loyverse.price_sync_settings(%(restaurant_id)s::uuid) as settings

@@ -101,6 +101,16 @@ update loyverse.loyverse_import_runs
    set items_total = %(total)s, items_done = least(%(total)s, %(done)s), status = 'RUNNING', updated_at = now()
  where id = %(id)s
 
+-- name: set_plan_progress
+-- (import_plan's progress notices, written from another connection: the plan's transaction is
+-- still open; plan_at is the planning backend's clock when it sent the notice)
+update loyverse.loyverse_import_runs
+   set report = report || jsonb_build_object('phase', 'planning', 'plan_stage', %(stage)s::text,
+                                             'plan_done', %(done)s::bigint, 'plan_total', %(total)s::bigint,
+                                             'plan_at', %(at)s::timestamptz),
+       updated_at = now()
+ where id = %(id)s and status = 'RUNNING'
+
 -- name: set_failed
 update loyverse.loyverse_import_runs
    set status = 'FAILED', error = %(error)s, updated_at = now(), completed_at = now()

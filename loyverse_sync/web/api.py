@@ -383,6 +383,50 @@ def sync_resolve(body: ResolveRequest, key: Key, database: Db) -> fastapi.respon
     return json_response({"restaurant_id": rid, "resolved": resolved})
 
 
+@router.get("/sync/held", summary="Price changes held by the guardrails, waiting for a person")
+def sync_held(key: Key, database: Db, restaurant_id: uuid.UUID | None = None,
+              limit: Annotated[int, fastapi.Query(ge=1, le=1000)] = 200) -> fastapi.responses.JSONResponse:
+    """The price_sync_held view: each held change by product name, the price Loyverse holds, ours,
+    what would be sent and the guardrail crossed (hold_change_percent, hold_change_amount,
+    hold_below_price)."""
+    rid = restaurant_of(database, key, restaurant_id)
+    return json_response({"restaurant_id": rid, "held": database.all(None, "held", {"restaurant_id": rid, "limit": limit})})
+
+
+class HeldRequest(Body):
+    restaurant_id: RestaurantField = None
+    product_id: uuid.UUID | None = Field(default=None, description="One product (default: every held change).")
+
+
+def _held_product(database: base.Database, rid: str, product_id: uuid.UUID | None) -> str | None:
+    """The product, once it is the restaurant's (another restaurant's is "not found")."""
+    if product_id is None:
+        return None
+    if not database.value(None, "product_of_restaurant", {"product_id": str(product_id), "restaurant_id": rid}):
+        raise base.ApiError(404, "product_id", f"no product {product_id} in this restaurant")
+    return str(product_id)
+
+
+@router.post("/sync/held/approve", summary="Send held changes as they are, past the guardrails")
+def sync_held_approve(body: HeldRequest, key: Key, database: Db) -> fastapi.responses.JSONResponse:
+    """loyverse.approve_held_price_changes: each held change (of one product, or all) is sent;
+    one superseded by a newer change of its product is cancelled instead. Audited with the key."""
+    rid = restaurant_of(database, key, body.restaurant_id)
+    product = _held_product(database, rid, body.product_id)
+    approved = database.value(actor(key), "approve_held", {"restaurant_id": rid, "product_id": product})
+    return json_response({"restaurant_id": rid, "approved": approved})
+
+
+@router.post("/sync/held/reject", summary="Refuse held changes: never sent")
+def sync_held_reject(body: HeldRequest, key: Key, database: Db) -> fastapi.responses.JSONResponse:
+    """loyverse.reject_held_price_changes: each held change (of one product, or all) is cancelled;
+    our product keeps its price until someone corrects it. Audited with the key."""
+    rid = restaurant_of(database, key, body.restaurant_id)
+    product = _held_product(database, rid, body.product_id)
+    rejected = database.value(actor(key), "reject_held", {"restaurant_id": rid, "product_id": product})
+    return json_response({"restaurant_id": rid, "rejected": rejected})
+
+
 def settings_out(database: base.Database, rid: str) -> dict[str, Any]:
     values = database.value(None, "settings", {"restaurant_id": rid}) or {}
     names = {str(c["id"]): c["name"] for c in database.all(None, "categories", {"restaurant_id": rid})}
@@ -430,6 +474,13 @@ class SettingsUpdate(Body):
     alert_queue_depth: int | None = Field(default=None, ge=1, le=INT)
     alert_oldest_pending_seconds: int | None = Field(default=None, ge=1, le=INT)
     alert_dead_letters: int | None = Field(default=None, ge=1, le=INT)
+    # The guardrails: a change past one is held for a person (GET sync/held); null = no limit.
+    hold_change_percent: float | None = Field(
+        default=None, ge=1, le=100000, description="Hold a change moving the price by more than this % (null: no limit).")
+    hold_change_amount: float | None = Field(
+        default=None, ge=0.01, le=99999999, description="Hold a change moving the price by more than this (null: no limit).")
+    hold_below_price: float | None = Field(
+        default=None, ge=0, le=99999999, description="Hold a change to a price below this (null: no floor).")
 
 
 def settings_changes(database: base.Database, rid: str, body: dict[str, Any]) -> dict[str, Any]:

@@ -8,6 +8,7 @@ Things are shown by name, never by UUID.
 
 from __future__ import annotations
 
+import decimal
 import hmac
 import json
 import math
@@ -196,6 +197,7 @@ def dashboard(request: fastapi.Request, rid: str, done: str | None = None) -> re
         history=database.all(None, "sync_history", {"restaurant_id": rid, "limit": 15, "offset": 0}),
         failed=[p for p in problems if p["status"] in ("failed", "dead")],
         conflicts=[p for p in problems if p["status"] == "conflict"],
+        held=database.all(None, "held", {"restaurant_id": rid, "limit": 200}),
         audit=database.all(None, "audit", {"restaurant_id": rid, "limit": 10}),
         runs=database.all(None, "import_runs", {"restaurant_id": rid, "limit": 5}),
     )
@@ -243,6 +245,24 @@ async def resolve(request: fastapi.Request, rid: str) -> responses.Response:
     return back(f"/console/r/{rid}/", f"{n} conflict(s) resolved: kept {keep}.")
 
 
+@router.post("/r/{rid}/held/{verb}")
+async def held(request: fastapi.Request, rid: str, verb: str) -> responses.Response:
+    """Approve (send past the guardrails) or reject (never send) held changes: one product or all."""
+    form = await check_csrf(request)
+    key = console_key(request)
+    restaurant(request, key, rid)
+    if verb not in ("approve", "reject"):
+        raise base.ApiError(404, "verb", "approve or reject", ["approve", "reject"])
+    database = api.db(request)
+    product = _product(form)
+    if product is not None and not database.value(None, "product_of_restaurant",
+                                                  {"product_id": product, "restaurant_id": rid}):
+        raise base.ApiError(404, "product_id", "not a product of this restaurant")
+    n = database.value(actor(key), f"{verb}_held", {"restaurant_id": rid, "product_id": product})
+    what = "approved: sending" if verb == "approve" else "rejected: never sent"
+    return back(f"/console/r/{rid}/", f"{n} held change(s) {what}.")
+
+
 # -- settings ----------------------------------------------------------------------------------
 
 CHOICES = {
@@ -253,15 +273,46 @@ CHOICES = {
 BOOLEANS = ["enabled", "notify_on_error", "prices_include_tax"]
 NUMBERS = {"max_attempts": int, "priority": int, "alert_failure_rate": float, "alert_queue_depth": int,
            "alert_oldest_pending_seconds": int, "alert_dead_letters": int}
+# The guardrails (a change past one is held for a person): blank = no limit; (lowest, highest, what
+# blank means), the ranges of the table's CHECKs (sql/0155), checked here to answer at the field.
+GUARDRAILS = {
+    "hold_change_percent": (decimal.Decimal("1"), decimal.Decimal("100000"), "no limit"),
+    "hold_change_amount": (decimal.Decimal("0.01"), decimal.Decimal("99999999"), "no limit"),
+    "hold_below_price": (decimal.Decimal("0"), decimal.Decimal("99999999"), "no floor"),
+}
+GUARDRAIL_LABELS = {
+    "hold_change_percent": "Hold a change moving a price by more than (%)",
+    "hold_change_amount": "Hold a change moving a price by more than (amount)",
+    "hold_below_price": "Hold a change to a price below",
+}
+
+
+def guardrail(field: str, raw: str) -> tuple[float | None, str | None]:
+    """A guardrail typed in the form: (value, None) or (None, the error shown at the field)."""
+    low, high, blank = GUARDRAILS[field]
+    if not raw:
+        return None, None
+    try:
+        value = decimal.Decimal(raw)
+    except decimal.InvalidOperation:
+        value = decimal.Decimal("NaN")
+    if not value.is_finite() or not low <= value <= high or value != value.quantize(decimal.Decimal("0.01"),
+                                                                                      context=decimal.Context(prec=40)):
+        return None, f"a number from {low} to {high} with at most 2 decimals, or blank for {blank}"
+    return float(value), None
 
 
 def settings_page(request: fastapi.Request, key: apikeys.Key, r: dict[str, Any], *, errors: dict[str, str] | None = None,
                   values: dict[str, Any] | None = None, done: str | None = None, status: int = 200) -> responses.Response:
     current = api.settings_out(api.db(request), str(r["restaurant_id"]))
     shown = dict(current["settings"])
+    for field in GUARDRAILS:  # 50.0 from the jsonb document reads 50
+        if isinstance(shown.get(field), int | float):
+            shown[field] = format(decimal.Decimal(str(shown[field])).normalize(), "f")
     shown.update(values or {})
     return page(request, "settings.html", key, r=r, s=shown, categories=current["categories"], choices=CHOICES,
-                booleans=BOOLEANS, numbers=list(NUMBERS), errors=errors or {}, done=done, http_status=status)
+                booleans=BOOLEANS, numbers=list(NUMBERS), guardrails=GUARDRAIL_LABELS, errors=errors or {}, done=done,
+                http_status=status)
 
 
 @router.get("/r/{rid}/settings")
@@ -291,6 +342,12 @@ async def settings_save(request: fastapi.Request, rid: str) -> responses.Respons
             changes[field] = cast(raw)
         except ValueError:
             errors[field] = f"a {'whole ' if cast is int else ''}number is needed"
+            typed[field] = raw
+    for field in GUARDRAILS:
+        raw = str(form.get(field) or "").strip()
+        changes[field], problem = guardrail(field, raw)
+        if problem:
+            errors[field] = problem
             typed[field] = raw
     email = str(form.get("notification_email") or "").strip()
     changes["notification_email"] = email or None

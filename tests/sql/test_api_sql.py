@@ -77,7 +77,12 @@ def test_the_main_apps_role_reads_status_history_and_requests_imports(conn, worl
     rid = world["restaurants"][0]
     with conn.transaction():
         conn.execute("set local role loyverse_app")
-        assert conn.execute("select count(*) as n from loyverse.price_sync_status").fetchone()["n"] == 2
+        # its own restaurants only (tests/sql/test_restaurant_roles.py): none until a DBA grants them
+        assert conn.execute("select count(*) as n from loyverse.price_sync_status").fetchone()["n"] == 0
+    conn.execute("select loyverse.grant_restaurant_to_role('loyverse_app', %s)", (rid,))
+    with conn.transaction():
+        conn.execute("set local role loyverse_app")
+        assert conn.execute("select count(*) as n from loyverse.price_sync_status").fetchone()["n"] == 1
         conn.execute("select count(*) from loyverse.price_sync_history")
         conn.execute("select count(*) from loyverse.audit_trail")
         assert conn.execute("select loyverse.request_menu_import(%s) as id", (rid,)).fetchone()["id"] > 0

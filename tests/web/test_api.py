@@ -172,6 +172,49 @@ def test_a_held_conflict_is_resolved_by_taking_loyverses_price(stack, imported):
             conn.execute("update loyverse.loyverse_price_sync_settings set paused = false where restaurant_id = %s", (a,))
 
 
+def test_held_changes_are_listed_by_name_approved_and_rejected(stack, imported):
+    """GET sync/held shows each held change by product name with why; approve sends one (it is
+    pending again), reject refuses the other; another restaurant's product is "not found"."""
+    a = stack.restaurants["A"]
+    with stack.conn() as conn:
+        conn.execute("update loyverse.loyverse_price_sync_settings set paused = true where restaurant_id = %s", (a,))
+        products = conn.execute("select id, name from public.products where restaurant_id = %s order by name limit 2",
+                                (a,)).fetchall()
+        other = conn.execute("select id from public.products where restaurant_id <> %s limit 1", (a,)).fetchone()
+        for p in products:
+            conn.execute("update public.products set price = price * 20 where id = %s", (p["id"],))
+            conn.execute("update loyverse.loyverse_price_sync_queue set status = 'held', last_error_code = 'HELD_CHANGE_PERCENT',"
+                         " last_error = 'held: more than 100.00%% (hold_change_percent)'"
+                         " where product_id = %s and status = 'pending'", (p["id"],))
+    try:
+        with stack.client("A") as c:
+            held = check(c.get(f"{API}/sync/held"), stack, 200)["held"]
+            assert sorted(h["product_name"] for h in held) == sorted(p["name"] for p in products)
+            assert {h["reason_code"] for h in held} == {"HELD_CHANGE_PERCENT"}
+            if other is not None:
+                r = c.post(f"{API}/sync/held/approve", json={"product_id": str(other["id"])})
+                assert check(r, stack, (403, 404))["error"]["field"] == "product_id"
+            approved = check(c.post(f"{API}/sync/held/approve", json={"product_id": str(products[0]["id"])}),
+                             stack, 200)
+            rejected = check(c.post(f"{API}/sync/held/reject", json={}), stack, 200)
+            assert (approved["approved"], rejected["rejected"]) == (1, 1)
+            assert check(c.get(f"{API}/sync/held"), stack, 200)["held"] == []
+            assert check(c.post(f"{API}/sync/held/approve", json={"product_id": "nope"}), stack, 422)
+        with stack.conn() as conn:
+            latest = {str(r["product_id"]): r["status"] for r in conn.execute(
+                "select distinct on (product_id) product_id, status from loyverse.loyverse_price_sync_queue"
+                " where product_id = any (%s) order by product_id, id desc", ([p["id"] for p in products],))}
+            actors = [r["actor"] for r in conn.execute(
+                "select actor from loyverse.audit_trail where restaurant_id = %s and action in ('APPROVE', 'REJECT')"
+                " order by log_id", (a,))]
+        assert latest[str(products[0]["id"])] in ("pending", "processing", "done")
+        assert latest[str(products[1]["id"])] == "cancelled"
+        assert actors[-2:] == [f"api-key:{stack.key_names['A']}"] * 2
+    finally:
+        with stack.conn() as conn:
+            conn.execute("update loyverse.loyverse_price_sync_settings set paused = false where restaurant_id = %s", (a,))
+
+
 def _settings_row(stack, rid):
     with stack.conn() as conn:
         return conn.execute("select t::text from loyverse.loyverse_price_sync_settings t where restaurant_id = %s",
@@ -182,6 +225,8 @@ def _settings_row(stack, rid):
     ({"sync_frequency": "HOURLY"}, "sync_frequency", ["REALTIME", "BATCH_5MIN", "BATCH_HOURLY", "MANUAL"]),
     ({"price_rounding_rule": "NEAREST_1"}, "price_rounding_rule", ["NONE", "NEAREST_0.05", "NEAREST_0.10", "UP", "DOWN"]),
     ({"max_attempts": 0}, "max_attempts", None),
+    ({"hold_change_percent": 0.5}, "hold_change_percent", None),
+    ({"hold_below_price": -1}, "hold_below_price", None),
     ({"notify_on_error": True, "notification_email": None}, "notification_email", None),
     ({"include_categories": ["No Such Category"]}, "include_categories", "names"),
     ({"colour": "red"}, "colour", None),
@@ -241,6 +286,9 @@ def _endpoints(stack) -> list[tuple[str, str, dict[str, Any]]]:
         ("GET", "/sync/problems", {"params": {"restaurant_id": a}}),
         ("POST", "/sync/retry", {"json": {"restaurant_id": a, "product_id": product}}),
         ("POST", "/sync/resolve", {"json": {"restaurant_id": a, "keep": "ours"}}),
+        ("GET", "/sync/held", {"params": {"restaurant_id": a}}),
+        ("POST", "/sync/held/approve", {"json": {"restaurant_id": a, "product_id": product}}),
+        ("POST", "/sync/held/reject", {"json": {"restaurant_id": a}}),
         ("GET", "/sync/settings", {"params": {"restaurant_id": a}}),
         ("PUT", "/sync/settings", {"json": {"restaurant_id": a, "sync_frequency": "MANUAL"}}),
         ("GET", "/audit", {"params": {"restaurant_id": a}}),
@@ -301,7 +349,7 @@ def test_fuzzed_bodies_get_4xx_never_500(stack, imported):
             if ref:
                 props = list(schemas[ref.rsplit("/", 1)[1]].get("properties", {}))
                 targets.append((method.upper(), path, props))
-    assert len(targets) == 6  # import, undo, trigger, retry, resolve, settings
+    assert len(targets) == 8  # import, undo, trigger, retry, resolve, held approve/reject, settings
     client = stack.client("admin")
     # the undo endpoint must not undo A's import: point fuzzed run ids at nothing real
     statuses: list[int] = []
@@ -322,7 +370,7 @@ def test_fuzzed_bodies_get_4xx_never_500(stack, imported):
 
     gets = [(path, [p["name"] for p in op.get("parameters", [])]) for path, ops in doc["paths"].items()
             for method, op in ops.items() if method == "get"]
-    assert len(gets) == 9
+    assert len(gets) == 10
     _param = st.one_of(st.text(max_size=12), st.integers(min_value=-(2**70), max_value=2**70).map(str),
                        st.sampled_from(["nan", "inf", "-1", "0", "true", stack.restaurants["B"], "\x00"]))
 

@@ -215,3 +215,64 @@ def test_dashboard_retries_a_dead_change(browser, stack, shots):
     page.goto(stack.base_url + f"/console/r/{stack.restaurants['A']}/settings")
     assert "may not reach" in page.content()
     page.close()
+
+
+def test_guardrails_in_the_settings_form_and_a_held_change_approved_on_the_dashboard(browser, stack, shots):
+    """The hold_* settings with their messages at the field; a held change shown by product
+    name and approved with its button: it becomes pending (sent), audited as the console user."""
+    b = stack.restaurants["B"]
+    page = signed_in(browser, stack, "B")
+    page.click("text=Settings")
+    page.fill("#hold_change_percent", "0.5")
+    page.fill("#hold_below_price", "abc")
+    page.click("#save")
+    assert "from 1 to 100000" in page.locator("#hold_change_percent-error").inner_text()
+    assert "from 0 to 99999999" in page.locator("#hold_below_price-error").inner_text()
+    assert page.locator("#hold_below_price").input_value() == "abc"  # what was typed stays, to correct
+    page.fill("#hold_change_percent", "50")
+    page.fill("#hold_change_amount", "")
+    page.fill("#hold_below_price", "1.50")
+    page.click("#save")
+    page.wait_for_selector("text=Settings saved.")
+    assert page.locator("#hold_change_percent").input_value() == "50"
+    with stack.conn() as conn:
+        s = conn.execute("select hold_change_percent, hold_change_amount, hold_below_price"
+                         " from loyverse.loyverse_price_sync_settings where restaurant_id = %s", (b,)).fetchone()
+        conn.execute("update loyverse.loyverse_price_sync_settings set paused = true where restaurant_id = %s", (b,))
+        pid = conn.execute("insert into public.products (restaurant_id, name, price) values (%s, 'Carrot cake', 45)"
+                           " returning id", (b,)).fetchone()["id"]
+        aid = conn.execute("select account_id from loyverse.loyverse_restaurant_links where restaurant_id = %s",
+                           (b,)).fetchone()["account_id"]
+        conn.execute("insert into loyverse.loyverse_item_mappings (product_id, restaurant_id, account_id, loyverse_item_id,"
+                     " loyverse_variant_id, loyverse_store_id) values (%s, %s, %s, 'it-cake', 'var-cake', 'st')",
+                     (pid, b, aid))
+        conn.execute("delete from loyverse.loyverse_price_sync_queue where product_id = %s", (pid,))
+        conn.execute("insert into loyverse.loyverse_price_sync_queue (product_id, restaurant_id, account_id, status,"
+                     " new_price, price_to_send, last_error_code, last_error, error_details)"
+                     " values (%s, %s, %s, 'held', 45, 45, 'HELD_CHANGE_PERCENT',"
+                     " 'held: 4.50 -> 45.00 moves the price by more than 50.00%% (hold_change_percent)',"
+                     " '{\"loyverse_price\": 4.5}')", (pid, b, aid))
+    assert (str(s["hold_change_percent"]), s["hold_change_amount"], str(s["hold_below_price"])) == ("50.00", None, "1.50")
+    try:
+        page.click("text=Dashboard")
+        assert page.locator("#held").inner_text() == "1"
+        row = page.locator("#held-items tr", has_text="Carrot cake")
+        assert "4.5" in row.inner_text() and "hold_change_percent" in row.inner_text()
+        assert str(pid) not in page.locator("#held-items").inner_text()  # by name, never by UUID
+        page.screenshot(path=str(shots / "console-held.png"), full_page=True)
+        row.get_by_role("button", name="Approve Carrot cake").click()
+        page.wait_for_selector("text=1 held change(s) approved: sending.")
+        assert page.locator("#held").inner_text() == "0"
+        assert page.locator("#no-held").count() == 1
+        with stack.conn() as conn:
+            q = conn.execute("select status, approved_at from loyverse.loyverse_price_sync_queue where product_id = %s",
+                             (pid,)).fetchall()
+            who = conn.execute("select actor from loyverse.audit_trail where action = 'APPROVE' and restaurant_id = %s"
+                               " order by log_id desc limit 1", (b,)).fetchone()
+        assert [(r["status"], r["approved_at"] is not None) for r in q] == [("pending", True)]
+        assert who["actor"] == f"console:{stack.key_names['B']}"
+    finally:
+        with stack.conn() as conn:
+            conn.execute("update loyverse.loyverse_price_sync_settings set paused = false, hold_below_price = null,"
+                         " hold_change_percent = 100 where restaurant_id = %s", (b,))
+        page.close()
