@@ -474,6 +474,11 @@ class SettingsUpdate(Body):
     alert_queue_depth: int | None = Field(default=None, ge=1, le=INT)
     alert_oldest_pending_seconds: int | None = Field(default=None, ge=1, le=INT)
     alert_dead_letters: int | None = Field(default=None, ge=1, le=INT)
+    # A failed write is retried after min(cap, base * 2^attempts) seconds, jittered (sql/0350).
+    backoff_base_seconds: float | None = Field(
+        default=None, ge=0.01, le=3600, description="Seconds before the first retry of a failed write.")
+    backoff_cap_seconds: float | None = Field(
+        default=None, ge=0.01, le=86400, description="Longest wait between retries (at least backoff_base_seconds).")
     # The guardrails: a change past one is held for a person (GET sync/held); null = no limit.
     hold_change_percent: float | None = Field(
         default=None, ge=1, le=100000, description="Hold a change moving the price by more than this % (null: no limit).")

@@ -272,7 +272,8 @@ CHOICES = {
 }
 BOOLEANS = ["enabled", "notify_on_error", "prices_include_tax"]
 NUMBERS = {"max_attempts": int, "priority": int, "alert_failure_rate": float, "alert_queue_depth": int,
-           "alert_oldest_pending_seconds": int, "alert_dead_letters": int}
+           "alert_oldest_pending_seconds": int, "alert_dead_letters": int, "backoff_base_seconds": float,
+           "backoff_cap_seconds": float}
 # The guardrails (a change past one is held for a person): blank = no limit; (lowest, highest, what
 # blank means), the ranges of the table's CHECKs (sql/0155), checked here to answer at the field.
 GUARDRAILS = {

@@ -227,6 +227,8 @@ def _settings_row(stack, rid):
     ({"max_attempts": 0}, "max_attempts", None),
     ({"hold_change_percent": 0.5}, "hold_change_percent", None),
     ({"hold_below_price": -1}, "hold_below_price", None),
+    ({"backoff_base_seconds": 5000}, "backoff_base_seconds", None),
+    ({"backoff_cap_seconds": 0}, "backoff_cap_seconds", None),
     ({"notify_on_error": True, "notification_email": None}, "notification_email", None),
     ({"include_categories": ["No Such Category"]}, "include_categories", "names"),
     ({"colour": "red"}, "colour", None),
