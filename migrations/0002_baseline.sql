@@ -3553,6 +3553,7 @@ declare
     v_variant jsonb;
     v_vid text;
     v_vdeleted timestamptz;
+    v_vupdated timestamptz;
     v_map record;
     v_entry jsonb;
     v_price numeric;
@@ -3637,6 +3638,10 @@ begin
             end if;
             continue;
         end if;
+        -- When this variant last changed: an item's updated_at moves with any of its variants
+        -- (our own push of a sibling too), so `latest` would date an older price of this one
+        -- by a newer change of another. The item's stamp only when the variant has none.
+        v_vupdated := coalesce((v_variant->>'updated_at')::timestamptz, v_updated);
         for v_map in select m.product_id, m.loyverse_store_id
                        from loyverse.loyverse_item_mappings m
                       where m.account_id = p_account_id and m.loyverse_variant_id = v_vid
@@ -3650,7 +3655,7 @@ begin
                           or jsonb_typeof(v_entry->'price') <> 'number';
             v_price := (v_entry->>'price')::numeric;
             continue when v_price < 0;
-            v_outcome := loyverse._apply_loyverse_price(p_inbox_id, v_map.product_id, v_price, v_updated, p_read_at);
+            v_outcome := loyverse._apply_loyverse_price(p_inbox_id, v_map.product_id, v_price, v_vupdated, p_read_at);
             v_counts := v_counts || jsonb_build_object(v_outcome, coalesce((v_counts->>v_outcome)::int, 0) + 1);
         end loop;
     end loop;
@@ -3808,7 +3813,8 @@ comment on function loyverse._apply_loyverse_inventory_level(bigint, bigint, jso
 -- The apply job's statement: turn an account's pending deliveries into changes, oldest
 -- first, each delivery in its own subtransaction (all of it or nothing). A delivery that
 -- touches a product whose price write is in flight waits a second (LVS01); one that cannot
--- be read is failed with the reason, audited, and never retried.
+-- be read is failed with the reason, audited, and never retried. A delivery's products are
+-- locked first, without waiting, so the main app's UPDATEs never lose a deadlock to it.
 create function loyverse.apply_loyverse_inbox(p_account_id bigint, p_limit integer default 50)
 returns jsonb
 language plpgsql
@@ -3830,7 +3836,11 @@ declare
     v_deferred integer := 0;
     v_read_at timestamptz;
     v_refresh text[] := '{}';
+    v_lock_timeout text := pg_catalog.current_setting('lock_timeout');
 begin
+    -- Any other lock (a queue row a worker is completing) is waited for 100 ms at most,
+    -- then the delivery is retried in a second.
+    perform pg_catalog.set_config('lock_timeout', '100ms', true);
     select a.merchant_id into v_merchant from loyverse.accounts a where a.id = p_account_id;
     for v_row in
         select i.id, i.body, i.source from loyverse.loyverse_inbox i
@@ -3853,6 +3863,23 @@ begin
                 raise exception 'merchant_id % is not this account''s (%)', v_doc->>'merchant_id', v_merchant
                     using errcode = 'LVS02';
             end if;
+            -- The delivery's products, all locked before anything else and without waiting
+            -- (NOWAIT: lock_not_available, retried in a second). An UPDATE of several products
+            -- locks them in its own order while the delivery would lock them item by item: if
+            -- both waited, PostgreSQL could pick the app's statement as the deadlock victim.
+            -- This way the delivery never waits for a product the app holds.
+            perform 1
+               from public.products p
+              where p.id in (select m.product_id from loyverse.loyverse_item_mappings m
+                              where m.account_id = p_account_id
+                                and (m.loyverse_item_id in (select o->>'id' from jsonb_array_elements(
+                                         case when jsonb_typeof(v_doc->'items') = 'array' then v_doc->'items'
+                                              else '[]' end) o)
+                                     or m.loyverse_variant_id in (select o->>'variant_id' from jsonb_array_elements(
+                                         case when jsonb_typeof(v_doc->'inventory_levels') = 'array'
+                                              then v_doc->'inventory_levels' else '[]' end) o)))
+              order by p.id
+                for update of p nowait;
             -- what we read ourselves (poll, refresh) says when it was read; a webhook does not
             v_read_at := case when v_row.source in ('poll', 'refresh') then (v_doc->>'read_at')::timestamptz end;
             if v_doc->>'type' = 'items.update' and jsonb_typeof(v_doc->'items') = 'array' then
@@ -3900,6 +3927,7 @@ begin
                 v_failed := v_failed + 1;
         end;
     end loop;
+    perform pg_catalog.set_config('lock_timeout', v_lock_timeout, true);
     return jsonb_build_object(
         'applied', v_applied, 'failed', v_failed, 'deferred', v_deferred,
         'refresh_items', to_jsonb(array(select distinct unnest(v_refresh))),

@@ -73,7 +73,8 @@ def run(state: st.State, merchant: st.Merchant, doc: dict[str, Any]) -> tuple[di
                 entry["price"] = st.money(price, m.decimal_places)
                 entry["pricing_type"] = "FIXED"
                 resources._touch(vrec, now)
-                state.record_price_change(m.id, vrec.data["variant_id"], entry["store_id"], old, entry["price"], now)
+                state.record_price_change(m.id, vrec.data["variant_id"], entry["store_id"], old, entry["price"], now,
+                                          source="backoffice")
                 item = _item(m, vrec.data.get("item_id"))
                 touched[item.data["id"]] = item
             for item in touched.values():

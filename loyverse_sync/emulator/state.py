@@ -365,8 +365,10 @@ class State:
         return out[:limit] if limit else out
 
     def record_price_change(
-        self, merchant_id: str, variant_id: str, store_id: str, old: Any, new: Any, at_ms: int
+        self, merchant_id: str, variant_id: str, store_id: str, old: Any, new: Any, at_ms: int,
+        source: str = "api",
     ) -> None:
+        """Log one applied store-price change; `source` is "api" (a request) or "backoffice"."""
         with self.lock:
             self._change_id += 1
             self.price_changes.append(
@@ -378,6 +380,7 @@ class State:
                     "store_id": store_id,
                     "old_price": old,
                     "new_price": new,
+                    "source": source,
                 }
             )
 
