@@ -25,13 +25,14 @@ declare
     v_read_at timestamptz;
     v_refresh text[] := '{}';
     v_lock_timeout text := pg_catalog.current_setting('lock_timeout');
+    v_offset bigint;
 begin
     -- Any other lock (a queue row a worker is completing) is waited for 100 ms at most,
     -- then the delivery is retried in a second.
     perform pg_catalog.set_config('lock_timeout', '100ms', true);
     select a.merchant_id into v_merchant from loyverse.accounts a where a.id = p_account_id;
     for v_row in
-        select i.id, i.body, i.source from loyverse.loyverse_inbox i
+        select i.id, i.body, i.source, i.received_at from loyverse.loyverse_inbox i
          where i.account_id = p_account_id and i.status = 'pending' and i.next_attempt_at <= now()
          order by i.id
          limit p_limit
@@ -50,6 +51,25 @@ begin
             if v_merchant is not null and v_doc->>'merchant_id' is not null and v_doc->>'merchant_id' <> v_merchant then
                 raise exception 'merchant_id % is not this account''s (%)', v_doc->>'merchant_id', v_merchant
                     using errcode = 'LVS02';
+            end if;
+            -- Loyverse's clock, measured: a webhook's created_at (Loyverse's clock) minus when
+            -- we received it (ours) is the clock offset minus the delivery time; the largest
+            -- such sample of the last hour is the estimate (a late or retried delivery gives a
+            -- smaller one). Written only when it changes the estimate.
+            if v_row.source = 'webhook' then
+                begin
+                    v_offset := (extract(epoch from ((v_doc->>'created_at')::timestamptz - v_row.received_at))
+                                 * 1000)::bigint;
+                exception when others then
+                    v_offset := null;  -- no or a malformed created_at: no sample, the items still apply
+                end;
+                if v_offset is not null then
+                    update loyverse.loyverse_inbound_settings s
+                       set loyverse_clock_offset_ms = v_offset, loyverse_clock_offset_at = now()
+                     where s.account_id = p_account_id
+                       and (s.loyverse_clock_offset_ms is null or v_offset > s.loyverse_clock_offset_ms
+                            or s.loyverse_clock_offset_at < now() - interval '1 hour');
+                end if;
             end if;
             -- The delivery's products, all locked before anything else and without waiting
             -- (NOWAIT: lock_not_available, retried in a second). An UPDATE of several products

@@ -52,7 +52,7 @@ def run(state: st.State, merchant: st.Merchant, doc: dict[str, Any]) -> tuple[di
     m = merchant
     events: list[tuple[str, dict[str, Any]]] = []
     with state.lock:
-        now = state.now_ms()
+        now = state.now_ms(m)  # the merchant's clock (clock_offset_seconds)
         stamp = st.iso_from_ms(now)
         if action == "set_price":
             changes = doc.get("prices") if "prices" in doc else [doc]

@@ -20,6 +20,13 @@ select loyverse.finish_inbound_poll(%(account_id)s::bigint, %(polled_until)s::ti
 -- name: now
 select now() as now
 
+-- name: loyverse_now
+-- Now on Loyverse's clock as far as we know it (the polling cursor's start is compared with
+-- Loyverse's updated_at): our clock plus the account's measured offset.
+select now() + make_interval(secs => coalesce(s.loyverse_clock_offset_ms, 0) / 1000.0) as now
+  from (select 1) one
+  left join loyverse.loyverse_inbound_settings s on s.account_id = %(account_id)s
+
 -- name: mapped_items
 select m.account_id, m.loyverse_item_id
   from loyverse.loyverse_item_mappings m
