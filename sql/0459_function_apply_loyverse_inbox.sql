@@ -63,7 +63,8 @@ begin
                 exception when others then
                     v_offset := null;  -- no or a malformed created_at: no sample, the items still apply
                 end;
-                if v_offset is not null then
+                -- a sample past a day is a test's or a broken clock's, not a skew to correct
+                if v_offset is not null and abs(v_offset) <= 86400000 then
                     update loyverse.loyverse_inbound_settings s
                        set loyverse_clock_offset_ms = v_offset, loyverse_clock_offset_at = now()
                      where s.account_id = p_account_id
