@@ -53,7 +53,7 @@ select l.restaurant_id::text as id
 
 -- name: inbound_settings
 select account_id, url_secret, webhook_url, client_secret_key_id is not null as signed, poll_enabled,
-       poll_interval_seconds, poll_overlap_seconds, polled_until, last_polled_at
+       poll_interval_seconds, poll_overlap_seconds, polled_until, last_polled_at, loyverse_clock_offset_ms
   from loyverse.inbound_settings_row(%(account_id)s::bigint)
 
 -- name: set_subscription

@@ -6,6 +6,7 @@ ahead makes every counter edit look newest, one behind makes ours always win."""
 from __future__ import annotations
 
 import decimal
+import json
 import os
 import subprocess
 import sys
@@ -73,6 +74,8 @@ def test_latest_picks_the_edit_made_last_whatever_loyverses_clock_says(conn, dsn
                                 " where account_id = %s", (seed.account_id,)).fetchone()["ms"]
         # the offset minus the delivery time: a generous bound, the point is the sign and size
         assert measured is not None and abs(measured - offset * 1000) < 60_000, measured
+        shown = cli(dsn, "account", "polling", str(seed.account_id), "--json")  # what a DBA sees
+        assert shown.returncode == 0 and json.loads(shown.stdout)["loyverse_clock_offset_ms"] == measured, shown
         assert price(conn, seed.products[calibrate]) == D("50.00")
 
         # 2. Counter edit first (its delivery lost), ours after it: ours is the last edit.
