@@ -3,8 +3,10 @@ several products per statement, and the emulator's back office, several prices p
 delivery), duplicated, dropped and reordered webhook deliveries, a worker process SIGKILLed
 mid-run, then the polling safety net. Under `latest` both sides end equal for every product;
 under `hold` every product that differs has its conflict held, and only products edited on both
-sides do. No price from Loyverse is ever pushed back: counted in the emulator's log of the
-price changes requests made (our prices and the back office's come from disjoint ranges).
+sides do (12 of the 40 products are edited on one side only). No price from Loyverse is ever
+pushed back: no queue row carries one, and no request changed a price to one as its own target
+(the emulator's log of what requests changed; our prices and the back office's come from
+disjoint ranges).
 
 The edits come in rounds of 20 (one UPDATE, one back-office action, one fault) with a short
 random pause per round, not per edit, so the 1,000 edits cost seconds, not minutes."""
