@@ -405,7 +405,7 @@ def rotate_key(new_key_file: pathlib.Path | None, drop_old: bool) -> None:
     # here and the commit below leaves keys that decrypt every ciphertext.
     accounts.write_key_file(target, [new_key, *([] if from_env and new_key_file else old_keys)])
     with _common.connection() as conn:
-        done = accounts.rotate_key(conn, old_keys=old_keys, new_key=new_key)
+        done = accounts.rotate_all(conn, old_keys=old_keys, new_key=new_key)
     if drop_old:
         accounts.write_key_file(target, [new_key])
     click.echo(

@@ -195,7 +195,12 @@ class Rotation:
     webhook_secrets: int
 
 
-def rotate_key(conn: psycopg.Connection[Any], *, old_keys: list[bytes], new_key: bytes) -> Rotation:
+def rotate_key(conn: psycopg.Connection[Any], *, old_keys: list[bytes], new_key: bytes) -> int:
+    """Re-encrypt every ciphertext with `new_key` (see `rotate_all`); returns how many accounts."""
+    return rotate_all(conn, old_keys=old_keys, new_key=new_key).accounts
+
+
+def rotate_all(conn: psycopg.Connection[Any], *, old_keys: list[bytes], new_key: bytes) -> Rotation:
     """Re-encrypt every ciphertext with `new_key` in one transaction: the accounts' tokens, an
     OAuth account's client secret and refresh token, and the webhook signing secrets.
 
