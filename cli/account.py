@@ -388,7 +388,10 @@ def list_(as_json: bool) -> None:
 )
 @click.option("--drop-old", is_flag=True, help="Keep only the new key in the key file afterwards.")
 def rotate_key(new_key_file: pathlib.Path | None, drop_old: bool) -> None:
-    """Re-encrypt every token with a new key, in one transaction."""
+    """Re-encrypt every token and secret with a new key, in one transaction.
+
+    Tokens, an OAuth account's client secret and refresh token, and the webhook signing
+    secrets (`account subscribe --client-secret-env`) are all re-encrypted."""
     old_keys = crypto.load_keys()
     new_key = crypto.new_key()
     from_env = bool(os.environ.get("LOYVERSE_SYNC_KEY"))
@@ -402,11 +405,12 @@ def rotate_key(new_key_file: pathlib.Path | None, drop_old: bool) -> None:
     # here and the commit below leaves keys that decrypt every ciphertext.
     accounts.write_key_file(target, [new_key, *([] if from_env and new_key_file else old_keys)])
     with _common.connection() as conn:
-        count = accounts.rotate_key(conn, old_keys=old_keys, new_key=new_key)
+        done = accounts.rotate_all(conn, old_keys=old_keys, new_key=new_key)
     if drop_old:
         accounts.write_key_file(target, [new_key])
     click.echo(
-        f"re-encrypted {count} token(s) with key {crypto.fingerprint(new_key)}, written to {target}"
+        f"re-encrypted {done.accounts} token(s) and {done.webhook_secrets} webhook signing secret(s)"
+        f" with key {crypto.fingerprint(new_key)}, written to {target}"
     )
     if from_env:
         click.echo(f"now set LOYVERSE_SYNC_KEY to the key in {target}")

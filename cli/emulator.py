@@ -324,6 +324,11 @@ def faults_cmd(
 @click.option("--post-semantics", type=click.Choice(state.POST_SEMANTICS_CHOICES))
 @click.option("--webhooks-list", type=click.Choice(state.WEBHOOKS_LIST_CHOICES))
 @click.option("--webhook-https-only/--no-webhook-https-only", default=None)
+@click.option(
+    "--clock-offset-seconds",
+    type=_common.FloatBetween(-31_622_400, 31_622_400),
+    help="Run the merchant's clock ahead (positive) or behind (negative) ours, in seconds.",
+)
 def modes_cmd(
     url: str,
     merchant_id: str | None,
@@ -336,14 +341,16 @@ def modes_cmd(
     post_semantics: str | None,
     webhooks_list: str | None,
     webhook_https_only: bool | None,
+    clock_offset_seconds: float | None,
 ) -> None:
-    """Show or switch the [UNKNOWN]-behaviour modes of one merchant."""
+    """Show or switch the [UNKNOWN]-behaviour modes of one merchant (and its clock offset)."""
     values: dict[str, Any] = {
         k: v
         for k, v in (
             ("post_semantics", post_semantics),
             ("webhooks_list", webhooks_list),
             ("webhook_https_only", webhook_https_only),
+            ("clock_offset_seconds", clock_offset_seconds),
         )
         if v is not None
     }

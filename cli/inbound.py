@@ -201,9 +201,10 @@ def polling(account_ref: str, enabled: bool | None, interval: int | None, overla
         row = queries.execute(conn, "inbound", "inbound_settings", {"account_id": account_id}).fetchone()
     assert row is not None
     shown = {k: row[k] for k in ("account_id", "poll_enabled", "poll_interval_seconds", "poll_overlap_seconds",
-                                 "polled_until", "last_polled_at", "webhook_url", "signed")}
+                                 "polled_until", "last_polled_at", "webhook_url", "signed",
+                                 "loyverse_clock_offset_ms")}
     if as_json:
         _common.echo_json(shown)
         return
     for key, value in shown.items():
-        click.echo(f"{key.ljust(21)}  {_common._cell(value)}")
+        click.echo(f"{key.ljust(24)}  {_common._cell(value)}")

@@ -185,13 +185,29 @@ def update_merchant(
     )
 
 
-def rotate_key(conn: psycopg.Connection[Any], *, old_keys: list[bytes], new_key: bytes) -> int:
-    """Re-encrypt every token (and OAuth secrets) with `new_key` in one transaction; returns how many.
+@dataclasses.dataclass(frozen=True)
+class Rotation:
+    """What `rotate_key` re-encrypted."""
 
-    Fails without changing anything if any token cannot be decrypted with `old_keys`.
+    #: accounts: each one's token, and an OAuth account's client secret + refresh token
+    accounts: int
+    #: webhook signing secrets (an OAuth app's client secret, loyverse_inbound_settings)
+    webhook_secrets: int
+
+
+def rotate_key(conn: psycopg.Connection[Any], *, old_keys: list[bytes], new_key: bytes) -> int:
+    """Re-encrypt every ciphertext with `new_key` (see `rotate_all`); returns how many accounts."""
+    return rotate_all(conn, old_keys=old_keys, new_key=new_key).accounts
+
+
+def rotate_all(conn: psycopg.Connection[Any], *, old_keys: list[bytes], new_key: bytes) -> Rotation:
+    """Re-encrypt every ciphertext with `new_key` in one transaction: the accounts' tokens, an
+    OAuth account's client secret and refresh token, and the webhook signing secrets.
+
+    Fails without changing anything if any of them cannot be decrypted with `old_keys`.
     """
     # The new key too: the CLI writes it to the key file before this transaction, and an
-    # OAuth refresh committed in between stored its new pair under it.
+    # OAuth refresh or a `subscribe` committed in between stored its ciphertext under it.
     readable = [*old_keys, new_key]
     with conn.transaction():
         rows = queries.execute(conn, "accounts", "all_ciphertexts_for_update").fetchall()
@@ -216,7 +232,23 @@ def rotate_key(conn: psycopg.Connection[Any], *, old_keys: list[bytes], new_key:
                  "oauth_ciphertext": oauth_ciphertext},
             )
             updated += 1
-    return updated
+        # Webhook signing secrets: with --drop-old, a secret left under the old key would make
+        # the receiver answer 503 to every signed delivery of the account.
+        hooks = queries.execute(conn, "accounts", "inbound_ciphertexts_for_update").fetchall()
+        for r in hooks:
+            rd = dict(r)
+            secret = crypto.decrypt(
+                rd["client_secret_ciphertext"], rd["client_secret_key_id"], readable,
+                account=f"{rd['name']} (webhook signing secret)",
+            )
+            ciphertext, key_id = crypto.encrypt(secret, [new_key])
+            queries.execute(
+                conn,
+                "accounts",
+                "set_inbound_ciphertext",
+                {"account_id": rd["account_id"], "ciphertext": ciphertext, "key_id": key_id},
+            )
+    return Rotation(accounts=updated, webhook_secrets=len(hooks))
 
 
 def write_key_file(path: pathlib.Path, keys: list[bytes]) -> None:

@@ -747,6 +747,9 @@ create table loyverse.loyverse_inbound_settings (
         constraint poll_overlap_seconds_is_between_0_and_86400 check (poll_overlap_seconds between 0 and 86400),
     polled_until timestamptz,
     last_polled_at timestamptz,
+    -- Loyverse's clock minus ours (ms), estimated from webhook deliveries: see the comment below
+    loyverse_clock_offset_ms bigint,
+    loyverse_clock_offset_at timestamptz,
     created_at timestamptz not null default now(),
     updated_at timestamptz not null default now(),
     constraint loyverse_inbound_settings_url_secret_key unique (url_secret),
@@ -763,6 +766,13 @@ comment on column loyverse.loyverse_inbound_settings.client_secret_ciphertext is
     'valid X-Loyverse-Signature.';
 comment on column loyverse.loyverse_inbound_settings.polled_until is
     'Polling cursor: the newest Loyverse updated_at read; the next poll reads from it minus poll_overlap_seconds.';
+comment on column loyverse.loyverse_inbound_settings.loyverse_clock_offset_ms is
+    'How far Loyverse''s clock is ahead of ours (ms; negative: behind), estimated as the largest '
+    'created_at - received_at of the account''s webhook deliveries in the last hour (a delivery is never '
+    'received before it is made, so this is the offset minus the shortest delivery time). The '
+    '`latest` conflict policy and echo detection subtract it from Loyverse''s updated_at.';
+comment on column loyverse.loyverse_inbound_settings.loyverse_clock_offset_at is
+    'When loyverse_clock_offset_ms was last raised (an estimate older than an hour is replaced by the next sample).';
 
 -- ---- sql/0184_table_loyverse_inbox.sql ----
 -- Every delivery from Loyverse (webhook, poll page) stored as received, before anything is
@@ -3439,23 +3449,31 @@ declare
     v_keep text;
     v_decision text;
     v_origin text;
+    v_their_at timestamptz;
 begin
     -- The product's row lock orders this with the main app's UPDATEs: a change committed
     -- before it is in the queue by now, one after it sees our price and last_synced_price.
     select m.product_id, m.restaurant_id, m.account_id, m.loyverse_item_id, m.last_synced_price,
            m.price_factor, p.price,
-           s.enabled, s.sync_direction, s.conflict_policy, s.price_rounding_rule, a.decimal_places
+           s.enabled, s.sync_direction, s.conflict_policy, s.price_rounding_rule, a.decimal_places,
+           i.loyverse_clock_offset_ms
       into v
       from loyverse.loyverse_item_mappings m
       join public.products p on p.id = m.product_id
       join loyverse.loyverse_price_sync_settings s on s.restaurant_id = m.restaurant_id
       join loyverse.accounts a on a.id = m.account_id
+      left join loyverse.loyverse_inbound_settings i on i.account_id = m.account_id
      where m.product_id = p_product_id
        for update of p, m;
     if not found or not v.enabled or v.sync_direction = 'TO_LOYVERSE' then
         return 'ignored';
     end if;
     v_lp := round(p_loyverse_price, v.decimal_places);
+    -- Loyverse's updated_at on our clock: every comparison with our commit times below uses
+    -- this, so a Loyverse clock minutes ahead (or behind) does not make its edits look newer
+    -- (or older) than ours (loyverse_inbound_settings.loyverse_clock_offset_ms).
+    v_their_at := p_loyverse_updated_at
+                  - pg_catalog.make_interval(secs => coalesce(v.loyverse_clock_offset_ms, 0) / 1000.0);
     if v_lp is not distinct from v.last_synced_price then
         return 'unchanged';  -- the usual case: an items.update about another field or store, or our own write
     end if;
@@ -3467,7 +3485,7 @@ begin
                 where q.product_id = p_product_id and q.status = 'processing' and q.price_to_send = v_lp)
        or exists (select 1 from loyverse.loyverse_price_sync_queue q
                    where q.product_id = p_product_id and q.status = 'done' and q.price_to_send = v_lp
-                     and q.completed_at >= coalesce(p_loyverse_updated_at, '-infinity')) then
+                     and q.completed_at >= coalesce(v_their_at, '-infinity')) then
         insert into loyverse.loyverse_inbound_audit (account_id, restaurant_id, inbox_id, product_id, loyverse_id,
                                                      decision, our_price, loyverse_price, details)
         values (v.account_id, v.restaurant_id, p_inbox_id, p_product_id, v.loyverse_item_id, 'ECHO_IGNORED',
@@ -3481,7 +3499,7 @@ begin
     -- Loyverse's current state can tell: the job reads the item again (source refresh).
     if exists (select 1 from loyverse.loyverse_price_sync_queue q
                 where q.product_id = p_product_id and q.status = 'done'
-                  and q.completed_at >= coalesce(p_read_at, p_loyverse_updated_at, '-infinity')) then
+                  and q.completed_at >= coalesce(p_read_at, v_their_at, '-infinity')) then
         return 'refresh';
     end if;
     -- A write in flight: wait for it (its outcome decides what "ours" is); the whole delivery
@@ -3508,10 +3526,16 @@ begin
         v_decision := 'AGREED';
     else
         -- Both sides changed since the last agreed price.
-        v_ours_at := case when v_row.status = 'pending' then v_row.updated_at
+        -- When our price was set: a pending row's last upsert; but a row that a `latest`
+        -- decision made (source resolve, not edited since) carries the time of the price it
+        -- kept, not the time of the decision; a held row, the time it was held with.
+        v_ours_at := case when v_row.status = 'pending' and v_row.updated_at = v_row.created_at
+                               and v_row.error_details ? 'ours_at'
+                          then (v_row.error_details->>'ours_at')::timestamptz
+                          when v_row.status = 'pending' then v_row.updated_at
                           else coalesce((v_row.error_details->>'ours_at')::timestamptz, v_row.created_at) end;
         v_keep := case v.conflict_policy
-                      when 'latest' then case when p_loyverse_updated_at > v_ours_at then 'theirs' else 'ours' end
+                      when 'latest' then case when v_their_at > v_ours_at then 'theirs' else 'ours' end
                       else v.conflict_policy end;
         v_decision := case v_keep when 'hold' then 'CONFLICT_HELD'
                                   when 'ours' then 'CONFLICT_KEPT_OURS' else 'CONFLICT_KEPT_THEIRS' end;
@@ -3524,7 +3548,8 @@ begin
             jsonb_strip_nulls(jsonb_build_object(
                 'last_synced_price', v.last_synced_price, 'loyverse_updated_at', p_loyverse_updated_at,
                 'direction', v.sync_direction, 'policy', case when v_decision like 'CONFLICT%' then v.conflict_policy end,
-                'ours_at', v_ours_at, 'queue_id', v_row.id)));
+                'ours_at', v_ours_at, 'queue_id', v_row.id,
+                'loyverse_clock_offset_ms', case when v_decision like 'CONFLICT%' then v.loyverse_clock_offset_ms end)));
 
     if v_keep = 'apply' then
         v_origin := pg_catalog.current_setting('loyverse_sync.origin', true);
@@ -3575,6 +3600,11 @@ begin
     end if;
     if v_keep in ('ours', 'theirs') then
         perform loyverse.resolve_price_sync_conflicts(v.restaurant_id, v_keep, p_product_id);
+        -- The push that keeps ours remembers when ours was set, for the next `latest` decision.
+        update loyverse.loyverse_price_sync_queue q
+           set error_details = coalesce(q.error_details, '{}') || jsonb_build_object('ours_at', v_ours_at)
+         where q.product_id = p_product_id and q.status = 'pending' and q.source = 'resolve'
+           and v_keep = 'ours';
         return 'conflict_' || v_keep;
     end if;
     return 'conflict_held';
@@ -3607,6 +3637,7 @@ declare
     v_variant jsonb;
     v_vid text;
     v_vdeleted timestamptz;
+    v_vupdated timestamptz;
     v_map record;
     v_entry jsonb;
     v_price numeric;
@@ -3691,6 +3722,10 @@ begin
             end if;
             continue;
         end if;
+        -- When this variant last changed: an item's updated_at moves with any of its variants
+        -- (our own push of a sibling too), so `latest` would date an older price of this one
+        -- by a newer change of another. The item's stamp only when the variant has none.
+        v_vupdated := coalesce((v_variant->>'updated_at')::timestamptz, v_updated);
         for v_map in select m.product_id, m.loyverse_store_id
                        from loyverse.loyverse_item_mappings m
                       where m.account_id = p_account_id and m.loyverse_variant_id = v_vid
@@ -3704,7 +3739,7 @@ begin
                           or jsonb_typeof(v_entry->'price') <> 'number';
             v_price := (v_entry->>'price')::numeric;
             continue when v_price < 0;
-            v_outcome := loyverse._apply_loyverse_price(p_inbox_id, v_map.product_id, v_price, v_updated, p_read_at);
+            v_outcome := loyverse._apply_loyverse_price(p_inbox_id, v_map.product_id, v_price, v_vupdated, p_read_at);
             v_counts := v_counts || jsonb_build_object(v_outcome, coalesce((v_counts->>v_outcome)::int, 0) + 1);
         end loop;
     end loop;
@@ -3862,7 +3897,8 @@ comment on function loyverse._apply_loyverse_inventory_level(bigint, bigint, jso
 -- The apply job's statement: turn an account's pending deliveries into changes, oldest
 -- first, each delivery in its own subtransaction (all of it or nothing). A delivery that
 -- touches a product whose price write is in flight waits a second (LVS01); one that cannot
--- be read is failed with the reason, audited, and never retried.
+-- be read is failed with the reason, audited, and never retried. A delivery's products are
+-- locked first, without waiting, so the main app's UPDATEs never lose a deadlock to it.
 create function loyverse.apply_loyverse_inbox(p_account_id bigint, p_limit integer default 50)
 returns jsonb
 language plpgsql
@@ -3884,10 +3920,15 @@ declare
     v_deferred integer := 0;
     v_read_at timestamptz;
     v_refresh text[] := '{}';
+    v_lock_timeout text := pg_catalog.current_setting('lock_timeout');
+    v_offset bigint;
 begin
+    -- Any other lock (a queue row a worker is completing) is waited for 100 ms at most,
+    -- then the delivery is retried in a second.
+    perform pg_catalog.set_config('lock_timeout', '100ms', true);
     select a.merchant_id into v_merchant from loyverse.accounts a where a.id = p_account_id;
     for v_row in
-        select i.id, i.body, i.source from loyverse.loyverse_inbox i
+        select i.id, i.body, i.source, i.received_at from loyverse.loyverse_inbox i
          where i.account_id = p_account_id and i.status = 'pending' and i.next_attempt_at <= now()
          order by i.id
          limit p_limit
@@ -3907,6 +3948,43 @@ begin
                 raise exception 'merchant_id % is not this account''s (%)', v_doc->>'merchant_id', v_merchant
                     using errcode = 'LVS02';
             end if;
+            -- Loyverse's clock, measured: a webhook's created_at (Loyverse's clock) minus when
+            -- we received it (ours) is the clock offset minus the delivery time; the largest
+            -- such sample of the last hour is the estimate (a late or retried delivery gives a
+            -- smaller one). Written only when it changes the estimate.
+            if v_row.source = 'webhook' then
+                begin
+                    v_offset := (extract(epoch from ((v_doc->>'created_at')::timestamptz - v_row.received_at))
+                                 * 1000)::bigint;
+                exception when others then
+                    v_offset := null;  -- no or a malformed created_at: no sample, the items still apply
+                end;
+                -- a sample past a day is a test's or a broken clock's, not a skew to correct
+                if v_offset is not null and abs(v_offset) <= 86400000 then
+                    update loyverse.loyverse_inbound_settings s
+                       set loyverse_clock_offset_ms = v_offset, loyverse_clock_offset_at = now()
+                     where s.account_id = p_account_id
+                       and (s.loyverse_clock_offset_ms is null or v_offset > s.loyverse_clock_offset_ms
+                            or s.loyverse_clock_offset_at < now() - interval '1 hour');
+                end if;
+            end if;
+            -- The delivery's products, all locked before anything else and without waiting
+            -- (NOWAIT: lock_not_available, retried in a second). An UPDATE of several products
+            -- locks them in its own order while the delivery would lock them item by item: if
+            -- both waited, PostgreSQL could pick the app's statement as the deadlock victim.
+            -- This way the delivery never waits for a product the app holds.
+            perform 1
+               from public.products p
+              where p.id in (select m.product_id from loyverse.loyverse_item_mappings m
+                              where m.account_id = p_account_id
+                                and (m.loyverse_item_id in (select o->>'id' from jsonb_array_elements(
+                                         case when jsonb_typeof(v_doc->'items') = 'array' then v_doc->'items'
+                                              else '[]' end) o)
+                                     or m.loyverse_variant_id in (select o->>'variant_id' from jsonb_array_elements(
+                                         case when jsonb_typeof(v_doc->'inventory_levels') = 'array'
+                                              then v_doc->'inventory_levels' else '[]' end) o)))
+              order by p.id
+                for update of p nowait;
             -- what we read ourselves (poll, refresh) says when it was read; a webhook does not
             v_read_at := case when v_row.source in ('poll', 'refresh') then (v_doc->>'read_at')::timestamptz end;
             if v_doc->>'type' = 'items.update' and jsonb_typeof(v_doc->'items') = 'array' then
@@ -3954,6 +4032,7 @@ begin
                 v_failed := v_failed + 1;
         end;
     end loop;
+    perform pg_catalog.set_config('lock_timeout', v_lock_timeout, true);
     return jsonb_build_object(
         'applied', v_applied, 'failed', v_failed, 'deferred', v_deferred,
         'refresh_items', to_jsonb(array(select distinct unnest(v_refresh))),

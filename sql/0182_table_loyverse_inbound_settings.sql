@@ -15,6 +15,9 @@ create table loyverse.loyverse_inbound_settings (
         constraint poll_overlap_seconds_is_between_0_and_86400 check (poll_overlap_seconds between 0 and 86400),
     polled_until timestamptz,
     last_polled_at timestamptz,
+    -- Loyverse's clock minus ours (ms), estimated from webhook deliveries: see the comment below
+    loyverse_clock_offset_ms bigint,
+    loyverse_clock_offset_at timestamptz,
     created_at timestamptz not null default now(),
     updated_at timestamptz not null default now(),
     constraint loyverse_inbound_settings_url_secret_key unique (url_secret),
@@ -31,3 +34,10 @@ comment on column loyverse.loyverse_inbound_settings.client_secret_ciphertext is
     'valid X-Loyverse-Signature.';
 comment on column loyverse.loyverse_inbound_settings.polled_until is
     'Polling cursor: the newest Loyverse updated_at read; the next poll reads from it minus poll_overlap_seconds.';
+comment on column loyverse.loyverse_inbound_settings.loyverse_clock_offset_ms is
+    'How far Loyverse''s clock is ahead of ours (ms; negative: behind), estimated as the largest '
+    'created_at - received_at of the account''s webhook deliveries in the last hour (a delivery is never '
+    'received before it is made, so this is the offset minus the shortest delivery time). The '
+    '`latest` conflict policy and echo detection subtract it from Loyverse''s updated_at.';
+comment on column loyverse.loyverse_inbound_settings.loyverse_clock_offset_at is
+    'When loyverse_clock_offset_ms was last raised (an estimate older than an hour is replaced by the next sample).';

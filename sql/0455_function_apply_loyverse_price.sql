@@ -23,23 +23,31 @@ declare
     v_keep text;
     v_decision text;
     v_origin text;
+    v_their_at timestamptz;
 begin
     -- The product's row lock orders this with the main app's UPDATEs: a change committed
     -- before it is in the queue by now, one after it sees our price and last_synced_price.
     select m.product_id, m.restaurant_id, m.account_id, m.loyverse_item_id, m.last_synced_price,
            m.price_factor, p.price,
-           s.enabled, s.sync_direction, s.conflict_policy, s.price_rounding_rule, a.decimal_places
+           s.enabled, s.sync_direction, s.conflict_policy, s.price_rounding_rule, a.decimal_places,
+           i.loyverse_clock_offset_ms
       into v
       from loyverse.loyverse_item_mappings m
       join public.products p on p.id = m.product_id
       join loyverse.loyverse_price_sync_settings s on s.restaurant_id = m.restaurant_id
       join loyverse.accounts a on a.id = m.account_id
+      left join loyverse.loyverse_inbound_settings i on i.account_id = m.account_id
      where m.product_id = p_product_id
        for update of p, m;
     if not found or not v.enabled or v.sync_direction = 'TO_LOYVERSE' then
         return 'ignored';
     end if;
     v_lp := round(p_loyverse_price, v.decimal_places);
+    -- Loyverse's updated_at on our clock: every comparison with our commit times below uses
+    -- this, so a Loyverse clock minutes ahead (or behind) does not make its edits look newer
+    -- (or older) than ours (loyverse_inbound_settings.loyverse_clock_offset_ms).
+    v_their_at := p_loyverse_updated_at
+                  - pg_catalog.make_interval(secs => coalesce(v.loyverse_clock_offset_ms, 0) / 1000.0);
     if v_lp is not distinct from v.last_synced_price then
         return 'unchanged';  -- the usual case: an items.update about another field or store, or our own write
     end if;
@@ -51,7 +59,7 @@ begin
                 where q.product_id = p_product_id and q.status = 'processing' and q.price_to_send = v_lp)
        or exists (select 1 from loyverse.loyverse_price_sync_queue q
                    where q.product_id = p_product_id and q.status = 'done' and q.price_to_send = v_lp
-                     and q.completed_at >= coalesce(p_loyverse_updated_at, '-infinity')) then
+                     and q.completed_at >= coalesce(v_their_at, '-infinity')) then
         insert into loyverse.loyverse_inbound_audit (account_id, restaurant_id, inbox_id, product_id, loyverse_id,
                                                      decision, our_price, loyverse_price, details)
         values (v.account_id, v.restaurant_id, p_inbox_id, p_product_id, v.loyverse_item_id, 'ECHO_IGNORED',
@@ -65,7 +73,7 @@ begin
     -- Loyverse's current state can tell: the job reads the item again (source refresh).
     if exists (select 1 from loyverse.loyverse_price_sync_queue q
                 where q.product_id = p_product_id and q.status = 'done'
-                  and q.completed_at >= coalesce(p_read_at, p_loyverse_updated_at, '-infinity')) then
+                  and q.completed_at >= coalesce(p_read_at, v_their_at, '-infinity')) then
         return 'refresh';
     end if;
     -- A write in flight: wait for it (its outcome decides what "ours" is); the whole delivery
@@ -92,10 +100,16 @@ begin
         v_decision := 'AGREED';
     else
         -- Both sides changed since the last agreed price.
-        v_ours_at := case when v_row.status = 'pending' then v_row.updated_at
+        -- When our price was set: a pending row's last upsert; but a row that a `latest`
+        -- decision made (source resolve, not edited since) carries the time of the price it
+        -- kept, not the time of the decision; a held row, the time it was held with.
+        v_ours_at := case when v_row.status = 'pending' and v_row.updated_at = v_row.created_at
+                               and v_row.error_details ? 'ours_at'
+                          then (v_row.error_details->>'ours_at')::timestamptz
+                          when v_row.status = 'pending' then v_row.updated_at
                           else coalesce((v_row.error_details->>'ours_at')::timestamptz, v_row.created_at) end;
         v_keep := case v.conflict_policy
-                      when 'latest' then case when p_loyverse_updated_at > v_ours_at then 'theirs' else 'ours' end
+                      when 'latest' then case when v_their_at > v_ours_at then 'theirs' else 'ours' end
                       else v.conflict_policy end;
         v_decision := case v_keep when 'hold' then 'CONFLICT_HELD'
                                   when 'ours' then 'CONFLICT_KEPT_OURS' else 'CONFLICT_KEPT_THEIRS' end;
@@ -108,7 +122,8 @@ begin
             jsonb_strip_nulls(jsonb_build_object(
                 'last_synced_price', v.last_synced_price, 'loyverse_updated_at', p_loyverse_updated_at,
                 'direction', v.sync_direction, 'policy', case when v_decision like 'CONFLICT%' then v.conflict_policy end,
-                'ours_at', v_ours_at, 'queue_id', v_row.id)));
+                'ours_at', v_ours_at, 'queue_id', v_row.id,
+                'loyverse_clock_offset_ms', case when v_decision like 'CONFLICT%' then v.loyverse_clock_offset_ms end)));
 
     if v_keep = 'apply' then
         v_origin := pg_catalog.current_setting('loyverse_sync.origin', true);
@@ -159,6 +174,11 @@ begin
     end if;
     if v_keep in ('ours', 'theirs') then
         perform loyverse.resolve_price_sync_conflicts(v.restaurant_id, v_keep, p_product_id);
+        -- The push that keeps ours remembers when ours was set, for the next `latest` decision.
+        update loyverse.loyverse_price_sync_queue q
+           set error_details = coalesce(q.error_details, '{}') || jsonb_build_object('ours_at', v_ours_at)
+         where q.product_id = p_product_id and q.status = 'pending' and q.source = 'resolve'
+           and v_keep = 'ours';
         return 'conflict_' || v_keep;
     end if;
     return 'conflict_held';

@@ -17,6 +17,7 @@ declare
     v_variant jsonb;
     v_vid text;
     v_vdeleted timestamptz;
+    v_vupdated timestamptz;
     v_map record;
     v_entry jsonb;
     v_price numeric;
@@ -101,6 +102,10 @@ begin
             end if;
             continue;
         end if;
+        -- When this variant last changed: an item's updated_at moves with any of its variants
+        -- (our own push of a sibling too), so `latest` would date an older price of this one
+        -- by a newer change of another. The item's stamp only when the variant has none.
+        v_vupdated := coalesce((v_variant->>'updated_at')::timestamptz, v_updated);
         for v_map in select m.product_id, m.loyverse_store_id
                        from loyverse.loyverse_item_mappings m
                       where m.account_id = p_account_id and m.loyverse_variant_id = v_vid
@@ -114,7 +119,7 @@ begin
                           or jsonb_typeof(v_entry->'price') <> 'number';
             v_price := (v_entry->>'price')::numeric;
             continue when v_price < 0;
-            v_outcome := loyverse._apply_loyverse_price(p_inbox_id, v_map.product_id, v_price, v_updated, p_read_at);
+            v_outcome := loyverse._apply_loyverse_price(p_inbox_id, v_map.product_id, v_price, v_vupdated, p_read_at);
             v_counts := v_counts || jsonb_build_object(v_outcome, coalesce((v_counts->>v_outcome)::int, 0) + 1);
         end loop;
     end loop;

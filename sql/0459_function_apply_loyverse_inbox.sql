@@ -1,7 +1,8 @@
 -- The apply job's statement: turn an account's pending deliveries into changes, oldest
 -- first, each delivery in its own subtransaction (all of it or nothing). A delivery that
 -- touches a product whose price write is in flight waits a second (LVS01); one that cannot
--- be read is failed with the reason, audited, and never retried.
+-- be read is failed with the reason, audited, and never retried. A delivery's products are
+-- locked first, without waiting, so the main app's UPDATEs never lose a deadlock to it.
 create function loyverse.apply_loyverse_inbox(p_account_id bigint, p_limit integer default 50)
 returns jsonb
 language plpgsql
@@ -23,10 +24,15 @@ declare
     v_deferred integer := 0;
     v_read_at timestamptz;
     v_refresh text[] := '{}';
+    v_lock_timeout text := pg_catalog.current_setting('lock_timeout');
+    v_offset bigint;
 begin
+    -- Any other lock (a queue row a worker is completing) is waited for 100 ms at most,
+    -- then the delivery is retried in a second.
+    perform pg_catalog.set_config('lock_timeout', '100ms', true);
     select a.merchant_id into v_merchant from loyverse.accounts a where a.id = p_account_id;
     for v_row in
-        select i.id, i.body, i.source from loyverse.loyverse_inbox i
+        select i.id, i.body, i.source, i.received_at from loyverse.loyverse_inbox i
          where i.account_id = p_account_id and i.status = 'pending' and i.next_attempt_at <= now()
          order by i.id
          limit p_limit
@@ -46,6 +52,43 @@ begin
                 raise exception 'merchant_id % is not this account''s (%)', v_doc->>'merchant_id', v_merchant
                     using errcode = 'LVS02';
             end if;
+            -- Loyverse's clock, measured: a webhook's created_at (Loyverse's clock) minus when
+            -- we received it (ours) is the clock offset minus the delivery time; the largest
+            -- such sample of the last hour is the estimate (a late or retried delivery gives a
+            -- smaller one). Written only when it changes the estimate.
+            if v_row.source = 'webhook' then
+                begin
+                    v_offset := (extract(epoch from ((v_doc->>'created_at')::timestamptz - v_row.received_at))
+                                 * 1000)::bigint;
+                exception when others then
+                    v_offset := null;  -- no or a malformed created_at: no sample, the items still apply
+                end;
+                -- a sample past a day is a test's or a broken clock's, not a skew to correct
+                if v_offset is not null and abs(v_offset) <= 86400000 then
+                    update loyverse.loyverse_inbound_settings s
+                       set loyverse_clock_offset_ms = v_offset, loyverse_clock_offset_at = now()
+                     where s.account_id = p_account_id
+                       and (s.loyverse_clock_offset_ms is null or v_offset > s.loyverse_clock_offset_ms
+                            or s.loyverse_clock_offset_at < now() - interval '1 hour');
+                end if;
+            end if;
+            -- The delivery's products, all locked before anything else and without waiting
+            -- (NOWAIT: lock_not_available, retried in a second). An UPDATE of several products
+            -- locks them in its own order while the delivery would lock them item by item: if
+            -- both waited, PostgreSQL could pick the app's statement as the deadlock victim.
+            -- This way the delivery never waits for a product the app holds.
+            perform 1
+               from public.products p
+              where p.id in (select m.product_id from loyverse.loyverse_item_mappings m
+                              where m.account_id = p_account_id
+                                and (m.loyverse_item_id in (select o->>'id' from jsonb_array_elements(
+                                         case when jsonb_typeof(v_doc->'items') = 'array' then v_doc->'items'
+                                              else '[]' end) o)
+                                     or m.loyverse_variant_id in (select o->>'variant_id' from jsonb_array_elements(
+                                         case when jsonb_typeof(v_doc->'inventory_levels') = 'array'
+                                              then v_doc->'inventory_levels' else '[]' end) o)))
+              order by p.id
+                for update of p nowait;
             -- what we read ourselves (poll, refresh) says when it was read; a webhook does not
             v_read_at := case when v_row.source in ('poll', 'refresh') then (v_doc->>'read_at')::timestamptz end;
             if v_doc->>'type' = 'items.update' and jsonb_typeof(v_doc->'items') = 'array' then
@@ -93,6 +136,7 @@ begin
                 v_failed := v_failed + 1;
         end;
     end loop;
+    perform pg_catalog.set_config('lock_timeout', v_lock_timeout, true);
     return jsonb_build_object(
         'applied', v_applied, 'failed', v_failed, 'deferred', v_deferred,
         'refresh_items', to_jsonb(array(select distinct unnest(v_refresh))),

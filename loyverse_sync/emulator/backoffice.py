@@ -52,7 +52,7 @@ def run(state: st.State, merchant: st.Merchant, doc: dict[str, Any]) -> tuple[di
     m = merchant
     events: list[tuple[str, dict[str, Any]]] = []
     with state.lock:
-        now = state.now_ms()
+        now = state.now_ms(m)  # the merchant's clock (clock_offset_seconds)
         stamp = st.iso_from_ms(now)
         if action == "set_price":
             changes = doc.get("prices") if "prices" in doc else [doc]
@@ -73,7 +73,8 @@ def run(state: st.State, merchant: st.Merchant, doc: dict[str, Any]) -> tuple[di
                 entry["price"] = st.money(price, m.decimal_places)
                 entry["pricing_type"] = "FIXED"
                 resources._touch(vrec, now)
-                state.record_price_change(m.id, vrec.data["variant_id"], entry["store_id"], old, entry["price"], now)
+                state.record_price_change(m.id, vrec.data["variant_id"], entry["store_id"], old, entry["price"], now,
+                                          source="backoffice")
                 item = _item(m, vrec.data.get("item_id"))
                 touched[item.data["id"]] = item
             for item in touched.values():

@@ -299,7 +299,7 @@ def delete(ctx: Context, kind: str, object_id: str) -> dict[str, Any]:
     rec = m.collections[kind].get(object_id)
     if rec is None or rec.deleted:
         raise not_found(object_id)
-    now = ctx.state.now_ms()
+    now = ctx.state.now_ms(ctx.merchant)
     stamp = st.iso_from_ms(now)
     deleted = [object_id]
     rec.data["deleted_at"] = stamp
@@ -560,7 +560,7 @@ def post_category(ctx: Context, obj: _Obj) -> dict[str, Any]:
     whole = _whole(ctx, rec)
     name = obj.string("name", required=creating or whole, nullable=False, max_len=64)
     color = obj.string("color", nullable=False, choices=CATEGORY_COLORS)
-    now = ctx.state.now_ms()
+    now = ctx.state.now_ms(ctx.merchant)
     if whole and color is _MISSING:
         color = "GREY"
     if creating:
@@ -591,7 +591,7 @@ def post_tax(ctx: Context, obj: _Obj) -> dict[str, Any]:
     stores = _store_list(ctx, obj, "stores", None if creating else rec.data.get("stores"))  # type: ignore[union-attr]
     if whole and stores is _MISSING:
         stores = ctx.merchant.store_ids()
-    now = ctx.state.now_ms()
+    now = ctx.state.now_ms(ctx.merchant)
     if creating:
         data = {
             "id": _new_id(),
@@ -629,7 +629,7 @@ def post_modifier(ctx: Context, obj: _Obj) -> dict[str, Any]:
             "'modifier_options' must have at least one option",
             obj.field("modifier_options"),
         )
-    now = ctx.state.now_ms()
+    now = ctx.state.now_ms(ctx.merchant)
     stamp = st.iso_from_ms(now)
     old_options = {} if creating else {o["id"]: o for o in rec.data.get("modifier_options") or []}  # type: ignore[union-attr]
     new_options: Any = _MISSING
@@ -941,7 +941,7 @@ def post_item(ctx: Context, obj: _Obj) -> dict[str, Any]:
             400, "INVALID_VALUE", "Could not update variants to []", obj.field("variants")
         )
 
-    now = ctx.state.now_ms()
+    now = ctx.state.now_ms(ctx.merchant)
     if creating or whole:
         item_id = _new_id() if creating else rec.data["id"]  # type: ignore[union-attr]
         data: dict[str, Any] = {
@@ -1039,7 +1039,7 @@ def post_variant(ctx: Context, obj: _Obj) -> dict[str, Any]:
     else:
         item = m.collections["items"][vrec.data["item_id"]]
     option_names = [item.data.get(f"option{n}_name") for n in (1, 2, 3)]
-    now = ctx.state.now_ms()
+    now = ctx.state.now_ms(ctx.merchant)
     data = _build_variant(ctx, obj, vrec, item.data["id"], option_names, via_items=False, now=now)
     _price_changes(ctx, None if vrec is None else vrec.data, data, now)
     vrec, changed = _commit(ctx, "variants", vrec, data, now)
@@ -1078,7 +1078,7 @@ def post_inventory(ctx: Context, obj: _Obj) -> dict[str, Any]:
             "stock_after", required=True, nullable=False, minimum=-MAX_STOCK, maximum=MAX_STOCK
         )
         parsed.append((vid, sid, stock))
-    now = ctx.state.now_ms()
+    now = ctx.state.now_ms(ctx.merchant)
     stamp = st.iso_from_ms(now)
     out = []
     for vid, sid, stock in parsed:
@@ -1112,7 +1112,7 @@ def post_webhook(ctx: Context, obj: _Obj) -> dict[str, Any]:
     if url is not _MISSING and m.modes["webhook_https_only"] and not url.startswith("https://"):
         # mode webhook_https_only: the reference delivers to HTTPS URLs only
         raise st.ApiError(400, "INVALID_VALUE", "'url' must be an https URL", obj.field("url"))
-    now = ctx.state.now_ms()
+    now = ctx.state.now_ms(ctx.merchant)
     if creating:
         data = {
             "id": _new_id(),

@@ -310,7 +310,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                     merchant.counters["writes"] += 1
                     after = merchant.faults.after_write(method, rel)
                 if ctx.events:
-                    now = state.now_ms()
+                    now = state.now_ms(merchant)
                     for hook_type, arrays in ctx.events:
                         emu.dispatcher.emit(merchant, hook_type, arrays, now)
         except st.ApiError as exc:
@@ -664,7 +664,7 @@ class EmulatorServer:
                 answer, events = backoffice.run(state, merchant, doc)
                 with state.lock:
                     for hook_type, arrays in events:
-                        self.dispatcher.emit(merchant, hook_type, arrays, state.now_ms())
+                        self.dispatcher.emit(merchant, hook_type, arrays, state.now_ms(merchant))
                 return answer
             if route == "webhook-faults":
                 flush = bool(doc.pop("flush", False))

@@ -44,6 +44,7 @@ DEFAULT_MODES: dict[str, Any] = {
     "post_semantics": "merge",
     "webhooks_list": "object",
     "webhook_https_only": False,
+    "clock_offset_seconds": 0,
 }
 
 KINDS = ("stores", "categories", "items", "variants", "modifiers", "taxes", "webhooks", "inventory")
@@ -271,13 +272,16 @@ class State:
 
     # -- clock -----------------------------------------------------------------------------
 
-    def now_ms(self) -> int:
-        """Wall-clock ms, strictly increasing so every change visibly bumps updated_at."""
+    def now_ms(self, merchant: Merchant | None = None) -> int:
+        """Wall-clock ms, strictly increasing so every change visibly bumps updated_at; on the
+        merchant's clock (the wall clock plus its `clock_offset_seconds` mode) when given."""
         with self.lock:
             ms = time.time_ns() // 1_000_000
             if ms <= self._last_ms:
                 ms = self._last_ms + 1
             self._last_ms = ms
+            if merchant is not None:
+                ms += round(float(merchant.modes.get("clock_offset_seconds") or 0) * 1000)
             return ms
 
     # -- merchants and tokens --------------------------------------------------------------
@@ -365,8 +369,10 @@ class State:
         return out[:limit] if limit else out
 
     def record_price_change(
-        self, merchant_id: str, variant_id: str, store_id: str, old: Any, new: Any, at_ms: int
+        self, merchant_id: str, variant_id: str, store_id: str, old: Any, new: Any, at_ms: int,
+        source: str = "api",
     ) -> None:
+        """Log one applied store-price change; `source` is "api" (a request) or "backoffice"."""
         with self.lock:
             self._change_id += 1
             self.price_changes.append(
@@ -378,6 +384,7 @@ class State:
                     "store_id": store_id,
                     "old_price": old,
                     "new_price": new,
+                    "source": source,
                 }
             )
 
@@ -615,6 +622,10 @@ def validate_modes(modes: dict[str, Any]) -> dict[str, Any]:
             raise ValueError(f"{name} must be a boolean")
         if name in ("retry_after", "rate_window_seconds") and _not_positive(value, float):
             raise ValueError(f"{name} must be a positive number or null")
+        if name == "clock_offset_seconds" and (
+            isinstance(value, bool) or not isinstance(value, int | float) or not abs(value) <= 86400 * 366
+        ):
+            raise ValueError("clock_offset_seconds must be a number of seconds between -31622400 and 31622400")
         if name == "rate_limit" and _not_positive(value, int):
             raise ValueError("rate_limit must be a positive integer or null")
         out[name] = value

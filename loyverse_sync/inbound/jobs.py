@@ -125,13 +125,13 @@ def poll_account(
 ) -> PollResult:
     """GET /items?updated_at_min=... (deleted items too), every page into the inbox.
 
-    ``updated_at_min`` None (never polled): nothing is read, the cursor starts now (the menu
-    import brought the state in). Each page is stored as one delivery of source ``poll``.
+    ``updated_at_min`` None (never polled): nothing is read, the cursor starts now on Loyverse's
+    clock as measured (the menu import brought the state in). Each page is stored as one delivery of source ``poll``.
     """
     result = PollResult(account_id)
     with db.connect(conninfo, autocommit=True, application_name=APPLICATION) as conn:
         if updated_at_min is None:
-            now = queries.execute(conn, "inbound", "now").fetchone()
+            now = queries.execute(conn, "inbound", "loyverse_now", {"account_id": account_id}).fetchone()
             result.polled_until = now["now"] if now else None
             queries.execute(conn, "inbound", "finish_poll", {"account_id": account_id,
                                                              "polled_until": result.polled_until})

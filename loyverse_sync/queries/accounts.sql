@@ -48,6 +48,20 @@ update loyverse.accounts
        oauth_ciphertext = %(oauth_ciphertext)s, updated_at = now()
  where id = %(id)s
 
+-- name: inbound_ciphertexts_for_update
+-- The webhook signing secrets (an OAuth app's client secret), encrypted like tokens.
+select s.account_id, a.name, s.client_secret_ciphertext, s.client_secret_key_id
+  from loyverse.loyverse_inbound_settings s
+  join loyverse.accounts a on a.id = s.account_id
+ where s.client_secret_ciphertext is not null
+ order by s.account_id
+   for update of s
+
+-- name: set_inbound_ciphertext
+update loyverse.loyverse_inbound_settings
+   set client_secret_ciphertext = %(ciphertext)s, client_secret_key_id = %(key_id)s, updated_at = now()
+ where account_id = %(account_id)s
+
 -- name: insert_oauth_account
 -- token_expires_at null with an empty access token: the first use refreshes.
 insert into loyverse.accounts

@@ -20,6 +20,13 @@ select loyverse.finish_inbound_poll(%(account_id)s::bigint, %(polled_until)s::ti
 -- name: now
 select now() as now
 
+-- name: loyverse_now
+-- Now on Loyverse's clock as far as we know it (the polling cursor's start is compared with
+-- Loyverse's updated_at): our clock plus the account's measured offset.
+select now() + make_interval(secs => coalesce(s.loyverse_clock_offset_ms, 0) / 1000.0) as now
+  from (select 1) one
+  left join loyverse.loyverse_inbound_settings s on s.account_id = %(account_id)s
+
 -- name: mapped_items
 select m.account_id, m.loyverse_item_id
   from loyverse.loyverse_item_mappings m
@@ -46,7 +53,7 @@ select l.restaurant_id::text as id
 
 -- name: inbound_settings
 select account_id, url_secret, webhook_url, client_secret_key_id is not null as signed, poll_enabled,
-       poll_interval_seconds, poll_overlap_seconds, polled_until, last_polled_at
+       poll_interval_seconds, poll_overlap_seconds, polled_until, last_polled_at, loyverse_clock_offset_ms
   from loyverse.inbound_settings_row(%(account_id)s::bigint)
 
 -- name: set_subscription
