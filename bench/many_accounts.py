@@ -98,7 +98,7 @@ def main() -> None:
                     while True:
                         peak_conns = max(peak_conns, conn.execute(
                             "select count(*) as n from pg_stat_activity where datname = current_database()"
-                            " and application_name in ('loyverse_sync.pricesync', 'loyverse_sync.governor')"
+                            " and application_name = 'loyverse_sync.worker'"
                         ).fetchone()["n"])
                         # through the partial indexes of pending / processing rows: a status count
                         # of the whole queue 10 times a second was this script's own load on
