@@ -2,9 +2,10 @@
 
 The connector points at the database resolved like every other command (DATABASE_URL, the
 libpq variables, then discovery; see loyverse_sync/config.py). ``app`` is built on first
-access, so importing this module connects to nothing; ``build_app(conninfo)`` makes an App
-for an explicit database (tests, tools), ``build_app(connector=...)`` one whose tasks use the
-process's ``db.Connector`` (the worker command builds it once).
+access (which opens its ``db.Connector``), so importing this module connects to nothing;
+``build_app(conninfo)`` makes an App for an explicit database (tests, tools),
+``build_app(connector=...)`` one whose tasks use the process's ``db.Connector`` (the worker
+command builds it once and closes it).
 """
 
 from __future__ import annotations
@@ -27,10 +28,10 @@ def build_app(
 ) -> procrastinate.App:
     """An App with the price-sync and inbound tasks, their SQL on ``connector`` (default: one
     built here on ``conninfo``, itself defaulting to the resolved database, closed with the app)."""
+    own = connector is None
     if connector is None:
         connector = db.Connector(conninfo or config.find_database().conninfo, role="worker",
                                  min_size=1, max_size=WORKER_POOL_MAX)
-        weakref.finalize(connector, connector.close)
     app = procrastinate.App(
         connector=procrastinate.PsycopgConnector(
             conninfo=connector.conninfo, min_size=1, max_size=max_pool_size,
@@ -41,6 +42,9 @@ def build_app(
     )
     tasks.register(app, connector)
     inbound_tasks.register(app, connector, tasks.QUEUE)
+    if own:
+        # closed with the app (at exit at the latest), never left to the GC's order
+        weakref.finalize(app, connector.close)
     return app
 
 
