@@ -40,12 +40,13 @@ def _versions(conn: psycopg.Connection[Any], restaurant_id: str) -> dict[str, se
 
 def _import(dsn: str, conn: psycopg.Connection[Any], emu: server.EmulatorServer, name: str) -> dict[str, Any]:
     restaurant_id, _account, _store = testing.link_emulator(conn, emu, restaurant=name, account=name)
-    t0 = time.perf_counter()
-    snap = snapshot.fetch(dsn, restaurant_id)
-    fetch_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    result = runs.run(dsn, restaurant_id, snap.id, runs.Options())
-    db_s = time.perf_counter() - t0
+    with db.Connector(dsn) as connector:
+        t0 = time.perf_counter()
+        snap = snapshot.fetch(connector, restaurant_id)
+        fetch_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        result = runs.run(connector, restaurant_id, snap.id, runs.Options())
+        db_s = time.perf_counter() - t0
     return {"restaurant_id": restaurant_id, "snapshot": snap, "fetch_s": fetch_s, "db_s": db_s, "result": result}
 
 
@@ -199,7 +200,8 @@ def main() -> None:
                 print(f"DB phase (plan + write + finish, set-based): {first['db_s']:.2f} s")
                 before = _versions(conn, first["restaurant_id"])
                 t0 = time.perf_counter()
-                again = runs.run(dsn, first["restaurant_id"], first["snapshot"].id, runs.Options())
+                with db.Connector(dsn) as connector:
+                    again = runs.run(connector, first["restaurant_id"], first["snapshot"].id, runs.Options())
                 re_s = time.perf_counter() - t0
                 after = _versions(conn, first["restaurant_id"])
                 changed = sum(len(after[t] - before[t]) for t in TABLES)

@@ -2,9 +2,10 @@
 then by three, against a time-scaled emulator (x10: 300 requests per 30 s per account).
 
 Prints the aggregate requests/s as a share of the sum of the accounts' budgets (goal >= 90 %),
-the peak number of PostgreSQL connections held by running price-sync jobs (drain + governor;
-one per job since the governor shares the drain's connection; procrastinate's pool not
-counted), and the workers' CPU and peak RSS per account.
+the peak number of PostgreSQL connections of the workers' own pools (application_name
+loyverse_sync.worker: one per job slot, opened at start, plus one for the periodic tasks; the
+governor shares the drain's connection; procrastinate's pool not counted), and the workers'
+CPU and peak RSS per account.
 
 After the table, per row: when each account's first and last request went out (start-up
 latency versus pace: an account drains at ~10 requests/s once started, so what is lost is
@@ -98,7 +99,7 @@ def main() -> None:
                     while True:
                         peak_conns = max(peak_conns, conn.execute(
                             "select count(*) as n from pg_stat_activity where datname = current_database()"
-                            " and application_name in ('loyverse_sync.pricesync', 'loyverse_sync.governor')"
+                            " and application_name = 'loyverse_sync.worker'"
                         ).fetchone()["n"])
                         # through the partial indexes of pending / processing rows: a status count
                         # of the whole queue 10 times a second was this script's own load on

@@ -36,7 +36,7 @@ def run(dsn: str, n_items: int, post_semantics: str = "merge") -> None:
     config = engine.EngineConfig()
     modes = {} if post_semantics == "merge" else {"post_semantics": post_semantics}
     with server.EmulatorServer(menu=n_items, seed=7, stores=3, time_scale=1000, **modes) as emu, \
-            db.connect(dsn, autocommit=True) as conn:
+            db.connect(dsn, autocommit=True) as conn, db.Connector(dsn, role="worker") as connector:
         # no effective limit, within the accounts' bounds (loyverse_sync/limits.py: at most
         # 100000 requests; the window at least 1 s)
         seed = testing.seed_from_emulator(conn, emu, stores=3, rate_limit_requests=100000,
@@ -49,7 +49,7 @@ def run(dsn: str, n_items: int, post_semantics: str = "merge") -> None:
             conn.execute(sql, params)
             changes = conn.execute("select count(*) as n from loyverse.loyverse_price_sync_queue"
                                    " where status = 'pending'").fetchone()["n"]
-            engine.drain_account(dsn, seed.account_id, config=config)
+            engine.drain_account(connector, seed.account_id, config=config)
             log = emu.state.requests_since(0)[start:]
             requests = len(log)
             posts = [len(json.dumps(e["body"], separators=(",", ":"))) for e in log if e["method"] == "POST"]

@@ -44,7 +44,7 @@ def _seconds(entry: dict) -> float:
 def run(dsn: str, n_items: int, time_scale: float) -> None:
     window = WINDOW / time_scale
     with server.EmulatorServer(menu=n_items, seed=11, stores=1, time_scale=time_scale) as emu, \
-            db.connect(dsn, autocommit=True) as conn:
+            db.connect(dsn, autocommit=True) as conn, db.Connector(dsn, role="worker") as connector:
         seed = testing.seed_from_emulator(conn, emu, stores=1, rate_limit_requests=LIMIT,
                                           rate_limit_window_seconds=window)
         one_per_item = list({seed.items[vid]: pid for (vid, _), pid in seed.products.items()}.values())
@@ -53,7 +53,7 @@ def run(dsn: str, n_items: int, time_scale: float) -> None:
         conn.execute("update public.products set price = price + 0.5 where id = any(%s::uuid[])",
                      (one_per_item,))
         started = time.monotonic()
-        result = engine.drain_account(dsn, seed.account_id)
+        result = engine.drain_account(connector, seed.account_id)
         elapsed = time.monotonic() - started
         log = [e for e in emu.state.requests_since(0) if e.get("merchant_id") == seed.merchant_id]
         left = conn.execute("select count(*) as n from loyverse.loyverse_price_sync_queue"

@@ -221,11 +221,38 @@ def database(*, discover: bool = True) -> config.Database:
     return found
 
 
+_CONNECTOR_KEY = "loyverse_sync.connector"
+
+
+def connector() -> db.Connector:
+    """The command's one database handle: built on first use, closed when the command ends.
+
+    Outside a click command (a helper called by a test) the caller gets a connector of its
+    own and closes it."""
+    found = database()
+    ctx = click.get_current_context(silent=True)
+    if ctx is None:
+        return db.Connector(found.conninfo, role="cli")
+    root = ctx.find_root()
+    existing: db.Connector | None = root.meta.get(_CONNECTOR_KEY)
+    if existing is not None and existing.conninfo == found.conninfo:
+        return existing
+    made = db.Connector(found.conninfo, role="cli")
+    root.meta[_CONNECTOR_KEY] = made
+    root.call_on_close(made.close)
+    return made
+
+
 @contextlib.contextmanager
 def connection(*, require_schema: bool = True) -> Iterator[psycopg.Connection[dict[str, Any]]]:
-    """An autocommit connection (dict rows) to the database, which must be migrated."""
+    """An autocommit connection (dict rows) of the command's connector; the database must be migrated."""
     found = database()
-    with db.connect(found.conninfo, autocommit=True) as conn:
+    handle = connector()
+    owned = click.get_current_context(silent=True) is None
+    with contextlib.ExitStack() as stack:
+        if owned:
+            stack.callback(handle.close)
+        conn = stack.enter_context(handle.connection())
         if require_schema:
             row = conn.execute(
                 "select to_regclass('loyverse.accounts') is not null as ok"

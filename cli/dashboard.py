@@ -27,7 +27,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from loyverse_sync import db, queries
+from loyverse_sync import queries
 from loyverse_sync.cli import _common
 
 SPARK = "▁▂▃▄▅▆▇█"
@@ -274,7 +274,6 @@ def dashboard(once: bool, refresh: float, restaurant_ref: str | None, width: int
     """Live terminal dashboard of price sync (every number from the SQL views)."""
     from loyverse_sync import accounts
 
-    conninfo = _common.database().conninfo
     with _common.connection() as conn:
         restaurant_id = (
             accounts.resolve_restaurant_id(conn, restaurant_ref) if restaurant_ref else None
@@ -289,7 +288,7 @@ def dashboard(once: bool, refresh: float, restaurant_ref: str | None, width: int
     message = ""
     console = Console()
     with (
-        db.connect(conninfo, autocommit=True) as conn,
+        _common.connection() as conn,
         _cbreak() as keys,
         Live(console=console, auto_refresh=False, screen=True) as live,
     ):

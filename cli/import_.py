@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from loyverse_sync import accounts, limits
+from loyverse_sync import accounts, db, limits
 from loyverse_sync.importer import runs, snapshot
 from loyverse_sync.loyverse import errors as lv_errors
 
@@ -64,7 +64,7 @@ def _restaurant(conn: Any, ref: str) -> str:
         raise _common.UsageProblem(str(exc)) from None
 
 
-def _snapshot(dsn: str, restaurant_id: str, *, max_age: float, refresh: bool, with_inventory: bool) -> snapshot.Snapshot:
+def _snapshot(connector: db.Connector, restaurant_id: str, *, max_age: float, refresh: bool, with_inventory: bool) -> snapshot.Snapshot:
     bar_cm = click.progressbar(length=0, label="Fetching items", file=sys.stderr, show_pos=True)
     with bar_cm as bar:
 
@@ -73,7 +73,7 @@ def _snapshot(dsn: str, restaurant_id: str, *, max_age: float, refresh: bool, wi
             bar.update(n - bar.pos)
 
         snap = snapshot.get_or_fetch(
-            dsn, restaurant_id, max_age=max_age, refresh=refresh, with_inventory=with_inventory, on_page=on_page
+            connector, restaurant_id, max_age=max_age, refresh=refresh, with_inventory=with_inventory, on_page=on_page
         )
     if snap.reused:
         click.echo(f"Using snapshot {snap.id} fetched {snap.fetched_at:%Y-%m-%d %H:%M:%S} (use --refresh to fetch again).", err=True)
@@ -98,13 +98,13 @@ def _options(
     missing: str,
     batch_size: int | None,
     with_inventory: bool,
-    dsn: str,
+    connector: db.Connector,
 ) -> runs.Options:
     try:
         mapping = runs.parse_map(list(maps))
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--map") from None
-    problems = runs.field_map_problems(dsn, mapping)
+    problems = runs.field_map_problems(connector, mapping)
     if problems:
         raise click.BadParameter("; ".join(problems), param_hint="--map")
     chosen: dict[str, str] = {}
@@ -164,11 +164,11 @@ def fetch_cmd(restaurant: str, with_inventory: bool) -> None:
     with _errors(), _common.connection() as conn:
         restaurant_id = _restaurant(conn, restaurant)
     with _errors():
-        _snapshot(_dsn(), restaurant_id, max_age=0, refresh=True, with_inventory=with_inventory)
+        _snapshot(_connector(), restaurant_id, max_age=0, refresh=True, with_inventory=with_inventory)
 
 
-def _dsn() -> str:
-    return _common.database().conninfo
+def _connector() -> db.Connector:
+    return _common.connector()
 
 
 def _print_tree(report: dict[str, Any]) -> None:
@@ -215,12 +215,12 @@ def preview_cmd(as_json: bool, restaurant: str, max_age: float, refresh: bool, w
     """Show the category -> item -> variant tree with prices, what would change, every
     conflict and the fidelity report. Writes nothing (but may fetch a snapshot)."""
     with _errors():
-        dsn = _dsn()
+        connector = _connector()
         with _common.connection() as conn:
             restaurant_id = _restaurant(conn, restaurant)
-        options = _options(batch_size=None, with_inventory=with_inventory, dsn=dsn, **kw)
-        snap = _snapshot(dsn, restaurant_id, max_age=max_age, refresh=refresh, with_inventory=with_inventory)
-        report = runs.preview(dsn, restaurant_id, snap.id, options)
+        options = _options(batch_size=None, with_inventory=with_inventory, connector=connector, **kw)
+        snap = _snapshot(connector, restaurant_id, max_age=max_age, refresh=refresh, with_inventory=with_inventory)
+        report = runs.preview(connector, restaurant_id, snap.id, options)
     if as_json:
         report["snapshot_id"] = snap.id
         _common.echo_json(report)
@@ -286,12 +286,12 @@ def run_cmd(dry_run: bool, batch_size: int | None, as_json: bool, restaurant: st
             with_inventory: bool, **kw: Any) -> None:
     """Import the menu into the restaurant (atomic unless --batch-size)."""
     with _errors():
-        dsn = _dsn()
+        connector = _connector()
         with _common.connection() as conn:
             restaurant_id = _restaurant(conn, restaurant)
-        options = _options(batch_size=batch_size, with_inventory=with_inventory, dsn=dsn, **kw)
-        snap = _snapshot(dsn, restaurant_id, max_age=max_age, refresh=refresh, with_inventory=with_inventory)
-        result = _progress_run(runs.run, dsn, restaurant_id, snap.id, options, dry_run=dry_run)
+        options = _options(batch_size=batch_size, with_inventory=with_inventory, connector=connector, **kw)
+        snap = _snapshot(connector, restaurant_id, max_age=max_age, refresh=refresh, with_inventory=with_inventory)
+        result = _progress_run(runs.run, connector, restaurant_id, snap.id, options, dry_run=dry_run)
     if as_json:
         _common.echo_json({k: v for k, v in result.items() if k != "rows"})
     else:
@@ -305,7 +305,7 @@ def run_cmd(dry_run: bool, batch_size: int | None, as_json: bool, restaurant: st
 def resume_cmd(run_id: int) -> None:
     """Continue an interrupted import run without duplicating anything."""
     with _errors():
-        result = _progress_run(runs.resume, _dsn(), run_id)
+        result = _progress_run(runs.resume, _connector(), run_id)
     _print_result(result)
 
 
@@ -315,7 +315,7 @@ def resume_cmd(run_id: int) -> None:
 def status_cmd(run_id: int, as_json: bool) -> None:
     """Progress and outcome of an import run (live while it runs)."""
     with _errors():
-        row = runs.status(_dsn(), run_id)
+        row = runs.status(_connector(), run_id)
     if as_json:
         _common.echo_json(row)
         return
@@ -338,7 +338,7 @@ def status_cmd(run_id: int, as_json: bool) -> None:
 def undo_cmd(run_id: int, force: bool) -> None:
     """Restore every row the run touched and remove what it created (mappings included)."""
     with _errors():
-        result = runs.undo(_dsn(), run_id, force=force)
+        result = runs.undo(_connector(), run_id, force=force)
     click.echo(
         f"Run {run_id} undone: {result['deleted']} rows removed, {result['restored']} restored, "
         f"{result['reinserted']} put back."
@@ -357,7 +357,7 @@ def list_cmd(restaurant: str | None, limit: int) -> None:
         if restaurant:
             with _common.connection() as conn:
                 restaurant_id = _restaurant(conn, restaurant)
-        rows = runs.list_runs(_dsn(), restaurant_id, limit)
+        rows = runs.list_runs(_connector(), restaurant_id, limit)
     _common.echo_table(rows, ["run_id", "restaurant_name", "status", "items_done", "items_total", "created_count",
                               "updated_count", "skipped_count", "duplicated_count", "failed_count", "started_at"],
                        empty="(no import runs)")
@@ -369,14 +369,14 @@ def wizard_cmd(restaurant: str) -> None:
     """Interactive import in seven steps: fetch & display, select, conflicts, resolution,
     field mapping, execution with progress, results. Answers can be piped on stdin."""
     with _errors():
-        dsn = _dsn()
+        connector = _connector()
         with _common.connection() as conn:
             restaurant_id = _restaurant(conn, restaurant)
         click.echo("Step 1/7: fetch and display")
         refresh = click.confirm("Fetch the menu again (ignore a recent snapshot)?", default=False)
-        snap = _snapshot(dsn, restaurant_id, max_age=600.0, refresh=refresh, with_inventory=False)
+        snap = _snapshot(connector, restaurant_id, max_age=600.0, refresh=refresh, with_inventory=False)
         options = runs.Options()
-        report = runs.preview(dsn, restaurant_id, snap.id, options)
+        report = runs.preview(connector, restaurant_id, snap.id, options)
         _print_tree(report)
         _print_summary(report["summary"])
 
@@ -389,7 +389,7 @@ def wizard_cmd(restaurant: str) -> None:
             options.items = [x.strip() for x in items.split(",") if x.strip()]
             options.exclude = [x.strip() for x in excl.split(",") if x.strip()]
             try:
-                report = runs.preview(dsn, restaurant_id, snap.id, options)
+                report = runs.preview(connector, restaurant_id, snap.id, options)
             except runs.ImportProblem as exc:
                 if not exc.usage:
                     raise
@@ -423,19 +423,19 @@ def wizard_cmd(restaurant: str) -> None:
             except ValueError as exc:
                 click.echo(f"  {exc}")
                 continue
-            problems = runs.field_map_problems(dsn, {**options.map, **mapping})
+            problems = runs.field_map_problems(connector, {**options.map, **mapping})
             if problems:
                 click.echo("  " + "; ".join(problems))
                 continue
             options.map.update(mapping)
 
         click.echo("Step 6/7: execution")
-        report = runs.preview(dsn, restaurant_id, snap.id, options)
+        report = runs.preview(connector, restaurant_id, snap.id, options)
         _print_summary(report["summary"])
         if not click.confirm("Import now?", default=True):
             click.echo("Nothing imported.")
             return
-        result = _progress_run(runs.run, dsn, restaurant_id, snap.id, options)
+        result = _progress_run(runs.run, connector, restaurant_id, snap.id, options)
 
         click.echo("Step 7/7: results")
         _print_result(result)

@@ -23,18 +23,9 @@ WEBHOOK_TYPES = ("items.update", "inventory_levels.update")
 
 
 def _client(conn: psycopg.Connection[Any], account_ref: str) -> tuple[accounts.Account, client_mod.LoyverseClient]:
+    """A client for the account, its governor on ``conn`` (the command's autocommit connection)."""
     account = accounts.get_account(conn, account_ref)
-    return account, jobs.make_client(_common.database().conninfo, account)
-
-
-class _Closing:
-    """Closes a client and its governor's connection (jobs.close_client)."""
-
-    def __init__(self, client: client_mod.LoyverseClient) -> None:
-        self.client = client
-
-    def close(self) -> None:
-        jobs.close_client(self.client)
+    return account, jobs.make_client(_common.connector(), account, connection=conn)
 
 
 def _receiver_url(base: str, url_secret: str) -> str:
@@ -83,7 +74,7 @@ def subscribe(account_ref: str, url: str, types: tuple[str, ...], client_secret_
             ciphertext, key_id = crypto.encrypt(secret, crypto.load_keys())
         _account, client = _client(conn, str(account_id))
         done = []
-        with contextlib.closing(_Closing(client)):
+        with client:
             existing = {(h.get("type"), h.get("url")): h for h in client.list_webhooks()}
             for hook_type in types or WEBHOOK_TYPES:
                 hook = existing.get((hook_type, hook_url))
@@ -116,7 +107,7 @@ def unsubscribe(account_ref: str, as_json: bool) -> None:
         mine = receiver.PATH.replace("{secret}", row["url_secret"])
         _account, client = _client(conn, str(account_id))
         deleted = []
-        with contextlib.closing(_Closing(client)):
+        with client:
             for hook in client.list_webhooks():
                 if str(hook.get("url", "")).endswith(mine):
                     with contextlib.suppress(errors_mod.NotFound):  # deleted meanwhile
@@ -141,7 +132,7 @@ def webhooks(account_ref: str, as_json: bool) -> None:
         assert row is not None
         mine = receiver.PATH.replace("{secret}", row["url_secret"])
         _account, client = _client(conn, str(account_id))
-        with contextlib.closing(_Closing(client)):
+        with client:
             hooks = client.list_webhooks()
     rows = [{"id": h.get("id"), "type": h.get("type"), "status": h.get("status"),
              "ours": str(h.get("url", "")).endswith(mine), "url": h.get("url")} for h in hooks]
@@ -164,7 +155,7 @@ def reconcile(restaurant: str, repair: bool, as_json: bool) -> None:
     """
     with _common.connection() as conn:
         restaurant_id = accounts.resolve_restaurant_id(conn, restaurant)
-        result = jobs.reconcile(conn, _common.database().conninfo, restaurant_id, repair=repair)
+        result = jobs.reconcile(_common.connector(), restaurant_id, repair=repair)
         drift = queries.execute(conn, "inbound", "drift", {"restaurant_id": restaurant_id}).fetchall()
     unrepaired = [d for d in drift if d["repaired_at"] is None]
     if as_json:

@@ -7,11 +7,14 @@ import logging
 import signal
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from loyverse_sync.cli import _common
+
+if TYPE_CHECKING:
+    from loyverse_sync import db
 
 
 @click.command()
@@ -36,25 +39,50 @@ def worker(concurrency: int, graceful_timeout: float, one_shot: bool, no_listen:
     notification and retention tasks. Configure with DATABASE_URL (or PG*),
     LOYVERSE_SYNC_KEY, and optionally LOYVERSE_SYNC_SMTP_* (see systemd/loyverse-sync.env.example).
     """
+    from loyverse_sync import audit, db
     from loyverse_sync.worker import app as app_mod
-    from loyverse_sync.worker import tasks
 
     found = _common.database()
-    from loyverse_sync import audit
-
     audit.use_for_process(f"worker:{audit.os_user()}")  # the audit trail's actor of the worker's own changes
-    app = app_mod.build_app(found.conninfo, max_pool_size=max(4, concurrency + 3))
-    from loyverse_sync import ops
+    # The process's one database handle for our own SQL: a connection per running job, ready
+    # before the first burst of jobs (a pool grows one connection at a time), plus one for the
+    # periodic tasks. procrastinate keeps its own pool for its queries and LISTEN.
+    connector = db.Connector(found.conninfo, role="worker", min_size=concurrency + 1,
+                             max_size=max(app_mod.WORKER_POOL_MAX, concurrency + 4))
+    try:
+        _run(connector, found.describe(), concurrency, graceful_timeout, one_shot, no_listen, metrics_port,
+             metrics_host, reconnect_timeout)
+    finally:
+        connector.close()
 
+
+def _run(connector: db.Connector, where: str, concurrency: int, graceful_timeout: float, one_shot: bool,
+         no_listen: bool, metrics_port: int | None, metrics_host: str, reconnect_timeout: float) -> None:
+    from loyverse_sync import ops
+    from loyverse_sync.worker import app as app_mod
+
+    app = app_mod.build_app(connector=connector, max_pool_size=max(4, concurrency + 3))
     if metrics_port:
-        ops.serve_metrics(found.conninfo, metrics_port, metrics_host)
+        ops.serve_metrics(connector.conninfo, metrics_port, metrics_host)
         logging.getLogger("loyverse_sync").info("metrics on http://%s:%s/metrics", metrics_host, metrics_port)
-    logging.getLogger("loyverse_sync").info("worker starting on %s", found.describe())
+    logging.getLogger("loyverse_sync").info("worker starting on %s", where)
     failure = _SideTaskFailure()
     logging.getLogger("procrastinate.worker").addHandler(failure)
-    log = logging.getLogger("loyverse_sync")
     # API-call records a drain could not write while the database was away are retried from here
-    ops.keep_flushing_unsent(found.conninfo)
+    flushing = ops.keep_flushing_unsent(connector)
+    try:
+        _supervise(app, connector, concurrency, failure, graceful_timeout, one_shot, no_listen, reconnect_timeout)
+    finally:
+        flushing.set()
+
+
+def _supervise(app: Any, connector: db.Connector, concurrency: int, failure: _SideTaskFailure,
+               graceful_timeout: float, one_shot: bool, no_listen: bool, reconnect_timeout: float) -> None:
+    """Run the worker; after procrastinate stopped on its own, wait for the database and run it again."""
+    from loyverse_sync import ops
+    from loyverse_sync.worker import tasks
+
+    log = logging.getLogger("loyverse_sync")
     while True:
         failure.reason = None
         run(app, concurrency,
@@ -75,7 +103,7 @@ def worker(concurrency: int, graceful_timeout: float, one_shot: bool, no_listen:
         if one_shot:
             raise click.ClickException(f"worker stopped: {failure.reason}")
         log.warning("worker stopped: %s; waiting up to %.0f s for the database", failure.reason, reconnect_timeout)
-        waited = wait_for_database(found.conninfo, reconnect_timeout)
+        waited = wait_for_database(connector.conninfo, reconnect_timeout)
         if waited is None:
             raise click.ClickException(
                 f"worker stopped: {failure.reason}; the database did not come back within "
@@ -83,7 +111,7 @@ def worker(concurrency: int, graceful_timeout: float, one_shot: bool, no_listen:
         if waited is _STOPPED:
             return
         log.warning("the database is back after %.1f s: restarting the worker", waited)
-        ops.flush_unsent(found.conninfo)
+        ops.flush_unsent(connector)
 
 
 class _Stopped(float):

@@ -1,5 +1,8 @@
-"""Connections, migrations (yoyo) and procrastinate's schema.
+"""The process's one way to the database (`Connector`), migrations (yoyo) and procrastinate's schema.
 
+`Connector` is built once per process (a CLI command, the worker, the server) and handed to
+the managers that need the database (price sync, import, governor, API-call recorder, inbound
+jobs); nothing else opens connections of its own (procrastinate's connector is the model).
 `migrate()` is the one path that changes a live database: our yoyo migrations in
 `migrations/`, then any newer procrastinate migration file that the installed package
 ships and the database has not applied yet (recorded in loyverse.procrastinate_migrations).
@@ -9,6 +12,7 @@ The same function builds the test template, so tests run the real migrations.
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import importlib.metadata
 import pathlib
@@ -17,11 +21,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import psycopg
+import psycopg_pool
 from psycopg import rows
 from yoyo import backends as yoyo_backends
 from yoyo import get_backend, read_migrations
 
-from loyverse_sync import config
+from loyverse_sync import audit, config, queries
 
 PACKAGE_ROOT = pathlib.Path(__file__).resolve().parent
 PROCRASTINATE_FILE_RE = re.compile(r"^(\d{2})\.(\d{2})\.(\d{2})_(\d{2})_(pre|post)_.*\.sql$")
@@ -43,11 +48,147 @@ def sql_dir() -> pathlib.Path:
     return _resource_dir("sql")
 
 
+def application_name(role: str) -> str:
+    """The one spelling of ``application_name``: ``loyverse_sync.<role>`` (worker, cli, serve, ...)."""
+    return f"loyverse_sync.{role}"
+
+
 def connect(conninfo: str, **kwargs: Any) -> psycopg.Connection[dict[str, Any]]:
-    """A connection with dict rows; `application_name` says who is connected."""
-    kwargs.setdefault("application_name", "loyverse-sync")
+    """One connection with dict rows, outside any pool: migrations, tools and tests.
+
+    Product code takes a `Connector` instead."""
+    kwargs.setdefault("application_name", application_name("cli"))
     kwargs.setdefault("row_factory", rows.dict_row)
     return psycopg.connect(conninfo, **kwargs)
+
+
+class Connector:
+    """The process's pool of autocommit, dict-row connections (``psycopg_pool``).
+
+    ``connection()`` lends one connection for a unit of work (a drain, an import step, a
+    periodic task) and takes it back (psycopg_pool's rules: a transaction left open is
+    committed, or rolled back when the block raised; a broken connection is replaced); each
+    is checked with an empty query when lent, so a server restart shows at the start of the
+    next unit of work, not in the middle of it. Idle
+    connections beyond ``min_size`` close after ``max_idle`` seconds. ``execute(file, name,
+    params)`` runs one named query (loyverse_sync/queries) on a lent connection.
+
+    Thread-safe. Open on construction (``probe``: after one direct connection proved the
+    database answers); ``close()`` (or ``with``) closes every connection.
+    """
+
+    def __init__(
+        self,
+        conninfo: str,
+        *,
+        role: str = "cli",
+        min_size: int = 1,
+        max_size: int = 4,
+        max_idle: float = 60.0,
+        timeout: float = 30.0,
+        connect_timeout: float = 10.0,
+        probe: bool = True,
+    ) -> None:
+        if probe:
+            # The pool connects in the background and only logs why it cannot: connect once
+            # here, so a wrong DATABASE_URL or a server that is down fails now, with libpq's
+            # reason, rather than as a PoolTimeout at the first query.
+            psycopg.connect(conninfo, connect_timeout=max(1, int(connect_timeout))).close()
+        self.conninfo = conninfo
+        self.application_name = application_name(role)
+        self._actor: str | None = None
+        self._owns_pool = True
+        self.pool: psycopg_pool.ConnectionPool[Any] = psycopg_pool.ConnectionPool(
+            conninfo,
+            kwargs={
+                "autocommit": True,
+                "row_factory": rows.dict_row,
+                "application_name": self.application_name,
+                "connect_timeout": max(1, int(connect_timeout)),
+            },
+            min_size=min_size,
+            max_size=max(min_size, max_size),
+            max_idle=max_idle,
+            timeout=timeout,
+            check=psycopg_pool.ConnectionPool.check_connection,
+            name=self.application_name,
+            open=False,
+        )
+        # no wait: a worker starts (and waits for the database itself) even when it is away
+        self.pool.open(wait=False)
+
+    @classmethod
+    def over(cls, pool: psycopg_pool.ConnectionPool[Any], conninfo: str) -> Connector:
+        """A connector on a pool someone else opened and closes (the server's, with JIT off):
+        its connections must be autocommit with dict rows."""
+        self = cls.__new__(cls)
+        self.conninfo = conninfo
+        kwargs = pool.kwargs if isinstance(pool.kwargs, dict) else {}
+        self.application_name = str(kwargs.get("application_name", ""))
+        self._actor = None
+        self._owns_pool = False
+        self.pool = pool
+        return self
+
+    def acting_as(self, actor: str) -> Connector:
+        """This connector (the same pool) whose connections act as ``actor`` (the audit trail's
+        ``loyverse.actor``: who requested an import, which API key undid a run). Not to be
+        closed: the pool is the original's."""
+        other = copy.copy(self)
+        other._actor = audit.clean(actor)
+        return other
+
+    @contextlib.contextmanager
+    def connection(self, *, autocommit: bool = True) -> Iterator[psycopg.Connection[dict[str, Any]]]:
+        """A connection of the pool (dict rows) for the ``with`` block.
+
+        ``autocommit=False``: the block commits what it means to keep; what it leaves open is
+        rolled back. Either way the connection goes back autocommit and acting as the process
+        does, or is discarded when it cannot be brought back so.
+        """
+        with self.pool.connection() as conn:
+            if self._actor is not None:
+                conn.execute("select set_config('loyverse.actor', %s, false)", (self._actor,))
+            if not autocommit:
+                conn.autocommit = False
+            try:
+                yield conn
+            finally:
+                if not autocommit or self._actor is not None:
+                    self._restore(conn, autocommit=autocommit)
+
+    def _restore(self, conn: psycopg.Connection[Any], *, autocommit: bool) -> None:
+        try:
+            if not autocommit:
+                conn.rollback()
+                conn.autocommit = True
+            if self._actor is not None:
+                conn.execute("reset loyverse.actor")  # back to the session's (PGOPTIONS) value
+        except psycopg.Error:
+            conn.close()  # the pool replaces a closed connection
+
+    def execute(self, file: str, name: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """The rows of the named query ``name`` of queries/``file``.sql."""
+        with self.connection() as conn:
+            return queries.execute(conn, file, name, params).fetchall()
+
+    def execute_one(
+        self, file: str, name: str, params: dict[str, Any] | None = None
+    ) -> dict[str, Any] | None:
+        """The first row of the named query, or None."""
+        with self.connection() as conn:
+            return queries.execute(conn, file, name, params).fetchone()
+
+    def close(self) -> None:
+        """Close the pool's connections (a pool given to ``over`` is left to its owner)."""
+        if self._owns_pool and self._actor is None:
+            self.pool.close()
+
+    def __enter__(self) -> Connector:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
 
 # -- procrastinate's schema ---------------------------------------------------------------

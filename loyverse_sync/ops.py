@@ -39,31 +39,29 @@ class ApiCallRecorder:
 
     Thread-safe; `flush()` is also called by `close()`. A failure to record never breaks the
     price sync that made the calls, and loses nothing while the process lives: the batch is
-    kept (per account, up to UNSENT_LIMIT calls, oldest dropped first, with a warning) and
-    sent with the next flush for that account, by this recorder or the next drain's (a worker
-    rides out a PostgreSQL restart, see cli/worker.py, and its drains' records with it).
+    kept (per database and account, up to UNSENT_LIMIT calls, oldest dropped first, with a
+    warning) and sent with the next flush for that account, by this recorder, the next
+    drain's, or the worker's `keep_flushing_unsent` (a worker rides out a PostgreSQL restart,
+    see cli/worker.py, and its drains' records with it).
 
-    `connection=` (autocommit): flush on that connection instead of opening one per flush
-    (a price drain passes its own); it is never closed here.
+    Writes on `connection` (autocommit) when given, the drain's own (never closed here), else
+    on a connection lent by `connector` for each flush.
     """
 
     def __init__(
-        self, conninfo: str | None, account_id: int, *, flush_seconds: float = 10.0, max_buffer: int = 500,
-        connection: psycopg.Connection[Any] | None = None,
+        self, connector: db.Connector, account_id: int, *, connection: psycopg.Connection[Any] | None = None,
+        flush_seconds: float = 10.0, max_buffer: int = 500,
     ) -> None:
-        if connection is None and conninfo is None:
-            raise ValueError("ApiCallRecorder needs a conninfo or a connection")
-        self.conninfo = conninfo
-        self.connection = connection
+        self.connector = connector
         self.account_id = account_id
         self.flush_seconds = flush_seconds
         self.max_buffer = max_buffer
+        self._connection = connection
         self._buffer: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self._last_flush = time.monotonic()
         # which database the account id belongs to (a process may serve several)
-        database = connection.info.dsn if connection is not None else str(conninfo)
-        self._unsent_key = (database, account_id)
+        self._unsent_key = (connector.conninfo, account_id)
 
     def __call__(self, record: Any) -> None:
         with self._lock:
@@ -94,13 +92,11 @@ class ApiCallRecorder:
             return
         params = {"account_id": self.account_id, "calls": json.dumps(batch)}
         try:
-            if self.connection is not None:
-                queries.execute(self.connection, "ops", "record_api_calls", params)
+            if self._connection is not None:
+                queries.execute(self._connection, "ops", "record_api_calls", params)
             else:
-                assert self.conninfo is not None
-                with db.connect(self.conninfo, autocommit=True) as conn:
-                    queries.execute(conn, "ops", "record_api_calls", params)
-        except psycopg.Error as exc:
+                self.connector.execute("ops", "record_api_calls", params)
+        except psycopg.Error as exc:  # psycopg_pool.PoolTimeout too: the database is away
             with _UNSENT_LOCK:
                 kept = batch + _UNSENT.pop(key, [])
                 dropped = max(0, len(kept) - UNSENT_LIMIT)
@@ -113,18 +109,19 @@ class ApiCallRecorder:
         self.flush()
 
 
-def flush_unsent(conninfo: str) -> int:
-    """Send the API-call records kept for ``conninfo``'s database (ApiCallRecorder keeps what
+def flush_unsent(connector: db.Connector) -> int:
+    """Send the API-call records kept for ``connector``'s database (ApiCallRecorder keeps what
     the database could not take); returns how many calls are still kept afterwards."""
+    database = connector.conninfo
     with _UNSENT_LOCK:
-        kept_for = sorted(account for (database, account) in _UNSENT if database == conninfo)
+        kept_for = sorted(account for (db_, account) in _UNSENT if db_ == database)
     for account_id in kept_for:
-        ApiCallRecorder(conninfo, account_id).flush()
+        ApiCallRecorder(connector, account_id).flush()
     with _UNSENT_LOCK:
-        return sum(len(calls) for (database, _), calls in _UNSENT.items() if database == conninfo)
+        return sum(len(calls) for (db_, _), calls in _UNSENT.items() if db_ == database)
 
 
-def keep_flushing_unsent(conninfo: str, every: float = 5.0) -> threading.Event:
+def keep_flushing_unsent(connector: db.Connector, every: float = 5.0) -> threading.Event:
     """Start a daemon thread that retries the kept records every ``every`` seconds, so records
     kept while the database was away reach it even if their account is never drained again by
     this process; set the returned event to stop it."""
@@ -133,9 +130,9 @@ def keep_flushing_unsent(conninfo: str, every: float = 5.0) -> threading.Event:
     def loop() -> None:
         while not stop.wait(every):
             with _UNSENT_LOCK:
-                anything = any(database == conninfo for (database, _) in _UNSENT)
+                anything = any(db_ == connector.conninfo for (db_, _) in _UNSENT)
             if anything:
-                flush_unsent(conninfo)
+                flush_unsent(connector)
 
     threading.Thread(target=loop, name="api-call-records", daemon=True).start()
     return stop

@@ -138,6 +138,13 @@ def rolled_back(module_dsn: str) -> Iterator[psycopg.Connection[dict[str, Any]]]
 
 
 @pytest.fixture
+def connector(dsn: str) -> Iterator[db.Connector]:
+    """The process's database handle, as the worker, the server and the CLI build it."""
+    with db.Connector(dsn) as c:
+        yield c
+
+
+@pytest.fixture
 def fernet_key(monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Path) -> bytes:
     """A fresh encryption key for this test (LOYVERSE_SYNC_KEY), and a private home."""
     from loyverse_sync import crypto

@@ -22,7 +22,6 @@ import functools
 import logging
 import os
 import threading
-import weakref
 from typing import Any
 
 import procrastinate
@@ -60,8 +59,8 @@ def engine_config_from_env(env: dict[str, str] | None = None) -> engine.EngineCo
     return config
 
 
-def register(app: procrastinate.App, conninfo: str, config: engine.EngineConfig | None = None) -> None:
-    """Register the price-sync tasks on ``app`` (they use ``conninfo`` for their own SQL)."""
+def register(app: procrastinate.App, connector: db.Connector, config: engine.EngineConfig | None = None) -> None:
+    """Register the price-sync tasks on ``app``; their own SQL goes through ``connector``."""
     config = config or engine_config_from_env()
     # A drain thread sleeps while its account waits for the rate budget: with asyncio's default
     # executor (min(32, cpus + 4) threads) a worker drained only that many accounts at once,
@@ -70,10 +69,8 @@ def register(app: procrastinate.App, conninfo: str, config: engine.EngineConfig 
     _start_threads(drains, 64)
     # the SSL context every drain's client shares: built now, not by the first burst of drains
     client_mod._shared_ssl_context()
-    # Reused by every drain of this process: idle connections and decrypted accounts.
-    resources = engine.DrainResources(conninfo, max_idle=64)
-    # close the idle connections with the app (at exit at the latest), never by the GC
-    weakref.finalize(app, resources.close)
+    # Every drain of this process: the connector's pooled connections, decrypted accounts.
+    price_sync = engine.PriceSync(connector, config)
 
     # No procrastinate retry: a row's failed write is retried by the queue (attempts, the
     # restaurant's backoff, a wake booked when due), and a crashed drain's rows come back by
@@ -87,8 +84,7 @@ def register(app: procrastinate.App, conninfo: str, config: engine.EngineConfig 
         stop = threading.Event()
         loop = asyncio.get_running_loop()
         future = loop.run_in_executor(
-            drains, functools.partial(engine.drain_account, conninfo, int(account_id), config=config, stop=stop,
-                                      resources=resources)
+            drains, functools.partial(price_sync.drain, int(account_id), stop=stop)
         )
         try:
             result = await asyncio.shield(future)
@@ -104,8 +100,7 @@ def register(app: procrastinate.App, conninfo: str, config: engine.EngineConfig 
     @app.task(name="sweep_price_sync", queue=QUEUE, queueing_lock="sweep_price_sync", pass_context=True)
     async def sweep_price_sync(context: procrastinate.JobContext, timestamp: int) -> dict[str, Any]:
         """Safety net: leases, batch frequencies, backoffs, lost wake-ups, stalled jobs."""
-        resources.prune()  # drain connections idle for a minute
-        result = await asyncio.to_thread(_sql, conninfo, "sweep")
+        result = await asyncio.to_thread(_sql, connector, "sweep")
         stalled = await recover_stalled_jobs(context.app.job_manager, stalled_after_seconds())
         return {**(result or {}), "stalled_jobs": stalled}
 
@@ -113,39 +108,37 @@ def register(app: procrastinate.App, conninfo: str, config: engine.EngineConfig 
     @app.task(name="send_price_sync_notifications", queue=QUEUE, queueing_lock="send_price_sync_notifications")
     async def send_price_sync_notifications(timestamp: int) -> dict[str, Any]:
         """Queue error digests and send the email outbox (never blocks price sync)."""
-        return await asyncio.to_thread(run_notifications, conninfo)
+        return await asyncio.to_thread(run_notifications, connector)
 
     @app.periodic(cron="* * * * *", periodic_id="alerts")
     @app.task(name="evaluate_alerts", queue=QUEUE, queueing_lock="evaluate_alerts")
     async def evaluate_alerts(timestamp: int) -> int:
         """Open and close alert breaches; each change queues one ALERT or RECOVERY email."""
-        return int(await asyncio.to_thread(_count, conninfo, "select count(*) from loyverse.evaluate_alerts()"))
+        return int(await asyncio.to_thread(_sql, connector, "evaluate_alerts") or 0)
 
     @app.periodic(cron="17 * * * *", periodic_id="prune")
     @app.task(name="prune_price_sync_queue", queue=QUEUE, queueing_lock="prune_price_sync_queue")
     async def prune_price_sync_queue(timestamp: int) -> int:
         """Retention: delete done and cancelled queue rows older than LOYVERSE_SYNC_RETENTION_DAYS (7)."""
         days = float(os.environ.get("LOYVERSE_SYNC_RETENTION_DAYS", "7"))
-        return int(await asyncio.to_thread(_sql, conninfo, "prune", {"older_than_seconds": days * 86400,
-                                                                      "limit": 50000}) or 0)
+        return int(await asyncio.to_thread(_sql, connector, "prune", {"older_than_seconds": days * 86400,
+                                                                       "limit": 50000}) or 0)
 
 
     @app.task(name="import_loyverse_menu", queue=QUEUE)
     async def import_loyverse_menu(run_id: int) -> dict[str, Any]:
         """Run a requested menu import (fetch, plan, write); progress in loyverse.import_runs."""
-        return await asyncio.to_thread(run_requested_import, conninfo, int(run_id))
+        return await asyncio.to_thread(run_requested_import, connector, int(run_id))
 
 
-def run_requested_import(conninfo: str, run_id: int) -> dict[str, Any]:
+def run_requested_import(connector: db.Connector, run_id: int) -> dict[str, Any]:
     """One requested import, acting as whoever requested it (the audit trail's actor)."""
-    from loyverse_sync import audit
     from loyverse_sync.importer import runs
 
-    with db.connect(conninfo, autocommit=True, application_name="loyverse_sync.worker") as conn:
-        row = queries.execute(conn, "importer", "requested_by", {"id": run_id}).fetchone()
+    row = connector.execute_one("importer", "requested_by", {"id": run_id})
     actor = (row or {}).get("actor") or "worker"
     try:
-        result = runs.execute_requested(audit.conninfo_as(conninfo, actor), run_id)
+        result = runs.execute_requested(connector.acting_as(actor), run_id)
     except runs.ImportProblem as exc:
         # recorded on the run (FAILED, error): a procrastinate retry would not change it
         logger.warning("import run %s failed: %s", run_id, exc)
@@ -196,23 +189,17 @@ async def recover_stalled_jobs(job_manager: procrastinate.manager.JobManager, se
     return handled
 
 
-def _count(conninfo: str, sql: str) -> int:
-    with db.connect(conninfo, autocommit=True, application_name="loyverse_sync.worker") as conn:
-        row = conn.execute(sql).fetchone()  # type: ignore[call-overload]
-        return int(next(iter(row.values()))) if row else 0
+def _sql(connector: db.Connector, name: str, params: dict[str, Any] | None = None) -> Any:
+    """The first value of the named query ``name`` of queries/pricesync.sql."""
+    row = connector.execute_one("pricesync", name, params)
+    return None if row is None else next(iter(row.values()))
 
 
-def _sql(conninfo: str, name: str, params: dict[str, Any] | None = None) -> Any:
-    with db.connect(conninfo, autocommit=True, application_name="loyverse_sync.worker") as conn:
-        row = queries.execute(conn, "pricesync", name, params).fetchone()
-        return None if row is None else next(iter(row.values()))
-
-
-def run_notifications(conninfo: str, settings: notify.SmtpSettings | None = None) -> dict[str, Any]:
+def run_notifications(connector: db.Connector, settings: notify.SmtpSettings | None = None) -> dict[str, Any]:
     """Queue digests (LOYVERSE_SYNC_DIGEST_INTERVAL seconds, default 3600) and send the outbox."""
     interval = float(os.environ.get("LOYVERSE_SYNC_DIGEST_INTERVAL", "3600"))
     settings = settings or notify.SmtpSettings.from_env()
-    with db.connect(conninfo, autocommit=True, application_name="loyverse_sync.notify") as conn:
+    with connector.connection() as conn:
         queued = queries.execute(conn, "pricesync", "enqueue_digests", {"interval_seconds": interval}).fetchone()
         out: dict[str, Any] = {"queued": queued["queued"] if queued else 0}
         if settings is None:

@@ -22,9 +22,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import psycopg
-from psycopg import rows
 
-from loyverse_sync import queries
+from loyverse_sync import db, queries
 
 ProgressCallback = Callable[[int, int], None]
 
@@ -65,12 +64,6 @@ class Options:
     def from_json(cls, data: dict[str, Any]) -> Options:
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
-
-
-def _connect(conninfo: str, *, autocommit: bool = False) -> psycopg.Connection[dict[str, Any]]:
-    return psycopg.connect(
-        conninfo, autocommit=autocommit, row_factory=rows.dict_row, application_name="loyverse-sync import"
-    )
 
 
 def _one(conn: psycopg.Connection[Any], name: str, params: dict[str, Any]) -> Any:
@@ -137,11 +130,11 @@ def parse_map(pairs: list[str] | tuple[str, ...]) -> dict[str, str]:
     return out
 
 
-def field_map_problems(conninfo: str, mapping: dict[str, str]) -> list[str]:
+def field_map_problems(connector: db.Connector, mapping: dict[str, str]) -> list[str]:
     """Problems of a field mapping against both schemas (empty: valid)."""
     if not mapping:
         return []
-    with _connect(conninfo, autocommit=True) as conn:
+    with connector.connection() as conn:
         found = queries.execute(conn, "importer", "field_map_problems", {"map": json.dumps(mapping)}).fetchall()
     return [f"{r['loyverse_field']}={r['our_column']}: {r['problem']}" for r in found]
 
@@ -235,10 +228,10 @@ def report(conn: psycopg.Connection[Any], run_id: int, *, with_rows: bool = True
     return out
 
 
-def preview(conninfo: str, restaurant_id: str, snapshot_id: int, options: Options) -> dict[str, Any]:
+def preview(connector: db.Connector, restaurant_id: str, snapshot_id: int, options: Options) -> dict[str, Any]:
     """What a run would do (plan only, rolled back: nothing is written). Undecided
     conflicts are listed, not refused."""
-    with _connect(conninfo) as conn:
+    with connector.connection(autocommit=False) as conn:
         try:
             account_id = _account_of(conn, restaurant_id)
             run_id = _create_run(conn, restaurant_id, account_id, snapshot_id, options, dry_run=True)
@@ -320,7 +313,7 @@ def _apply(
 
 
 def run(
-    conninfo: str,
+    connector: db.Connector,
     restaurant_id: str,
     snapshot_id: int,
     options: Options,
@@ -334,7 +327,7 @@ def run(
     Raises ImportProblem when conflicts are undecided (manual mode): nothing is written.
     """
     if dry_run:
-        with _connect(conninfo) as conn:
+        with connector.connection(autocommit=False) as conn:
             try:
                 account_id = _account_of(conn, restaurant_id)
                 run_id = _create_run(conn, restaurant_id, account_id, snapshot_id, options, dry_run=True)
@@ -348,14 +341,14 @@ def run(
             finally:
                 conn.rollback()
 
-    with _connect(conninfo, autocommit=True) as side:
+    with connector.connection() as side:
         account_id = _account_of(side, restaurant_id)
         run_id = _create_run(side, restaurant_id, account_id, snapshot_id, options, dry_run=False)
-    return _execute(conninfo, run_id, options, on_planned=on_planned, on_progress=on_progress)
+    return _execute(connector, run_id, options, on_planned=on_planned, on_progress=on_progress)
 
 
 def _execute(
-    conninfo: str,
+    connector: db.Connector,
     run_id: int,
     options: Options,
     *,
@@ -364,7 +357,7 @@ def _execute(
     replan: bool = True,
 ) -> dict[str, Any]:
     batched = options.batch_size is not None
-    with _connect(conninfo) as conn, _connect(conninfo, autocommit=True) as side, _run_lock(conn, run_id):
+    with connector.connection(autocommit=False) as conn, connector.connection() as side, _run_lock(conn, run_id):
         try:
             queries.execute(side, "importer", "set_running", {"id": run_id})
             if replan:
@@ -396,7 +389,7 @@ def _execute(
 
 
 def resume(
-    conninfo: str,
+    connector: db.Connector,
     run_id: int,
     *,
     on_planned: Callable[[int, dict[str, Any]], None] | None = None,
@@ -404,7 +397,7 @@ def resume(
 ) -> dict[str, Any]:
     """Continue an interrupted run: the batches not done (batched), or the whole run again
     (atomic: an interrupted atomic run wrote nothing)."""
-    with _connect(conninfo, autocommit=True) as conn:
+    with connector.connection() as conn:
         row = queries.execute(conn, "importer", "get_run", {"id": run_id}).fetchone()
         if row is None:
             raise ImportProblem(f"no import run {run_id}", usage=True)
@@ -418,13 +411,13 @@ def resume(
     options = Options.from_json(row["options"])
     has_plan = bool(planned and planned["n"])
     return _execute(
-        conninfo, run_id, options, on_planned=on_planned, on_progress=on_progress, replan=not has_plan
+        connector, run_id, options, on_planned=on_planned, on_progress=on_progress, replan=not has_plan
     )
 
 
-def undo(conninfo: str, run_id: int, *, force: bool = False) -> dict[str, Any]:
+def undo(connector: db.Connector, run_id: int, *, force: bool = False) -> dict[str, Any]:
     """Undo a run. Raises ImportProblem listing the rows changed since, unless `force`."""
-    with _connect(conninfo) as conn:
+    with connector.connection(autocommit=False) as conn:
         row = queries.execute(conn, "importer", "get_run", {"id": run_id}).fetchone()
         if row is None:
             raise ImportProblem(f"no import run {run_id}", usage=True)
@@ -446,9 +439,9 @@ def undo(conninfo: str, run_id: int, *, force: bool = False) -> dict[str, Any]:
     return result
 
 
-def status(conninfo: str, run_id: int) -> dict[str, Any]:
+def status(connector: db.Connector, run_id: int) -> dict[str, Any]:
     """A run's row from loyverse.import_runs; status INTERRUPTED when RUNNING without its process."""
-    with _connect(conninfo, autocommit=True) as conn:
+    with connector.connection() as conn:
         row = queries.execute(conn, "importer", "run_view", {"id": run_id}).fetchone()
         if row is None:
             raise ImportProblem(f"no import run {run_id}", usage=True)
@@ -460,9 +453,9 @@ def status(conninfo: str, run_id: int) -> dict[str, Any]:
     return out
 
 
-def list_runs(conninfo: str, restaurant_id: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
+def list_runs(connector: db.Connector, restaurant_id: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
     """Recent runs, newest first."""
-    with _connect(conninfo, autocommit=True) as conn:
+    with connector.connection() as conn:
         return [
             dict(r)
             for r in queries.execute(
@@ -471,14 +464,14 @@ def list_runs(conninfo: str, restaurant_id: str | None = None, limit: int = 20) 
         ]
 
 
-def execute_requested(conninfo: str, run_id: int) -> dict[str, Any]:
+def execute_requested(connector: db.Connector, run_id: int) -> dict[str, Any]:
     """Run an import requested with loyverse.request_menu_import (the worker's
     import_loyverse_menu job): fetch the menu (or reuse a snapshot younger than the
     request's max_age, default 600 s), then plan and write exactly as `import run` does.
     A run that is no longer PENDING is left alone; a failure marks it FAILED."""
     from loyverse_sync.importer import snapshot
 
-    with _connect(conninfo, autocommit=True) as conn:
+    with connector.connection() as conn:
         row = queries.execute(conn, "importer", "get_run", {"id": run_id}).fetchone()
     if row is None:
         raise ImportProblem(f"no import run {run_id}", usage=True)
@@ -486,23 +479,22 @@ def execute_requested(conninfo: str, run_id: int) -> dict[str, Any]:
         return {"run_id": run_id, "status": row["status"], "skipped": "the run is not PENDING"}
     request = row["options"] or {}
     options = Options.from_json(request)
-    progress = _connect(conninfo, autocommit=True)
-
-    def on_page(_kind: str, n: int) -> None:  # menu/status shows the fetch moving too
-        queries.execute(progress, "importer", "set_fetch_progress", {"id": run_id, "n": n})
-
     try:
-        with progress:
+        with connector.connection() as progress:
+
+            def on_page(_kind: str, n: int) -> None:  # menu/status shows the fetch moving too
+                queries.execute(progress, "importer", "set_fetch_progress", {"id": run_id, "n": n})
+
             snap = snapshot.get_or_fetch(
-                conninfo, str(row["restaurant_id"]), max_age=float(request.get("max_age", 600.0)),
+                connector, str(row["restaurant_id"]), max_age=float(request.get("max_age", 600.0)),
                 refresh=bool(request.get("refresh", False)), with_inventory=options.with_inventory, on_page=on_page,
             )
     except Exception as exc:
-        with _connect(conninfo, autocommit=True) as side:
+        with connector.connection() as side:
             message = " ".join(f"fetching the menu failed: {exc}".split())[:2000]
             queries.execute(side, "importer", "set_failed", {"id": run_id, "error": message})
         raise
-    with _connect(conninfo, autocommit=True) as side:
+    with connector.connection() as side:
         queries.execute(side, "importer", "set_snapshot", {"id": run_id, "snapshot_id": snap.id})
-    result = _execute(conninfo, run_id, options)
+    result = _execute(connector, run_id, options)
     return {k: v for k, v in result.items() if k not in ("issues", "conflicts", "rows")}

@@ -18,7 +18,7 @@ from typing import Any
 
 import psycopg
 
-from loyverse_sync import accounts, oauth, queries
+from loyverse_sync import accounts, db, oauth, queries
 from loyverse_sync.loyverse import client as client_mod
 from loyverse_sync.loyverse import governor as governor_mod
 
@@ -91,7 +91,7 @@ def _object_id(kind: str, obj: Any) -> str | None:
 
 
 def fetch(
-    conninfo: str,
+    connector: db.Connector,
     restaurant_id: str,
     *,
     with_inventory: bool = False,
@@ -99,7 +99,7 @@ def fetch(
     timeout: float = 20.0,
 ) -> Snapshot:
     """Fetch the linked account's whole menu and store it as a new snapshot."""
-    with psycopg.connect(conninfo, autocommit=True) as conn:
+    with connector.connection() as conn:
         link = link_of(conn, restaurant_id)
         account = accounts.get_account(conn, link["account_id"])
     requests = 0
@@ -111,12 +111,10 @@ def fetch(
     started = time.monotonic()
     fetched: dict[str, list[dict[str, Any]]] = {}
     pages = 0
-    with (
-        governor_mod.PostgresGovernor(conninfo, account.id) as governor,
-        oauth.client_for(
-            account, conninfo, governor=governor, on_request=count, timeout=timeout
-        ) as client,
-    ):
+    governor = governor_mod.PostgresGovernor(connector, account.id)
+    with oauth.client_for(
+        account, connector.conninfo, governor=governor, on_request=count, timeout=timeout
+    ) as client:
         merchant = client.get_merchant()
         fetched["store"] = client.list_stores()
         fetched["tax"] = client.list_taxes()
@@ -134,7 +132,7 @@ def fetch(
     seconds = time.monotonic() - started
     counts = {kind: len(objs) for kind, objs in fetched.items()}
     return store(
-        conninfo,
+        connector,
         account_id=account.id,
         restaurant_id=restaurant_id,
         store_id=link["store_id"],
@@ -149,7 +147,7 @@ def fetch(
 
 
 def store(
-    conninfo: str,
+    connector: db.Connector,
     *,
     account_id: int,
     restaurant_id: str | None,
@@ -163,7 +161,7 @@ def store(
     fetch_seconds: float | None = None,
 ) -> Snapshot:
     """Write a snapshot and its raw objects in one transaction (COPY)."""
-    with psycopg.connect(conninfo) as conn, conn.transaction():
+    with connector.connection() as conn, conn.transaction():
         row = queries.execute(
             conn,
             "importer",
@@ -192,10 +190,10 @@ def store(
 
 
 def fresh(
-    conninfo: str, restaurant_id: str, *, max_age: float, with_inventory: bool = False
+    connector: db.Connector, restaurant_id: str, *, max_age: float, with_inventory: bool = False
 ) -> Snapshot | None:
     """The newest snapshot of the restaurant's account younger than `max_age` seconds."""
-    with psycopg.connect(conninfo, autocommit=True) as conn:
+    with connector.connection() as conn:
         link = link_of(conn, restaurant_id)
         row = queries.execute(
             conn,
@@ -211,7 +209,7 @@ def fresh(
 
 
 def get_or_fetch(
-    conninfo: str,
+    connector: db.Connector,
     restaurant_id: str,
     *,
     max_age: float = 600.0,
@@ -221,7 +219,7 @@ def get_or_fetch(
 ) -> Snapshot:
     """A snapshot younger than `max_age` seconds if there is one (unless `refresh`), else a new one."""
     if not refresh and max_age > 0:
-        found = fresh(conninfo, restaurant_id, max_age=max_age, with_inventory=with_inventory)
+        found = fresh(connector, restaurant_id, max_age=max_age, with_inventory=with_inventory)
         if found is not None:
             return found
-    return fetch(conninfo, restaurant_id, with_inventory=with_inventory, on_page=on_page)
+    return fetch(connector, restaurant_id, with_inventory=with_inventory, on_page=on_page)

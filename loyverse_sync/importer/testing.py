@@ -7,7 +7,7 @@ from typing import Any
 
 import psycopg
 
-from loyverse_sync import accounts
+from loyverse_sync import accounts, db
 
 
 def link_emulator(
@@ -79,12 +79,13 @@ def stage(
 
     kinds = {"store": [{"id": store_id, "name": "Store"}], "tax": list(taxes), "category": list(categories),
              "item": list(items), "modifier": list(modifiers), "inventory": list(inventory)}
-    snap = snapshot.store(
-        conninfo, account_id=account_id, restaurant_id=restaurant_id, store_id=store_id,
-        merchant=merchant or {"currency": {"code": "EUR", "decimal_places": 2}},
-        objects=((k, o) for k, objs in kinds.items() for o in objs),
-        counts={k: len(v) for k, v in kinds.items()}, with_inventory=bool(inventory),
-    )
+    with db.Connector(conninfo) as connector:
+        snap = snapshot.store(
+            connector, account_id=account_id, restaurant_id=restaurant_id, store_id=store_id,
+            merchant=merchant or {"currency": {"code": "EUR", "decimal_places": 2}},
+            objects=((k, o) for k, objs in kinds.items() for o in objs),
+            counts={k: len(v) for k, v in kinds.items()}, with_inventory=bool(inventory),
+        )
     return snap.id
 
 

@@ -2,7 +2,9 @@
 
 Every decision is taken in SQL (``loyverse.apply_loyverse_inbox`` and the functions it calls,
 ``record_price_drift``, ``repair_price_drift``); this module only moves bytes: it reads
-Loyverse through the account's rate governor and hands what it read to the database.
+Loyverse through the account's rate governor and hands what it read to the database. Each
+function takes the process's ``db.Connector``; one job holds one connection of it (the
+governor runs on that connection too).
 """
 
 from __future__ import annotations
@@ -21,10 +23,8 @@ from loyverse_sync import accounts, db, queries
 from loyverse_sync.loyverse import client as client_mod
 from loyverse_sync.loyverse import governor as governor_mod
 
-APPLICATION = "loyverse_sync.inbound"
 
-
-def apply_inbox(conninfo: str, account_id: int, *, batch: int = 50, max_wait: float = 30.0) -> dict[str, Any]:
+def apply_inbox(connector: db.Connector, account_id: int, *, batch: int = 50, max_wait: float = 30.0) -> dict[str, Any]:
     """Apply the account's pending deliveries until none is due.
 
     A delivery that waits for a price write in flight (deferred) is tried again a second
@@ -32,7 +32,7 @@ def apply_inbox(conninfo: str, account_id: int, *, batch: int = 50, max_wait: fl
     """
     totals = {"applied": 0, "failed": 0, "deferred": 0, "refreshed": 0, "remaining": 0}
     deadline = time.monotonic() + max_wait
-    with db.connect(conninfo, autocommit=True, application_name=APPLICATION) as conn:
+    with connector.connection() as conn:
         while True:
             row = queries.execute(conn, "inbound", "apply_inbox", {"account_id": account_id, "limit": batch}).fetchone()
             result = row["result"] if row else {}
@@ -40,7 +40,7 @@ def apply_inbox(conninfo: str, account_id: int, *, batch: int = 50, max_wait: fl
                 totals[key] += int(result.get(key) or 0)
             if result.get("refresh_items"):
                 # Versions that a write of ours may have replaced: ask Loyverse for the items now.
-                totals["refreshed"] += refresh_items(conn, conninfo, account_id, list(result["refresh_items"]))
+                totals["refreshed"] += refresh_items(conn, connector, account_id, list(result["refresh_items"]))
                 if time.monotonic() < deadline:
                     continue  # (past the deadline, the job queued by the refresh's wake-up goes on)
             totals["remaining"] = int(result.get("remaining") or 0)
@@ -55,23 +55,17 @@ def apply_inbox(conninfo: str, account_id: int, *, batch: int = 50, max_wait: fl
 
 
 def make_client(
-    conninfo: str, account: accounts.Account, *, timeout: float = 30.0,
+    connector: db.Connector, account: accounts.Account, *, timeout: float = 30.0,
     on_request: Callable[[client_mod.RequestRecord], None] | None = None,
+    connection: psycopg.Connection[Any] | None = None,
 ) -> client_mod.LoyverseClient:
-    """A client for ``account`` paced by its shared PostgresGovernor, like every request.
-    Close it with ``close_client`` (the governor has a connection of its own)."""
+    """A client for ``account`` paced by its shared PostgresGovernor, like every request (on
+    ``connection`` when given, the job's own autocommit one, else on the connector's pool)."""
     return client_mod.LoyverseClient(
         account.base_url, account.token,
-        governor=governor_mod.PostgresGovernor(conninfo, account.id), timeout=timeout, on_request=on_request,
+        governor=governor_mod.PostgresGovernor(connector, account.id, connection=connection),
+        timeout=timeout, on_request=on_request,
     )
-
-
-def close_client(client: client_mod.LoyverseClient) -> None:
-    """Close the client and its governor's connection."""
-    client.close()
-    governor = getattr(client, "governor", None)
-    if isinstance(governor, governor_mod.PostgresGovernor):
-        governor.close()
 
 
 def _body(merchant_id: str | None, items: list[dict[str, Any]], read_at: dt.datetime | None) -> bytes:
@@ -87,16 +81,13 @@ def _db_now(conn: psycopg.Connection[Any]) -> dt.datetime | None:
     return row["now"] if row else None
 
 
-def refresh_items(conn: psycopg.Connection[Any], conninfo: str, account_id: int, item_ids: list[str]) -> int:
+def refresh_items(conn: psycopg.Connection[Any], connector: db.Connector, account_id: int, item_ids: list[str]) -> int:
     """Read items from Loyverse now (deleted ones too, 250 a request) into the inbox (source
     ``refresh``): the current state decides what a delivery older than a write of ours could not."""
     account = accounts.AccountCache().get(conn, account_id)
-    client = make_client(conninfo, account)
-    try:
+    with make_client(connector, account, connection=conn) as client:
         read_at = _db_now(conn)
         items = client.get_items(item_ids, show_deleted=True)
-    finally:
-        close_client(client)
     if not items:
         return 0
     queries.execute(conn, "inbound", "receive", {
@@ -120,7 +111,7 @@ class PollResult:
 
 
 def poll_account(
-    conninfo: str, account_id: int, updated_at_min: dt.datetime | None, *,
+    connector: db.Connector, account_id: int, updated_at_min: dt.datetime | None, *,
     client: client_mod.LoyverseClient | None = None,
 ) -> PollResult:
     """GET /items?updated_at_min=... (deleted items too), every page into the inbox.
@@ -129,7 +120,7 @@ def poll_account(
     clock as measured (the menu import brought the state in). Each page is stored as one delivery of source ``poll``.
     """
     result = PollResult(account_id)
-    with db.connect(conninfo, autocommit=True, application_name=APPLICATION) as conn:
+    with connector.connection() as conn:
         if updated_at_min is None:
             now = queries.execute(conn, "inbound", "loyverse_now", {"account_id": account_id}).fetchone()
             result.polled_until = now["now"] if now else None
@@ -138,7 +129,7 @@ def poll_account(
             return result
         account = accounts.AccountCache().get(conn, account_id)
         own = client is None
-        client = client or make_client(conninfo, account)
+        client = client or make_client(connector, account, connection=conn)
         newest = updated_at_min
         read_at = _db_now(conn)
         try:
@@ -156,21 +147,21 @@ def poll_account(
                     result.stored += 1 if row and row["id"] is not None else 0
         finally:
             if own:
-                close_client(client)
+                client.close()
         result.polled_until = newest
         queries.execute(conn, "inbound", "finish_poll", {"account_id": account_id, "polled_until": newest})
     return result
 
 
-def poll_due(conninfo: str) -> list[dict[str, Any]]:
+def poll_due(connector: db.Connector) -> list[dict[str, Any]]:
     """Poll every account that is due (``loyverse.due_inbound_polls``); wake lost inbox jobs."""
-    with db.connect(conninfo, autocommit=True, application_name=APPLICATION) as conn:
+    with connector.connection() as conn:
         due = queries.execute(conn, "inbound", "due_polls").fetchall()
         queries.execute(conn, "inbound", "wake_pending")
     out = []
     for row in due:
         try:
-            out.append(poll_account(conninfo, int(row["account_id"]), row["updated_at_min"]).as_dict())
+            out.append(poll_account(connector, int(row["account_id"]), row["updated_at_min"]).as_dict())
         except Exception as exc:  # one account's failure must not stop the others' polls
             out.append({"account_id": row["account_id"], "error": f"{type(exc).__name__}: {exc}"})
     return out
@@ -190,12 +181,20 @@ class ReconcileResult:
 
 
 def reconcile(
-    conn: psycopg.Connection[Any], conninfo: str, restaurant_id: str, *, repair: bool = False,
+    connector: db.Connector, restaurant_id: str, *, repair: bool = False,
     client: client_mod.LoyverseClient | None = None,
 ) -> ReconcileResult:
     """Compare every mapped product of a restaurant with Loyverse (GET /items?items_ids=, 250 a
     request), replace its rows of loyverse.price_drift, and with ``repair`` fix them in the
     restaurant's direction (loyverse.repair_price_drift)."""
+    with connector.connection() as conn:
+        return _reconcile(conn, connector, restaurant_id, repair=repair, client=client)
+
+
+def _reconcile(
+    conn: psycopg.Connection[Any], connector: db.Connector, restaurant_id: str, *, repair: bool,
+    client: client_mod.LoyverseClient | None,
+) -> ReconcileResult:
     rows = queries.execute(conn, "inbound", "mapped_items", {"restaurant_id": restaurant_id}).fetchall()
     if not rows:
         return ReconcileResult(restaurant_id, 0, 0, 0, 0)
@@ -210,12 +209,12 @@ def reconcile(
     account = accounts.AccountCache().get(conn, account_id)
     own = client is None
     if client is None:
-        client = make_client(conninfo, account, on_request=count)
+        client = make_client(connector, account, on_request=count, connection=conn)
     try:
         read = client.read_items(item_ids)
     finally:
         if own:
-            close_client(client)
+            client.close()
     if read.notes or read.conflicts:
         raise RuntimeError("Loyverse's answer could not be fully trusted: "
                            + "; ".join(read.notes + [f"{k}: {v}" for k, v in read.conflicts.items()])[:500])

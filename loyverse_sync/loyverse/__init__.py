@@ -9,11 +9,10 @@ from __future__ import annotations
 from loyverse_sync.loyverse import client, errors, governor
 from loyverse_sync.loyverse.client import LoyverseClient, RequestRecord
 from loyverse_sync.loyverse.errors import LoyverseError
-from loyverse_sync.loyverse.governor import Governor, LocalGovernor, PostgresGovernor
+from loyverse_sync.loyverse.governor import Governor, PostgresGovernor
 
 __all__ = [
     "Governor",
-    "LocalGovernor",
     "LoyverseClient",
     "LoyverseError",
     "PostgresGovernor",

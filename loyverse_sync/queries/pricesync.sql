@@ -189,3 +189,7 @@ select id from public.products
 
 -- name: wake_when_due
 select loyverse.wake_price_sync_when_due(%(account_id)s::bigint) as due_at
+
+-- name: evaluate_alerts
+-- open and close alert breaches (each change queues one ALERT or RECOVERY email)
+select count(*) as opened_or_closed from loyverse.evaluate_alerts()

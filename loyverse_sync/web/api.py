@@ -17,6 +17,7 @@ import pydantic
 from pydantic import AliasChoices, ConfigDict, Field
 
 from loyverse_sync import apikeys
+from loyverse_sync import db as lvdb  # `db` is this module's dependency below
 from loyverse_sync.importer import runs, snapshot
 from loyverse_sync.loyverse import errors as lv_errors
 from loyverse_sync.web import base
@@ -148,12 +149,12 @@ def _tree(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{"name": c["name"], "items": list(c["items"].values())} for c in categories.values()]
 
 
-def preview_report(conninfo: str, restaurant_id: str, options: runs.Options, *, refresh: bool = False,
+def preview_report(connector: lvdb.Connector, restaurant_id: str, options: runs.Options, *, refresh: bool = False,
                    max_age: float = 600.0) -> dict[str, Any]:
     """Fetch (or reuse) the menu and plan it without writing: the API's and the console's preview."""
     try:
-        snap = snapshot.get_or_fetch(conninfo, restaurant_id, max_age=max_age, refresh=refresh)
-        report = runs.preview(conninfo, restaurant_id, snap.id, options)
+        snap = snapshot.get_or_fetch(connector, restaurant_id, max_age=max_age, refresh=refresh)
+        report = runs.preview(connector, restaurant_id, snap.id, options)
     except snapshot.NotLinked as exc:
         raise base.ApiError(409, "restaurant_id", str(exc)) from None
     except runs.ImportProblem as exc:
@@ -190,9 +191,7 @@ def menu_preview(
     rid = restaurant_of(database, key, restaurant_id)
     options = runs.Options(conflict=conflict_resolution, categories=category or [], items=item or [],
                            exclude=exclude or [])
-    from loyverse_sync import audit
-
-    return json_response(preview_report(audit.conninfo_as(database.conninfo, actor(key)), rid, options,
+    return json_response(preview_report(database.connector.acting_as(actor(key)), rid, options,
                                         refresh=refresh, max_age=max_age))
 
 
@@ -293,10 +292,8 @@ def menu_undo(body: UndoRequest, key: Key, database: Db) -> fastapi.responses.JS
     """Restore every row the run touched and remove what it created. Rows changed since the
     run are listed (409) unless `force`."""
     visible_run(database, key, body.run_id)
-    from loyverse_sync import audit
-
     try:
-        result = runs.undo(audit.conninfo_as(database.conninfo, actor(key)), body.run_id, force=body.force)
+        result = runs.undo(database.connector.acting_as(actor(key)), body.run_id, force=body.force)
     except runs.ImportProblem as exc:
         raise base.ApiError(422 if exc.usage else 409, "run_id", str(exc)) from None
     return json_response({"run_id": body.run_id, **result})

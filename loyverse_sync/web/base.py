@@ -19,7 +19,7 @@ import psycopg_pool
 from psycopg import conninfo as pg_conninfo
 from psycopg import rows
 
-from loyverse_sync import queries
+from loyverse_sync import db, queries
 
 logger = logging.getLogger("loyverse_sync.web")
 
@@ -96,6 +96,8 @@ class Database:
             open=False,
             connection_class=psycopg.Connection[dict[str, Any]],  # type: ignore[arg-type]
         )
+        # the same pool for the importer's managers (preview, undo), which take a connector
+        self.connector = db.Connector.over(self.pool, conninfo)
 
     def open(self) -> None:
         self.pool.open(wait=True, timeout=30)

@@ -23,7 +23,7 @@ import fastapi
 from fastapi import responses, staticfiles, templating
 from starlette.middleware import sessions
 
-from loyverse_sync import apikeys, audit
+from loyverse_sync import apikeys
 from loyverse_sync.importer import runs
 from loyverse_sync.web import api, base
 
@@ -394,8 +394,8 @@ def _options(state: dict[str, Any]) -> runs.Options:
 
 def _preview(request: fastapi.Request, key: apikeys.Key, rid: str, state: dict[str, Any], *,
              refresh: bool = False) -> dict[str, Any]:
-    conninfo = audit.conninfo_as(api.db(request).conninfo, actor(key))
-    return api.preview_report(conninfo, rid, _options(state), refresh=refresh)
+    return api.preview_report(api.db(request).connector.acting_as(actor(key)), rid, _options(state),
+                              refresh=refresh)
 
 
 def wizard(request: fastapi.Request, key: apikeys.Key, r: dict[str, Any], step: int, state: dict[str, Any],
@@ -466,7 +466,7 @@ async def import_summary(request: fastapi.Request, rid: str) -> responses.Respon
         for field, column in zip(_list(form, "map_field"), _list(form, "map_column"), strict=False):
             if field and column.strip():
                 mapping[field] = column.strip()
-        problems = runs.field_map_problems(api.db(request).conninfo, mapping)
+        problems = runs.field_map_problems(api.db(request).connector, mapping)
         if problems:
             return wizard(request, key, r, 4, state, status=422, fields=MAPPABLE_FIELDS, errors=problems,
                           mapping=mapping)
@@ -516,7 +516,7 @@ async def import_undo(request: fastapi.Request, rid: str, run_id: int) -> respon
     if str(run["restaurant_id"]) != rid:
         raise base.ApiError(404, "run_id", f"no import run {run_id}")
     try:
-        result = runs.undo(audit.conninfo_as(api.db(request).conninfo, actor(key)), run_id,
+        result = runs.undo(api.db(request).connector.acting_as(actor(key)), run_id,
                            force=form.get("force") == "1")
     except runs.ImportProblem as exc:
         return back(f"/console/r/{rid}/import/runs/{run_id}", f"Not undone: {exc}")

@@ -17,6 +17,7 @@ import psycopg
 import pytest
 from click.testing import CliRunner
 
+from loyverse_sync import db
 from loyverse_sync.cli import import_ as import_cli
 from loyverse_sync.emulator import server
 from loyverse_sync.importer import snapshot, testing
@@ -201,11 +202,11 @@ def _subprocess_run(env: dict[str, Any], *args: str) -> subprocess.Popen[bytes]:
 
 
 @pytest.fixture
-def big(dsn: str, conn: psycopg.Connection[Any], fernet_key: bytes, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+def big(dsn: str, connector: db.Connector, conn: psycopg.Connection[Any], fernet_key: bytes, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
     monkeypatch.setenv("DATABASE_URL", dsn)
     with server.EmulatorServer(menu=1500, token="tok", merchants=1, seed=2) as e:
         restaurant_id, _, _ = testing.link_emulator(conn, e)
-        snap = snapshot.fetch(dsn, restaurant_id)  # the subprocess reuses it (--max-age)
+        snap = snapshot.fetch(connector, restaurant_id)  # the subprocess reuses it (--max-age)
         yield {"restaurant_id": restaurant_id, "snapshot": snap}
 
 

@@ -110,16 +110,17 @@ def test_five_workers_two_accounts_governor_and_scaling(dsn, conn, emu, fernet_k
     assert max(r["first"] for r in spans) < min(r["last"] for r in spans), spans
 
 
-def test_three_drainers_on_one_account_never_revert_each_other(dsn, conn, emu, fernet_key, tmp_path):
+def test_three_drainers_on_one_account_never_revert_each_other(dsn, connector, conn, emu, fernet_key, tmp_path):
     (seed, _) = _seed(conn, emu)
     rid = next(iter(seed.restaurants.values()))
     emu.state.set_modes(seed.merchant_id, rate_limit=None)
     # no procrastinate here: three processes drain the same account at once, as happens when
     # a worker presumed dead (lease expired, job retried) is in fact still writing
-    code = ("import sys, time; from loyverse_sync.pricesync import engine;"
+    code = ("import sys, time; from loyverse_sync import db; from loyverse_sync.pricesync import engine;"
             "end = time.time() + float(sys.argv[3]);"
             "cfg = engine.EngineConfig(max_items=int(sys.argv[4]));"
-            "[engine.drain_account(sys.argv[1], int(sys.argv[2]), config=cfg) or time.sleep(0.02)"
+            "price_sync = engine.PriceSync(db.Connector(sys.argv[1], role='worker'), cfg);"
+            "[price_sync.drain(int(sys.argv[2])) or time.sleep(0.02)"
             " for _ in iter(lambda: time.time() < end, False)]")
     env = {**os.environ, "DATABASE_URL": dsn}
     procs = [subprocess.Popen([sys.executable, "-c", code, dsn, str(seed.account_id), "12", str(size)], env=env)
@@ -137,7 +138,7 @@ def test_three_drainers_on_one_account_never_revert_each_other(dsn, conn, emu, f
     # whatever the drainers left behind (backoffs, a last change) one more drain finishes
     from loyverse_sync.pricesync import engine
 
-    engine.drain_account(dsn, seed.account_id)
+    engine.drain_account(connector, seed.account_id)
     want = testing.db_prices(conn, seed.account_id)
     print(f"\nthree drainers: {updater.updates} updates, queue {harness.queue_counts(conn)}")
     assert harness.diverged(conn, emu, seed) == {}

@@ -71,7 +71,7 @@ def item_posts(emu, merchant_id: str) -> int:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("policy", ["latest", "hold"])
-def test_two_way_chaos_converges_or_holds(dsn, conn, fernet_key, tmp_path, policy):
+def test_two_way_chaos_converges_or_holds(dsn, connector, conn, fernet_key, tmp_path, policy):
     rng = random.Random(f"two-way-{policy}")
     with server.EmulatorServer(menu=PRODUCTS, seed=11, stores=1) as emu, emu.admin() as adm, \
             itesting.running_receiver(dsn) as url:
@@ -92,7 +92,7 @@ def test_two_way_chaos_converges_or_holds(dsn, conn, fernet_key, tmp_path, polic
                                      str(seed.account_id), "--url", url, "--allow-http"],
                                     env=env, capture_output=True, text=True, timeout=120, check=False)
         assert subscribed.returncode == 0, subscribed.stderr
-        jobs.poll_due(dsn)  # the polling cursor starts now
+        jobs.poll_due(connector)  # the polling cursor starts now
         edited: dict[str, set[str]] = {}
         edits = {"ours": 0, "theirs": 0}
         last_edit: dict[tuple[str, str], D] = {}
@@ -134,7 +134,7 @@ def test_two_way_chaos_converges_or_holds(dsn, conn, fernet_key, tmp_path, polic
             settle(conn, adm)
             # the safety net: one poll reads what dropped deliveries never brought
             conn.execute("update loyverse.loyverse_inbound_settings set last_polled_at = now() - interval '1 hour'")
-            jobs.poll_due(dsn)
+            jobs.poll_due(connector)
             settle(conn, adm)
         settled = time.monotonic()
         cron.stop()

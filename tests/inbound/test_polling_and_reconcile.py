@@ -36,24 +36,24 @@ def item_gets(adm, merchant_id) -> int:
                if r["method"] == "GET" and r["path"].rstrip("/").endswith("/items"))
 
 
-def test_polling_brings_a_back_office_price_in_when_no_webhook_is_subscribed(conn, dsn, fernet_key):
+def test_polling_brings_a_back_office_price_in_when_no_webhook_is_subscribed(conn, dsn, connector, fernet_key):
     with server.EmulatorServer(menu=6, seed=4, stores=1) as emu, emu.admin() as adm:
         seed = testing.seed_from_emulator(conn, emu, stores=1, settings={"sync_direction": "FROM_LOYVERSE"})
         (variant_id, store_id), product_id = sorted(seed.products.items())[0]
-        first = jobs.poll_due(dsn)  # the first poll only starts the cursor
+        first = jobs.poll_due(connector)  # the first poll only starts the cursor
         assert [(r["account_id"], r["pages"]) for r in first] == [(seed.account_id, 0)]
-        assert jobs.poll_due(dsn) == []  # not due again before its interval
+        assert jobs.poll_due(connector) == []  # not due again before its interval
         adm.set_price(variant_id, store_id, 31.25, merchant_id=seed.merchant_id)
         assert adm.webhook_deliveries() == []
         conn.execute("update loyverse.loyverse_inbound_settings set last_polled_at = now() - interval '1 hour'")
         gets = item_gets(adm, seed.merchant_id)
-        (polled,) = jobs.poll_due(dsn)
+        (polled,) = jobs.poll_due(connector)
         assert polled["stored"] == 1 and item_gets(adm, seed.merchant_id) == gets + 1
         with itesting.running_worker(dsn):  # its apply job takes the delivery in
             itesting.wait_for(lambda: price(conn, product_id) == D("31.25"), what="the polled price")
         # the overlap window reads the same item again: applying it again changes nothing
         conn.execute("update loyverse.loyverse_inbound_settings set last_polled_at = now() - interval '1 hour'")
-        (again,) = jobs.poll_due(dsn)
+        (again,) = jobs.poll_due(connector)
         assert again["items"] >= 1
         assert conn.execute("select loyverse.apply_loyverse_inbox(%s) as r", (seed.account_id,)
                             ).fetchone()["r"]["failed"] == 0

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from loyverse_sync import accounts, db
 from loyverse_sync.emulator import admin, server
 from loyverse_sync.loyverse import client as lv_client
 from loyverse_sync.loyverse import errors
@@ -340,31 +341,37 @@ def test_retry_after_is_honoured_between_attempts(
     assert gap_ms >= 290  # log times are whole milliseconds
 
 
-def test_the_servers_own_rate_limit_is_ridden_out_with_a_local_governor(
-    emu: server.EmulatorServer, adm: admin.AdminClient, mid: str
+def test_the_servers_own_rate_limit_is_ridden_out_with_the_shared_governor(
+    emu: server.EmulatorServer, adm: admin.AdminClient, mid: str, dsn: str, connector: db.Connector,
+    fernet_key: bytes,
 ) -> None:
-    # 20 requests per 0.5 s on the server, and the governor paces to the same budget. The
-    # server counts arrivals, the governor send instants: on a loaded box a request delayed in
-    # transit can land beside the next one and get a 429, which the client rides out. What
+    # 40 requests per 1 s on the server, and the account's governor paces to the same budget.
+    # The server counts arrivals, the governor send instants: on a loaded box a request delayed
+    # in transit can land beside the next one and get a 429, which the client rides out. What
     # must hold whatever the machine's speed: every request succeeds, and in the governor's own
-    # clock no 0.5 s window holds more than 20 sends.
-    adm.set_modes(mid, rate_limit=20, rate_window_seconds=0.5, retry_after=0.1)
+    # clock (the database's) no 1 s window holds more than 40 sends.
+    adm.set_modes(mid, rate_limit=40, rate_window_seconds=1.0, retry_after=0.1)
+    with connector.connection() as conn:
+        account_id = accounts.add_account(conn, name="paced", token=TOKEN, base_url=emu.base_url,
+                                          rate_limit_requests=40, rate_limit_window_seconds=1.0)
     sends: list[float] = []
 
-    class Recording(lv_governor.LocalGovernor):
+    class Recording(lv_governor.PostgresGovernor):
         def take(self, requests: int = 1) -> float:
             wait = super().take(requests)
-            sends.append(self._clock() + wait)
+            at = self._call("select extract(epoch from refreshed_at)::float8 from"
+                            " loyverse.account_rate_state where account_id = %(account_id)s",
+                            {"account_id": self.account_id})
+            sends.append(float(at) + wait)
             return wait
 
-    gov = Recording(20, 0.5)
-    with make_client(emu, governor=gov, max_attempts=8) as lv:
-        for _ in range(40):
+    with make_client(emu, governor=Recording(connector, account_id), max_attempts=8) as lv:
+        for _ in range(80):
             lv.get_merchant()
-    assert len([r for r in api_log(adm) if r["status"] == 200 and r["path"].endswith("/merchant/")]) == 40
-    assert len(sends) >= 40
-    busiest = max(sum(1 for t in sends if s <= t < s + 0.5) for s in sends)
-    assert busiest <= 20
+    assert len([r for r in api_log(adm) if r["status"] == 200 and r["path"].endswith("/merchant/")]) == 80
+    assert len(sends) >= 80
+    busiest = max(sum(1 for t in sends if s <= t < s + 1.0) for s in sends)
+    assert busiest <= 40
 
 
 def test_rate_limited_to_the_end_raises_with_retry_after(

@@ -1,10 +1,11 @@
-"""What a worker process reuses between drains: idle connections and decrypted tokens."""
+"""What a worker process reuses between drains: pooled connections (db.Connector) and decrypted tokens."""
 
 from __future__ import annotations
 
+import psycopg
 import pytest
 
-from loyverse_sync import accounts, crypto
+from loyverse_sync import accounts, crypto, db
 from loyverse_sync.emulator import server
 from loyverse_sync.pricesync import engine, testing
 
@@ -25,31 +26,29 @@ def seed(conn, emu, fernet_key):
                                       settings=FAST_BACKOFF)
 
 
-@pytest.fixture
-def resources(dsn):
-    res = engine.DrainResources(dsn)
-    yield res
-    res.close()
-
-
 def _pid(conn):
     return conn.execute("select pg_backend_pid() as pid").fetchone()["pid"]
 
 
-def test_drains_reuse_one_idle_connection_and_record_calls_on_it(conn, dsn, emu, seed, resources):
+def test_drains_reuse_one_pooled_connection_and_record_calls_on_it(conn, dsn, emu, seed):
     # FIXED prices only: a VARIABLE one (entered at the counter) is never queued (issue #18)
     products = [str(r["product_id"]) for r in conn.execute(
         "select product_id from loyverse.loyverse_item_mappings where loyverse_pricing_type = 'FIXED' order by id")]
-    pids = []
+    opened = []
     requests = 0
-    for product_id in products[:2]:
-        conn.execute("update public.products set price = price + 1 where id = %s", (product_id,))
-        result = engine.drain_account(dsn, seed.account_id, config=FAST, resources=resources)
-        assert result.counts["done"] == 1
-        requests += result.requests
-        assert len(resources._idle) == 1  # given back, idle
-        pids.append(_pid(resources._idle[0][0]))
-    assert pids[0] == pids[1]
+    with db.Connector(dsn, role="worker", min_size=1, max_size=4) as connector:
+        price_sync = engine.PriceSync(connector, FAST)
+        for product_id in products[:2]:
+            conn.execute("update public.products set price = price + 1 where id = %s", (product_id,))
+            result = price_sync.drain(seed.account_id)
+            assert result.counts["done"] == 1
+            requests += result.requests
+            stats = connector.pool.get_stats()
+            opened.append(stats["connections_num"])
+            assert stats["pool_available"] == stats["pool_size"] >= 1  # given back, idle
+        # one connection per running drain (the client's governor, the API-call records and
+        # the claim shared it), and the second drain opened none: it reused one
+        assert opened[0] == opened[1] and 1 <= opened[0] <= 2  # 2: the pool's start-up fill raced the first drain
     want = testing.db_prices(conn, seed.account_id)
     have = testing.loyverse_prices(emu, seed.merchant_id)
     assert want and want == {k: have.get(k) for k in want}
@@ -59,28 +58,19 @@ def test_drains_reuse_one_idle_connection_and_record_calls_on_it(conn, dsn, emu,
     assert calls == requests == 4
 
 
-def test_a_connection_in_a_transaction_or_dead_is_not_reused(conn, dsn, resources):
-    with resources.connection() as c:
-        c.execute("begin")  # handed back inside a transaction: closed, not kept
-    assert c.closed and resources._idle == []
-
-    with resources.connection() as c:
+def test_a_connection_comes_back_idle_and_a_dead_one_is_replaced(conn, connector):
+    # psycopg_pool's rule, like `with psycopg.connect()`: an error rolls back what the block
+    # left open; a connection that died while idle is replaced when next lent
+    with pytest.raises(ZeroDivisionError), connector.connection() as c:
+        c.execute("begin")
+        c.execute("create temporary table left_behind (x int)")
         first = _pid(c)
-    conn.execute("select pg_terminate_backend(%s)", (first,))
-    with resources.connection() as c:  # the dead idle one is noticed and replaced
+        raise ZeroDivisionError
+    conn.execute("select pg_terminate_backend(pid) from pg_stat_activity"
+                 " where datname = current_database() and pid <> pg_backend_pid()")
+    with connector.connection() as c:  # the dead idle ones are noticed and replaced
+        assert c.info.transaction_status == psycopg.pq.TransactionStatus.IDLE and c.autocommit
         assert _pid(c) != first
-    assert len(resources._idle) == 1
-
-
-def test_idle_connections_are_closed_after_idle_seconds(dsn):
-    res = engine.DrainResources(dsn, idle_seconds=0.0)
-    try:
-        with res.connection() as c:
-            pass
-        res.prune()
-        assert res._idle == [] and c.closed
-    finally:
-        res.close()
 
 
 def test_account_cache_decrypts_once_and_sees_a_new_token(conn, fernet_key, monkeypatch):

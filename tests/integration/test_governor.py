@@ -66,10 +66,13 @@ def _paced_steps(waits: list[float], instants: list[float]) -> list[float]:
     ]
 
 
-def test_take_allows_a_small_burst_then_paces_at_the_budget(dsn: str, fernet_key: bytes) -> None:
+def test_take_allows_a_small_burst_then_paces_at_the_budget(
+    dsn: str, connector: db.Connector, fernet_key: bytes
+) -> None:
     account_id = _account(dsn, requests=300, window=300.0)
     waits, instants = [], []
-    with lv_governor.PostgresGovernor(dsn, account_id) as gov, psycopg.connect(dsn, autocommit=True) as conn:
+    gov = lv_governor.PostgresGovernor(connector, account_id)
+    with psycopg.connect(dsn, autocommit=True) as conn:
         for _ in range(20):
             waits.append(gov.take())
             instants.append(_instant(conn, account_id, waits[-1]))
@@ -84,11 +87,10 @@ def test_take_allows_a_small_burst_then_paces_at_the_budget(dsn: str, fernet_key
 def test_two_governors_on_one_account_share_the_reservations(dsn: str, fernet_key: bytes) -> None:
     account_id = _account(dsn, requests=300, window=300.0)
     waits, instants = [], []
-    with (
-        lv_governor.PostgresGovernor(dsn, account_id) as a,
-        lv_governor.PostgresGovernor(dsn, account_id) as b,
-        psycopg.connect(dsn, autocommit=True) as conn,
-    ):
+    # two processes: each its own connector
+    with db.Connector(dsn) as one, db.Connector(dsn) as two, psycopg.connect(dsn, autocommit=True) as conn:
+        a = lv_governor.PostgresGovernor(one, account_id)
+        b = lv_governor.PostgresGovernor(two, account_id)
         for _ in range(15):
             for gov in (a, b):
                 waits.append(gov.take())
@@ -100,9 +102,12 @@ def test_two_governors_on_one_account_share_the_reservations(dsn: str, fernet_ke
     assert steps == pytest.approx([1 / RATE] * len(steps), abs=1e-5)
 
 
-def test_penalize_pauses_everyone_and_halves_the_rate(dsn: str, fernet_key: bytes) -> None:
+def test_penalize_pauses_everyone_and_halves_the_rate(
+    dsn: str, connector: db.Connector, fernet_key: bytes
+) -> None:
     account_id = _account(dsn, requests=300, window=300.0)
-    with lv_governor.PostgresGovernor(dsn, account_id) as gov, psycopg.connect(dsn, autocommit=True) as conn:
+    gov = lv_governor.PostgresGovernor(connector, account_id)
+    with psycopg.connect(dsn, autocommit=True) as conn:
         calm = [gov.take() for _ in range(12)]
         gov.penalize(0.5)
         pause = conn.execute(
@@ -127,109 +132,75 @@ def test_penalize_pauses_everyone_and_halves_the_rate(dsn: str, fernet_key: byte
     assert row == (1,)
 
 
-def test_acquire_sleeps_what_take_reserved(dsn: str, fernet_key: bytes) -> None:
+def test_acquire_sleeps_what_take_reserved(dsn: str, connector: db.Connector, fernet_key: bytes) -> None:
     account_id = _account(dsn, requests=300, window=300.0)
     slept: list[float] = []
-    gov = lv_governor.PostgresGovernor(dsn, account_id, sleep=slept.append)
-    try:
-        for _ in range(10):
-            gov.acquire()
-    finally:
-        gov.close()
+    gov = lv_governor.PostgresGovernor(connector, account_id, sleep=slept.append)
+    for _ in range(10):
+        gov.acquire()
     assert slept and all(s > 0 for s in slept)
     assert len(slept) <= 10 - 1
 
 
-def test_governor_reconnects_after_its_connection_is_killed(dsn: str, fernet_key: bytes) -> None:
+def test_governor_rides_out_a_killed_connection(dsn: str, connector: db.Connector, fernet_key: bytes) -> None:
     account_id = _account(dsn)
-    with lv_governor.PostgresGovernor(dsn, account_id) as gov:
-        gov.take()
-        assert gov._conn is not None
-        pid = gov._conn.info.backend_pid
-        with psycopg.connect(dsn, autocommit=True) as admin:
-            admin.execute("select pg_terminate_backend(%s)", (pid,))
-        time.sleep(0.05)
-        assert gov.take() >= 0  # reopened transparently
-        assert gov._conn.info.backend_pid != pid
-
-
-def _governor_sessions(dsn: str) -> int:
+    gov = lv_governor.PostgresGovernor(connector, account_id)
+    gov.take()
+    with connector.connection() as c:  # the pool's one idle connection, the governor's last
+        pid = c.info.backend_pid
     with psycopg.connect(dsn, autocommit=True) as admin_conn:
-        row = admin_conn.execute(
-            "select count(*) from pg_stat_activity"
-            " where application_name = 'loyverse_sync.governor' and datname = current_database()"
-        ).fetchone()
-    assert row is not None
-    return int(row[0])
+        admin_conn.execute("select pg_terminate_backend(%s)", (pid,))
+    assert gov.take() >= 0  # the pool noticed the dead connection and lent a new one
+    with connector.connection() as c:
+        assert c.info.backend_pid != pid
 
 
-def test_a_shared_connection_is_used_and_never_closed(dsn: str, fernet_key: bytes) -> None:
+def test_a_shared_connection_is_used_and_never_closed(dsn: str, connector: db.Connector, fernet_key: bytes) -> None:
     account_id = _account(dsn, requests=300, window=300.0)
-    # dict rows and autocommit, like the price drain's own connection
-    with db.connect(dsn, autocommit=True) as conn:
+    # the drain's own connection: lent by the connector (autocommit, dict rows)
+    with connector.connection() as conn:
+        lent = connector.pool.get_stats().get("requests_num", 0)
         slept: list[float] = []  # acquire() after the penalty would sleep 8 s: note it instead
-        with lv_governor.PostgresGovernor(None, account_id, connection=conn, sleep=slept.append) as gov:
-            waits = [gov.take() for _ in range(20)]
-            gov.penalize(0.5)
-            gov.acquire()
-            assert slept and slept[-1] >= 0.5
-            assert gov._conn is conn and not gov.owns_connection
-            assert _governor_sessions(dsn) == 0  # no connection of its own
-        assert not conn.closed  # close() / __exit__ left it open
-        gov.close()
-        assert not conn.closed
-        assert waits == sorted(waits) and waits[-1] > 0  # the same pacing as on its own connection
+        gov = lv_governor.PostgresGovernor(connector, account_id, connection=conn, sleep=slept.append)
+        waits = [gov.take() for _ in range(20)]
+        gov.penalize(0.5)
+        gov.acquire()
+        assert slept and slept[-1] >= 0.5
+        assert connector.pool.get_stats().get("requests_num", 0) == lent  # nothing more borrowed
+        assert waits == sorted(waits) and waits[-1] > 0  # the same pacing as on a pool connection
         assert conn.execute("select 1 as one").fetchone() == {"one": 1}  # still usable, no transaction left
         assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
 
         # the drain's factory hands its connection to the governor
         account = accounts.get_account(conn, account_id)
-        client = engine.default_client_factory(dsn, engine.EngineConfig(), connection=conn)(
+        client = engine.default_client_factory(connector, engine.EngineConfig(), conn)(
             account, lambda record: None
         )
         with client:
             assert isinstance(client.governor, lv_governor.PostgresGovernor)
-            assert client.governor._conn is conn
             client.governor.take()
         assert not conn.closed
+        assert connector.pool.get_stats().get("requests_num", 0) == lent
 
-        # a broken shared connection is the owner's to handle: raised, never reopened behind its back
-        gov = lv_governor.PostgresGovernor(None, account_id, connection=conn)
+        # a broken shared connection is the owner's to handle: raised, never replaced behind its back
+        gov = lv_governor.PostgresGovernor(connector, account_id, connection=conn)
         with psycopg.connect(dsn, autocommit=True) as admin_conn:
             admin_conn.execute("select pg_terminate_backend(%s)", (conn.info.backend_pid,))
-        time.sleep(0.05)
         with pytest.raises(psycopg.OperationalError):
-            gov.take()
-        assert gov._conn is conn
-        assert _governor_sessions(dsn) == 0
+            for _ in range(100):  # the backend may take a moment to go
+                gov.take()
+        assert connector.pool.get_stats().get("requests_num", 0) == lent
 
 
-def test_a_shared_connection_must_be_autocommit(dsn: str, fernet_key: bytes) -> None:
+def test_a_shared_connection_must_be_autocommit(dsn: str, connector: db.Connector) -> None:
     with psycopg.connect(dsn) as conn, pytest.raises(ValueError, match="autocommit"):
-        lv_governor.PostgresGovernor(None, 1, connection=conn)
-    with pytest.raises(ValueError, match="conninfo or a connection"):
-        lv_governor.PostgresGovernor(None, 1)
+        lv_governor.PostgresGovernor(connector, 1, connection=conn)
 
 
-def test_unknown_account_is_an_error_not_a_free_pass(dsn: str) -> None:
-    with (
-        lv_governor.PostgresGovernor(dsn, 999_999) as gov,
-        pytest.raises(psycopg.Error, match="no Loyverse account"),
-    ):
+def test_unknown_account_is_an_error_not_a_free_pass(connector: db.Connector) -> None:
+    gov = lv_governor.PostgresGovernor(connector, 999_999)
+    with pytest.raises(psycopg.Error, match="no Loyverse account"):
         gov.take()
-
-
-def test_local_governor_has_the_same_policy() -> None:
-    now = [0.0]
-    gov = lv_governor.LocalGovernor(300, 3.0, clock=lambda: now[0])
-    waits = [gov.take() for _ in range(20)]
-    burst = sum(1 for w in waits if w == 0)
-    assert burst == 4
-    assert waits[-1] == pytest.approx(16 / 97.0)
-    now[0] = 10.0  # long idle: the bucket is full again, but only up to the burst
-    assert [gov.take() for _ in range(5)][:4] == [0, 0, 0, 0]
-    gov.penalize(1.0)
-    assert gov.take() >= 1.0
 
 
 # -----------------------------------------------------------------------------------------
@@ -238,16 +209,16 @@ def test_local_governor_has_the_same_policy() -> None:
 
 _WORKER = """
 import json, sys, time
+from loyverse_sync import db
 from loyverse_sync.loyverse import client, governor
 base_url, token, dsn, account_id, n, start_at = sys.argv[1:]
 statuses = []
-gov = governor.PostgresGovernor(dsn, int(account_id))
-with client.LoyverseClient(base_url, token, governor=gov,
-                           on_request=lambda r: statuses.append(r.status)) as lv:
+with db.Connector(dsn) as connector, client.LoyverseClient(
+        base_url, token, governor=governor.PostgresGovernor(connector, int(account_id)),
+        on_request=lambda r: statuses.append(r.status)) as lv:
     time.sleep(max(0.0, float(start_at) - time.time()))
     for _ in range(int(n)):
         lv.get_merchant()
-gov.close()
 print(json.dumps(statuses))
 """
 
@@ -392,20 +363,21 @@ class _RecordingGovernor(lv_governor.PostgresGovernor):
 
 
 def test_a_429_penalizes_the_shared_bucket(
-    dsn: str, fernet_key: bytes, scaled_emu: server.EmulatorServer
+    dsn: str, connector: db.Connector, fernet_key: bytes, scaled_emu: server.EmulatorServer
 ) -> None:
     account_id = _account(dsn, requests=300, window=3.0)
     rate = 300 * 0.97 / 3.0
     mid = scaled_emu.merchants[0]["merchant_id"]
+    gov = _RecordingGovernor(connector, account_id)
     with (
         admin.AdminClient(scaled_emu.admin_url) as adm,
-        _RecordingGovernor(dsn, account_id) as gov,
-        lv_governor.PostgresGovernor(dsn, account_id) as other_process,
+        db.Connector(dsn) as other_connector,
         lv_client.LoyverseClient(
             scaled_emu.base_url, "tok-a", governor=gov, backoff_base=0.001
         ) as lv,
         psycopg.connect(dsn, autocommit=True) as conn,
     ):
+        other_process = lv_governor.PostgresGovernor(other_connector, account_id)
         others: list[float] = []
         # The penalty is in the database: another process on the account waits too.
         gov.after_penalty = lambda: others.append(other_process.take())

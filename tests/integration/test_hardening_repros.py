@@ -75,10 +75,10 @@ def fixed_prices_match(conn, emu, store_id):
     return wrong
 
 
-def test_repro_1_a_settings_change_never_pushes_a_variable_price(conn, dsn, emu, fernet_key):
+def test_repro_1_a_settings_change_never_pushes_a_variable_price(conn, dsn, connector, emu, fernet_key):
     rid, _account_id, store = import_testing.link_emulator(conn, emu)
-    snap = snapshot.get_or_fetch(dsn, rid)
-    result = runs.run(dsn, rid, snap.id, runs.Options())
+    snap = snapshot.get_or_fetch(connector, rid)
+    result = runs.run(connector, rid, snap.id, runs.Options())
     assert result["status"] == "SUCCESS"
     variable = [m for m in mappings(conn) if m["loyverse_pricing_type"] == "VARIABLE"]
     assert variable, "the menu has VARIABLE prices"
@@ -113,7 +113,7 @@ def seed(conn, emu, fernet_key):
                                       settings={"hold_change_percent": 100, **FAST_BACKOFF})
 
 
-def test_repro_2_one_row_that_cannot_be_sent_fails_alone(conn, dsn, emu, seed):
+def test_repro_2_one_row_that_cannot_be_sent_fails_alone(conn, dsn, connector, emu, seed):
     store = next(iter(seed.restaurants))
     fixed = [p for p in seed.products.values()
              if conn.execute("select loyverse_pricing_type as t from loyverse.loyverse_item_mappings"
@@ -131,7 +131,7 @@ def test_repro_2_one_row_that_cannot_be_sent_fails_alone(conn, dsn, emu, seed):
     conn.execute("update loyverse.loyverse_price_sync_settings set hold_change_percent = null")
     conn.execute("update public.products set price = case when id = %s then 99999999 else price + 0.10 end"
                  " where id = any(%s)", (fixed[0], fixed))
-    engine.drain_account(dsn, seed.account_id, config=FAST)
+    engine.drain_account(connector, seed.account_id, config=FAST)
     rows = {str(r["product_id"]): r for r in conn.execute("select * from loyverse.loyverse_price_sync_queue")}
     assert len(rows) == len(fixed) > 20
     bad = rows.pop(fixed[0])
@@ -146,7 +146,7 @@ def test_repro_2_one_row_that_cannot_be_sent_fails_alone(conn, dsn, emu, seed):
     assert wrong == []
 
 
-def test_repro_3_a_spoofed_queue_row_reaches_neither_the_queue_nor_loyverse(conn, dsn, emu, seed):
+def test_repro_3_a_spoofed_queue_row_reaches_neither_the_queue_nor_loyverse(conn, dsn, connector, emu, seed):
     before = store_entries(emu)
     pid = next(iter(seed.products.values()))
     for role in ("loyverse_readonly", "loyverse_app"):
@@ -160,11 +160,11 @@ def test_repro_3_a_spoofed_queue_row_reaches_neither_the_queue_nor_loyverse(conn
                 conn.execute("insert into pg_temp.t values (%s)", (pid,))
             raise psycopg.Rollback()
     assert conn.execute("select count(*) as n from loyverse.loyverse_price_sync_queue").fetchone()["n"] == 0
-    engine.drain_account(dsn, seed.account_id, config=FAST)
+    engine.drain_account(connector, seed.account_id, config=FAST)
     assert store_entries(emu) == before
 
 
-def test_repro_4_values_that_break_later_are_refused_by_the_database(conn, dsn, emu, seed):
+def test_repro_4_values_that_break_later_are_refused_by_the_database(conn, dsn, connector, emu, seed):
     before = store_entries(emu)
     for value in ("NaN", "Infinity", "1e308", "0", "-5"):
         with pytest.raises(psycopg.errors.CheckViolation, match="rate_limit_window_is_between_1_and_86400_seconds"):
@@ -178,11 +178,11 @@ def test_repro_4_values_that_break_later_are_refused_by_the_database(conn, dsn, 
                if conn.execute("select loyverse_pricing_type as t from loyverse.loyverse_item_mappings"
                                " where product_id = %s", (p,)).fetchone()["t"] == "FIXED")
     conn.execute("update public.products set price = price + 0.05 where id = %s", (pid,))
-    assert engine.drain_account(dsn, seed.account_id, config=FAST).counts.get("done") == 1
+    assert engine.drain_account(connector, seed.account_id, config=FAST).counts.get("done") == 1
     assert sum(1 for k, v in store_entries(emu).items() if before.get(k) != v) == 1
 
 
-def test_repro_5_a_x100_typo_is_held_until_a_person_decides(conn, dsn, emu, seed):
+def test_repro_5_a_x100_typo_is_held_until_a_person_decides(conn, dsn, connector, emu, seed):
     store = next(iter(seed.restaurants))
     rid = seed.restaurants[store]
     fixed = [(v, p) for (v, _s), p in seed.products.items()
@@ -191,13 +191,13 @@ def test_repro_5_a_x100_typo_is_held_until_a_person_decides(conn, dsn, emu, seed
     (typo_v, typo), (other_v, other), (menu_v, menu) = fixed[:3]
     conn.execute("update public.products set price = 6.80 where id = any(%s)", ([typo, other],))
     conn.execute("update loyverse.loyverse_price_sync_settings set hold_change_percent = null")
-    engine.drain_account(dsn, seed.account_id, config=FAST)  # Loyverse holds 6.80 for both
+    engine.drain_account(connector, seed.account_id, config=FAST)  # Loyverse holds 6.80 for both
     conn.execute("update loyverse.loyverse_price_sync_settings set hold_change_percent = 100")  # the default
 
     conn.execute("update public.products set price = 680.00 where id = any(%s)", ([typo, other],))  # the typo
     menu_price = conn.execute("update public.products set price = round(price * 1.05, 2) where id = %s"
                               " returning price", (menu,)).fetchone()["price"]  # +5 %
-    engine.drain_account(dsn, seed.account_id, config=FAST)
+    engine.drain_account(connector, seed.account_id, config=FAST)
     have = store_entries(emu)
     assert have[(typo_v, store)] == have[(other_v, store)] == ("FIXED", D("6.80"))
     assert have[(menu_v, store)] == ("FIXED", menu_price)
@@ -211,7 +211,7 @@ def test_repro_5_a_x100_typo_is_held_until_a_person_decides(conn, dsn, emu, seed
     assert conn.execute("select loyverse.approve_held_price_changes(%s, %s) as n", (rid, other)).fetchone()["n"] == 1
     assert conn.execute("select loyverse.reject_held_price_changes(%s, %s) as n", (rid, typo)).fetchone()["n"] == 1
     conn.execute("update public.products set price = 6.90 where id = %s", (typo,))
-    engine.drain_account(dsn, seed.account_id, config=FAST)
+    engine.drain_account(connector, seed.account_id, config=FAST)
     have = store_entries(emu)
     assert have[(other_v, store)] == ("FIXED", D("680.00"))
     assert have[(typo_v, store)] == ("FIXED", D("6.90"))
@@ -221,7 +221,7 @@ def test_repro_5_a_x100_typo_is_held_until_a_person_decides(conn, dsn, emu, seed
     assert dead == 0
 
 
-def test_a_price_made_variable_in_loyverse_after_the_import_is_never_overwritten(conn, dsn, emu, seed):
+def test_a_price_made_variable_in_loyverse_after_the_import_is_never_overwritten(conn, dsn, connector, emu, seed):
     store = next(iter(seed.restaurants))
     fixed = [(v, p) for (v, _s), p in seed.products.items()
              if conn.execute("select loyverse_pricing_type as t from loyverse.loyverse_item_mappings"
@@ -233,7 +233,7 @@ def test_a_price_made_variable_in_loyverse_after_the_import_is_never_overwritten
             if entry["store_id"] == store:
                 entry["pricing_type"], entry["price"] = "VARIABLE", None
     conn.execute("update public.products set price = price + 1 where id = any(%s)", ([product, other],))
-    engine.drain_account(dsn, seed.account_id, config=FAST)
+    engine.drain_account(connector, seed.account_id, config=FAST)
     have = store_entries(emu)
     assert have[(variant, store)] == ("VARIABLE", None)
     ours = conn.execute("select price from public.products where id = %s", (other,)).fetchone()["price"]
@@ -245,9 +245,9 @@ def test_a_price_made_variable_in_loyverse_after_the_import_is_never_overwritten
     assert (m["loyverse_pricing_type"], m["needs_attention"]) == ("VARIABLE", True)
     # a retry sends nothing; only make-fixed does
     conn.execute("select loyverse.retry_price_sync()")
-    engine.drain_account(dsn, seed.account_id, config=FAST)
+    engine.drain_account(connector, seed.account_id, config=FAST)
     assert store_entries(emu)[(variant, store)] == ("VARIABLE", None)
     conn.execute("select loyverse.make_price_fixed(%s, %s)", (seed.restaurants[store], product))
-    engine.drain_account(dsn, seed.account_id, config=FAST)
+    engine.drain_account(connector, seed.account_id, config=FAST)
     ours = conn.execute("select price from public.products where id = %s", (product,)).fetchone()["price"]
     assert store_entries(emu)[(variant, store)] == ("FIXED", ours)

@@ -18,6 +18,7 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from loyverse_sync import db
 from loyverse_sync.cli import import_ as import_cli
 from loyverse_sync.importer import runs, testing
 
@@ -79,7 +80,7 @@ GOOD = [testing.item("good-1", "Good Latte", {"sku": "G1", "price": 3.2}, catego
                                                                HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(menu=st.lists(items(STORE), max_size=12))
 def test_hostile_menu_imports_the_valid_items_and_reports_the_rest(
-    dsn: str, conn: psycopg.Connection[Any], fernet_key: bytes, menu: list[Any]
+    dsn: str, connector: db.Connector, conn: psycopg.Connection[Any], fernet_key: bytes, menu: list[Any]
 ) -> None:
     restaurant_id, account_id, store_id = testing.link_local(conn, restaurant=f"R {uuid.uuid4()}", store_id=STORE)
     snap = testing.stage(
@@ -88,7 +89,7 @@ def test_hostile_menu_imports_the_valid_items_and_reports_the_rest(
         taxes=[{"id": "t1", "type": "ADDED", "rate": 10}, {"id": "bad-rate", "type": "INCLUDED", "rate": -100}],
         modifiers=[{"id": "m1", "name": "Milk", "modifier_options": [{"id": "o1", "name": "Oat", "price": "x"}]}],
     )
-    result = runs.run(dsn, restaurant_id, snap, runs.Options())
+    result = runs.run(connector, restaurant_id, snap, runs.Options())
     assert result["status"] in ("SUCCESS", "PARTIAL")
     plan = conn.execute("select * from loyverse.loyverse_import_plan where run_id = %s", (result["run_id"],)).fetchall()
     errors = {(i["item_id"], i["variant_id"]) for i in result["issues"] if i["severity"] == "error"}

@@ -7,20 +7,21 @@ from typing import Any
 import psycopg
 import pytest
 
+from loyverse_sync import db
 from loyverse_sync.emulator import server
 from loyverse_sync.importer import runs, snapshot, testing
 
 
 @pytest.mark.slow
-def test_ten_thousand_items_arrive_whole(dsn: str, conn: psycopg.Connection[Any], fernet_key: bytes) -> None:
+def test_ten_thousand_items_arrive_whole(dsn: str, connector: db.Connector, conn: psycopg.Connection[Any], fernet_key: bytes) -> None:
     with server.EmulatorServer(menu=10000, token="tok", merchants=1, seed=3) as emu:
         restaurant_id, _account_id, store_id = testing.link_emulator(conn, emu)
-        snap = snapshot.fetch(dsn, restaurant_id)
+        snap = snapshot.fetch(connector, restaurant_id)
         every = emu.state.items(include_deleted=True)
         live_items = emu.state.items()
     live_variants = {v["variant_id"] for i in live_items for v in i["variants"] if not v.get("deleted_at")}
     assert len(every) == 10000 and snap.counts["item"] == len(every)  # every page, nothing truncated
-    result = runs.run(dsn, restaurant_id, snap.id, runs.Options())
+    result = runs.run(connector, restaurant_id, snap.id, runs.Options())
     assert result["failed"] == 0, [i for i in result["issues"] if i["severity"] == "error"][:5]
     mapped = {r["loyverse_variant_id"] for r in conn.execute(
         "select loyverse_variant_id from loyverse.loyverse_item_mappings where restaurant_id = %s", (restaurant_id,))}
@@ -43,9 +44,9 @@ def test_ten_thousand_items_arrive_whole(dsn: str, conn: psycopg.Connection[Any]
                         " limit 1", (restaurant_id,)).fetchone()
     conn.execute("update public.products set name = name || ' (edited)' where id = %s", (last["id"],))
     with pytest.raises(runs.ImportProblem) as refused:
-        runs.undo(dsn, result["run_id"])
+        runs.undo(connector, result["run_id"])
     assert [(r["table"], r["key"]) for r in refused.value.rows] == [("products", str(last["id"]))]
-    undone = runs.undo(dsn, result["run_id"], force=True)
+    undone = runs.undo(connector, result["run_id"], force=True)
     assert undone["deleted"] > 2 * len(live_variants)
     for table in ("public.products", "loyverse.loyverse_item_mappings", "public.product_groups", "public.categories"):
         assert conn.execute(f"select count(*) as n from {table} where restaurant_id = %s",

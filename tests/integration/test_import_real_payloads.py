@@ -10,6 +10,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from loyverse_sync import db
 from loyverse_sync.emulator import server
 from loyverse_sync.importer import runs, snapshot, testing
 
@@ -34,13 +35,13 @@ def linked(conn: psycopg.Connection[Any], emu: server.EmulatorServer, fernet_key
     return {"restaurant_id": restaurant_id, "account_id": account_id, "store_id": store_id}
 
 
-def _import(dsn: str, linked: dict[str, Any], **options: Any) -> dict[str, Any]:
-    snap = snapshot.get_or_fetch(dsn, linked["restaurant_id"])
-    return runs.run(dsn, linked["restaurant_id"], snap.id, runs.Options(**options))
+def _import(connector: db.Connector, linked: dict[str, Any], **options: Any) -> dict[str, Any]:
+    snap = snapshot.get_or_fetch(connector, linked["restaurant_id"])
+    return runs.run(connector, linked["restaurant_id"], snap.id, runs.Options(**options))
 
 
-def test_real_payloads_import_with_their_oddities(dsn: str, conn: psycopg.Connection[Any], linked: dict[str, Any]) -> None:
-    result = _import(dsn, linked)
+def test_real_payloads_import_with_their_oddities(dsn: str, connector: db.Connector, conn: psycopg.Connection[Any], linked: dict[str, Any]) -> None:
+    result = _import(connector, linked)
     # The set mixes accounts whose auto-assigned SKUs (10000, 10001) collide: those variants
     # are rejected with the reason, everything else imports.
     errors = [i["message"] for i in result["issues"] if i["severity"] == "error"]
@@ -70,11 +71,11 @@ def test_real_payloads_import_with_their_oddities(dsn: str, conn: psycopg.Connec
     assert len(logs) == 1 and logs[0]["status"] == "PARTIAL" and logs[0]["items_failed"] == len(errors)
 
 
-def test_reimporting_an_unchanged_menu_writes_nothing(dsn: str, conn: psycopg.Connection[Any], linked: dict[str, Any]) -> None:
-    _import(dsn, linked)
+def test_reimporting_an_unchanged_menu_writes_nothing(dsn: str, connector: db.Connector, conn: psycopg.Connection[Any], linked: dict[str, Any]) -> None:
+    _import(connector, linked)
     tables = ["public.products", "public.categories", "public.product_groups", "loyverse.loyverse_item_mappings"]
     before = {t: conn.execute(f"select id::text, xmin::text from {t} order by 1").fetchall() for t in tables}
-    second = _import(dsn, linked)
+    second = _import(connector, linked)
     after = {t: conn.execute(f"select id::text, xmin::text from {t} order by 1").fetchall() for t in tables}
     assert after == before
     assert second["created"] == 0 and second["updated"] == 0 and second["unchanged"] > 0
@@ -85,19 +86,19 @@ def test_reimporting_an_unchanged_menu_writes_nothing(dsn: str, conn: psycopg.Co
 
 
 def test_reject_unknown_category_fails_those_items_and_imports_the_rest(
-    dsn: str, conn: psycopg.Connection[Any], linked: dict[str, Any]
+    dsn: str, connector: db.Connector, conn: psycopg.Connection[Any], linked: dict[str, Any]
 ) -> None:
-    result = _import(dsn, linked, unknown_category="reject")
+    result = _import(connector, linked, unknown_category="reject")
     assert result["status"] == "PARTIAL"
     errors = [i for i in result["issues"] if i["severity"] == "error"]
     assert any("unknown category" in i["message"] for i in errors)
     assert result["created"] > 0
 
 
-def test_with_inventory_imports_stock_including_negative(dsn: str, conn: psycopg.Connection[Any], linked: dict[str, Any]) -> None:
-    snap = snapshot.get_or_fetch(dsn, linked["restaurant_id"], with_inventory=True)
+def test_with_inventory_imports_stock_including_negative(dsn: str, connector: db.Connector, conn: psycopg.Connection[Any], linked: dict[str, Any]) -> None:
+    snap = snapshot.get_or_fetch(connector, linked["restaurant_id"], with_inventory=True)
     assert snap.counts.get("inventory", 0) > 0
-    result = runs.run(dsn, linked["restaurant_id"], snap.id, runs.Options(with_inventory=True))
+    result = runs.run(connector, linked["restaurant_id"], snap.id, runs.Options(with_inventory=True))
     assert result["created"] > 0
     stock = conn.execute(
         "select p.stock_quantity from public.products p join loyverse.loyverse_item_mappings m on m.product_id = p.id"

@@ -223,15 +223,15 @@ def test_a_refused_token_that_was_only_reencrypted_is_refreshed_at_once(conn, ds
     assert counters(emu)["expired_401"] == 1 and counters(emu)["refreshes"] == 2
 
 
-def test_the_importer_fetches_with_an_oauth_account_through_an_expiry(conn, dsn, emu, fernet_key):
+def test_the_importer_fetches_with_an_oauth_account_through_an_expiry(conn, dsn, connector, emu, fernet_key):
     from loyverse_sync.importer import snapshot
 
     account_id = add(conn, emu)
     rid = accounts.add_restaurant(conn, "Cafe")
     accounts.link_restaurant(conn, rid, account_id, emu.merchants[0]["store_ids"][0])
-    first = snapshot.fetch(dsn, rid)
+    first = snapshot.fetch(connector, rid)
     assert first.counts["item"] == 3 and counters(emu)["refreshes"] == 1
     emu.state.oauth.advance(43200)
-    again = snapshot.fetch(dsn, rid)
+    again = snapshot.fetch(connector, rid)
     assert again.counts["item"] == 3
     assert counters(emu)["expired_401"] == 1 and counters(emu)["refreshes"] == 2

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 from prometheus_client.parser import text_string_to_metric_families
 
-from loyverse_sync import accounts, ops
+from loyverse_sync import accounts, db, ops
 from loyverse_sync.emulator import admin as emu_admin
 from loyverse_sync.emulator import server as emu_server
 
@@ -217,20 +217,21 @@ def test_dashboard_for_an_unknown_restaurant_is_exit_2(dsn, monkeypatch):
     assert result.exit_code == 2 and "no restaurant" in result.output
 
 
-def test_api_calls_kept_while_the_database_was_away_reach_it_through_flush_unsent(conn, dsn, restaurant):
+def test_api_calls_kept_while_the_database_was_away_reach_it_through_flush_unsent(conn, dsn, connector, restaurant):
     """A drain whose recorder could not write keeps its calls; the worker's flusher sends them
     even when no later drain of that account runs in the process (the restart chaos test's gap)."""
     account_id = restaurant["account_id"]
     before = conn.execute("select coalesce(sum(calls), 0)::int as n from loyverse.loyverse_api_call_stats"
                           " where account_id = %s", (account_id,)).fetchone()["n"]
     away = "host=127.0.0.1 port=1 dbname=nowhere connect_timeout=1"  # nothing listens on port 1
-    recorder = ops.ApiCallRecorder(away, account_id)
-    for status in (200, 200, 429):
-        recorder(type("Record", (), {"method": "POST", "endpoint": "/items", "status": status, "elapsed": 0.1})())
-    recorder.close()  # fails: the three calls are kept for (away, account)
-    assert ops.flush_unsent(away) == 3  # still away: still kept, nothing lost
+    with db.Connector(away, probe=False, timeout=1.0) as gone:
+        recorder = ops.ApiCallRecorder(gone, account_id)
+        for status in (200, 200, 429):
+            recorder(type("Record", (), {"method": "POST", "endpoint": "/items", "status": status, "elapsed": 0.1})())
+        recorder.close()  # fails: the three calls are kept for (away, account)
+        assert ops.flush_unsent(gone) == 3  # still away: still kept, nothing lost
     ops._UNSENT[(dsn, account_id)] = ops._UNSENT.pop((away, account_id))  # the database is back
-    assert ops.flush_unsent(dsn) == 0
+    assert ops.flush_unsent(connector) == 0
     after = conn.execute("select coalesce(sum(calls), 0)::int as n from loyverse.loyverse_api_call_stats"
                          " where account_id = %s", (account_id,)).fetchone()["n"]
     assert after - before == 3

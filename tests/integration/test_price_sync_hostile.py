@@ -23,6 +23,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from loyverse_sync import db
 from loyverse_sync.emulator import server
 from loyverse_sync.pricesync import engine, testing
 
@@ -169,9 +170,9 @@ def _variants(emu: server.EmulatorServer, mid: str) -> dict[str, set[str]]:
             for i in dump["items"] if not i.get("deleted_at")}
 
 
-def _drain_until_settled(dsn: str, conn: Any, seed: testing.Seed, since: int) -> list[dict[str, Any]]:
+def _drain_until_settled(connector: db.Connector, conn: Any, seed: testing.Seed, since: int) -> list[dict[str, Any]]:
     for _ in range(4 * MAX_ATTEMPTS + 4):
-        engine.drain_account(dsn, seed.account_id, config=FAST)
+        engine.drain_account(connector, seed.account_id, config=FAST)
         rows = conn.execute("select * from loyverse.loyverse_price_sync_queue where id > %s order by id",
                             (since,)).fetchall()
         if not any(r["status"] in ("pending", "processing") for r in rows):
@@ -185,7 +186,7 @@ def _drain_until_settled(dsn: str, conn: Any, seed: testing.Seed, since: int) ->
 @settings(max_examples=30, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(scenario=scenarios())
-def test_bad_loyverse_answers_fail_only_the_affected_rows(conn, dsn, emu, seed, caplog, scenario):
+def test_bad_loyverse_answers_fail_only_the_affected_rows(conn, dsn, connector, emu, seed, caplog, scenario):
     mid = seed.merchant_id
     item_ids = sorted(set(seed.items.values()))
     by_product = {p: key for key, p in seed.products.items()}
@@ -215,7 +216,7 @@ def test_bad_loyverse_answers_fail_only_the_affected_rows(conn, dsn, emu, seed, 
 
     caplog.clear()
     with caplog.at_level(logging.ERROR, logger="loyverse_sync"):
-        rows = _drain_until_settled(dsn, conn, seed, since)
+        rows = _drain_until_settled(connector, conn, seed, since)
     emu.state.set_faults(mid, clear=True)
     after_prices = testing.loyverse_prices(emu, mid)
 

@@ -56,11 +56,11 @@ def failures(conn, fernet_key):
     return rid
 
 
-def test_one_digest_per_restaurant_is_sent_by_smtp(conn, dsn, smtp, failures):
+def test_one_digest_per_restaurant_is_sent_by_smtp(conn, dsn, connector, smtp, failures):
     handler, port = smtp
     settings = notify.SmtpSettings(host="127.0.0.1", port=port, sender="sync@example.com")
-    assert tasks.run_notifications(dsn, settings) == {"queued": 1, "sent": 1, "failed": 0}
-    assert tasks.run_notifications(dsn, settings) == {"queued": 0, "sent": 0, "failed": 0}
+    assert tasks.run_notifications(connector, settings) == {"queued": 1, "sent": 1, "failed": 0}
+    assert tasks.run_notifications(connector, settings) == {"queued": 0, "sent": 0, "failed": 0}
     ((sender, rcpts, content),) = handler.messages
     assert sender == "sync@example.com" and rcpts == ["ops@example.com"]
     text = content.decode()
@@ -70,10 +70,10 @@ def test_one_digest_per_restaurant_is_sent_by_smtp(conn, dsn, smtp, failures):
     assert row["status"] == "sent" and row["sent_at"] is not None
 
 
-def test_the_email_links_to_the_console_page_that_fixes_it(conn, dsn, smtp, failures):
+def test_the_email_links_to_the_console_page_that_fixes_it(conn, dsn, connector, smtp, failures):
     handler, port = smtp
     settings = notify.SmtpSettings(host="127.0.0.1", port=port, console_url="https://sync.example.com")
-    assert tasks.run_notifications(dsn, settings)["sent"] == 1
+    assert tasks.run_notifications(connector, settings)["sent"] == 1
     ((_, _, content),) = handler.messages
     import email
     import email.policy
@@ -82,16 +82,16 @@ def test_the_email_links_to_the_console_page_that_fixes_it(conn, dsn, smtp, fail
     assert f"Failed and dead changes, with Retry: https://sync.example.com/console/r/{failures}/" in body
 
 
-def test_smtp_failure_is_retried_later(conn, dsn, smtp, failures):
+def test_smtp_failure_is_retried_later(conn, dsn, connector, smtp, failures):
     handler, port = smtp
     down = notify.SmtpSettings(host="127.0.0.1", port=1, timeout=2)
-    assert tasks.run_notifications(dsn, down)["failed"] == 1
+    assert tasks.run_notifications(connector, down)["failed"] == 1
     (row,) = conn.execute("select status, attempts, last_error, next_attempt_at > now() as later"
                           " from loyverse.loyverse_notification_outbox").fetchall()
     assert (row["status"], row["attempts"], row["later"]) == ("pending", 1, True) and row["last_error"]
     conn.execute("update loyverse.loyverse_notification_outbox set next_attempt_at = now()")
     up = notify.SmtpSettings(host="127.0.0.1", port=port)
-    assert tasks.run_notifications(dsn, up)["sent"] == 1 and len(handler.messages) == 1
+    assert tasks.run_notifications(connector, up)["sent"] == 1 and len(handler.messages) == 1
 
 
 def test_settings_come_from_the_environment():

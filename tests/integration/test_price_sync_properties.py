@@ -151,7 +151,7 @@ def check(conn: psycopg.Connection[Any], emu: server.EmulatorServer, seed: testi
 @settings(max_examples=6, deadline=None, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(steps=st.lists(step, min_size=1, max_size=8))
-def test_after_every_drain_fixed_prices_are_ours_and_variable_ones_stay_variable(conn, dsn, emu, seed, steps):
+def test_after_every_drain_fixed_prices_are_ours_and_variable_ones_stay_variable(conn, dsn, connector, emu, seed, steps):
     products = sorted(seed.products.values())
     rids = [seed.restaurants[s] for s in sorted(seed.restaurants)]
     variable = {k for k, v in entries(emu).items() if v[0] == "VARIABLE"}
@@ -164,7 +164,7 @@ def test_after_every_drain_fixed_prices_are_ours_and_variable_ones_stay_variable
             make_variable_in_loyverse(emu, key)
             variable.add(key)
         apply(conn, seed, products, rids, action)
-        engine.drain_account(dsn, seed.account_id, config=FAST)
+        engine.drain_account(connector, seed.account_id, config=FAST)
         check(conn, emu, seed, variable)
     # back to sending everything a person allowed: then (nearly) every FIXED price is compared
     for rid in rids:
@@ -172,5 +172,5 @@ def test_after_every_drain_fixed_prices_are_ours_and_variable_ones_stay_variable
                      (rid, psycopg.types.json.Jsonb({"enabled": True, "sync_direction": "TO_LOYVERSE"})))
         conn.execute("select loyverse.resume_price_sync(%s)", (rid,))
         conn.execute("select loyverse.approve_held_price_changes(%s)", (rid,))
-    engine.drain_account(dsn, seed.account_id, config=FAST)
+    engine.drain_account(connector, seed.account_id, config=FAST)
     assert check(conn, emu, seed, variable) > 0

@@ -37,7 +37,7 @@ def _emulator(menu: str, post_semantics: str) -> server.EmulatorServer:
 
 @pytest.mark.parametrize("post_semantics", ["merge", "whole"])
 @pytest.mark.parametrize("menu", ["demo", "rich"])
-def test_a_chain_wide_change_changes_nothing_but_the_synced_prices(conn, dsn, fernet_key, menu, post_semantics):
+def test_a_chain_wide_change_changes_nothing_but_the_synced_prices(conn, dsn, connector, fernet_key, menu, post_semantics):
     with _emulator(menu, post_semantics) as emu:
         # rich: two of the three stores are mapped, the third store's prices must not move either
         seed = testing.seed_from_emulator(conn, emu, stores=2, items=40, rate_limit_window_seconds=3.0,
@@ -45,7 +45,7 @@ def test_a_chain_wide_change_changes_nothing_but_the_synced_prices(conn, dsn, fe
         before = harness.item_fingerprints(emu, seed.merchant_id, seed.products)
         since = emu.state.requests_since(0)[-1]["id"]
         changed = conn.execute("update public.products set price = price + 1").rowcount
-        result = engine.drain_account(dsn, seed.account_id, config=FAST)
+        result = engine.drain_account(connector, seed.account_id, config=FAST)
 
         fixed = conn.execute("select count(*) as n from loyverse.loyverse_item_mappings"
                              " where loyverse_pricing_type = 'FIXED'").fetchone()["n"]
@@ -86,7 +86,7 @@ def test_the_old_minimal_body_would_reset_the_item_under_the_whole_reading(conn,
         assert "'sku'" in text  # SKUs are replaced
 
 
-def test_an_answer_that_resets_a_restated_field_fails_the_rows(conn, dsn, fernet_key):
+def test_an_answer_that_resets_a_restated_field_fails_the_rows(conn, dsn, connector, fernet_key):
     with _emulator("rich", "merge") as emu:
         seed = testing.seed_from_emulator(conn, emu, stores=1, rate_limit_window_seconds=3.0,
                                           settings=FAST_BACKOFF)
@@ -96,7 +96,7 @@ def test_an_answer_that_resets_a_restated_field_fails_the_rows(conn, dsn, fernet
         emu.state.set_faults(seed.merchant_id, mangle=[{"methods": ["POST"], "path": "^/items$", "target": item_id,
                                                         "ops": [{"op": "set", "path": "/category_id", "value": None}]}])
         conn.execute("update public.products set price = price + 1 where id = any(%s::uuid[])", (pids,))
-        engine.drain_account(dsn, seed.account_id, config=FAST)
+        engine.drain_account(connector, seed.account_id, config=FAST)
         rows = conn.execute("select status, last_error_code, last_error from loyverse.loyverse_price_sync_queue"
                             ).fetchall()
         assert len(rows) == len(pids) > 0

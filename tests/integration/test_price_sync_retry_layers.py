@@ -75,7 +75,7 @@ def _run_worker_once(dsn):
 
 
 @pytest.mark.parametrize("ends", ["caught up", "at max_batches"])
-def test_a_row_failing_in_the_last_batch_books_a_wake_at_its_backoff(conn, dsn, emu, seed, ends):
+def test_a_row_failing_in_the_last_batch_books_a_wake_at_its_backoff(conn, connector, emu, seed, ends):
     ((_, store_id), product_id), = _fixed(conn, seed, 1)
     conn.execute("select loyverse.update_price_sync_settings(%s, '{\"backoff_base_seconds\": 60}')",
                  (seed.restaurants[store_id],))
@@ -83,7 +83,7 @@ def test_a_row_failing_in_the_last_batch_books_a_wake_at_its_backoff(conn, dsn, 
     emu.state.set_faults(seed.merchant_id, p500=1.0)
     config = engine.EngineConfig(http_max_attempts=1, http_timeout=3,
                                  max_batches=1 if ends == "at max_batches" else None)
-    result = engine.drain_account(dsn, seed.account_id, config=config)
+    result = engine.drain_account(connector, seed.account_id, config=config)
     assert result.batches == 1  # the failing batch was the drain's last
     (row,) = _queue(conn)
     assert (row["status"], row["attempts"]) == ("pending", 1)
@@ -117,19 +117,19 @@ def test_a_failed_row_goes_out_when_its_backoff_ends_with_no_sweep(conn, dsn, em
 
 def test_a_crashed_drain_job_is_not_retried_and_the_next_job_of_the_account_runs(conn, dsn, emu, seed, monkeypatch):
     (key_a, a), (key_b, b) = _fixed(conn, seed, 2)
-    real_drain = engine.drain_account
+    real_drain = engine.PriceSync.drain
     calls = []
 
-    def crashing_once(*args, **kwargs):
-        calls.append(args[1])
+    def crashing_once(self, account_id, **kwargs):
+        calls.append(account_id)
         if len(calls) == 1:
             # a change arrives while this job runs (its queued follow-up), then the drain dies
             with _connect(dsn) as c:
                 c.execute("update public.products set price = price + 2 where id = %s", (b,))
             raise RuntimeError("the drain crashed")
-        return real_drain(*args, **kwargs)
+        return real_drain(self, account_id, **kwargs)
 
-    monkeypatch.setattr(engine, "drain_account", crashing_once)
+    monkeypatch.setattr(engine.PriceSync, "drain", crashing_once)
     conn.execute("update public.products set price = price + 1 where id = %s", (a,))
     _run_worker_once(dsn)
     # the crashed job is closed (failed), not retried: procrastinate retrying it collided with
@@ -146,23 +146,23 @@ def test_a_crashed_drain_job_is_not_retried_and_the_next_job_of_the_account_runs
 def test_rows_a_crashed_drain_had_claimed_come_back_by_their_lease_and_the_sweep(conn, dsn, emu, seed, monkeypatch):
     ((variant_id, store_id), product_id), = _fixed(conn, seed, 1)
     monkeypatch.setenv("LOYVERSE_SYNC_LEASE_SECONDS", "1")
-    real_drain = engine.drain_account
+    real_drain = engine.PriceSync.drain
 
-    def claim_then_crash(conninfo, account_id, **kwargs):
-        with _connect(conninfo) as c:
+    def claim_then_crash(self, account_id, **kwargs):
+        with _connect(dsn) as c:
             rows = c.execute("select * from loyverse.claim_price_sync_batch(%s, 'crash:1', 250, 1)",
                              (account_id,)).fetchall()
         assert rows
         raise RuntimeError("the drain crashed after its claim")
 
-    monkeypatch.setattr(engine, "drain_account", claim_then_crash)
+    monkeypatch.setattr(engine.PriceSync, "drain", claim_then_crash)
     target = conn.execute("update public.products set price = price + 1 where id = %s returning price",
                           (product_id,)).fetchone()["price"]
     _run_worker_once(dsn)
     assert [j["status"] for j in _sync_jobs(conn)] == ["failed"]
     (row,) = conn.execute("select status, lease_until from loyverse.loyverse_price_sync_queue").fetchall()
     assert row["status"] == "processing"
-    monkeypatch.setattr(engine, "drain_account", real_drain)
+    monkeypatch.setattr(engine.PriceSync, "drain", real_drain)
     _wait_until_db_time(conn, row["lease_until"])
     # the minute's sweep: releases the lease (an attempt) and wakes the account
     swept = conn.execute("select loyverse.sweep_price_sync() as r").fetchone()["r"]
