@@ -132,9 +132,9 @@ def rolled_back(module_dsn: str) -> Iterator[psycopg.Connection[dict[str, Any]]]
     """A dict-row connection to the module's database inside a transaction that is rolled back
     after the test, whatever it did. A statement expected to fail runs in `with
     conn.transaction():` (a savepoint) when the test goes on using the connection."""
-    with psycopg.connect(module_dsn, autocommit=True, row_factory=rows.dict_row) as c:
-        with c.transaction(force_rollback=True):
-            yield c
+    with psycopg.connect(module_dsn, autocommit=True, row_factory=rows.dict_row) as c, \
+            c.transaction(force_rollback=True):
+        yield c
 
 
 @pytest.fixture

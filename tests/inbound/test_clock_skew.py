@@ -50,7 +50,7 @@ def decision(conn, product_id) -> str | None:
 
 
 @pytest.mark.parametrize("offset", [600, -600], ids=["loyverse-ahead", "loyverse-behind"])
-def test_latest_picks_the_edit_made_last_whatever_loyverses_clock_says(conn, dsn, fernet_key, offset):
+def test_latest_picks_the_edit_made_last_whatever_loyverses_clock_says(conn, dsn, connector, fernet_key, offset):
     with server.EmulatorServer(menu=4, seed=5, stores=1) as emu, emu.admin() as adm, \
             itesting.running_receiver(dsn) as url:
         seed = testing.seed_from_emulator(conn, emu, stores=1, settings={
@@ -69,7 +69,7 @@ def test_latest_picks_the_edit_made_last_whatever_loyverses_clock_says(conn, dsn
         # 1. Any delivery measures the offset (here: a counter edit of a product only Loyverse edits).
         adm.set_price(*calibrate, 50.0, merchant_id=seed.merchant_id)
         itesting.wait_for(lambda: inbox_count(conn) == 1, what="the first delivery")
-        jobs.apply_inbox(dsn, seed.account_id)
+        jobs.apply_inbox(connector, seed.account_id)
         measured = conn.execute("select loyverse_clock_offset_ms as ms from loyverse.loyverse_inbound_settings"
                                 " where account_id = %s", (seed.account_id,)).fetchone()["ms"]
         # the offset minus the delivery time: a generous bound, the point is the sign and size
@@ -88,14 +88,14 @@ def test_latest_picks_the_edit_made_last_whatever_loyverses_clock_says(conn, dsn
         apart()
         adm.set_price(*theirs_last, 244.44, merchant_id=seed.merchant_id)
         itesting.wait_for(lambda: inbox_count(conn) == 2, what="the counter edit's delivery")
-        jobs.apply_inbox(dsn, seed.account_id)
+        jobs.apply_inbox(connector, seed.account_id)
         # the lost delivery comes back through the poll (its cursor started on Loyverse's clock)
         conn.execute("update loyverse.loyverse_inbound_settings set last_polled_at = now() - interval '1 hour',"
                      " polled_until = coalesce(polled_until, now() + make_interval(secs => %s))"
                      " where account_id = %s", (offset, seed.account_id))
-        polled = jobs.poll_due(dsn)
+        polled = jobs.poll_due(connector)
         assert [p.get("error") for p in polled] == [None], polled
-        jobs.apply_inbox(dsn, seed.account_id)
+        jobs.apply_inbox(connector, seed.account_id)
 
     assert decision(conn, seed.products[ours_last]) == "CONFLICT_KEPT_OURS"
     assert price(conn, seed.products[ours_last]) == D("111.11")

@@ -38,12 +38,12 @@ def _menu(n_items: int, store_id: str) -> list[dict[str, Any]]:
 
 @pytest.mark.parametrize("batch_size", [None, 1000], ids=["atomic", "batched"])
 def test_planning_reports_every_thousand_items_then_every_step(
-    dsn: str, conn: psycopg.Connection[Any], fernet_key: bytes, batch_size: int | None
+    dsn: str, connector: Any, conn: psycopg.Connection[Any], fernet_key: bytes, batch_size: int | None
 ) -> None:
     restaurant_id, account_id, store_id = testing.link_local(conn)
     snap = testing.stage(dsn, account_id, restaurant_id, store_id, items=_menu(2500, store_id))
     conn.execute(TRAIL)
-    result = runs.run(dsn, restaurant_id, snap, runs.Options(batch_size=batch_size))
+    result = runs.run(connector, restaurant_id, snap, runs.Options(batch_size=batch_size))
     assert result["status"] == "SUCCESS" and result["created"] == 5000
 
     trail = conn.execute("select * from public.plan_trail where run_id = %s order by n", (result["run_id"],)).fetchall()
@@ -66,13 +66,13 @@ def test_planning_reports_every_thousand_items_then_every_step(
 
 
 def test_a_dry_run_and_a_preview_plan_without_writing_progress(
-    dsn: str, conn: psycopg.Connection[Any], fernet_key: bytes
+    dsn: str, connector: Any, conn: psycopg.Connection[Any], fernet_key: bytes
 ) -> None:
     """Progress goes only to a real run's row: a preview is rolled back and has no side connection."""
     restaurant_id, account_id, store_id = testing.link_local(conn)
     snap = testing.stage(dsn, account_id, restaurant_id, store_id, items=_menu(30, store_id))
     conn.execute(TRAIL)
-    out = runs.preview(dsn, restaurant_id, snap, runs.Options())
+    out = runs.preview(connector, restaurant_id, snap, runs.Options())
     assert out["summary"]["create"] == 60
     assert conn.execute("select count(*) as n from public.plan_trail").fetchone()["n"] == 0
     assert conn.execute("select count(*) as n from loyverse.loyverse_import_runs").fetchone()["n"] == 0

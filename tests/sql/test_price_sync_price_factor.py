@@ -7,7 +7,6 @@ from decimal import Decimal
 import pytest
 
 
-
 @pytest.fixture
 def conn(rolled_back):
     """This module's cases change nothing that outlives them: one database, each test rolled back."""
