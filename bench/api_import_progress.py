@@ -25,8 +25,8 @@ import _scratch
 import httpx
 import uvicorn
 
+from loyverse_emulator import server as emu_server
 from loyverse_sync import accounts, apikeys, db
-from loyverse_sync.emulator import server as emu_server
 from loyverse_sync.importer import testing as import_testing
 from loyverse_sync.web import app as app_mod
 

@@ -25,8 +25,8 @@ from typing import Any
 import psycopg
 from psycopg import rows
 
+from loyverse_emulator import server
 from loyverse_sync import accounts, config, crypto, db
-from loyverse_sync.emulator import server
 from loyverse_sync.importer import runs, snapshot, testing
 
 TABLES = ["public.products", "public.categories", "public.product_groups", "loyverse.loyverse_item_mappings"]

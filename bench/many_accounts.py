@@ -33,8 +33,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import _scratch
 
+from loyverse_emulator import server
 from loyverse_sync import db
-from loyverse_sync.emulator import server
 from loyverse_sync.pricesync import testing
 from tests.chaos import harness
 

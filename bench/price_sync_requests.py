@@ -15,8 +15,8 @@ import os
 
 import _scratch
 
+from loyverse_emulator import server
 from loyverse_sync import db
-from loyverse_sync.emulator import server
 from loyverse_sync.pricesync import engine, testing
 
 

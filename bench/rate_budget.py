@@ -19,8 +19,8 @@ import time
 
 import _scratch
 
+from loyverse_emulator import server
 from loyverse_sync import db
-from loyverse_sync.emulator import server
 from loyverse_sync.pricesync import engine, testing
 
 LIMIT = 300

@@ -25,8 +25,8 @@ import time
 
 import _scratch
 
+from loyverse_emulator import server
 from loyverse_sync import db
-from loyverse_sync.emulator import server
 from loyverse_sync.inbound import testing as itesting
 from loyverse_sync.pricesync import testing
 

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from loyverse_sync.emulator import server
+from loyverse_emulator import server
 from loyverse_sync.pricesync import testing
 
 

@@ -308,7 +308,7 @@ def fault_counts(emu: Any) -> dict[str, int]:
 
 def grow_menu(emu: Any, merchant_index: int, n_items: int, seed: int = 99) -> None:
     """Give a merchant (the emulator makes only the first one big) `n_items` more generated items."""
-    from loyverse_sync.emulator import menu
+    from loyverse_emulator import menu
 
     info = emu.merchants[merchant_index]
     merchant = emu.state.merchants[info["merchant_id"]]

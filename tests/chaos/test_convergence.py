@@ -28,7 +28,7 @@ import time
 
 import pytest
 
-from loyverse_sync.emulator import server
+from loyverse_emulator import server
 from loyverse_sync.pricesync import testing
 from tests.chaos import harness
 

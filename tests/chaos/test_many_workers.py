@@ -29,7 +29,7 @@ import time
 
 import pytest
 
-from loyverse_sync.emulator import server
+from loyverse_emulator import server
 from loyverse_sync.pricesync import testing
 from loyverse_sync.worker import app as app_mod
 from loyverse_sync.worker import tasks

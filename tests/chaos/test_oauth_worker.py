@@ -21,8 +21,8 @@ import time
 
 import pytest
 
+from loyverse_emulator import server
 from loyverse_sync import crypto, oauth
-from loyverse_sync.emulator import server
 from loyverse_sync.pricesync import testing
 from tests.chaos import harness
 

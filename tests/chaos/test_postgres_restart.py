@@ -36,8 +36,8 @@ import psycopg
 import pytest
 from psycopg import conninfo as pg_conninfo
 
+from loyverse_emulator import server
 from loyverse_sync import db
-from loyverse_sync.emulator import server
 from loyverse_sync.pricesync import testing
 from tests.chaos import harness
 

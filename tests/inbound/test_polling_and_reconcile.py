@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from loyverse_sync.emulator import server
+from loyverse_emulator import server
 from loyverse_sync.inbound import jobs
 from loyverse_sync.inbound import testing as itesting
 from loyverse_sync.pricesync import testing

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from loyverse_emulator import server
 from loyverse_sync import accounts, crypto
-from loyverse_sync.emulator import server
 from loyverse_sync.pricesync import engine, testing
 
 FAST = engine.EngineConfig(backoff_base=0.01, backoff_cap=0.05, http_max_attempts=2, http_timeout=3)

@@ -10,7 +10,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from loyverse_sync.emulator import server
+from loyverse_emulator import server
 from loyverse_sync.importer import runs, snapshot
 from loyverse_sync.importer import testing as import_testing
 from loyverse_sync.loyverse import client as client_mod

@@ -7,7 +7,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from loyverse_sync.emulator import server
+from loyverse_emulator import server
 from loyverse_sync.importer import runs, snapshot, testing
 
 

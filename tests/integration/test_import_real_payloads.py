@@ -10,7 +10,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from loyverse_sync.emulator import server
+from loyverse_emulator import server
 from loyverse_sync.importer import runs, snapshot, testing
 
 REAL = pathlib.Path(__file__).resolve().parents[3] / "shared" / "loyverse" / "real"

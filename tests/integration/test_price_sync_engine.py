@@ -6,7 +6,7 @@ import decimal
 
 import pytest
 
-from loyverse_sync.emulator import server
+from loyverse_emulator import server
 from loyverse_sync.pricesync import engine, testing
 
 D = decimal.Decimal

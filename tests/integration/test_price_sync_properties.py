@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from loyverse_sync.emulator import server
+from loyverse_emulator import server
 from loyverse_sync.loyverse import client as client_mod
 from loyverse_sync.pricesync import engine, testing
 

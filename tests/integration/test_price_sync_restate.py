@@ -13,7 +13,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from loyverse_sync.emulator import server
+from loyverse_emulator import server
 from loyverse_sync.loyverse import restate
 from loyverse_sync.pricesync import engine, testing
 from tests.chaos import harness

@@ -15,8 +15,8 @@ import sys
 
 import pytest
 
+from loyverse_emulator import server
 from loyverse_sync import accounts
-from loyverse_sync.emulator import server
 from loyverse_sync.loyverse import client as client_mod
 from loyverse_sync.loyverse import errors
 from loyverse_sync.pricesync import testing

@@ -16,7 +16,7 @@ import sys
 import psycopg
 import pytest
 
-from loyverse_sync.emulator import server
+from loyverse_emulator import server
 from loyverse_sync.pricesync import testing
 
 
