@@ -12,7 +12,7 @@ import sys
 import pytest
 
 from loyverse_emulator import server
-from loyverse_sync.pricesync import testing
+from tests.support import pricesync as testing
 
 D = decimal.Decimal
 

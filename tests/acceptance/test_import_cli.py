@@ -19,7 +19,8 @@ from click.testing import CliRunner
 
 from loyverse_emulator import server
 from loyverse_sync.cli import import_ as import_cli
-from loyverse_sync.importer import snapshot, testing
+from loyverse_sync.importer import snapshot
+from tests.support import importer as testing
 
 
 @pytest.fixture

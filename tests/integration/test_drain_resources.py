@@ -6,7 +6,8 @@ import pytest
 
 from loyverse_emulator import server
 from loyverse_sync import accounts, crypto
-from loyverse_sync.pricesync import engine, testing
+from loyverse_sync.pricesync import engine
+from tests.support import pricesync as testing
 
 FAST = engine.EngineConfig(backoff_base=0.01, backoff_cap=0.05, http_max_attempts=2, http_timeout=3)
 

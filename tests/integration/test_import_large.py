@@ -8,7 +8,8 @@ import psycopg
 import pytest
 
 from loyverse_emulator import server
-from loyverse_sync.importer import runs, snapshot, testing
+from loyverse_sync.importer import runs, snapshot
+from tests.support import importer as testing
 
 
 @pytest.mark.slow

@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 
 from loyverse_emulator import server
 from loyverse_sync.loyverse import client as client_mod
-from loyverse_sync.pricesync import engine, testing
+from loyverse_sync.pricesync import engine
+from tests.support import pricesync as testing
 
 D = decimal.Decimal
 FAST = engine.EngineConfig(backoff_base=0.01, backoff_cap=0.05, http_max_attempts=2, http_timeout=5)

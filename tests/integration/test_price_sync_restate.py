@@ -15,8 +15,9 @@ import pytest
 
 from loyverse_emulator import server
 from loyverse_sync.loyverse import restate
-from loyverse_sync.pricesync import engine, testing
-from tests.chaos import harness
+from loyverse_sync.pricesync import engine
+from tests.support import chaos as harness
+from tests.support import pricesync as testing
 
 FAST = engine.EngineConfig(backoff_base=0.01, backoff_cap=0.05, http_max_attempts=2, http_timeout=3)
 

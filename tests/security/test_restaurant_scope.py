@@ -17,7 +17,7 @@ import psycopg
 import pytest
 
 from loyverse_emulator import server
-from loyverse_sync.pricesync import testing
+from tests.support import pricesync as testing
 
 
 @pytest.fixture
