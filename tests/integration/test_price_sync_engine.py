@@ -196,13 +196,8 @@ def test_counter_edit_is_held_for_bidirectional_and_resolved(conn, dsn, emu, see
 
 def _edit_in_loyverse(emu, seed, item_id, variant_id, store_id, price):
     from loyverse_sync.loyverse import client as client_mod
+    from loyverse_sync.loyverse import restate
 
     token = next(m for m in emu.merchants if m["merchant_id"] == seed.merchant_id)["tokens"][0]
     with client_mod.LoyverseClient(emu.base_url, token) as c:
-        variant = c.get_variant(variant_id)
-        stores = [dict(e) for e in variant["stores"]]
-        for e in stores:
-            if e["store_id"] == store_id:
-                e["price"] = price
-                e["pricing_type"] = "FIXED"
-        c.post_variant({"variant_id": variant_id, "stores": stores})
+        c.post_item(restate.item_body(c.get_item(item_id), {(variant_id, store_id): price}))
