@@ -4,6 +4,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY loyverse_sync ./loyverse_sync
+COPY loyverse_emulator ./loyverse_emulator
 COPY cli ./cli
 COPY worker ./worker
 COPY migrations ./migrations

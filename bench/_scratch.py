@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
 
 import psycopg
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # `tests.chaos.harness`
 
 from loyverse_sync import crypto, db
 

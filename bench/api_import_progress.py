@@ -23,11 +23,11 @@ import time
 
 import _scratch
 import httpx
+import rig
 import uvicorn
 
+from loyverse_emulator import server as emu_server
 from loyverse_sync import accounts, apikeys, db
-from loyverse_sync.emulator import server as emu_server
-from loyverse_sync.importer import testing as import_testing
 from loyverse_sync.web import app as app_mod
 
 API = "/api/integrations/loyverse"
@@ -44,7 +44,7 @@ def main() -> None:
         emu_server.EmulatorServer(menu=args.items, seed=3, stores=2, time_scale=1000) as emu,
     ):
         with db.connect(dsn, autocommit=True) as conn:
-            rid_a, account_id, _ = import_testing.link_emulator(conn, emu, restaurant="A")
+            rid_a, account_id, _ = rig.link_emulator(conn, emu, restaurant="A")
             rid_b = accounts.add_restaurant(conn, "B")
             accounts.link_restaurant(conn, rid_b, account_id, emu.merchants[0]["store_ids"][1])
             key = apikeys.create(conn, "bench", restaurant_id=rid_a, admin=False)

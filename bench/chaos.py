@@ -9,20 +9,15 @@ Usage: .venv/bin/python bench/chaos.py [--updates 10000] [--items 200] [--worker
 from __future__ import annotations
 
 import argparse
-import os
 import random
-import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
 import _scratch
+import rig
 
+from loyverse_emulator import server
 from loyverse_sync import db
-from loyverse_sync.emulator import server
-from loyverse_sync.pricesync import testing
-from tests.chaos import harness
 
 FAULTS = {"p500": 0.08, "p429": 0.04, "ptimeout": 0.02, "pdrop": 0.04, "pslow": 0.03,
           "delay_seconds": 0.2, "hang_seconds": 1.5, "fail_after_write": 0.08}
@@ -37,10 +32,10 @@ def main() -> None:
     args = parser.parse_args()
     with _scratch.scratch_database("chaos") as dsn, db.connect(dsn, autocommit=True) as conn, \
             server.EmulatorServer(menu=args.items, seed=7, stores=3, time_scale=100) as emu:
-        harness.grow_menu(emu, 1, args.items // 2)
-        eur = testing.seed_from_emulator(conn, emu, merchant_index=0, rate_limit_window_seconds=3.0,
+        rig.grow_menu(emu, 1, args.items // 2)
+        eur = rig.seed_from_emulator(conn, emu, merchant_index=0, rate_limit_window_seconds=3.0,
                                          account_name="eur")
-        jpy = testing.seed_from_emulator(conn, emu, merchant_index=1, rate_limit_window_seconds=3.0,
+        jpy = rig.seed_from_emulator(conn, emu, merchant_index=1, rate_limit_window_seconds=3.0,
                                          account_name="jpy")
         seeds = (eur, jpy)
         products: dict[str, list[str]] = {}
@@ -56,12 +51,12 @@ def main() -> None:
         for n, seed in enumerate(seeds):
             emu.state.set_faults(seed.merchant_id, clear=True, seed=11 + n, **FAULTS,
                                  fail_after_write_kind="drop" if n else "500")
-        updater = harness.Updater(conn, products, decimals, random.Random(3))
-        cron = harness.Cron(dsn, interval=1.0)
+        updater = rig.Updater(conn, products, decimals, random.Random(3))
+        cron = rig.Cron(dsn, interval=1.0)
         cron.start()
         started = time.monotonic()
         kills = 0
-        with harness.WorkerPool(dsn, tempfile.mkdtemp(), concurrency=3, verbose=False) as pool:
+        with rig.WorkerPool(dsn, tempfile.mkdtemp(), concurrency=3, verbose=False) as pool:
             pool.start(args.workers)
             for rid in products:
                 updater.updates += conn.execute("update public.products set price = price + 1"
@@ -80,19 +75,19 @@ def main() -> None:
                     kills += pool.kill_mid_batch(conn, wait=1.0)
                     next_kill = time.monotonic() + args.kill_every
             updating = time.monotonic() - started
-            harness.wait_drained(conn, 240)
+            rig.wait_drained(conn, 240)
             total = time.monotonic() - started
         cron.stop()
         log = emu.state.requests_since(0)
-        faults = harness.fault_counts(emu)
-        counts = harness.queue_counts(conn)
+        faults = rig.fault_counts(emu)
+        counts = rig.queue_counts(conn)
         attempts = conn.execute("select coalesce(sum(attempts), 0)::int as a, count(*) filter (where attempts > 0)"
                                 "::int as rows from loyverse.loyverse_price_sync_queue").fetchone()
-        diverged = sum(len(harness.diverged(conn, emu, s)) for s in seeds)
+        diverged = sum(len(rig.diverged(conn, emu, s)) for s in seeds)
         stale = 0
         for s in seeds:
-            want = testing.db_prices(conn, s.account_id)
-            stale += len(harness.stale_last_writes(emu, s, want)) + len(harness.stale_last_changes(emu, s, want))
+            want = rig.db_prices(conn, s.account_id)
+            stale += len(rig.stale_last_writes(emu, s, want)) + len(rig.stale_last_changes(emu, s, want))
         mapped = sum(len(s.products) for s in seeds)
         print("| updates | statements (bulk) | mapped products | update phase s | total s (to drained) |"
               " requests | faulted requests | queue retries (rows) | SIGKILLs mid-batch |")

@@ -20,7 +20,7 @@ import time
 
 import httpx
 
-from loyverse_sync.emulator import admin
+from loyverse_emulator import admin
 
 TOKEN = "bench-token"
 

@@ -23,11 +23,12 @@ import uuid
 from typing import Any
 
 import psycopg
+import rig
 from psycopg import rows
 
+from loyverse_emulator import server
 from loyverse_sync import accounts, config, crypto, db
-from loyverse_sync.emulator import server
-from loyverse_sync.importer import runs, snapshot, testing
+from loyverse_sync.importer import runs, snapshot
 
 TABLES = ["public.products", "public.categories", "public.product_groups", "loyverse.loyverse_item_mappings"]
 
@@ -39,7 +40,7 @@ def _versions(conn: psycopg.Connection[Any], restaurant_id: str) -> dict[str, se
 
 
 def _import(dsn: str, conn: psycopg.Connection[Any], emu: server.EmulatorServer, name: str) -> dict[str, Any]:
-    restaurant_id, _account, _store = testing.link_emulator(conn, emu, restaurant=name, account=name)
+    restaurant_id, _account, _store = rig.link_emulator(conn, emu, restaurant=name, account=name)
     with db.Connector(dsn) as connector:
         t0 = time.perf_counter()
         snap = snapshot.fetch(connector, restaurant_id)

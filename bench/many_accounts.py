@@ -30,14 +30,11 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
 import _scratch
+import rig
 
+from loyverse_emulator import server
 from loyverse_sync import db
-from loyverse_sync.emulator import server
-from loyverse_sync.pricesync import testing
-from tests.chaos import harness
 
 
 def main() -> None:
@@ -63,14 +60,14 @@ def main() -> None:
             server.EmulatorServer(menu=args.items, seed=1, stores=1, merchants=args.accounts,
                                   time_scale=args.time_scale) as emu:
         for n in range(1, args.accounts):
-            harness.grow_menu(emu, n, args.items - 15, seed=1000 + n)
+            rig.grow_menu(emu, n, args.items - 15, seed=1000 + n)
         with db.connect(dsn, autocommit=True) as conn:
             t = time.monotonic()
-            seeds = [testing.seed_from_emulator(conn, emu, merchant_index=n, rate_limit_window_seconds=window,
+            seeds = [rig.seed_from_emulator(conn, emu, merchant_index=n, rate_limit_window_seconds=window,
                                                 account_name=f"acct{n}") for n in range(args.accounts)]
             print(f"seeded {args.accounts} accounts, {sum(len(s.products) for s in seeds)} products "
                   f"in {time.monotonic() - t:.1f} s")
-            cron = harness.Cron(dsn, interval=2.0)
+            cron = rig.Cron(dsn, interval=2.0)
             cron.start()
             print(f"| worker processes | concurrency | requests | drain s | requests/s | share of budget "
                   f"({budget:.0f}/s) | 429s | peak connections of jobs | worker CPU s / account | peak RSS MiB (per process) |")
@@ -81,7 +78,7 @@ def main() -> None:
                 concurrency = max(1, args.concurrency // procs)
                 time.sleep(window)  # every account starts with a fresh budget
                 emu.state.reset()
-                with harness.WorkerPool(dsn, tempfile.mkdtemp(), concurrency=concurrency, verbose=False,
+                with rig.WorkerPool(dsn, tempfile.mkdtemp(), concurrency=concurrency, verbose=False,
                                         env={"LOYVERSE_SYNC_LOG_FORMAT": "text",
                                              "LOYVERSE_SYNC_LEASE_SECONDS": str(lease)}) as pool:
                     since_id = conn.execute("select coalesce(max(id), 0) as n from procrastinate_workers"
@@ -111,7 +108,7 @@ def main() -> None:
                             break
                         time.sleep(0.1)
                         if time.monotonic() - started > 120 + 2 * args.items * window / 300:
-                            print("NOT DRAINED", harness.queue_counts(conn), conn.execute(
+                            print("NOT DRAINED", rig.queue_counts(conn), conn.execute(
                                 "select status::text, count(*) from procrastinate_jobs group by 1").fetchall(),
                                 conn.execute("select * from loyverse.loyverse_price_sync_queue where status in"
                                              " ('pending','processing') limit 3").fetchall(), flush=True)
@@ -142,8 +139,8 @@ def main() -> None:
             cron.stop()
             for line in timelines:
                 print(line)
-            bad = {k: v for s in seeds for k, v in harness.diverged(conn, emu, s).items()}
-            print(f"diverged prices after both runs: {len(bad)}; queue {harness.queue_counts(conn)}")
+            bad = {k: v for s in seeds for k, v in rig.diverged(conn, emu, s).items()}
+            print(f"diverged prices after both runs: {len(bad)}; queue {rig.queue_counts(conn)}")
             for row in conn.execute("select status, last_error_code, last_error, attempts from"
                                     " loyverse.loyverse_price_sync_queue where status in ('failed', 'dead')"
                                     " limit 5").fetchall():

@@ -14,10 +14,11 @@ import json
 import os
 
 import _scratch
+import rig
 
+from loyverse_emulator import server
 from loyverse_sync import db
-from loyverse_sync.emulator import server
-from loyverse_sync.pricesync import engine, testing
+from loyverse_sync.pricesync import engine
 
 
 def main() -> None:
@@ -39,7 +40,7 @@ def run(dsn: str, n_items: int, post_semantics: str = "merge") -> None:
             db.connect(dsn, autocommit=True) as conn, db.Connector(dsn, role="worker") as connector:
         # no effective limit, within the accounts' bounds (loyverse_sync/limits.py: at most
         # 100000 requests; the window at least 1 s)
-        seed = testing.seed_from_emulator(conn, emu, stores=3, rate_limit_requests=100000,
+        seed = rig.seed_from_emulator(conn, emu, stores=3, rate_limit_requests=100000,
                                           rate_limit_window_seconds=1.0)
         items = len(set(seed.items.values()))
         variants = len(seed.items)

@@ -11,12 +11,8 @@ Usage: .venv/bin/python bench/queue_scale.py [--sizes 10000,100000,1000000] [--b
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import sys
 import time
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import _scratch
 

@@ -18,10 +18,11 @@ import os
 import time
 
 import _scratch
+import rig
 
+from loyverse_emulator import server
 from loyverse_sync import db
-from loyverse_sync.emulator import server
-from loyverse_sync.pricesync import engine, testing
+from loyverse_sync.pricesync import engine
 
 LIMIT = 300
 WINDOW = 300.0
@@ -45,7 +46,7 @@ def run(dsn: str, n_items: int, time_scale: float) -> None:
     window = WINDOW / time_scale
     with server.EmulatorServer(menu=n_items, seed=11, stores=1, time_scale=time_scale) as emu, \
             db.connect(dsn, autocommit=True) as conn, db.Connector(dsn, role="worker") as connector:
-        seed = testing.seed_from_emulator(conn, emu, stores=1, rate_limit_requests=LIMIT,
+        seed = rig.seed_from_emulator(conn, emu, stores=1, rate_limit_requests=LIMIT,
                                           rate_limit_window_seconds=window)
         one_per_item = list({seed.items[vid]: pid for (vid, _), pid in seed.products.items()}.values())
         time.sleep(window + 0.5)  # the seeding's GETs have left the emulator's window

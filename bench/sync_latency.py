@@ -24,10 +24,10 @@ import time
 
 import _scratch
 import psycopg
+import rig
 
+from loyverse_emulator import server
 from loyverse_sync import db
-from loyverse_sync.emulator import server
-from loyverse_sync.pricesync import testing
 
 
 def main() -> None:
@@ -52,7 +52,7 @@ def _quantile(values: list[float], q: float) -> float:
 def run(dsn: str, updates: int, pause: float) -> None:
     with server.EmulatorServer(menu=40, seed=5, stores=1, time_scale=100) as emu, \
             db.connect(dsn, autocommit=True) as conn:
-        seed = testing.seed_from_emulator(conn, emu, stores=1, rate_limit_window_seconds=3.0)
+        seed = rig.seed_from_emulator(conn, emu, stores=1, rate_limit_window_seconds=3.0)
         products = list(seed.products.values())
         env = dict(os.environ, DATABASE_URL=dsn)
         with tempfile.TemporaryFile() as log:

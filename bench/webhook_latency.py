@@ -24,11 +24,10 @@ import tempfile
 import time
 
 import _scratch
+import rig
 
+from loyverse_emulator import server
 from loyverse_sync import db
-from loyverse_sync.emulator import server
-from loyverse_sync.inbound import testing as itesting
-from loyverse_sync.pricesync import testing
 
 
 def _quantile(values: list[float], q: float) -> float:
@@ -49,8 +48,8 @@ def main() -> None:
 
 def run(dsn: str, edits: int, pause: float) -> None:
     with server.EmulatorServer(menu=20, seed=5, stores=1) as emu, emu.admin() as adm, \
-            db.connect(dsn, autocommit=True) as conn, itesting.running_receiver(dsn) as url:
-        seed = testing.seed_from_emulator(conn, emu, stores=1, settings={"sync_direction": "FROM_LOYVERSE"})
+            db.connect(dsn, autocommit=True) as conn, rig.running_receiver(dsn) as url:
+        seed = rig.seed_from_emulator(conn, emu, stores=1, settings={"sync_direction": "FROM_LOYVERSE"})
         env = dict(os.environ, DATABASE_URL=dsn)
         subscribed = subprocess.run([sys.executable, "-m", "loyverse_sync", "account", "subscribe",
                                      str(seed.account_id), "--url", url, "--allow-http",
@@ -62,7 +61,7 @@ def run(dsn: str, edits: int, pause: float) -> None:
             worker = subprocess.Popen([sys.executable, "-m", "loyverse_sync", "worker", "--concurrency", "2"],
                                       env=env, stdout=log, stderr=subprocess.STDOUT)
             try:
-                itesting.wait_for(lambda: conn.execute("select count(*) as n from procrastinate_workers").fetchone()["n"],
+                rig.wait_for(lambda: conn.execute("select count(*) as n from procrastinate_workers").fetchone()["n"],
                                   what="the worker")
                 latencies = []
                 for n in range(edits):

@@ -231,8 +231,8 @@ def compare_prices(conn: psycopg.Connection[Any], state: dict[str, Any]) -> tupl
 @click.option("--quiet", is_flag=True, help="Do not show the commands' output.")
 def demo(keep_running: bool, items: int, seed: int, time_scale: float, quiet: bool) -> None:
     """Run the whole story locally: database, emulator, import, live price sync."""
-    from loyverse_sync.emulator import admin as emu_admin
-    from loyverse_sync.emulator import server as emu_server
+    from loyverse_emulator import admin as emu_admin
+    from loyverse_emulator import server as emu_server
 
     say = Narrator(total=9)
     say(

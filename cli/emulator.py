@@ -11,9 +11,9 @@ from typing import Any
 import click
 import httpx
 
+from loyverse_emulator import admin, server, state
 from loyverse_sync import limits
 from loyverse_sync.cli import _common
-from loyverse_sync.emulator import admin, server, state
 
 
 class _OneLineError(click.ClickException):

@@ -304,19 +304,6 @@ class LoyverseClient:
         )
         return self._iter("/categories", "categories", params)
 
-    def get_category(self, category_id: str) -> Json:
-        """GET /categories/{id} (a deleted category still answers, with ``deleted_at``)."""
-        return self._get_object(f"/categories/{_segment(category_id)}", endpoint="/categories/{id}")
-
-    def post_category(self, body: Mapping[str, Any]) -> Json:
-        """POST /categories: update when ``id`` is set (retried), else create (not retried
-        after an ambiguous failure; prefer ``create_category_safely``)."""
-        return self._post("/categories", body, id_key="id")
-
-    def delete_category(self, category_id: str) -> Json:
-        """DELETE /categories/{id}."""
-        return self._delete(f"/categories/{_segment(category_id)}", "/categories/{id}")
-
     # ------------------------------------------------------------------------------------
     # Items
     # ------------------------------------------------------------------------------------
@@ -438,51 +425,9 @@ class LoyverseClient:
 
     def post_item(self, body: Mapping[str, Any]) -> Json:
         """POST /items: update when ``id`` is set (retried; restate the whole item as read,
-        ``restate.item_body``), else create (not retried after an ambiguous failure; prefer
-        ``create_item_safely``)."""
+        ``restate.item_body``), else create (not retried after an ambiguous failure: ``create_safely``
+        with a lookup of your own creates exactly once)."""
         return self._post("/items", body, id_key="id")
-
-    def delete_item(self, item_id: str) -> Json:
-        """DELETE /items/{id} (its variants go with it). Retried; a 404 on a retry after
-        an ambiguous failure means the first attempt deleted it, and counts as success."""
-        return self._delete(f"/items/{_segment(item_id)}", "/items/{id}")
-
-    # ------------------------------------------------------------------------------------
-    # Variants
-    # ------------------------------------------------------------------------------------
-
-    def iter_variants(
-        self,
-        *,
-        variants_ids: Sequence[str] | None = None,
-        items_ids: Sequence[str] | None = None,
-        sku: str | None = None,
-        show_deleted: bool = False,
-        updated_at_min: dt.datetime | str | None = None,
-        updated_at_max: dt.datetime | str | None = None,
-        limit: int = MAX_LIMIT,
-    ) -> Iterator[Json]:
-        """GET /variants, every page."""
-        params = self._list_params(
-            limit=limit,
-            show_deleted=show_deleted,
-            variants_ids=variants_ids,
-            items_ids=items_ids,
-            sku=sku,
-            updated_at_min=updated_at_min,
-            updated_at_max=updated_at_max,
-        )
-        return self._iter("/variants", "variants", params)
-
-    def get_variant(self, variant_id: str) -> Json:
-        """GET /variants/{id}."""
-        return self._get_object(f"/variants/{_segment(variant_id)}", endpoint="/variants/{id}")
-
-    def post_variant(self, body: Mapping[str, Any]) -> Json:
-        """POST /variants: update when ``variant_id`` is set (retried; restate the whole
-        variant as read, ``restate.variant_body``), else create a variant of ``item_id`` (not
-        retried after an ambiguous failure)."""
-        return self._post("/variants", body, id_key="variant_id")
 
     # ------------------------------------------------------------------------------------
     # Modifiers, inventory, webhooks
@@ -517,12 +462,6 @@ class LoyverseClient:
             updated_at_min=updated_at_min,
         )
         return self._iter("/inventory", "inventory_levels", params)
-
-    def post_inventory(self, levels: Sequence[Mapping[str, Any]]) -> Json:
-        """POST /inventory with absolute ``stock_after`` levels (retried: repeating is harmless)."""
-        return self._write(
-            "POST", "/inventory", "/inventory", {"inventory_levels": list(levels)}, retry=True
-        )
 
     def list_webhooks(self) -> list[Json]:
         """GET /webhooks/: every subscription (not paginated).
@@ -598,69 +537,6 @@ class LoyverseClient:
             logger.info("POST %s was not applied; sending it again", path)
         assert last is not None
         raise last
-
-    def create_item_safely(
-        self,
-        body: Mapping[str, Any],
-        *,
-        find_existing: Callable[[dt.datetime], Json | None] | None = None,
-    ) -> Json:
-        """Create an item (POST /items without ``id``) exactly once; returns the item.
-
-        After an ambiguous failure the default lookup lists items with ``updated_at_min``
-        = just before the POST and takes the newest one created since then whose
-        ``item_name`` (and ``category_id``, if the body sets it) match and whose variant
-        SKUs include every SKU the body gives. Without SKUs in the body the name alone
-        decides: pass your own ``find_existing`` if names are not unique in your menu.
-        """
-        finder = find_existing or (lambda since: self.find_created_item(body, since))
-        return self.create_safely("/items", body, find_existing=finder, id_key="id")
-
-    def find_created_item(self, body: Mapping[str, Any], since: dt.datetime) -> Json | None:
-        """The item a POST of ``body`` created at or after ``since``, if any (newest first)."""
-        name = body.get("item_name")
-        skus = {
-            v["sku"]
-            for v in body.get("variants") or []
-            if isinstance(v, Mapping) and v.get("sku") is not None
-        }
-        matches = []
-        for item in self.iter_items(updated_at_min=since):
-            if item.get("item_name") != name:
-                continue
-            if "category_id" in body and item.get("category_id") != body["category_id"]:
-                continue
-            item_skus = {v.get("sku") for v in item.get("variants") or [] if isinstance(v, dict)}
-            if not skus <= item_skus:
-                continue
-            created = parse_timestamp(item.get("created_at"))
-            if created is not None and created < since:
-                continue  # an older item that was merely updated
-            matches.append(item)
-        return _newest(matches)
-
-    def create_category_safely(
-        self,
-        body: Mapping[str, Any],
-        *,
-        find_existing: Callable[[dt.datetime], Json | None] | None = None,
-    ) -> Json:
-        """Create a category (POST /categories without ``id``) exactly once; returns it.
-
-        The default lookup takes the newest category with the same ``name`` created since
-        just before the POST.
-        """
-        finder = find_existing or (lambda since: self.find_created_category(body, since))
-        return self.create_safely("/categories", body, find_existing=finder, id_key="id")
-
-    def find_created_category(self, body: Mapping[str, Any], since: dt.datetime) -> Json | None:
-        """The category a POST of ``body`` created at or after ``since``, if any."""
-        matches = []
-        for category in self.iter_categories():
-            created = parse_timestamp(category.get("created_at"))
-            if category.get("name") == body.get("name") and (created is None or created >= since):
-                matches.append(category)
-        return _newest(matches)
 
     def create_webhook_safely(self, body: Mapping[str, Any]) -> Json:
         """Subscribe a webhook exactly once (a (type, url) pair is unique in Loyverse)."""
@@ -1055,11 +931,3 @@ def _transport_failure(
         sent=sent,
     )
 
-
-def _newest(objects: list[Json]) -> Json | None:
-    if not objects:
-        return None
-    if len(objects) > 1:
-        logger.warning("safe create: %d candidates match; taking the newest", len(objects))
-    floor = dt.datetime.min.replace(tzinfo=dt.UTC)
-    return max(objects, key=lambda o: parse_timestamp(o.get("created_at")) or floor)

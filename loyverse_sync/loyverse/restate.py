@@ -3,7 +3,7 @@
 Nothing public shows whether Loyverse reads a POST with an id as a merge (an omitted field
 keeps its value) or as the whole object (an omitted field falls back to its create default,
 an omitted variant is deleted; API.md §5 and §13). A body that restates every writable field
-exactly as last read is right under both readings. So every item or variant write is built
+exactly as last read is right under both readings. So every item write is built
 here, from the read that precedes it, changing only the prices it is asked to change, and
 the answer is compared with what was sent, field by field (``differences``).
 
@@ -26,7 +26,7 @@ ITEM_FIELDS = (
     "is_composite", "use_production", "components", "primary_supplier_id", "tax_ids",
     "modifier_ids", "form", "color", "option1_name", "option2_name", "option3_name",
 )  # fmt: skip
-#: Writable variant fields (inline in POST /items, or POST /variants), besides ``stores``.
+#: Writable variant fields (inline in POST /items), besides ``stores``.
 VARIANT_FIELDS = (
     "sku", "reference_variant_id", "option1_value", "option2_value", "option3_value", "barcode",
     "cost", "purchase_cost", "default_pricing_type", "default_price",
@@ -59,23 +59,16 @@ def item_body(item: Mapping[str, Any], prices: Prices | None = None) -> dict[str
         if key in item:
             body[key] = copy.deepcopy(item[key])
     body["variants"] = [
-        _variant(variant, prices or {}, with_item_id=False)
+        _variant(variant, prices or {})
         for variant in item.get("variants") or []
         if not variant.get("deleted_at")
     ]
     return body
 
 
-def variant_body(variant: Mapping[str, Any], prices: Prices | None = None) -> dict[str, Any]:
-    """POST /variants body restating ``variant`` as read (with ``item_id``), with ``prices`` set."""
-    return _variant(variant, prices or {}, with_item_id=True)
-
-
-def _variant(variant: Mapping[str, Any], prices: Prices, *, with_item_id: bool) -> dict[str, Any]:
+def _variant(variant: Mapping[str, Any], prices: Prices) -> dict[str, Any]:
     vid = variant["variant_id"]
     out: dict[str, Any] = {"variant_id": vid}
-    if with_item_id and "item_id" in variant:
-        out["item_id"] = variant["item_id"]
     for key in VARIANT_FIELDS:
         if key in variant:
             out[key] = copy.deepcopy(variant[key])

@@ -8,8 +8,8 @@ import pathlib
 
 from click.testing import CliRunner
 
+from loyverse_emulator import server
 from loyverse_sync.cli import emulator as emulator_cli
-from loyverse_sync.emulator import server
 
 
 def _serve(*args: str) -> tuple[int, list[str]]:

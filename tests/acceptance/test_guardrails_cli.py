@@ -11,8 +11,8 @@ import sys
 
 import pytest
 
-from loyverse_sync.emulator import server
-from loyverse_sync.pricesync import testing
+from loyverse_emulator import server
+from tests.support import pricesync as testing
 
 D = decimal.Decimal
 

@@ -17,10 +17,11 @@ import psycopg
 import pytest
 from click.testing import CliRunner
 
+from loyverse_emulator import server
 from loyverse_sync import db
 from loyverse_sync.cli import import_ as import_cli
-from loyverse_sync.emulator import server
-from loyverse_sync.importer import snapshot, testing
+from loyverse_sync.importer import snapshot
+from tests.support import importer as testing
 
 
 @pytest.fixture

@@ -28,9 +28,9 @@ import time
 
 import pytest
 
-from loyverse_sync.emulator import server
-from loyverse_sync.pricesync import testing
-from tests.chaos import harness
+from loyverse_emulator import server
+from tests.support import chaos as harness
+from tests.support import pricesync as testing
 
 UPDATES = 1000
 RULES = ["NONE", "NEAREST_0.05", "UP"]  # the EUR restaurants; the JPY one rounds DOWN

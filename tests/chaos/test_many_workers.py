@@ -29,11 +29,11 @@ import time
 
 import pytest
 
-from loyverse_sync.emulator import server
-from loyverse_sync.pricesync import testing
+from loyverse_emulator import server
 from loyverse_sync.worker import app as app_mod
 from loyverse_sync.worker import tasks
-from tests.chaos import harness
+from tests.support import chaos as harness
+from tests.support import pricesync as testing
 
 TIME_SCALE = 100  # 300 requests per 3 s per account
 WINDOW = 300 / TIME_SCALE

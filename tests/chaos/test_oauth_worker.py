@@ -21,10 +21,10 @@ import time
 
 import pytest
 
+from loyverse_emulator import server
 from loyverse_sync import crypto, oauth
-from loyverse_sync.emulator import server
-from loyverse_sync.pricesync import testing
-from tests.chaos import harness
+from tests.support import chaos as harness
+from tests.support import pricesync as testing
 
 pytestmark = pytest.mark.slow
 

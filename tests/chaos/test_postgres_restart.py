@@ -36,10 +36,10 @@ import psycopg
 import pytest
 from psycopg import conninfo as pg_conninfo
 
+from loyverse_emulator import server
 from loyverse_sync import db
-from loyverse_sync.emulator import server
-from loyverse_sync.pricesync import testing
-from tests.chaos import harness
+from tests.support import chaos as harness
+from tests.support import pricesync as testing
 
 STATEMENTS = 300  # random UPDATE statements (single-row and bulk)
 RESTART_AT = 150  # statement after which PostgreSQL goes down

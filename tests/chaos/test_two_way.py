@@ -22,11 +22,11 @@ import time
 
 import pytest
 
-from loyverse_sync.emulator import server
+from loyverse_emulator import server
 from loyverse_sync.inbound import jobs
-from loyverse_sync.inbound import testing as itesting
-from loyverse_sync.pricesync import testing
-from tests.chaos import harness
+from tests.support import chaos as harness
+from tests.support import inbound as itesting
+from tests.support import pricesync as testing
 
 D = decimal.Decimal
 EDITS = 1000

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from loyverse_sync.emulator import server
+from loyverse_emulator import server
 
 REAL_BASE_URL = "https://api.loyverse.com/v1.0"
 MENU_ITEMS = 600

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from loyverse_sync.emulator import server
+from loyverse_emulator import server
 
 pytestmark = pytest.mark.real_api
 

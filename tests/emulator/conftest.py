@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from loyverse_sync.emulator import admin, server
+from loyverse_emulator import admin, server
 
 TOKEN = "emu-test-token"
 

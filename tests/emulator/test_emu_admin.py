@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from loyverse_sync.emulator import admin, server
+from loyverse_emulator import admin, server
 
 
 def test_request_log_pages_with_since_and_records_write_bodies(

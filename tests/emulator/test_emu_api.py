@@ -6,7 +6,7 @@ from typing import Any
 
 import httpx
 
-from loyverse_sync.emulator import admin, server
+from loyverse_emulator import admin, server
 
 
 def _fixed_variant(

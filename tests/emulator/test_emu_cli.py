@@ -14,8 +14,8 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
+from loyverse_emulator import server
 from loyverse_sync.cli.emulator import emulator
-from loyverse_sync.emulator import server
 
 
 @pytest.fixture

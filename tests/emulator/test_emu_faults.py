@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from loyverse_sync.emulator import admin, server
+from loyverse_emulator import admin, server
 
 
 def test_fail_next_500_then_normal(client: httpx.Client, adm: admin.AdminClient, mid: str) -> None:

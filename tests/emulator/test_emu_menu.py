@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from loyverse_sync.emulator import menu, server
+from loyverse_emulator import menu, server
 
 STORES = ["s1", "s2", "s3"]
 

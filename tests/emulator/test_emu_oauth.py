@@ -7,7 +7,7 @@ import json
 import httpx
 import pytest
 
-from loyverse_sync.emulator import server
+from loyverse_emulator import server
 
 
 @pytest.fixture

@@ -11,8 +11,8 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
+from loyverse_emulator import admin, server
 from loyverse_sync.cli.emulator import emulator
-from loyverse_sync.emulator import admin, server
 from loyverse_sync.loyverse import client as client_mod
 
 

@@ -6,7 +6,7 @@ import time
 
 import httpx
 
-from loyverse_sync.emulator import admin, server
+from loyverse_emulator import admin, server
 
 
 def _client(emu: server.EmulatorServer, token: str) -> httpx.Client:

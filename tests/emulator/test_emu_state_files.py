@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from loyverse_sync.emulator import loader, server
+from loyverse_emulator import loader, server
 
 REAL = pathlib.Path("/work/shared/loyverse/real")
 pytestmark = pytest.mark.skipif(not REAL.is_dir(), reason="real payloads not available")

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from loyverse_sync.emulator import admin, server
+from loyverse_emulator import admin, server
 
 
 class _Receiver(http.server.ThreadingHTTPServer):

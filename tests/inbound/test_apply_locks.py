@@ -11,8 +11,8 @@ import threading
 import psycopg
 from psycopg import rows
 
-from loyverse_sync.inbound import testing as itesting
 from tests.sql.conftest import world  # noqa: F401  (the fixture: one account, mapped products)
+from tests.support import inbound as itesting
 
 
 def items_update(*prices):

@@ -12,7 +12,7 @@ import pytest
 
 from loyverse_sync import crypto
 from loyverse_sync.inbound import receiver
-from loyverse_sync.inbound import testing as itesting
+from tests.support import inbound as itesting
 
 BODY = json.dumps({"merchant_id": None, "type": "items.update", "created_at": "2030-01-01T00:00:00Z",
                    "items": []}).encode()

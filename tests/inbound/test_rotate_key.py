@@ -9,10 +9,10 @@ import os
 import subprocess
 import sys
 
+from loyverse_emulator import server
 from loyverse_sync import accounts, crypto, db, oauth
-from loyverse_sync.emulator import server
-from loyverse_sync.inbound import testing as itesting
-from loyverse_sync.pricesync import testing
+from tests.support import inbound as itesting
+from tests.support import pricesync as testing
 
 D = decimal.Decimal
 

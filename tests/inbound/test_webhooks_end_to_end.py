@@ -13,9 +13,9 @@ import sys
 import httpx
 import pytest
 
-from loyverse_sync.emulator import server
-from loyverse_sync.inbound import testing as itesting
-from loyverse_sync.pricesync import testing
+from loyverse_emulator import server
+from tests.support import inbound as itesting
+from tests.support import pricesync as testing
 
 D = decimal.Decimal
 

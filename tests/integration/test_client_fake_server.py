@@ -329,7 +329,8 @@ def test_safe_create_uses_the_servers_clock_to_skip_older_namesakes(fake: FakeSe
 
     fake.handler = handler
     with lv_client.LoyverseClient(fake.base_url, TOKEN, backoff_base=0.001, backoff_max=0.01) as lv:
-        item = lv.create_item_safely({"item_name": "Latte"})
+        item = lv.create_safely("/items", {"item_name": "Latte"}, find_existing=lambda since: next(
+            (i for i in lv.iter_items(updated_at_min=since) if i["item_name"] == "Latte"), None))
     assert item["id"] == "new"
     assert [m for m, _, _ in fake.requests] == ["POST", "GET"]
     lookup_since = lv_client.parse_timestamp(fake.requests[1][2]["updated_at_min"][0])

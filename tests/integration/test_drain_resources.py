@@ -5,9 +5,10 @@ from __future__ import annotations
 import psycopg
 import pytest
 
+from loyverse_emulator import server
 from loyverse_sync import accounts, crypto, db
-from loyverse_sync.emulator import server
-from loyverse_sync.pricesync import engine, testing
+from loyverse_sync.pricesync import engine
+from tests.support import pricesync as testing
 
 FAST = engine.EngineConfig(http_max_attempts=2, http_timeout=3)
 #: a failed row's backoff is its restaurant's setting (production: 2 s, capped at 900 s)

@@ -19,8 +19,8 @@ from typing import Any
 import psycopg
 import pytest
 
+from loyverse_emulator import admin, server
 from loyverse_sync import accounts, db
-from loyverse_sync.emulator import admin, server
 from loyverse_sync.loyverse import client as lv_client
 from loyverse_sync.loyverse import errors
 from loyverse_sync.loyverse import governor as lv_governor

@@ -10,12 +10,13 @@ from typing import Any
 import psycopg
 import pytest
 
-from loyverse_sync.emulator import server
+from loyverse_emulator import server
 from loyverse_sync.importer import runs, snapshot
-from loyverse_sync.importer import testing as import_testing
 from loyverse_sync.loyverse import client as client_mod
-from loyverse_sync.pricesync import engine, testing
+from loyverse_sync.pricesync import engine
 from loyverse_sync.worker import app as app_mod
+from tests.support import importer as import_testing
+from tests.support import pricesync as testing
 
 D = decimal.Decimal
 FAST = engine.EngineConfig(http_max_attempts=2, http_timeout=5)

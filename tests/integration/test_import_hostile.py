@@ -20,7 +20,8 @@ from hypothesis import strategies as st
 
 from loyverse_sync import db
 from loyverse_sync.cli import import_ as import_cli
-from loyverse_sync.importer import runs, testing
+from loyverse_sync.importer import runs
+from tests.support import importer as testing
 
 texts = st.one_of(st.text(max_size=8), st.text(min_size=60, max_size=90), st.just("a\x00b"), st.just(" "))
 junk = st.one_of(st.none(), st.integers(min_value=-10**20, max_value=10**20), st.booleans(), texts,

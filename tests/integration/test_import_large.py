@@ -7,9 +7,10 @@ from typing import Any
 import psycopg
 import pytest
 
+from loyverse_emulator import server
 from loyverse_sync import db
-from loyverse_sync.emulator import server
-from loyverse_sync.importer import runs, snapshot, testing
+from loyverse_sync.importer import runs, snapshot
+from tests.support import importer as testing
 
 
 @pytest.mark.slow

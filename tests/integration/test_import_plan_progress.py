@@ -10,7 +10,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from loyverse_sync.importer import runs, testing
+from loyverse_sync.importer import runs
+from tests.support import importer as testing
 
 TRAIL = """
 create table public.plan_trail (n bigserial primary key, run_id bigint, stage text, done bigint, total bigint,

@@ -10,9 +10,10 @@ from typing import Any
 import psycopg
 import pytest
 
+from loyverse_emulator import server
 from loyverse_sync import db
-from loyverse_sync.emulator import server
-from loyverse_sync.importer import runs, snapshot, testing
+from loyverse_sync.importer import runs, snapshot
+from tests.support import importer as testing
 
 REAL = pathlib.Path(__file__).resolve().parents[3] / "shared" / "loyverse" / "real"
 if not REAL.is_dir():

@@ -11,8 +11,8 @@ import threading
 
 import pytest
 
+from loyverse_emulator import server
 from loyverse_sync import accounts, crypto, oauth, ops
-from loyverse_sync.emulator import server
 from loyverse_sync.loyverse import errors
 
 

@@ -11,9 +11,9 @@ import pytest
 from click.testing import CliRunner
 from prometheus_client.parser import text_string_to_metric_families
 
+from loyverse_emulator import admin as emu_admin
+from loyverse_emulator import server as emu_server
 from loyverse_sync import accounts, db, ops
-from loyverse_sync.emulator import admin as emu_admin
-from loyverse_sync.emulator import server as emu_server
 
 
 @pytest.fixture

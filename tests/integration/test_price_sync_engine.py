@@ -6,8 +6,9 @@ import decimal
 
 import pytest
 
-from loyverse_sync.emulator import server
-from loyverse_sync.pricesync import engine, testing
+from loyverse_emulator import server
+from loyverse_sync.pricesync import engine
+from tests.support import pricesync as testing
 
 D = decimal.Decimal
 FAST = engine.EngineConfig(http_max_attempts=2, http_timeout=3)
@@ -199,13 +200,8 @@ def test_counter_edit_is_held_for_bidirectional_and_resolved(conn, dsn, connecto
 
 def _edit_in_loyverse(emu, seed, item_id, variant_id, store_id, price):
     from loyverse_sync.loyverse import client as client_mod
+    from loyverse_sync.loyverse import restate
 
     token = next(m for m in emu.merchants if m["merchant_id"] == seed.merchant_id)["tokens"][0]
     with client_mod.LoyverseClient(emu.base_url, token) as c:
-        variant = c.get_variant(variant_id)
-        stores = [dict(e) for e in variant["stores"]]
-        for e in stores:
-            if e["store_id"] == store_id:
-                e["price"] = price
-                e["pricing_type"] = "FIXED"
-        c.post_variant({"variant_id": variant_id, "stores": stores})
+        c.post_item(restate.item_body(c.get_item(item_id), {(variant_id, store_id): price}))

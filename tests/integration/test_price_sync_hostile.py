@@ -23,9 +23,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from loyverse_emulator import server
 from loyverse_sync import db
-from loyverse_sync.emulator import server
-from loyverse_sync.pricesync import engine, testing
+from loyverse_sync.pricesync import engine
+from tests.support import pricesync as testing
 
 D = decimal.Decimal
 FAST = engine.EngineConfig(http_max_attempts=2, http_timeout=3)

@@ -13,10 +13,11 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from loyverse_sync.emulator import server
+from loyverse_emulator import server
 from loyverse_sync.loyverse import restate
-from loyverse_sync.pricesync import engine, testing
-from tests.chaos import harness
+from loyverse_sync.pricesync import engine
+from tests.support import chaos as harness
+from tests.support import pricesync as testing
 
 FAST = engine.EngineConfig(http_max_attempts=2, http_timeout=3)
 #: a failed row's backoff is its restaurant's setting (production: 2 s, capped at 900 s)

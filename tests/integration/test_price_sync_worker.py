@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from loyverse_sync.emulator import server
-from loyverse_sync.pricesync import testing
+from loyverse_emulator import server
 from loyverse_sync.worker import app as app_mod
+from tests.support import pricesync as testing
 
 D = decimal.Decimal
 

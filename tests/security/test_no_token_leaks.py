@@ -15,13 +15,13 @@ import sys
 
 import pytest
 
+from loyverse_emulator import server
 from loyverse_sync import accounts
-from loyverse_sync.emulator import server
 from loyverse_sync.loyverse import client as client_mod
 from loyverse_sync.loyverse import errors
-from loyverse_sync.pricesync import testing
 from tests import pgtools
-from tests.chaos import harness
+from tests.support import chaos as harness
+from tests.support import pricesync as testing
 
 TOKEN = "lvtok" + secrets.token_hex(20)
 OTHER = "lvbad" + secrets.token_hex(20)  # a token Loyverse rejects, given to `account add`

@@ -10,7 +10,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from loyverse_sync.importer import testing
+from tests.support import importer as testing
 
 D = decimal.Decimal
 

@@ -56,11 +56,6 @@ def test_body_is_a_copy_and_keys_absent_from_the_read_are_not_sent() -> None:
                                                  "pricing_type": "FIXED", "price": 7}
 
 
-def test_variant_body_carries_its_item_id() -> None:
-    body = restate.variant_body(ITEM["variants"][0], {("v1", "a"): 5})
-    assert body["item_id"] == "i1" and body["stores"][0]["price"] == 5 and "created_at" not in body
-
-
 def test_an_answer_as_sent_has_no_differences_even_reordered_and_retyped() -> None:
     body = restate.item_body(ITEM)
     answer = copy.deepcopy(ITEM)

@@ -22,10 +22,10 @@ import psycopg
 import uvicorn
 from psycopg import rows
 
+from loyverse_emulator import server as emu_server
 from loyverse_sync import accounts, apikeys, crypto
-from loyverse_sync.emulator import server as emu_server
-from loyverse_sync.importer import testing as import_testing
 from tests import conftest
+from tests.support import importer as import_testing
 
 API = "/api/integrations/loyverse"
 

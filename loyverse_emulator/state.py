@@ -22,7 +22,7 @@ import threading
 import time
 from typing import Any
 
-from loyverse_sync.emulator import faults
+from loyverse_emulator import faults
 
 # Loyverse's documented budget: 300 requests per 300 s per merchant account.
 RATE_LIMIT = 300
@@ -266,7 +266,7 @@ class State:
         self._log_id = 0
         self._change_id = 0
         self._last_ms = 0
-        from loyverse_sync.emulator import oauth
+        from loyverse_emulator import oauth
 
         self.oauth = oauth.Registry(self)  # OAuth apps and their expiring tokens
 

@@ -14,7 +14,7 @@ import datetime
 import random
 from typing import Any
 
-from loyverse_sync.emulator import state as st
+from loyverse_emulator import state as st
 
 BASE_MS = int(datetime.datetime(2023, 1, 2, 9, 0, tzinfo=datetime.UTC).timestamp() * 1000)
 

@@ -15,7 +15,7 @@ import unicodedata
 import uuid
 from typing import Any
 
-from loyverse_sync.emulator import state as st
+from loyverse_emulator import state as st
 
 ITEM_KEYS = (
     "id", "handle", "reference_id", "item_name", "description", "track_stock", "sold_by_weight",

@@ -23,8 +23,8 @@ import traceback
 import urllib.parse
 from typing import Any
 
-from loyverse_sync.emulator import loader, menu, resources, webhooks
-from loyverse_sync.emulator import state as st
+from loyverse_emulator import loader, menu, resources, webhooks
+from loyverse_emulator import state as st
 
 API_PREFIX = "/v1.0"
 ADMIN_PREFIX = "/_emulator"
@@ -554,7 +554,7 @@ class EmulatorServer:
 
     def admin(self) -> Any:
         """An `admin.AdminClient` for this server (close it, or use it as a context manager)."""
-        from loyverse_sync.emulator import admin
+        from loyverse_emulator import admin
 
         return admin.AdminClient(self.admin_url)
 
@@ -569,7 +569,7 @@ class EmulatorServer:
         if merchant_id is not None and merchant_id not in state.merchants:
             raise KeyError(f"merchant {merchant_id}")
         if route == "oauth" or route.startswith("oauth/"):
-            from loyverse_sync.emulator import oauth
+            from loyverse_emulator import oauth
 
             return oauth.admin(state.oauth, method, route, doc, merchant_id)
         if method == "GET":
@@ -658,7 +658,7 @@ class EmulatorServer:
                 state.mark_oauth(token, secret)
                 return {"token": token, "oauth": True}
             if route == "backoffice":  # a person in Loyverse's back office (backoffice.py)
-                from loyverse_sync.emulator import backoffice
+                from loyverse_emulator import backoffice
 
                 merchant = state.merchant(merchant_id)
                 answer, events = backoffice.run(state, merchant, doc)

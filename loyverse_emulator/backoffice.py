@@ -18,8 +18,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from loyverse_sync.emulator import resources
-from loyverse_sync.emulator import state as st
+from loyverse_emulator import resources
+from loyverse_emulator import state as st
 
 ACTIONS = ("set_price", "rename_item", "delete_item", "sell")
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from loyverse_sync.emulator import state as st
+from loyverse_emulator import state as st
 
 SIGNATURE_HEADER = "X-Loyverse-Signature"
 API_VERSION_HEADER = "X-Loyverse-API-Version"

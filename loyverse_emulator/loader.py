@@ -14,8 +14,8 @@ import json
 import pathlib
 from typing import Any
 
-from loyverse_sync.emulator import menu as menu_mod
-from loyverse_sync.emulator import state as st
+from loyverse_emulator import menu as menu_mod
+from loyverse_emulator import state as st
 
 # file prefix -> (envelope key, id key)
 FILES = {
