@@ -17,7 +17,7 @@ import psycopg
 import pytest
 from click.testing import CliRunner
 
-from loyverse_emulator import server
+from loyverse_emulator import admin, server
 from loyverse_sync import db
 from loyverse_sync.cli import import_ as import_cli
 from loyverse_sync.importer import snapshot
@@ -78,8 +78,9 @@ def test_resync_updates_in_place_and_deactivates_deleted_variants(env: dict[str,
         body = {k: item[k] for k in ("id", "item_name", "variants")}
         body["item_name"] = item["item_name"] + " renamed"
         c.post_item(body)
-        other = emu.state.items()[1]
-        c.delete_item(other["id"])
+    other = emu.state.items()[1]
+    with admin.AdminClient(emu.admin_url) as adm:
+        adm.delete_item(other["id"])  # in the back office
     out = cli("run", "-r", "Bistro", "--refresh")
     assert out.exit_code == 0, out.output
     products = _products(conn)

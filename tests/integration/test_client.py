@@ -18,7 +18,7 @@ import pytest
 from loyverse_emulator import admin, server
 from loyverse_sync import accounts, db
 from loyverse_sync.loyverse import client as lv_client
-from loyverse_sync.loyverse import errors
+from loyverse_sync.loyverse import errors, restate
 from loyverse_sync.loyverse import governor as lv_governor
 
 TOKEN = "tok-9c2e51d4a7f3-secret"
@@ -96,6 +96,23 @@ def _new_item(name: str, sku: str) -> dict[str, Any]:
 
 def _items_named(lv: lv_client.LoyverseClient, name: str) -> list[dict[str, Any]]:
     return [i for i in lv.iter_items() if i["item_name"] == name]
+
+
+def _new_webhook(url: str) -> dict[str, Any]:
+    return {"type": "items.update", "url": url, "status": "ENABLED"}
+
+
+def _create_item_safely(lv: lv_client.LoyverseClient, body: dict[str, Any]) -> dict[str, Any]:
+    """An item created through ``create_safely`` (the product creates only webhooks that way):
+    the lookup takes the newest item created since ``since`` with the body's name and SKUs."""
+    skus = {v["sku"] for v in body["variants"]}
+
+    def find(since: Any) -> dict[str, Any] | None:
+        found = [i for i in lv.iter_items(updated_at_min=since) if i["item_name"] == body["item_name"]
+                 and skus <= {v.get("sku") for v in i["variants"]}]
+        return max(found, key=lambda i: i["created_at"], default=None)
+
+    return lv.create_safely("/items", body, find_existing=find)
 
 
 # -----------------------------------------------------------------------------------------
@@ -204,31 +221,34 @@ def test_post_with_an_id_is_an_upsert_and_is_retried(
     emu: server.EmulatorServer, adm: admin.AdminClient, mid: str, fault: str, kind: str
 ) -> None:
     with make_client(emu) as lv:
-        variant = next(lv.iter_variants())
-        body = {k: variant[k] for k in ("variant_id", "item_id", "sku", "option1_value")}
-        body["stores"] = [{**s, "pricing_type": "FIXED", "price": 9.75} for s in variant["stores"]]
+        item = next(i for i in lv.iter_items() if i["variants"] and i["variants"][0].get("stores"))
+        variant_id = item["variants"][0]["variant_id"]
+        prices = {(variant_id, s["store_id"]): 9.75 for s in item["variants"][0]["stores"]}
         adm.reset()
         kind_key = "fail_next_kind" if fault == "fail_next" else "fail_after_write_kind"
         settings: dict[str, Any] = {fault: 1, kind_key: kind}
         adm.set_faults(mid, methods=["POST"], **settings)
-        result = lv.post_variant(body)
-        assert {s["price"] for s in result["stores"]} == {9.75}
-        assert {s["price"] for s in lv.get_variant(variant["variant_id"])["stores"]} == {9.75}
+        result = lv.post_item(restate.item_body(item, prices))  # as the price sync writes
+        assert _store_prices(result, variant_id) == {9.75}
+        assert _store_prices(lv.get_item(item["id"]), variant_id) == {9.75}
     posts = api_log(adm, "POST")
     assert len(posts) == 2 and posts[-1]["status"] == 200
+
+
+def _store_prices(item: dict[str, Any], variant_id: str) -> set[Any]:
+    return {s["price"] for v in item["variants"] if v["variant_id"] == variant_id for s in v["stores"]}
 
 
 def test_delete_retried_after_the_first_attempt_deleted_counts_as_done(
     emu: server.EmulatorServer, adm: admin.AdminClient, mid: str
 ) -> None:
     with make_client(emu) as lv:
-        item_id = next(lv.iter_items())["id"]
+        hook = lv.create_webhook_safely(_new_webhook("http://127.0.0.1:9/deleted"))
         adm.set_faults(
             mid, methods=["DELETE"], fail_after_write_next=1, fail_after_write_kind="drop"
         )
-        assert lv.delete_item(item_id)["deleted_object_ids"][0] == item_id
-        with pytest.raises(errors.NotFound):
-            lv.get_item(item_id)
+        assert lv.delete_webhook(hook["id"])["deleted_object_ids"][0] == hook["id"]
+        assert hook["id"] not in {h["id"] for h in lv.list_webhooks()}
     assert [r["status"] for r in api_log(adm, "DELETE")] == [None, 404]
 
 
@@ -265,7 +285,7 @@ def test_safe_create_finds_the_item_the_failed_post_created(
         old = lv.post_item(_new_item("Cortado", "CO-OLD"))
         adm.reset()
         adm.set_faults(mid, methods=["POST"], fail_after_write_next=1, fail_after_write_kind=kind)
-        item = lv.create_item_safely(_new_item("Cortado", "CO-1"))
+        item = _create_item_safely(lv, _new_item("Cortado", "CO-1"))
         named = _items_named(lv, "Cortado")
     assert item["id"] != old["id"]
     assert [v["sku"] for v in item["variants"]] == ["CO-1"]
@@ -273,7 +293,7 @@ def test_safe_create_finds_the_item_the_failed_post_created(
     log = api_log(adm)
     assert len([r for r in log if r["method"] == "POST"]) == 1
     lookups = [r for r in log if r["method"] == "GET" and "updated_at_min=" in r["query"]]
-    assert lookups, "the lookup filters by updated_at_min"
+    assert lookups, "create_safely asked the lookup instead of posting again"
 
 
 def test_safe_create_posts_again_when_the_failed_post_was_not_applied(
@@ -281,7 +301,7 @@ def test_safe_create_posts_again_when_the_failed_post_was_not_applied(
 ) -> None:
     adm.set_faults(mid, methods=["POST"], fail_next=1, fail_next_kind="500")
     with make_client(emu) as lv:
-        item = lv.create_item_safely(_new_item("Macchiato", "MA-1"))
+        item = _create_item_safely(lv, _new_item("Macchiato", "MA-1"))
         assert [i["id"] for i in _items_named(lv, "Macchiato")] == [item["id"]]
     assert [r["status"] for r in api_log(adm, "POST")] == [500, 200]
 
@@ -291,19 +311,20 @@ def test_safe_create_repeats_a_rate_limited_post_without_a_lookup(
 ) -> None:
     adm.set_faults(mid, methods=["POST"], fail_next=2, fail_next_kind="429")
     with make_client(emu) as lv:
-        lv.create_item_safely(_new_item("Mocha", "MO-1"))
+        _create_item_safely(lv, _new_item("Mocha", "MO-1"))
     log = api_log(adm)
     assert [r["status"] for r in log] == [429, 429, 200]  # a 429 was never applied
 
 
-def test_safe_create_of_a_category_after_fail_after_write(
+def test_safe_create_of_a_webhook_after_fail_after_write(
     emu: server.EmulatorServer, adm: admin.AdminClient, mid: str
 ) -> None:
+    url = "http://127.0.0.1:9/created-once"
     adm.set_faults(mid, methods=["POST"], fail_after_write_next=1, fail_after_write_kind="drop")
     with make_client(emu) as lv:
-        category = lv.create_category_safely({"name": "Seasonal", "color": "RED"})
-        same = [c for c in lv.iter_categories() if c["name"] == "Seasonal"]
-    assert [c["id"] for c in same] == [category["id"]]
+        hook = lv.create_webhook_safely(_new_webhook(url))
+        same = [h for h in lv.list_webhooks() if h["url"] == url]
+    assert [h["id"] for h in same] == [hook["id"]]
     assert len(api_log(adm, "POST")) == 1
 
 
@@ -406,7 +427,7 @@ def test_loyverse_errors_become_typed_exceptions(
         assert not invalid.value.retryable and not invalid.value.ambiguous
 
         with pytest.raises(errors.NotFound):
-            lv.post_variant({"variant_id": missing, "sku": "X"})
+            lv.post_item({"id": missing, "item_name": "X"})
 
         with pytest.raises(errors.InvalidCursor):
             list(lv._iter("/items", "items", {"cursor": "not-a-cursor"}))

@@ -99,20 +99,23 @@ def test_a_row_failing_in_the_last_batch_books_a_wake_at_its_backoff(conn, conne
 def test_a_failed_row_goes_out_when_its_backoff_ends_with_no_sweep(conn, dsn, emu, seed):
     ((variant_id, store_id), product_id), = _fixed(conn, seed, 1)
     conn.execute("select loyverse.update_price_sync_settings(%s, %s)",
-                 (seed.restaurants[store_id], '{"backoff_base_seconds": 1, "backoff_cap_seconds": 1}'))
+                 (seed.restaurants[store_id], '{"backoff_base_seconds": 3, "backoff_cap_seconds": 3}'))
     target = conn.execute("update public.products set price = price + 1 where id = %s returning price",
                           (product_id,)).fetchone()["price"]
     emu.state.set_faults(seed.merchant_id, p500=1.0)
-    _run_worker_once(dsn)  # the trigger's job: the write fails, the row backs off
+    # the trigger's job: the write fails, the row backs off (on a slow box a booked wake may
+    # come due while this worker still runs and fail once more: the count is not the point)
+    _run_worker_once(dsn)
     (row,) = _queue(conn)
-    assert (row["status"], row["attempts"], row["last_error_code"]) == ("pending", 1, "INTERNAL_SERVER_ERROR")
+    assert (row["status"], row["last_error_code"]) == ("pending", "INTERNAL_SERVER_ERROR")
+    assert row["attempts"] >= 1
     (booked,) = _due_jobs(conn, seed.account_id)
     assert booked["scheduled_at"] == row["next_attempt_at"]
     emu.state.set_faults(seed.merchant_id, clear=True)
     _wait_until_db_time(conn, booked["scheduled_at"])
     _run_worker_once(dsn)  # nothing but the booked job: no sweep ran
-    (row,) = _queue(conn)
-    assert (row["status"], row["attempts"]) == ("done", 1)
+    (done,) = _queue(conn)
+    assert (done["status"], done["attempts"]) == ("done", row["attempts"])
     assert testing.loyverse_prices(emu, seed.merchant_id)[(variant_id, store_id)] == D(target)
 
 
