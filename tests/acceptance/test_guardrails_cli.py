@@ -80,6 +80,7 @@ def test_held_approve_reject_and_make_fixed(conn, env, emu, seed):
     assert testing.loyverse_prices(emu, seed.merchant_id)[(v["loyverse_variant_id"], v["loyverse_store_id"])] == D("7.400")
 
 
+@pytest.mark.slow  # a few seconds: left out of the fast lane, run by CI
 def test_bad_guardrail_settings_and_commands_are_one_line_and_exit_2(env, seed):
     rid = next(iter(seed.restaurants.values()))
     for args, needle in (

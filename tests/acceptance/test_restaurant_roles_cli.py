@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
+
 from loyverse_sync import accounts, audit
 
 
+@pytest.mark.slow  # a few seconds: left out of the fast lane, run by CI
 def test_grant_list_and_revoke_a_restaurant_for_an_app_role(run_cli, conn):
     accounts.add_restaurant(conn, "Café Nord")
     accounts.add_restaurant(conn, "Café Sud")

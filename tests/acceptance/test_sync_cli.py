@@ -56,6 +56,7 @@ def test_prices_changed_while_sync_was_off_reach_loyverse_when_it_is_on_again(co
     assert {k: v for k, v in want.items() if have[k] != v} == {}
 
 
+@pytest.mark.slow  # a few seconds: left out of the fast lane, run by CI
 def test_settings_trigger_status_history_and_worker(conn, env, emu, seed):
     rid = next(iter(seed.restaurants.values()))
     out = run(env, "sync", "settings", "set", "--restaurant", rid, "sync_frequency=MANUAL",
@@ -76,6 +77,7 @@ def test_settings_trigger_status_history_and_worker(conn, env, emu, seed):
     assert {k: v for k, v in want.items() if have[k] != v} == {}
 
 
+@pytest.mark.slow  # a few seconds: left out of the fast lane, run by CI
 def test_bad_input_is_one_line_and_exit_2(env, seed):
     rid = next(iter(seed.restaurants.values()))
     for args, needle in (
@@ -160,6 +162,7 @@ def test_one_shot_worker_with_fetch_loops_exits_once_caught_up(conn, env, emu, s
                         " where status <> 'done'").fetchone()["n"] == 0
 
 
+@pytest.mark.slow  # a few seconds: left out of the fast lane, run by CI
 def test_history_of_one_restaurant_counts_its_items_only(conn, env, emu, seed):
     """Two restaurants on one account share batches (one request per item serves both
     stores); `history --restaurant` counts each one's rows, and the two add up to the batch."""

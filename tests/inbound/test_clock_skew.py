@@ -49,6 +49,7 @@ def decision(conn, product_id) -> str | None:
     return row["decision"] if row else None
 
 
+@pytest.mark.slow  # a few seconds: left out of the fast lane, run by CI
 @pytest.mark.parametrize("offset", [600, -600], ids=["loyverse-ahead", "loyverse-behind"])
 def test_latest_picks_the_edit_made_last_whatever_loyverses_clock_says(conn, dsn, connector, fernet_key, offset):
     with server.EmulatorServer(menu=4, seed=5, stores=1) as emu, emu.admin() as adm, \

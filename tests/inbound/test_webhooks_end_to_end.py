@@ -82,6 +82,7 @@ def test_a_back_office_price_reaches_a_from_loyverse_restaurant_and_nothing_is_p
                         (product_id,)).fetchone()["stock_quantity"] is None
 
 
+@pytest.mark.slow  # a few seconds: left out of the fast lane, run by CI
 def test_our_pushes_come_back_as_echoes_and_are_ignored(conn, dsn, emu, fernet_key):
     seed = testing.seed_from_emulator(conn, emu, stores=1, settings={"sync_direction": "BIDIRECTIONAL"})
     products = sorted(seed.products.items())[:3]
@@ -107,6 +108,7 @@ def test_our_pushes_come_back_as_echoes_and_are_ignored(conn, dsn, emu, fernet_k
                         " and status = 'applied'").fetchone()["n"] >= 3
 
 
+@pytest.mark.slow  # a few seconds: left out of the fast lane, run by CI
 def test_a_deleted_item_never_comes_back_from_a_late_delivery(conn, dsn, emu, fernet_key):
     seed = testing.seed_from_emulator(conn, emu, stores=1, settings={"sync_direction": "FROM_LOYVERSE",
                                                                      "catalog_changes": "apply"})

@@ -120,6 +120,7 @@ def _create_item_safely(lv: lv_client.LoyverseClient, body: dict[str, Any]) -> d
 # -----------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # a few seconds: left out of the fast lane, run by CI
 def test_a_ten_thousand_item_menu_arrives_whole(big_emu: server.EmulatorServer) -> None:
     with admin.AdminClient(big_emu.admin_url) as adm:
         adm.reset()

@@ -79,6 +79,7 @@ GOOD = [testing.item("good-1", "Good Latte", {"sku": "G1", "price": 3.2}, catego
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                HealthCheck.too_slow, HealthCheck.data_too_large])
+@pytest.mark.slow  # a few seconds: left out of the fast lane, run by CI
 @given(menu=st.lists(items(STORE), max_size=12))
 def test_hostile_menu_imports_the_valid_items_and_reports_the_rest(
     dsn: str, connector: db.Connector, conn: psycopg.Connection[Any], fernet_key: bytes, menu: list[Any]

@@ -223,6 +223,7 @@ def test_a_refused_token_that_was_only_reencrypted_is_refreshed_at_once(conn, ds
     assert counters(emu)["expired_401"] == 1 and counters(emu)["refreshes"] == 2
 
 
+@pytest.mark.slow  # a few seconds: left out of the fast lane, run by CI
 def test_the_importer_fetches_with_an_oauth_account_through_an_expiry(conn, dsn, connector, emu, fernet_key):
     from loyverse_sync.importer import snapshot
 

@@ -186,6 +186,7 @@ def _drain_until_settled(connector: db.Connector, conn: Any, seed: testing.Seed,
 # explore with more examples and random seeds locally (250 passed when this was written).
 @settings(max_examples=30, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@pytest.mark.slow  # a few seconds: left out of the fast lane, run by CI
 @given(scenario=scenarios())
 def test_bad_loyverse_answers_fail_only_the_affected_rows(conn, dsn, connector, emu, seed, caplog, scenario):
     mid = seed.merchant_id

@@ -96,6 +96,7 @@ def test_a_row_failing_in_the_last_batch_books_a_wake_at_its_backoff(conn, conne
         (row["next_attempt_at"], "todo")]
 
 
+@pytest.mark.slow  # a few seconds: left out of the fast lane, run by CI
 def test_a_failed_row_goes_out_when_its_backoff_ends_with_no_sweep(conn, dsn, emu, seed):
     ((variant_id, store_id), product_id), = _fixed(conn, seed, 1)
     conn.execute("select loyverse.update_price_sync_settings(%s, %s)",

@@ -76,6 +76,7 @@ def test_migrate_on_an_empty_database_gives_everything_and_twice_is_a_noop(empty
     assert recorded == len(db.procrastinate_migration_files())
 
 
+@pytest.mark.slow  # a few seconds: left out of the fast lane, run by CI
 def test_rollback_then_migrate_again(empty_database):
     db.migrate(empty_database)
     undone = db.rollback(empty_database, "2")

@@ -96,6 +96,7 @@ def test_retry_with_another_restaurants_product_is_refused(conn, setup):
         conn.execute("select loyverse.retry_price_sync(%s, %s, null)", (a, b_product(conn, b)))
 
 
+@pytest.mark.slow  # a few seconds: left out of the fast lane, run by CI
 def test_cli_for_one_restaurant_leaves_the_other_alone(conn, dsn, setup):
     _, a, b = setup
     before = snapshot(conn, b)
