@@ -10,7 +10,7 @@ from typing import Any
 import click
 import psycopg
 
-from loyverse_sync import accounts, crypto, limits
+from loyverse_sync import accounts, crypto, key_rotation, limits
 from loyverse_sync.cli import _common
 
 
@@ -403,11 +403,11 @@ def rotate_key(new_key_file: pathlib.Path | None, drop_old: bool) -> None:
     target = new_key_file or crypto.key_file()
     # The new key goes on disk first (with the old ones after it), so a crash between
     # here and the commit below leaves keys that decrypt every ciphertext.
-    accounts.write_key_file(target, [new_key, *([] if from_env and new_key_file else old_keys)])
+    key_rotation.write_key_file(target, [new_key, *([] if from_env and new_key_file else old_keys)])
     with _common.connection() as conn:
-        done = accounts.rotate_all(conn, old_keys=old_keys, new_key=new_key)
+        done = key_rotation.rotate_all(conn, old_keys=old_keys, new_key=new_key)
     if drop_old:
-        accounts.write_key_file(target, [new_key])
+        key_rotation.write_key_file(target, [new_key])
     click.echo(
         f"re-encrypted {done.accounts} token(s) and {done.webhook_secrets} webhook signing secret(s)"
         f" with key {crypto.fingerprint(new_key)}, written to {target}"

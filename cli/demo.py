@@ -439,12 +439,12 @@ def demo(keep_running: bool, items: int, seed: int, time_scale: float, quiet: bo
                     click.echo(f"    psql           psql {url}")
                     click.echo(f"    dashboard      DATABASE_URL={url} {_command()} dashboard")
                     click.echo(f"    sync status    DATABASE_URL={url} {_command()} sync status")
-                    from loyverse_sync import ops
+                    from loyverse_sync import metrics as metrics_mod
 
                     try:
-                        metrics = ops.serve_metrics(found.conninfo, 9108)
+                        metrics = metrics_mod.serve_metrics(found.conninfo, 9108)
                     except OSError:  # taken: any free port
-                        metrics = ops.serve_metrics(found.conninfo, 0)
+                        metrics = metrics_mod.serve_metrics(found.conninfo, 0)
                     click.echo(
                         f"    metrics        http://127.0.0.1:{metrics.server_address[1]}/metrics"
                     )

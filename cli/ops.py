@@ -7,7 +7,8 @@ import time
 
 import click
 
-from loyverse_sync import ops
+from loyverse_sync import health as health_mod
+from loyverse_sync import metrics as metrics_mod
 from loyverse_sync.cli import _common
 
 
@@ -25,9 +26,9 @@ def metrics(port: int | None, host: str) -> None:
         pass  # one clear error now rather than at the first scrape
     conninfo = _common.database().conninfo
     if port is None:
-        click.echo(ops.render_metrics(conninfo), nl=False)
+        click.echo(metrics_mod.render_metrics(conninfo), nl=False)
         return
-    ops.serve_metrics(conninfo, port, host)
+    metrics_mod.serve_metrics(conninfo, port, host)
     click.echo(f"serving Prometheus metrics on http://{host}:{port}/metrics (Ctrl-C to stop)")
     try:
         while True:
@@ -59,7 +60,7 @@ def metrics(port: int | None, host: str) -> None:
 def health(heartbeat_seconds: float, token_ttl: float, no_token_check: bool, as_json: bool) -> None:
     """Exit 0 when healthy, 1 when not, with a reason per check (for systemd and load balancers)."""
     conninfo = _common.database().conninfo
-    checks = ops.health(
+    checks = health_mod.run_checks(
         conninfo,
         heartbeat_seconds=heartbeat_seconds,
         token_ttl_seconds=token_ttl,

@@ -58,18 +58,18 @@ def worker(concurrency: int, graceful_timeout: float, one_shot: bool, no_listen:
 
 def _run(connector: db.Connector, where: str, concurrency: int, graceful_timeout: float, one_shot: bool,
          no_listen: bool, metrics_port: int | None, metrics_host: str, reconnect_timeout: float) -> None:
-    from loyverse_sync import ops
+    from loyverse_sync import apicalls, metrics
     from loyverse_sync.worker import app as app_mod
 
     app = app_mod.build_app(connector=connector, max_pool_size=max(4, concurrency + 3))
     if metrics_port:
-        ops.serve_metrics(connector.conninfo, metrics_port, metrics_host)
+        metrics.serve_metrics(connector.conninfo, metrics_port, metrics_host)
         logging.getLogger("loyverse_sync").info("metrics on http://%s:%s/metrics", metrics_host, metrics_port)
     logging.getLogger("loyverse_sync").info("worker starting on %s", where)
     failure = _SideTaskFailure()
     logging.getLogger("procrastinate.worker").addHandler(failure)
     # API-call records a drain could not write while the database was away are retried from here
-    flushing = ops.keep_flushing_unsent(connector)
+    flushing = apicalls.keep_flushing_unsent(connector)
     try:
         _supervise(app, connector, concurrency, failure, graceful_timeout, one_shot, no_listen, reconnect_timeout)
     finally:
@@ -79,7 +79,7 @@ def _run(connector: db.Connector, where: str, concurrency: int, graceful_timeout
 def _supervise(app: Any, connector: db.Connector, concurrency: int, failure: _SideTaskFailure,
                graceful_timeout: float, one_shot: bool, no_listen: bool, reconnect_timeout: float) -> None:
     """Run the worker; after procrastinate stopped on its own, wait for the database and run it again."""
-    from loyverse_sync import ops
+    from loyverse_sync import apicalls
     from loyverse_sync.worker import tasks
 
     log = logging.getLogger("loyverse_sync")
@@ -111,7 +111,7 @@ def _supervise(app: Any, connector: db.Connector, concurrency: int, failure: _Si
         if waited is _STOPPED:
             return
         log.warning("the database is back after %.1f s: restarting the worker", waited)
-        ops.flush_unsent(connector)
+        apicalls.flush_unsent(connector)
 
 
 class _Stopped(float):

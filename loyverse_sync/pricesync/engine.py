@@ -30,7 +30,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from loyverse_sync import accounts, db, queries
+from loyverse_sync import accounts, apicalls, db, queries
 from loyverse_sync.loyverse import client as client_mod
 from loyverse_sync.loyverse import errors
 from loyverse_sync.loyverse import governor as governor_mod
@@ -262,12 +262,11 @@ class PriceSync:
         config = config or self.config
         result = DrainResult()
         counter = {"n": 0}
-        from loyverse_sync import ops  # prometheus_client: only when a drain runs
 
         with self.connector.connection() as conn:
             account = self.accounts.get(conn, account_id)
             # response times, aggregated in SQL; written on the drain's connection
-            api_calls = ops.ApiCallRecorder(self.connector, account_id, connection=conn)
+            api_calls = apicalls.ApiCallRecorder(self.connector, account_id, connection=conn)
 
             def on_request(record: client_mod.RequestRecord) -> None:
                 counter["n"] += 1

@@ -10,7 +10,7 @@ import subprocess
 import sys
 
 from loyverse_emulator import server
-from loyverse_sync import accounts, crypto, db, oauth
+from loyverse_sync import accounts, crypto, db, key_rotation, oauth
 from tests.support import inbound as itesting
 from tests.support import pricesync as testing
 
@@ -35,7 +35,7 @@ def test_rotate_key_drop_old_keeps_webhooks_verified_and_tokens_readable(conn, d
                                                                            monkeypatch):
     # the key in a file (rotate-key rewrites it), not in the environment
     key_file = tmp_path / "key"
-    accounts.write_key_file(key_file, [fernet_key])
+    key_rotation.write_key_file(key_file, [fernet_key])
     monkeypatch.delenv("LOYVERSE_SYNC_KEY")
     monkeypatch.setenv("LOYVERSE_SYNC_KEY_FILE", str(key_file))
     with server.EmulatorServer(menu=3, seed=3, stores=1) as emu, emu.admin() as adm:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from loyverse_sync import accounts, crypto
+from loyverse_sync import accounts, crypto, key_rotation
 from tests import pgtools
 
 TOKEN = "lv-secret-token-3f9a0c1e7b2d4a68"
@@ -48,7 +48,7 @@ def test_a_malformed_key_is_named(monkeypatch):
 def test_rotating_the_key_re_encrypts_every_token(conn, fernet_key, monkeypatch):
     ids = [accounts.add_account(conn, name=f"a{i}", token=f"{TOKEN}-{i}") for i in range(3)]
     new = crypto.new_key()
-    assert accounts.rotate_key(conn, old_keys=[fernet_key], new_key=new) == 3
+    assert key_rotation.rotate_key(conn, old_keys=[fernet_key], new_key=new) == 3
     monkeypatch.setenv("LOYVERSE_SYNC_KEY", new.decode())
     assert [accounts.get_account(conn, i).token for i in ids] == [f"{TOKEN}-{i}" for i in range(3)]
     key_ids = {
@@ -61,7 +61,7 @@ def test_rotation_with_the_wrong_old_key_changes_nothing(conn, fernet_key):
     accounts.add_account(conn, name="a", token=TOKEN)
     before = conn.execute("select token_ciphertext from loyverse.accounts").fetchone()
     with pytest.raises(crypto.KeyError_):
-        accounts.rotate_key(conn, old_keys=[crypto.new_key()], new_key=crypto.new_key())
+        key_rotation.rotate_key(conn, old_keys=[crypto.new_key()], new_key=crypto.new_key())
     assert conn.execute("select token_ciphertext from loyverse.accounts").fetchone() == before
 
 

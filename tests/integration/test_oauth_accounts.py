@@ -12,7 +12,7 @@ import threading
 import pytest
 
 from loyverse_emulator import server
-from loyverse_sync import accounts, crypto, oauth, ops
+from loyverse_sync import accounts, crypto, health, key_rotation, oauth
 from loyverse_sync.loyverse import errors
 
 
@@ -131,14 +131,14 @@ def test_a_lost_refresh_answer_is_reported_as_a_lockout_not_retried_forever(conn
     assert caught.value.code == "REFRESH_REJECTED" and errors.transport_like(caught.value)
     assert stored(conn, account_id)["token_valid"] is False
     assert counters(emu)["rejected"] == 1 and counters(emu)["reused"] == 1
-    checks = {c.name: c for c in ops.health(dsn, check_tokens=True, token_ttl_seconds=0)}
+    checks = {c.name: c for c in health.run_checks(dsn, check_tokens=True, token_ttl_seconds=0)}
     assert checks["token:cafe"].ok is False and "refresh token was refused" in checks["token:cafe"].detail
 
 
 def test_key_rotation_reencrypts_the_refresh_token_and_client_secret(conn, dsn, emu, fernet_key, monkeypatch):
     account_id = add(conn, emu)
     new_key = crypto.new_key()
-    assert accounts.rotate_key(conn, old_keys=crypto.load_keys(), new_key=new_key) == 1
+    assert key_rotation.rotate_key(conn, old_keys=crypto.load_keys(), new_key=new_key) == 1
     monkeypatch.setenv("LOYVERSE_SYNC_KEY", new_key.decode())
     assert stored(conn, account_id)["token_key_id"] == crypto.fingerprint(new_key)
     with oauth.client_for(accounts.get_account(conn, account_id), dsn) as client:
@@ -216,7 +216,7 @@ def test_a_refused_token_that_was_only_reencrypted_is_refreshed_at_once(conn, ds
     with oauth.client_for(accounts.get_account(conn, account_id), dsn) as client:
         client.get_merchant()
         new_key = crypto.new_key()
-        accounts.rotate_key(conn, old_keys=crypto.load_keys(), new_key=new_key)  # a new ciphertext, same token
+        key_rotation.rotate_key(conn, old_keys=crypto.load_keys(), new_key=new_key)  # a new ciphertext, same token
         monkeypatch.setenv("LOYVERSE_SYNC_KEY", new_key.decode())
         emu.state.oauth.advance(43200)
         client.get_merchant()  # one 401, one refresh, sent again

@@ -13,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from loyverse_emulator import admin as emu_admin
 from loyverse_emulator import server as emu_server
-from loyverse_sync import accounts, db, ops
+from loyverse_sync import accounts, apicalls, db, health, metrics
 
 
 @pytest.fixture
@@ -62,7 +62,7 @@ def restaurant(conn, fernet_key, emulator):
 
 
 def test_metrics_are_valid_exposition_with_queue_outcomes_requests_and_latency(dsn, restaurant):
-    families = {f.name: f for f in text_string_to_metric_families(ops.render_metrics(dsn))}
+    families = {f.name: f for f in text_string_to_metric_families(metrics.render_metrics(dsn))}
     queue = {s.labels["status"]: s.value for s in families["loyverse_sync_queue_rows"].samples}
     assert queue["pending"] == 1 and queue["dead"] == 2 and queue["failed"] == 1
     outcomes = {
@@ -87,7 +87,7 @@ def test_metrics_are_valid_exposition_with_queue_outcomes_requests_and_latency(d
 
 def test_items_counter_does_not_drop_when_the_queue_is_pruned_or_retried(conn, dsn, restaurant):
     def scrape():
-        families = {f.name: f for f in text_string_to_metric_families(ops.render_metrics(dsn))}
+        families = {f.name: f for f in text_string_to_metric_families(metrics.render_metrics(dsn))}
         items = {
             s.labels["outcome"]: s.value
             for s in families["loyverse_sync_items"].samples
@@ -112,7 +112,7 @@ def test_metrics_are_served_over_http(dsn, restaurant):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = ops.serve_metrics(dsn, port)
+    server = metrics.serve_metrics(dsn, port)
     try:
         body = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
     finally:
@@ -134,23 +134,23 @@ def test_api_latency_view_gives_p50_and_p95(conn, restaurant):
 def test_health_fails_with_a_reason_when_no_worker_runs_and_passes_with_a_heartbeat(
     conn, dsn, restaurant
 ):
-    checks = {c.name: c for c in ops.health(dsn)}
+    checks = {c.name: c for c in health.run_checks(dsn)}
     assert not checks["worker"].ok and "worker" in checks["worker"].detail
     assert checks["token:acct"].ok
     conn.execute("insert into public.procrastinate_workers default values")
-    checks = {c.name: c for c in ops.health(dsn)}
+    checks = {c.name: c for c in health.run_checks(dsn)}
     assert checks["worker"].ok
     conn.execute(
         "update public.procrastinate_workers set last_heartbeat = now() - interval '5 minutes'"
     )
-    checks = {c.name: c for c in ops.health(dsn)}
+    checks = {c.name: c for c in health.run_checks(dsn)}
     assert not checks["worker"].ok and "300 s ago" in checks["worker"].detail
 
 
 def test_health_notices_a_revoked_token(conn, dsn, restaurant, emulator):
     with emu_admin.AdminClient(emulator.admin_url) as adm:
         adm.revoke_token(emulator.merchants[0]["tokens"][0])
-    checks = {c.name: c for c in ops.health(dsn, token_ttl_seconds=0)}
+    checks = {c.name: c for c in health.run_checks(dsn, token_ttl_seconds=0)}
     assert not checks["token:acct"].ok and "401" in checks["token:acct"].detail
     assert (
         conn.execute("select token_valid from loyverse.accounts").fetchone()["token_valid"] is False
@@ -225,13 +225,13 @@ def test_api_calls_kept_while_the_database_was_away_reach_it_through_flush_unsen
                           " where account_id = %s", (account_id,)).fetchone()["n"]
     away = "host=127.0.0.1 port=1 dbname=nowhere connect_timeout=1"  # nothing listens on port 1
     with db.Connector(away, probe=False, timeout=1.0) as gone:
-        recorder = ops.ApiCallRecorder(gone, account_id)
+        recorder = apicalls.ApiCallRecorder(gone, account_id)
         for status in (200, 200, 429):
             recorder(type("Record", (), {"method": "POST", "endpoint": "/items", "status": status, "elapsed": 0.1})())
         recorder.close()  # fails: the three calls are kept for (away, account)
-        assert ops.flush_unsent(gone) == 3  # still away: still kept, nothing lost
-    ops._UNSENT[(dsn, account_id)] = ops._UNSENT.pop((away, account_id))  # the database is back
-    assert ops.flush_unsent(connector) == 0
+        assert apicalls.flush_unsent(gone) == 3  # still away: still kept, nothing lost
+    apicalls._UNSENT[(dsn, account_id)] = apicalls._UNSENT.pop((away, account_id))  # the database is back
+    assert apicalls.flush_unsent(connector) == 0
     after = conn.execute("select coalesce(sum(calls), 0)::int as n from loyverse.loyverse_api_call_stats"
                          " where account_id = %s", (account_id,)).fetchone()["n"]
     assert after - before == 3
