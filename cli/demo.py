@@ -441,10 +441,11 @@ def demo(keep_running: bool, items: int, seed: int, time_scale: float, quiet: bo
                     click.echo(f"    sync status    DATABASE_URL={url} {_command()} sync status")
                     from loyverse_sync import metrics as metrics_mod
 
+                    scrapes = db.Connector(found.conninfo, role="cli", max_size=2)  # lives as long as the demo
                     try:
-                        metrics = metrics_mod.serve_metrics(found.conninfo, 9108)
+                        metrics = metrics_mod.serve_metrics(scrapes, 9108)
                     except OSError:  # taken: any free port
-                        metrics = metrics_mod.serve_metrics(found.conninfo, 0)
+                        metrics = metrics_mod.serve_metrics(scrapes, 0)
                     click.echo(
                         f"    metrics        http://127.0.0.1:{metrics.server_address[1]}/metrics"
                     )

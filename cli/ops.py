@@ -22,13 +22,11 @@ from loyverse_sync.cli import _common
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to serve on.")
 def metrics(port: int | None, host: str) -> None:
     """Print (or serve) Prometheus metrics read from the database's views."""
-    with _common.connection():
-        pass  # one clear error now rather than at the first scrape
-    conninfo = _common.database().conninfo
+    connector = _common.connector()  # connects now: one clear error rather than at the first scrape
     if port is None:
-        click.echo(metrics_mod.render_metrics(conninfo), nl=False)
+        click.echo(metrics_mod.render_metrics(connector), nl=False)
         return
-    metrics_mod.serve_metrics(conninfo, port, host)
+    metrics_mod.serve_metrics(connector, port, host)
     click.echo(f"serving Prometheus metrics on http://{host}:{port}/metrics (Ctrl-C to stop)")
     try:
         while True:

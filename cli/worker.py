@@ -63,7 +63,7 @@ def _run(connector: db.Connector, where: str, concurrency: int, graceful_timeout
 
     app = app_mod.build_app(connector=connector, max_pool_size=max(4, concurrency + 3))
     if metrics_port:
-        metrics.serve_metrics(connector.conninfo, metrics_port, metrics_host)
+        metrics.serve_metrics(connector, metrics_port, metrics_host)
         logging.getLogger("loyverse_sync").info("metrics on http://%s:%s/metrics", metrics_host, metrics_port)
     logging.getLogger("loyverse_sync").info("worker starting on %s", where)
     failure = _SideTaskFailure()

@@ -13,8 +13,6 @@ import getpass
 import os
 import re
 
-from psycopg import conninfo as pg_conninfo
-
 _SAFE = re.compile(r"[^\w.:@+=/-]")
 _ACTOR_OPTION = re.compile(r"-c\s*loyverse\.actor=\S*")
 
@@ -35,14 +33,6 @@ def clean(actor: str) -> str:
 def option(actor: str) -> str:
     """The libpq ``options`` fragment that sets loyverse.actor for a connection."""
     return f"-c loyverse.actor={clean(actor)}"
-
-
-def conninfo_as(conninfo: str, actor: str) -> str:
-    """``conninfo`` whose connections act as ``actor`` (kept options are preserved)."""
-    params = pg_conninfo.conninfo_to_dict(conninfo)
-    kept = " ".join(_ACTOR_OPTION.sub("", str(params.get("options") or "")).split())
-    params["options"] = f"{kept} {option(actor)}".strip()
-    return pg_conninfo.make_conninfo(**params)  # type: ignore[arg-type]
 
 
 def use_for_process(actor: str) -> None:

@@ -19,11 +19,11 @@ LATENCY_BOUNDS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, float("inf"))
 class _ViewCollector(registry.Collector):
     """Reads the views at each scrape (a custom collector, so values are never stale)."""
 
-    def __init__(self, conninfo: str) -> None:
-        self.conninfo = conninfo
+    def __init__(self, connector: db.Connector) -> None:
+        self.connector = connector
 
     def collect(self) -> Iterator[core.Metric]:
-        with db.connect(self.conninfo, autocommit=True) as conn:
+        with self.connector.connection() as conn:
             yield from _metrics(conn)
 
 
@@ -121,20 +121,21 @@ def _metrics(conn: psycopg.Connection[Any]) -> Iterator[core.Metric]:
     yield alerts
 
 
-def metrics_registry(conninfo: str) -> registry.CollectorRegistry:
+def metrics_registry(connector: db.Connector) -> registry.CollectorRegistry:
     reg = registry.CollectorRegistry(auto_describe=False)
-    reg.register(_ViewCollector(conninfo))
+    reg.register(_ViewCollector(connector))
     return reg
 
 
-def render_metrics(conninfo: str) -> str:
+def render_metrics(connector: db.Connector) -> str:
     """The Prometheus text exposition of every metric, read from the views now."""
-    return exposition.generate_latest(metrics_registry(conninfo)).decode()
+    return exposition.generate_latest(metrics_registry(connector)).decode()
 
 
-def serve_metrics(conninfo: str, port: int, host: str = "127.0.0.1") -> Any:
-    """Serve /metrics on host:port in a background thread; returns the server."""
+def serve_metrics(connector: db.Connector, port: int, host: str = "127.0.0.1") -> Any:
+    """Serve /metrics on host:port in a background thread (each scrape borrows a connection
+    from ``connector``, which must outlive the server); returns the server."""
     server, _thread = exposition.start_http_server(
-        port, addr=host, registry=metrics_registry(conninfo)
+        port, addr=host, registry=metrics_registry(connector)
     )
     return server

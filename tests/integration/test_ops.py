@@ -61,8 +61,8 @@ def restaurant(conn, fernet_key, emulator):
     return {"id": rid, "account_id": account_id}
 
 
-def test_metrics_are_valid_exposition_with_queue_outcomes_requests_and_latency(dsn, restaurant):
-    families = {f.name: f for f in text_string_to_metric_families(metrics.render_metrics(dsn))}
+def test_metrics_are_valid_exposition_with_queue_outcomes_requests_and_latency(connector, restaurant):
+    families = {f.name: f for f in text_string_to_metric_families(metrics.render_metrics(connector))}
     queue = {s.labels["status"]: s.value for s in families["loyverse_sync_queue_rows"].samples}
     assert queue["pending"] == 1 and queue["dead"] == 2 and queue["failed"] == 1
     outcomes = {
@@ -85,9 +85,9 @@ def test_metrics_are_valid_exposition_with_queue_outcomes_requests_and_latency(d
     assert buckets["0.05"] == 1 and buckets["0.5"] == 3 and buckets["+Inf"] == 4
 
 
-def test_items_counter_does_not_drop_when_the_queue_is_pruned_or_retried(conn, dsn, restaurant):
+def test_items_counter_does_not_drop_when_the_queue_is_pruned_or_retried(conn, connector, restaurant):
     def scrape():
-        families = {f.name: f for f in text_string_to_metric_families(metrics.render_metrics(dsn))}
+        families = {f.name: f for f in text_string_to_metric_families(metrics.render_metrics(connector))}
         items = {
             s.labels["outcome"]: s.value
             for s in families["loyverse_sync_items"].samples
@@ -108,11 +108,11 @@ def test_items_counter_does_not_drop_when_the_queue_is_pruned_or_retried(conn, d
     assert items == {"done": 3, "failed": 1, "dead": 2}
 
 
-def test_metrics_are_served_over_http(dsn, restaurant):
+def test_metrics_are_served_over_http(connector, restaurant):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = metrics.serve_metrics(dsn, port)
+    server = metrics.serve_metrics(connector, port)
     try:
         body = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
     finally:
