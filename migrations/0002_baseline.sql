@@ -2274,6 +2274,16 @@ begin
       from pg_temp.price_sync_results r
      where r.id = q.id and r.mine and r.outcome = 'cancel';
 
+    -- A newer price of ours written to Loyverse makes an older held conflict of the product
+    -- moot: it compared an older price of ours with a Loyverse price this write replaced.
+    -- (Found by the two-way chaos test under `latest`: both sides equal, a stale conflict left.)
+    update loyverse.loyverse_price_sync_queue q
+       set status = 'cancelled', completed_at = now(), updated_at = now(),
+           last_error = 'conflict superseded: a newer price of ours was written to Loyverse'
+      from pg_temp.price_sync_results r
+     where r.mine and r.outcome = 'done' and q.product_id = r.product_id
+       and q.status = 'conflict' and q.id < r.id;
+
     if v_lost_products is not null then
         perform loyverse.enqueue_current_prices(v_lost_products, 'requeue', 0);
     end if;

@@ -240,3 +240,21 @@ def test_paused_and_from_loyverse_rows_are_never_returned_by_the_claim(conn, wor
     assert set(got[0]) == {"id", "product_id", "restaurant_id", "version", "source", "attempts", "max_attempts",
                            "old_price", "new_price", "price_to_send", "loyverse_item_id", "loyverse_variant_id",
                            "loyverse_store_id", "last_synced_price", "sync_direction"}
+
+
+def test_a_newer_price_written_to_loyverse_cancels_an_older_held_conflict(conn, world):
+    """A held conflict compares an older price of ours with Loyverse's; once a newer price of
+    ours is written, it is moot and leaves the dashboard (the two-way chaos test found one
+    left behind under `latest`, with both sides already equal)."""
+    a = world["products"][0]
+    conn.execute("update public.products set price = 11 where id = %s", (a,))
+    (row,) = claim(conn, world)
+    conn.execute("select loyverse.complete_price_sync_batch('w:1', %s::jsonb)", (psycopg.types.json.Jsonb([
+        {"id": row["id"], "outcome": "conflict", "loyverse_price": "12.00"}]),))
+    assert [(r["status"], r["new_price"]) for r in queue(conn)] == [("conflict", D("11"))]
+    conn.execute("update public.products set price = 13 where id = %s", (a,))  # a newer price of ours
+    (newer,) = claim(conn, world, "w:2")
+    assert newer["id"] != row["id"]
+    complete_done(conn, "w:2")
+    assert [(r["status"], r["new_price"]) for r in queue(conn)] == [("cancelled", D("11")), ("done", D("13"))]
+    assert "superseded" in queue(conn)[0]["last_error"]
