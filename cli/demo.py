@@ -375,6 +375,11 @@ def demo(keep_running: bool, items: int, seed: int, time_scale: float, quiet: bo
                     (category["id"],),
                 ).fetchone()
                 assert same is not None
+                # the rows this statement queues, whatever the running worker has done with them
+                # by the time we count (it may have claimed or sent some already)
+                before = conn.execute(
+                    "select coalesce(max(id), 0) as id from loyverse.loyverse_price_sync_queue"
+                ).fetchone()
                 updated = conn.execute(
                     "update public.products set price = round(price * 1.05, 2) where category_id = %s",
                     (category["id"],),
@@ -382,8 +387,8 @@ def demo(keep_running: bool, items: int, seed: int, time_scale: float, quiet: bo
                 queued = conn.execute(
                     "select count(*) as n from loyverse.loyverse_price_sync_queue q"
                     " join public.products p on p.id = q.product_id"
-                    " where p.category_id = %s and q.status = 'pending'",
-                    (category["id"],),
+                    " where p.category_id = %s and q.id > %s",
+                    (category["id"], before["id"] if before else 0),
                 ).fetchone()
                 _echo_wrapped(
                     f"{updated} products of {category['name']} updated in one statement;"
