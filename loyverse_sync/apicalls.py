@@ -120,10 +120,7 @@ def keep_flushing_unsent(connector: db.Connector, every: float = 5.0) -> threadi
 
     def loop() -> None:
         while not stop.wait(every):
-            with _UNSENT_LOCK:
-                anything = any(db_ == connector.conninfo for (db_, _) in _UNSENT)
-            if anything:
-                flush_unsent(connector)
+            flush_unsent(connector)  # does nothing when nothing is kept
 
     threading.Thread(target=loop, name="api-call-records", daemon=True).start()
     return stop
