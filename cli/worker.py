@@ -85,15 +85,23 @@ def _supervise(app: Any, connector: db.Connector, concurrency: int, failure: _Si
     log = logging.getLogger("loyverse_sync")
     while True:
         failure.reason = None
-        run(app, concurrency,
-            queues=["price_sync"],
-            shutdown_graceful_timeout=graceful_timeout,
-            wait=not one_shot,
-            listen_notify=not no_listen,
-            delete_jobs="successful",
-            update_heartbeat_interval=tasks.heartbeat_seconds(),
-            stalled_worker_timeout=tasks.stalled_after_seconds(),
-        )
+        try:
+            run(app, concurrency,
+                queues=["price_sync"],
+                shutdown_graceful_timeout=graceful_timeout,
+                wait=not one_shot,
+                listen_notify=not no_listen,
+                delete_jobs="successful",
+                update_heartbeat_interval=tasks.heartbeat_seconds(),
+                stalled_worker_timeout=tasks.stalled_after_seconds(),
+            )
+        except Exception as exc:
+            # Which of procrastinate's connections meets a restart first depends on timing: a
+            # side task (LISTEN, heartbeat) stops the worker cleanly, but the fetch loop or the
+            # start (registering the worker) raises out of run_worker. Both are the same event.
+            if one_shot or not lost_database(exc):
+                raise
+            failure.reason = f"lost the database ({type(exc).__name__}: {exc})"
         if failure.reason is None:
             return  # a signal, or --one-shot caught up
         # procrastinate stops cleanly when a side task (LISTEN, heartbeat) loses the database,
@@ -112,6 +120,20 @@ def _supervise(app: Any, connector: db.Connector, concurrency: int, failure: _Si
             return
         log.warning("the database is back after %.1f s: restarting the worker", waited)
         apicalls.flush_unsent(connector)
+
+
+def lost_database(exc: BaseException) -> bool:
+    """Whether ``exc`` (raised out of procrastinate's run loop) is the database going away:
+    a connection-level psycopg error, as such or as the cause of procrastinate's
+    ConnectorException (a pool that cannot connect in time, PoolTimeout, is one too)."""
+    import psycopg
+
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, psycopg.OperationalError | psycopg.InterfaceError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 class _Stopped(float):

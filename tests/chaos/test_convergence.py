@@ -118,6 +118,13 @@ def run(dsn, conn, emu, seeds, products, jpy_rid, updater, initial, tmp_path, *,
                 next_kill = time.monotonic() + 2.5
         for _ in range(2):  # more kills while the backlog drains
             kills_mid_batch += pool.kill_mid_batch(conn)
+        # At least 3 kills must land mid-batch, however slow the machine (under load the timed
+        # attempts above can all find no claim in flight): more changes make more batches.
+        deadline = time.monotonic() + 120
+        while kills_mid_batch < 3 and time.monotonic() < deadline:
+            if not harness.queue_counts(conn).get("pending"):
+                updater.step()
+            kills_mid_batch += pool.kill_mid_batch(conn, wait=3.0)
         update_seconds = time.monotonic() - started
         harness.wait_drained(conn, 60)
         drain_seconds = time.monotonic() - started - update_seconds

@@ -195,6 +195,7 @@ def run(owned_pg: OwnedPostgres, dsn: str, emu: Any, seeds: Any, products: dict[
 
     restart = threading.Thread(target=owned_pg.restart, args=(DOWNTIME,), name="pg-restart")
     deaths: list[tuple[int, int | None]] = []  # (worker index, exit code) of workers that died
+    last_words: list[str] = []  # the end of each dead worker's log
     for n in range(STATEMENTS):
         if n == RESTART_AT:
             restart.start()
@@ -211,6 +212,8 @@ def run(owned_pg: OwnedPostgres, dsn: str, emu: Any, seeds: Any, products: dict[
         for i, proc in enumerate(pool.procs):
             if proc.poll() is not None:
                 deaths.append((i, proc.returncode))
+                with open(pool.logs[i], "rb") as log:  # its own last words, before a respawn appends
+                    last_words.append(log.read()[-4000:].decode(errors="replace"))
                 pool.procs[i] = pool._respawn(i)
         counts = harness.queue_counts(conn)
         if counts.get("pending", 0) == 0 and counts.get("processing", 0) == 0:
@@ -248,7 +251,7 @@ def run(owned_pg: OwnedPostgres, dsn: str, emu: Any, seeds: Any, products: dict[
         assert harness.stale_last_changes(emu, seed, want) == {}
         assert harness.stale_last_writes(emu, seed, want) == {}
     assert updater.connection_errors > 0  # the updater did meet the restart
-    assert deaths == [], f"a worker died across the restart: {deaths}\n{pool.output()[-4000:]}"
+    assert deaths == [], f"a worker died across the restart: {deaths}\n" + "\n---\n".join(last_words)
     assert survived
     # ... because each rode it out: procrastinate stopped it, it waited and started again
     assert pool.output().count("restarting the worker") >= 2, pool.output()[-4000:]

@@ -47,3 +47,52 @@ def test_an_immediate_answer_costs_no_sleep():
     srv = FakeServer(back_at=0.0)
     assert worker.wait_for_database("dsn", 60.0, clock=srv.clock, sleep=srv.sleep, connect=srv.connect) == 0.0
     assert srv.sleeps == []
+
+
+class _Connector:
+    conninfo = "dsn"
+
+
+def _supervise_with(monkeypatch: pytest.MonkeyPatch, outcomes: list[BaseException | None]) -> list[str]:
+    """Runs the supervisor over a fake procrastinate run that raises each outcome in turn
+    (None: it returns, as after SIGTERM); returns what happened, in order."""
+    from loyverse_sync import apicalls
+
+    happened: list[str] = []
+
+    def fake_run(app: object, concurrency: int, **options: object) -> None:
+        happened.append("run")
+        outcome = outcomes.pop(0)
+        if outcome is not None:
+            raise outcome
+
+    def fake_wait(conninfo: str, timeout: float) -> float:
+        happened.append("wait")
+        return 0.5
+
+    monkeypatch.setattr(worker, "run", fake_run)
+    monkeypatch.setattr(worker, "wait_for_database", fake_wait)
+    monkeypatch.setattr(apicalls, "flush_unsent", lambda connector: happened.append("flush"))
+    worker._supervise(object(), _Connector(), 2, worker._SideTaskFailure(), 3.0, False, False, 300.0)
+    return happened
+
+
+def test_a_fetch_that_meets_the_restart_is_waited_out_like_a_side_task(monkeypatch):
+    # the fetch loop's query, not LISTEN, met the restart first: procrastinate raises out of
+    # run_worker; the worker waits for the database and runs again instead of exiting 1
+    import psycopg
+    from procrastinate import exceptions
+
+    try:
+        try:
+            raise psycopg.OperationalError("terminating connection due to administrator command")
+        except psycopg.OperationalError as cause:
+            raise exceptions.ConnectorException() from cause
+    except exceptions.ConnectorException as exc:
+        lost = exc
+    assert _supervise_with(monkeypatch, [lost, None]) == ["run", "wait", "flush", "run"]
+
+
+def test_an_error_that_is_not_the_database_going_away_still_stops_the_worker(monkeypatch):
+    with pytest.raises(ZeroDivisionError):
+        _supervise_with(monkeypatch, [ZeroDivisionError("a bug")])
