@@ -338,6 +338,11 @@ def status(conninfo: str) -> list[MigrationStatus]:
     return result
 
 
+def pending_migrations(connector: Connector) -> list[str]:
+    """The ids of the migrations (ours, then procrastinate's) the connector's database lacks."""
+    return [m.id for m in status(connector.conninfo) if not m.applied]
+
+
 def rollback(conninfo: str, to: str) -> list[str]:
     """Roll back every applied migration newer than `to` (a migration id or its number)."""
     migrations = read_migrations(str(migrations_dir()))
