@@ -231,7 +231,7 @@ def test_dashboard_for_an_unknown_restaurant_is_exit_2(dsn, monkeypatch):
     assert result.exit_code == 2 and "no restaurant" in result.output
 
 
-def test_api_calls_kept_while_the_database_was_away_reach_it_through_flush_unsent(conn, dsn, connector, restaurant):
+def test_api_calls_kept_while_the_database_was_away_reach_it_through_flush_unsent(conn, connector, restaurant):
     """A drain whose recorder could not write keeps its calls; the worker's flusher sends them
     even when no later drain of that account runs in the process (the restart chaos test's gap)."""
     account_id = restaurant["account_id"]
@@ -244,7 +244,8 @@ def test_api_calls_kept_while_the_database_was_away_reach_it_through_flush_unsen
             recorder(type("Record", (), {"method": "POST", "endpoint": "/items", "status": status, "elapsed": 0.1})())
         recorder.close()  # fails: the three calls are kept for (away, account)
         assert apicalls.flush_unsent(gone) == 3  # still away: still kept, nothing lost
-    apicalls._UNSENT[(dsn, account_id)] = apicalls._UNSENT.pop((away, account_id))  # the database is back
+        kept = apicalls._UNSENT.pop((gone.database, account_id))
+    apicalls._UNSENT[(connector.database, account_id)] = kept  # the database is back
     assert apicalls.flush_unsent(connector) == 0
     after = conn.execute("select coalesce(sum(calls), 0)::int as n from loyverse.loyverse_api_call_stats"
                          " where account_id = %s", (account_id,)).fetchone()["n"]
