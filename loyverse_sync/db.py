@@ -141,7 +141,8 @@ class Connector:
     def async_pool(self, *, role: str, max_size: int = 4) -> psycopg_pool.AsyncConnectionPool[Any]:
         """A new asyncio pool on the same database, connections as this connector's (autocommit,
         dict rows, its options) named for ``role``; not open: its owner opens it in its event
-        loop and closes it (the webhook receiver, whose answers must not wait for this pool)."""
+        loop and closes it (the webhook receiver: an answer never waits for a connection that a
+        slow request holds in this connector's pool)."""
         return psycopg_pool.AsyncConnectionPool(
             self.conninfo,
             kwargs={**self._kwargs, "application_name": application_name(role)},
