@@ -28,6 +28,7 @@ import uvicorn
 
 from loyverse_emulator import server as emu_server
 from loyverse_sync import accounts, apikeys, db
+from loyverse_sync.cli import serve as serve_cmd
 from loyverse_sync.web import app as app_mod
 
 API = "/api/integrations/loyverse"
@@ -52,7 +53,8 @@ def main() -> None:
         env.pop("PGOPTIONS", None)
         worker = subprocess.Popen([sys.executable, "-m", "loyverse_sync", "worker"], env=env,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        app = app_mod.create_app(dsn, session_secret="bench")
+        handle = serve_cmd.connector(dsn)  # as `loyverse-sync serve` builds it (no JIT)
+        app = app_mod.create_app(handle, session_secret="bench")
         sock = socket.socket()
         sock.bind(("127.0.0.1", 0))
         server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
@@ -86,6 +88,7 @@ def main() -> None:
         finally:
             server.should_exit = True
             thread.join(timeout=15)
+            handle.close()
             worker.terminate()
             worker.wait(timeout=60)
         result = json.loads(cli.stdout)

@@ -27,6 +27,7 @@ import uvicorn
 from psycopg import conninfo as pg_conninfo
 
 from loyverse_sync import accounts, apikeys, db, queries
+from loyverse_sync.cli import serve as serve_cmd
 from loyverse_sync.web import app as app_mod
 
 API = "/api/integrations/loyverse"
@@ -113,7 +114,8 @@ def main() -> None:
             with db.connect(dsn, autocommit=True) as conn:
                 conn.execute("drop index loyverse.loyverse_price_sync_queue_restaurant_id_completed_at_idx")
             print("without 0063's index of done rows by restaurant")
-        app = app_mod.create_app(dsn, session_secret="bench")
+        handle = serve_cmd.connector(dsn)  # as `loyverse-sync serve` builds it (no JIT)
+        app = app_mod.create_app(handle, session_secret="bench")
         sock = socket.socket()
         sock.bind(("127.0.0.1", 0))
         server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
@@ -151,6 +153,7 @@ def main() -> None:
         finally:
             server.should_exit = True
             thread.join(timeout=15)
+            handle.close()
             sock.close()
 
 

@@ -38,7 +38,7 @@ import uvicorn
 from psycopg import rows as pg_rows
 
 from loyverse_emulator import menu
-from loyverse_sync import accounts
+from loyverse_sync import accounts, db
 from loyverse_sync.inbound import receiver as receiver_mod
 from loyverse_sync.loyverse import client as client_mod
 
@@ -238,7 +238,8 @@ def running_receiver(conninfo: str, **kwargs: Any) -> Iterator[str]:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    rec = receiver_mod.Receiver(conninfo, **kwargs)
+    connector = db.Connector(conninfo, role="receiver", min_size=0, max_size=1)  # only its async_pool is used
+    rec = receiver_mod.Receiver(connector, **kwargs)
     server = uvicorn.Server(uvicorn.Config(rec.app(), log_level="warning", lifespan="on"))
 
     async def main() -> None:
@@ -259,6 +260,7 @@ def running_receiver(conninfo: str, **kwargs: Any) -> Iterator[str]:
         server.should_exit = True
         runner.thread.join(30)
         sock.close()
+        connector.close()
 
 
 def wait_for(condition: Callable[[], Any], *, timeout: float = 60.0, what: str = "condition") -> Any:
@@ -405,7 +407,7 @@ class Cron(threading.Thread):
     def run(self) -> None:
         from loyverse_sync.worker import app as app_mod
 
-        app = app_mod.build_app(self.dsn, max_pool_size=2)
+        app = app_mod.build_app(app_mod.worker_connector(self.dsn), close_connector=True, max_pool_size=2)
 
         async def loop() -> None:
             async with app.open_async():

@@ -246,7 +246,6 @@ def connector() -> db.Connector:
 @contextlib.contextmanager
 def connection(*, require_schema: bool = True) -> Iterator[psycopg.Connection[dict[str, Any]]]:
     """An autocommit connection (dict rows) of the command's connector; the database must be migrated."""
-    found = database()
     handle = connector()
     owned = click.get_current_context(silent=True) is None
     with contextlib.ExitStack() as stack:
@@ -259,7 +258,7 @@ def connection(*, require_schema: bool = True) -> Iterator[psycopg.Connection[di
             ).fetchone()
             if not row or not row["ok"]:
                 raise UsageProblem(
-                    f"the database {config.describe_conninfo(found.conninfo)} is not migrated: "
+                    f"the database {handle.database} is not migrated: "
                     "run `loyverse-sync db migrate`"
                 )
         yield conn

@@ -219,7 +219,6 @@ def _add_oauth(
                 param_hint="--token-env",
             )
     keys = crypto.load_keys(create=True)
-    conninfo = _common.database().conninfo
     with _common.connection() as conn:
         try:
             account_id = oauth.add_oauth_account(
@@ -243,7 +242,7 @@ def _add_oauth(
         if not no_check:
             account_obj = accounts.get_account(conn, account_id, keys=keys)
             try:
-                with oauth.client_for(account_obj, conninfo, connection=conn, max_attempts=2) as lv:
+                with oauth.client_for(account_obj, _common.connector(), connection=conn, max_attempts=2) as lv:
                     merchant = lv.get_merchant()
             except lv_errors.LoyverseError as exc:
                 refreshed = conn.execute(
@@ -320,7 +319,6 @@ def reconnect(
     refresh_token = _read_secret(refresh_token_env, "OAuth refresh token", "--refresh-token-env")
     access_token = _read_secret(token_env, "access token", "--token-env") if token_env else None
     keys = crypto.load_keys(create=True)
-    conninfo = _common.database().conninfo
     with _common.connection() as conn:
         account_id = accounts.resolve_account_id(conn, account_ref)
         try:
@@ -340,7 +338,7 @@ def reconnect(
             try:
                 with oauth.client_for(
                     accounts.get_account(conn, account_id, keys=keys),
-                    conninfo,
+                    _common.connector(),
                     connection=conn,
                     max_attempts=2,
                 ) as lv:

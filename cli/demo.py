@@ -314,7 +314,8 @@ def demo(keep_running: bool, items: int, seed: int, time_scale: float, quiet: bo
         for name in restaurants:
             run("import", "run", "--restaurant", name, "--conflict", "update", max_lines=15)
 
-        with db.connect(found.conninfo, autocommit=True) as conn:
+        # the demo's one database handle: the connection it reads through, and the metrics' scrapes
+        with db.Connector(found.conninfo, role="cli", max_size=2) as handle, handle.connection() as conn:
             mapped = conn.execute(
                 "select count(*) as n, count(*) filter (where needs_attention) as attention"
                 " from loyverse.loyverse_item_mappings"
@@ -446,11 +447,10 @@ def demo(keep_running: bool, items: int, seed: int, time_scale: float, quiet: bo
                     click.echo(f"    sync status    DATABASE_URL={url} {_command()} sync status")
                     from loyverse_sync import metrics as metrics_mod
 
-                    scrapes = db.Connector(found.conninfo, role="cli", max_size=2)  # lives as long as the demo
                     try:
-                        metrics = metrics_mod.serve_metrics(scrapes, 9108)
+                        metrics = metrics_mod.serve_metrics(handle, 9108)
                     except OSError:  # taken: any free port
-                        metrics = metrics_mod.serve_metrics(scrapes, 0)
+                        metrics = metrics_mod.serve_metrics(handle, 0)
                     click.echo(
                         f"    metrics        http://127.0.0.1:{metrics.server_address[1]}/metrics"
                     )

@@ -6,6 +6,7 @@ import sys
 import time
 
 import click
+import psycopg
 
 from loyverse_sync import health as health_mod
 from loyverse_sync import metrics as metrics_mod
@@ -57,13 +58,17 @@ def metrics(port: int | None, host: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def health(heartbeat_seconds: float, token_ttl: float, no_token_check: bool, as_json: bool) -> None:
     """Exit 0 when healthy, 1 when not, with a reason per check (for systemd and load balancers)."""
-    conninfo = _common.database().conninfo
-    checks = health_mod.run_checks(
-        conninfo,
-        heartbeat_seconds=heartbeat_seconds,
-        token_ttl_seconds=token_ttl,
-        check_tokens=not no_token_check,
-    )
+    try:
+        connector = _common.connector()
+    except psycopg.OperationalError as exc:  # the connector's probe: the database does not answer
+        checks = [health_mod.unreachable(exc)]
+    else:
+        checks = health_mod.run_checks(
+            connector,
+            heartbeat_seconds=heartbeat_seconds,
+            token_ttl_seconds=token_ttl,
+            check_tokens=not no_token_check,
+        )
     healthy = all(c.ok for c in checks)
     if as_json:
         _common.echo_json({"healthy": healthy, "checks": [c.__dict__ for c in checks]})

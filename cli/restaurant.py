@@ -58,7 +58,7 @@ def link(restaurant_ref: str, account_ref: str, store_id: str, no_check: bool) -
             account_obj = accounts.get_account(conn, account_id)
             from loyverse_sync import oauth
 
-            with oauth.client_for(account_obj, conn.info.dsn, connection=conn) as lv:
+            with oauth.client_for(account_obj, _common.connector(), connection=conn) as lv:
                 stores = {s["id"]: s for s in lv.list_stores()}
             if store_id not in stores:
                 known = ", ".join(f"{s['id']} ({s.get('name')})" for s in stores.values()) or "none"

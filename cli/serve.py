@@ -6,7 +6,19 @@ import logging
 
 import click
 
+from loyverse_sync import db
 from loyverse_sync.cli import _common
+
+#: The server's pool: one connection per request being served.
+POOL_SIZE = 8
+
+
+def connector(conninfo: str) -> db.Connector:
+    """The server's one database handle (the caller closes it).
+
+    Short queries only: JIT compiling a status query over a large queue cost 210 ms of its
+    313 ms (bench/api_latency.py), so the server's connections go without it."""
+    return db.Connector(conninfo, role="serve", options="-c jit=off", max_size=POOL_SIZE)
 
 
 @click.command()
@@ -31,14 +43,15 @@ def serve(host: str, port: int, root_path: str, print_openapi: bool) -> None:
     if print_openapi:
         import json
 
-        doc = app_mod.create_app("").openapi()
+        doc = app_mod.create_app(None).openapi()
         click.echo(json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False))
         return
     found = _common.database()
     audit.use_for_process(f"serve:{audit.os_user()}")  # requests set their own actor
-    app = app_mod.create_app(found.conninfo)
-    logging.getLogger("loyverse_sync").info("serving on http://%s:%s/ (%s)", host, port, found.describe())
-    click.echo(f"loyverse-sync serve: http://{host}:{port}/console/ (API: http://{host}:{port}/api/integrations/loyverse/, "
-               f"OpenAPI: /openapi.json)", err=True)
-    uvicorn.run(app, host=host, port=port, root_path=root_path, log_level="warning", access_log=False,
-                proxy_headers=bool(root_path))
+    with connector(found.conninfo) as handle:
+        app = app_mod.create_app(handle)
+        logging.getLogger("loyverse_sync").info("serving on http://%s:%s/ (%s)", host, port, found.describe())
+        click.echo(f"loyverse-sync serve: http://{host}:{port}/console/ (API: http://{host}:{port}/api/integrations/loyverse/, "
+                   f"OpenAPI: /openapi.json)", err=True)
+        uvicorn.run(app, host=host, port=port, root_path=root_path, log_level="warning", access_log=False,
+                    proxy_headers=bool(root_path))

@@ -39,16 +39,12 @@ def worker(concurrency: int, graceful_timeout: float, one_shot: bool, no_listen:
     notification and retention tasks. Configure with DATABASE_URL (or PG*),
     LOYVERSE_SYNC_KEY, and optionally LOYVERSE_SYNC_SMTP_* (see systemd/loyverse-sync.env.example).
     """
-    from loyverse_sync import audit, db
+    from loyverse_sync import audit
     from loyverse_sync.worker import app as app_mod
 
     found = _common.database()
     audit.use_for_process(f"worker:{audit.os_user()}")  # the audit trail's actor of the worker's own changes
-    # The process's one database handle for our own SQL: a connection per running job, ready
-    # before the first burst of jobs (a pool grows one connection at a time), plus one for the
-    # periodic tasks. procrastinate keeps its own pool for its queries and LISTEN.
-    connector = db.Connector(found.conninfo, role="worker", min_size=concurrency + 1,
-                             max_size=max(app_mod.WORKER_POOL_MAX, concurrency + 4))
+    connector = app_mod.worker_connector(found.conninfo, concurrency=concurrency)  # the process's one
     try:
         _run(connector, found.describe(), concurrency, graceful_timeout, one_shot, no_listen, metrics_port,
              metrics_host, reconnect_timeout)
@@ -61,7 +57,7 @@ def _run(connector: db.Connector, where: str, concurrency: int, graceful_timeout
     from loyverse_sync import apicalls, metrics
     from loyverse_sync.worker import app as app_mod
 
-    app = app_mod.build_app(connector=connector, max_pool_size=max(4, concurrency + 3))
+    app = app_mod.build_app(connector, max_pool_size=max(4, concurrency + 3))
     if metrics_port:
         metrics.serve_metrics(connector, metrics_port, metrics_host)
         logging.getLogger("loyverse_sync").info("metrics on http://%s:%s/metrics", metrics_host, metrics_port)
@@ -111,7 +107,7 @@ def _supervise(app: Any, connector: db.Connector, concurrency: int, failure: _Si
         if one_shot:
             raise click.ClickException(f"worker stopped: {failure.reason}")
         log.warning("worker stopped: %s; waiting up to %.0f s for the database", failure.reason, reconnect_timeout)
-        waited = wait_for_database(connector.conninfo, reconnect_timeout)
+        waited = wait_for_database(connector.probe, reconnect_timeout)
         if waited is None:
             raise click.ClickException(
                 f"worker stopped: {failure.reason}; the database did not come back within "
@@ -144,22 +140,14 @@ _STOPPED = _Stopped(-1.0)
 
 
 def wait_for_database(
-    conninfo: str,
+    probe: Callable[[], Any],
     timeout: float,
     *,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
-    connect: Callable[[str], Any] | None = None,
 ) -> float | None:
-    """Seconds until ``conninfo`` answered again (probing with backoff, 0.5 s up to 5 s), or
-    None after ``timeout`` seconds, or _STOPPED when SIGTERM/SIGINT arrived meanwhile."""
-    import psycopg
-
-    def probe(dsn: str) -> Any:
-        with psycopg.connect(dsn, connect_timeout=5) as conn:
-            return conn.execute("select 1").fetchone()
-
-    connect = connect or probe
+    """Seconds until ``probe`` (``connector.probe``) succeeded again (with backoff, 0.5 s up to
+    5 s), or None after ``timeout`` seconds, or _STOPPED when SIGTERM/SIGINT arrived meanwhile."""
     stop = {"now": False}
 
     def on_signal(signum: int, frame: Any) -> None:
@@ -171,7 +159,7 @@ def wait_for_database(
         delay = 0.5
         while not stop["now"]:
             try:
-                connect(conninfo)
+                probe()
                 return clock() - started
             except Exception:  # anything the driver raises while the server is away
                 pass

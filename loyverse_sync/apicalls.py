@@ -52,7 +52,7 @@ class ApiCallRecorder:
         self._lock = threading.Lock()
         self._last_flush = time.monotonic()
         # which database the account id belongs to (a process may serve several)
-        self._unsent_key = (connector.conninfo, account_id)
+        self._unsent_key = (connector.database, account_id)
 
     def __call__(self, record: Any) -> None:
         with self._lock:
@@ -103,7 +103,7 @@ class ApiCallRecorder:
 def flush_unsent(connector: db.Connector) -> int:
     """Send the API-call records kept for ``connector``'s database (ApiCallRecorder keeps what
     the database could not take); returns how many calls are still kept afterwards."""
-    database = connector.conninfo
+    database = connector.database
     with _UNSENT_LOCK:
         kept_for = sorted(account for (db_, account) in _UNSENT if db_ == database)
     for account_id in kept_for:

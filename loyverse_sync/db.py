@@ -15,18 +15,23 @@ import contextlib
 import copy
 import dataclasses
 import importlib.metadata
+import os
 import pathlib
 import re
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 import psycopg_pool
+from psycopg import conninfo as pg_conninfo
 from psycopg import rows
 from yoyo import backends as yoyo_backends
 from yoyo import get_backend, read_migrations
 
 from loyverse_sync import audit, config, queries
+
+if TYPE_CHECKING:
+    import procrastinate
 
 PACKAGE_ROOT = pathlib.Path(__file__).resolve().parent
 PROCRASTINATE_FILE_RE = re.compile(r"^(\d{2})\.(\d{2})\.(\d{2})_(\d{2})_(pre|post)_.*\.sql$")
@@ -73,8 +78,13 @@ class Connector:
     connections beyond ``min_size`` close after ``max_idle`` seconds. ``execute(file, name,
     params)`` runs one named query (loyverse_sync/queries) on a lent connection.
 
+    ``options``: server options for every connection of the pool, after those libpq would send
+    anyway (the conninfo's, else PGOPTIONS): the server's ``-c jit=off``.
+
     Thread-safe. Open on construction (``probe``: after one direct connection proved the
-    database answers); ``close()`` (or ``with``) closes every connection.
+    database answers); ``close()`` (or ``with``) closes every connection. An async part of the
+    same process (the webhook receiver, procrastinate) gets a pool of its own on the same
+    database from ``async_pool()`` / ``procrastinate_connector()``.
     """
 
     def __init__(
@@ -87,25 +97,31 @@ class Connector:
         max_idle: float = 60.0,
         timeout: float = 30.0,
         connect_timeout: float = 10.0,
+        options: str | None = None,
         probe: bool = True,
     ) -> None:
+        self.conninfo = conninfo
+        #: the database reached, without the password: what messages name, and a key for what
+        #: a process keeps per database (API-call records it could not send yet)
+        self.database = config.describe_conninfo(conninfo)
+        self.application_name = application_name(role)
+        self._actor: str | None = None
+        self._kwargs: dict[str, Any] = {
+            "autocommit": True,
+            "row_factory": rows.dict_row,
+            "connect_timeout": max(1, int(connect_timeout)),
+        }
+        if options:
+            given = pg_conninfo.conninfo_to_dict(conninfo).get("options") or os.environ.get("PGOPTIONS")
+            self._kwargs["options"] = f"{given or ''} {options}".strip()
         if probe:
             # The pool connects in the background and only logs why it cannot: connect once
             # here, so a wrong DATABASE_URL or a server that is down fails now, with libpq's
             # reason, rather than as a PoolTimeout at the first query.
-            psycopg.connect(conninfo, connect_timeout=max(1, int(connect_timeout))).close()
-        self.conninfo = conninfo
-        self.application_name = application_name(role)
-        self._actor: str | None = None
-        self._owns_pool = True
+            self.probe()
         self.pool: psycopg_pool.ConnectionPool[Any] = psycopg_pool.ConnectionPool(
             conninfo,
-            kwargs={
-                "autocommit": True,
-                "row_factory": rows.dict_row,
-                "application_name": self.application_name,
-                "connect_timeout": max(1, int(connect_timeout)),
-            },
+            kwargs={**self._kwargs, "application_name": self.application_name},
             min_size=min_size,
             max_size=max(min_size, max_size),
             max_idle=max_idle,
@@ -117,18 +133,35 @@ class Connector:
         # no wait: a worker starts (and waits for the database itself) even when it is away
         self.pool.open(wait=False)
 
-    @classmethod
-    def over(cls, pool: psycopg_pool.ConnectionPool[Any], conninfo: str) -> Connector:
-        """A connector on a pool someone else opened and closes (the server's, with JIT off):
-        its connections must be autocommit with dict rows."""
-        self = cls.__new__(cls)
-        self.conninfo = conninfo
-        kwargs = pool.kwargs if isinstance(pool.kwargs, dict) else {}
-        self.application_name = str(kwargs.get("application_name", ""))
-        self._actor = None
-        self._owns_pool = False
-        self.pool = pool
-        return self
+    def probe(self) -> None:
+        """Connect once, outside the pool: raises libpq's reason when the database does not
+        answer (construction; a worker waiting for its database to come back)."""
+        psycopg.connect(self.conninfo, connect_timeout=self._kwargs["connect_timeout"]).close()
+
+    def async_pool(self, *, role: str, max_size: int = 4) -> psycopg_pool.AsyncConnectionPool[Any]:
+        """A new asyncio pool on the same database, connections as this connector's (autocommit,
+        dict rows, its options) named for ``role``; not open: its owner opens it in its event
+        loop and closes it (the webhook receiver: an answer never waits for a connection that a
+        slow request holds in this connector's pool)."""
+        return psycopg_pool.AsyncConnectionPool(
+            self.conninfo,
+            kwargs={**self._kwargs, "application_name": application_name(role)},
+            min_size=1,
+            max_size=max_size,
+            name=application_name(role),
+            open=False,
+        )
+
+    def procrastinate_connector(self, *, max_size: int) -> procrastinate.PsycopgConnector:
+        """procrastinate's own connector (its queries, LISTEN) on the same database."""
+        import procrastinate
+
+        return procrastinate.PsycopgConnector(
+            conninfo=self.conninfo,
+            min_size=1,
+            max_size=max_size,
+            kwargs={"application_name": application_name("procrastinate")},
+        )
 
     def acting_as(self, actor: str) -> Connector:
         """This connector (the same pool) whose connections act as ``actor`` (the audit trail's
@@ -180,8 +213,9 @@ class Connector:
             return queries.execute(conn, file, name, params).fetchone()
 
     def close(self) -> None:
-        """Close the pool's connections (a pool given to ``over`` is left to its owner)."""
-        if self._owns_pool and self._actor is None:
+        """Close the pool's connections (not through an ``acting_as`` copy: the pool is the
+        original's)."""
+        if self._actor is None:
             self.pool.close()
 
     def __enter__(self) -> Connector:
@@ -336,6 +370,11 @@ def status(conninfo: str) -> list[MigrationStatus]:
             for f in pending_procrastinate_migrations(conn)
         ]
     return result
+
+
+def pending_migrations(connector: Connector) -> list[str]:
+    """The ids of the migrations (ours, then procrastinate's) the connector's database lacks."""
+    return [m.id for m in status(connector.conninfo) if not m.applied]
 
 
 def rollback(conninfo: str, to: str) -> list[str]:

@@ -44,6 +44,7 @@ leaves it as it was and is retried like any other request.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -167,7 +168,7 @@ def request_refresh(
 
 def client_for(
     account: accounts.Account,
-    conninfo: str,
+    connector: db.Connector,
     *,
     connection: psycopg.Connection[Any] | None = None,
     **kwargs: Any,
@@ -177,7 +178,10 @@ def client_for(
     if account.auth_kind != "oauth":
         return client_mod.LoyverseClient(account.base_url, account.token, **kwargs)
     provider = StoredTokens(
-        conninfo, account.id, connection=connection, http_timeout=float(kwargs.get("timeout", 15.0))
+        connector,
+        account.id,
+        connection=connection,
+        http_timeout=float(kwargs.get("timeout", 15.0)),
     )
     return client_mod.LoyverseClient(account.base_url, token_provider=provider, **kwargs)
 
@@ -190,6 +194,13 @@ def _seal(
         json.dumps({"client_secret": client_secret, "refresh_token": refresh_token}), keys
     )
     return {"token_ciphertext": token_ct, "oauth_ciphertext": secret_ct, "token_key_id": key_id}
+
+
+def _require_filled(**values: str) -> None:
+    """What an OAuth connection cannot do without: ValueError naming the first one empty."""
+    for label, value in values.items():
+        if not value or not value.strip():
+            raise ValueError(f"the {label.replace('_', ' ')} is empty")
 
 
 def _open_secrets(row: dict[str, Any], keys: list[bytes]) -> tuple[str, str]:
@@ -216,13 +227,7 @@ def add_oauth_account(
 ) -> int:
     """Store an OAuth account (all secrets encrypted); returns its id. Without an access
     token the first use refreshes; with one whose expiry is unknown, a 401 does."""
-    for label, value in (
-        ("client id", client_id),
-        ("client secret", client_secret),
-        ("refresh token", refresh_token),
-    ):
-        if not value or not value.strip():
-            raise ValueError(f"the {label} is empty")
+    _require_filled(client_id=client_id, client_secret=client_secret, refresh_token=refresh_token)
     access = (access_token or "").strip()
     sealed = _seal(
         keys or crypto.load_keys(create=True), access, client_secret.strip(), refresh_token.strip()
@@ -260,13 +265,7 @@ def connect_account(
 ) -> None:
     """Connect an existing account through an OAuth app (a personal one switching over, or an
     OAuth one whose refresh token was refused): its queue, links and history stay."""
-    for label, value in (
-        ("client id", client_id),
-        ("client secret", client_secret),
-        ("refresh token", refresh_token),
-    ):
-        if not value or not value.strip():
-            raise ValueError(f"the {label} is empty")
+    _require_filled(client_id=client_id, client_secret=client_secret, refresh_token=refresh_token)
     with conn.transaction():
         row = queries.execute(conn, "accounts", "get_account", {"id": int(account_id)}).fetchone()
         if row is None:
@@ -295,14 +294,15 @@ def connect_account(
 class StoredTokens:
     """The access token of one OAuth account, refreshed ahead of expiry and after a 401.
 
-    ``connection``: an autocommit connection to run on (the drain's own); else one is opened
-    from ``conninfo`` for each read or refresh. ``clock`` is epoch seconds (tests inject it).
+    ``connection``: an autocommit connection to run on (the drain's own); else ``connector``
+    lends one for each read or refresh (and always for storing a refreshed pair again after
+    the first connection failed). ``clock`` is epoch seconds (tests inject it).
     Thread-safe; meant for one client (see the module docstring for the locking).
     """
 
     def __init__(
         self,
-        conninfo: str,
+        connector: db.Connector,
         account_id: int,
         *,
         connection: psycopg.Connection[Any] | None = None,
@@ -314,7 +314,7 @@ class StoredTokens:
             raise ValueError(
                 "StoredTokens needs an autocommit connection (the refresh commits at once)"
             )
-        self.conninfo = conninfo
+        self.connector = connector
         self.account_id = int(account_id)
         self.connection = connection
         self.http_timeout = http_timeout
@@ -337,16 +337,7 @@ class StoredTokens:
         with self._lock:
             if self._access is None:
                 with self._conn() as conn:
-                    row = queries.execute(
-                        conn, "accounts", "oauth_tokens", {"id": self.account_id}
-                    ).fetchone()
-                if row is None:
-                    raise errors.Unauthorized(
-                        code="NOT_OAUTH",
-                        method="POST",
-                        path=TOKEN_PATH,
-                        details=f"account {self.account_id} is not an OAuth account",
-                    )
+                    row = self._tokens_row(conn, "oauth_tokens")
                 self._adopt(row, crypto.load_keys())
             if self._due():
                 self._refresh(force=False)
@@ -381,12 +372,22 @@ class StoredTokens:
         self._expires_at = row["expires_at"]
         self._lifetime = row["lifetime"]
 
-    def _conn(self) -> Any:
+    def _conn(self) -> contextlib.AbstractContextManager[psycopg.Connection[Any]]:
         if self.connection is not None:
-            import contextlib
-
             return contextlib.nullcontext(self.connection)
-        return db.connect(self.conninfo, autocommit=True, application_name="loyverse_sync.oauth")
+        return self.connector.connection()
+
+    def _tokens_row(self, conn: psycopg.Connection[Any], query: str) -> dict[str, Any]:
+        """The account's stored tokens (``query``: read, or lock for a refresh)."""
+        row = queries.execute(conn, "accounts", query, {"id": self.account_id}).fetchone()
+        if row is None:
+            raise errors.Unauthorized(
+                code="NOT_OAUTH",
+                method="POST",
+                path=TOKEN_PATH,
+                details=f"account {self.account_id} is not an OAuth account",
+            )
+        return dict(row)
 
     def _refresh(self, *, force: bool) -> None:
         spent: bytes | None = None
@@ -395,16 +396,7 @@ class StoredTokens:
         rejected = False
         try:
             with self._conn() as conn, conn.transaction():
-                row = queries.execute(
-                    conn, "accounts", "oauth_tokens_for_refresh", {"id": self.account_id}
-                ).fetchone()
-                if row is None:
-                    raise errors.Unauthorized(
-                        code="NOT_OAUTH",
-                        method="POST",
-                        path=TOKEN_PATH,
-                        details=f"account {self.account_id} is not an OAuth account",
-                    )
+                row = self._tokens_row(conn, "oauth_tokens_for_refresh")
                 keys = crypto.load_keys()  # after the lock: a key rotation that held it is visible
                 if bytes(row["token_ciphertext"]) != self._ciphertext:
                     held = self._access
@@ -477,9 +469,7 @@ class StoredTokens:
         logger.warning(
             "account %s: storing the refreshed tokens failed; trying once more", self.account_id
         )
-        with db.connect(
-            self.conninfo, autocommit=True, application_name="loyverse_sync.oauth"
-        ) as conn:
+        with self.connector.connection() as conn:
             row = queries.execute(
                 conn,
                 "accounts",

@@ -3,9 +3,8 @@
 The connector points at the database resolved like every other command (DATABASE_URL, the
 libpq variables, then discovery; see loyverse_sync/config.py). ``app`` is built on first
 access (which opens its ``db.Connector``), so importing this module connects to nothing;
-``build_app(conninfo)`` makes an App for an explicit database (tests, tools),
-``build_app(connector=...)`` one whose tasks use the process's ``db.Connector`` (the worker
-command builds it once and closes it).
+``build_app(connector)`` makes one whose tasks use the process's ``db.Connector`` (the worker
+command builds it once and closes it; ``close_connector=True`` hands it to the App instead).
 """
 
 from __future__ import annotations
@@ -24,28 +23,32 @@ WORKER_POOL_MAX = 64 + 4
 
 
 def build_app(
-    conninfo: str | None = None, *, connector: db.Connector | None = None, max_pool_size: int = 8,
+    connector: db.Connector | None = None, *, max_pool_size: int = 8, close_connector: bool = False,
 ) -> procrastinate.App:
     """An App with the price-sync and inbound tasks, their SQL on ``connector`` (default: one
-    built here on ``conninfo``, itself defaulting to the resolved database, closed with the app)."""
-    own = connector is None
+    built here on the resolved database, closed with the App, as with ``close_connector``);
+    procrastinate's own queries on a pool of ``max_pool_size`` on the same database."""
     if connector is None:
-        connector = db.Connector(conninfo or config.find_database().conninfo, role="worker",
-                                 min_size=1, max_size=WORKER_POOL_MAX)
+        connector, close_connector = worker_connector(config.find_database().conninfo), True
     app = procrastinate.App(
-        connector=procrastinate.PsycopgConnector(
-            conninfo=connector.conninfo, min_size=1, max_size=max_pool_size,
-            kwargs={"application_name": db.application_name("procrastinate")},
-        ),
+        connector=connector.procrastinate_connector(max_size=max_pool_size),
         worker_defaults=dict(WORKER_DEFAULTS),
         periodic_defaults={"max_delay": 600},
     )
     tasks.register(app, connector)
     inbound_tasks.register(app, connector, tasks.QUEUE)
-    if own:
+    if close_connector:
         # closed with the app (at exit at the latest), never left to the GC's order
         weakref.finalize(app, connector.close)
     return app
+
+
+def worker_connector(conninfo: str, *, concurrency: int = 1) -> db.Connector:
+    """A worker's database handle for our own SQL: a connection per running job, ready before
+    the first burst of jobs (a pool grows one connection at a time), plus one for the periodic
+    tasks (procrastinate keeps its own pool for its queries and LISTEN)."""
+    return db.Connector(conninfo, role="worker", min_size=concurrency + 1,
+                        max_size=max(WORKER_POOL_MAX, concurrency + 4))
 
 
 _app: procrastinate.App | None = None

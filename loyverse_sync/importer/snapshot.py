@@ -113,7 +113,7 @@ def fetch(
     pages = 0
     governor = governor_mod.PostgresGovernor(connector, account.id)
     with oauth.client_for(
-        account, connector.conninfo, governor=governor, on_request=count, timeout=timeout
+        account, connector, governor=governor, on_request=count, timeout=timeout
     ) as client:
         merchant = client.get_merchant()
         fetched["store"] = client.list_stores()

@@ -1,10 +1,14 @@
 """The webhook receiver: one Starlette route that stores Loyverse deliveries as received.
 
-    receiver = Receiver(conninfo)              # or Receiver(conninfo, pool=<AsyncConnectionPool>)
+    receiver = Receiver(connector)             # the process's db.Connector
     app.router.routes.extend(receiver.routes)  # POST /loyverse/webhooks/{url_secret}
     # in the app's lifespan: `async with receiver.lifespan(): ...` (closes its pool; optional:
     # the pool also opens on the first request)
     # or standalone: uvicorn.run(receiver.app())
+
+Deliveries are stored on an asyncio pool of the receiver's own (``connector.async_pool``, on
+the connector's database, opened in the server's event loop): an answer never waits for a
+connection that a slow API request holds.
 
 Each delivery is authenticated by the unguessable URL secret of its account
 (``loyverse_inbound_settings.url_secret``) and, when the account has an OAuth client secret,
@@ -32,14 +36,13 @@ from typing import Any
 
 import psycopg
 import psycopg_pool
-from psycopg.rows import dict_row
 from psycopg.types import json as pg_json
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from loyverse_sync import crypto, queries
+from loyverse_sync import crypto, db, queries
 
 logger = logging.getLogger("loyverse_sync.receiver")
 
@@ -67,13 +70,12 @@ def signature_ok(body: bytes, secret: str, header: str | None) -> bool:
 
 
 class Receiver:
-    """The receiver's route and its connection pool (its own unless one is given)."""
+    """The receiver's route and its asyncio connection pool (made from ``connector``)."""
 
-    def __init__(self, conninfo: str, *, pool: psycopg_pool.AsyncConnectionPool[Any] | None = None,
-                 keys: list[bytes] | None = None, path: str = PATH, max_body: int = MAX_BODY) -> None:
-        self.conninfo = conninfo
-        self._own_pool = pool is None
-        self._pool = pool
+    def __init__(self, connector: db.Connector, *, keys: list[bytes] | None = None, path: str = PATH,
+                 max_body: int = MAX_BODY) -> None:
+        self.connector = connector
+        self._pool: psycopg_pool.AsyncConnectionPool[Any] | None = None
         self._keys = keys
         self._secrets: dict[tuple[bytes, str], str] = {}  # ciphertext, key id -> client secret
         self._lock = threading.Lock()
@@ -83,17 +85,14 @@ class Receiver:
 
     async def _get_pool(self) -> psycopg_pool.AsyncConnectionPool[Any]:
         if self._pool is None:
-            pool: psycopg_pool.AsyncConnectionPool[Any] = psycopg_pool.AsyncConnectionPool(
-                self.conninfo, min_size=1, max_size=4, open=False,
-                kwargs={"autocommit": True, "row_factory": dict_row,
-                        "application_name": "loyverse_sync.receiver"})
+            pool = self.connector.async_pool(role="receiver", max_size=4)
             if self._pool is None:
                 self._pool = pool
                 await pool.open()
         return self._pool
 
     async def close(self) -> None:
-        if self._own_pool and self._pool is not None:
+        if self._pool is not None:
             pool, self._pool = self._pool, None
             await pool.close()
 

@@ -209,7 +209,7 @@ def default_client_factory(
         # an OAuth account's token refreshes on the drain's connection, under its row lock
         return oauth.client_for(
             account,
-            connector.conninfo,
+            connector,
             connection=connection,
             governor=governor_mod.PostgresGovernor(connector, account.id, connection=connection),
             timeout=config.http_timeout,

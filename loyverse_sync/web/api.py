@@ -131,6 +131,12 @@ def restaurant_of(database: base.Database, key: apikeys.Key, restaurant_id: uuid
     return rid
 
 
+def rows_of(database: base.Database, key: apikeys.Key, restaurant_id: uuid.UUID | None, query: str,
+            **params: Any) -> list[dict[str, Any]]:
+    """The rows of the read ``query`` about the restaurant of the request (``restaurant_of``)."""
+    return database.all(None, query, {"restaurant_id": restaurant_of(database, key, restaurant_id), **params})
+
+
 def json_response(value: Any, status: int = 200) -> fastapi.responses.JSONResponse:
     return fastapi.responses.JSONResponse(base.jsonable(value), status_code=status)
 
@@ -278,8 +284,7 @@ def menu_status(
 @router.get("/menu/runs", summary="Recent import runs of a restaurant")
 def menu_runs(key: Key, database: Db, restaurant_id: uuid.UUID | None = None,
               limit: Annotated[int, fastapi.Query(ge=1, le=200)] = 20) -> fastapi.responses.JSONResponse:
-    rid = restaurant_of(database, key, restaurant_id)
-    return json_response({"runs": database.all(None, "import_runs", {"restaurant_id": rid, "limit": limit})})
+    return json_response({"runs": rows_of(database, key, restaurant_id, "import_runs", limit=limit)})
 
 
 class UndoRequest(Body):
@@ -309,17 +314,15 @@ def sync_status(key: Key, database: Db, restaurant_id: uuid.UUID | None = None) 
     restaurant_id gets every restaurant."""
     if restaurant_id is None and key.is_admin:
         return json_response({"restaurants": database.all(None, "sync_status_all")})
-    rid = restaurant_of(database, key, restaurant_id)
-    return json_response({"restaurants": database.all(None, "sync_status", {"restaurant_id": rid})})
+    return json_response({"restaurants": rows_of(database, key, restaurant_id, "sync_status")})
 
 
 @router.get("/sync/timeline", summary="Queue depth and processing rate over time (the dashboard's chart)")
 def sync_timeline(key: Key, database: Db, restaurant_id: uuid.UUID | None = None,
                   minutes: Annotated[int, fastapi.Query(ge=1, le=10080)] = 60,
                   buckets: Annotated[int, fastapi.Query(ge=1, le=240)] = 12) -> fastapi.responses.JSONResponse:
-    rid = restaurant_of(database, key, restaurant_id)
-    return json_response({"timeline": database.all(None, "timeline", {"restaurant_id": rid, "minutes": minutes,
-                                                                      "buckets": buckets})})
+    return json_response({"timeline": rows_of(database, key, restaurant_id, "timeline", minutes=minutes,
+                                              buckets=buckets)})
 
 
 class TriggerRequest(Body):
@@ -338,9 +341,7 @@ def sync_trigger(body: TriggerRequest, key: Key, database: Db) -> fastapi.respon
 def sync_history(key: Key, database: Db, restaurant_id: uuid.UUID | None = None,
                  page: Annotated[int, fastapi.Query(ge=1, le=1_000_000)] = 1,
                  per_page: Annotated[int, fastapi.Query(ge=1, le=500)] = 50) -> fastapi.responses.JSONResponse:
-    rid = restaurant_of(database, key, restaurant_id)
-    found = database.all(None, "sync_history", {"restaurant_id": rid, "limit": per_page + 1,
-                                                "offset": (page - 1) * per_page})
+    found = rows_of(database, key, restaurant_id, "sync_history", limit=per_page + 1, offset=(page - 1) * per_page)
     return json_response({"page": page, "per_page": per_page, "has_more": len(found) > per_page,
                           "items": found[:per_page]})
 
@@ -348,8 +349,7 @@ def sync_history(key: Key, database: Db, restaurant_id: uuid.UUID | None = None,
 @router.get("/sync/problems", summary="Failed, dead and conflicting changes")
 def sync_problems(key: Key, database: Db, restaurant_id: uuid.UUID | None = None,
                   limit: Annotated[int, fastapi.Query(ge=1, le=1000)] = 200) -> fastapi.responses.JSONResponse:
-    rid = restaurant_of(database, key, restaurant_id)
-    return json_response({"problems": database.all(None, "sync_problems", {"restaurant_id": rid, "limit": limit})})
+    return json_response({"problems": rows_of(database, key, restaurant_id, "sync_problems", limit=limit)})
 
 
 class RetryRequest(Body):
@@ -518,5 +518,4 @@ def put_settings(body: SettingsUpdate, key: Key, database: Db) -> fastapi.respon
 @router.get("/audit", summary="Who changed what in a restaurant (newest first)")
 def audit_trail(key: Key, database: Db, restaurant_id: uuid.UUID | None = None,
                 limit: Annotated[int, fastapi.Query(ge=1, le=1000)] = 100) -> fastapi.responses.JSONResponse:
-    rid = restaurant_of(database, key, restaurant_id)
-    return json_response({"audit": database.all(None, "audit", {"restaurant_id": rid, "limit": limit})})
+    return json_response({"audit": rows_of(database, key, restaurant_id, "audit", limit=limit)})

@@ -20,6 +20,7 @@ import fastapi
 from fastapi import exceptions as fastapi_exceptions
 from fastapi import responses
 
+from loyverse_sync import db
 from loyverse_sync.web import base
 
 logger = logging.getLogger("loyverse_sync.web")
@@ -32,25 +33,26 @@ from_sql_error = base.from_sql_error
 jsonable = base.jsonable
 
 
-def create_app(conninfo: str, *, session_secret: str | None = None) -> fastapi.FastAPI:
-    """The ASGI app of `loyverse-sync serve` on the database `conninfo`."""
+def create_app(connector: db.Connector | None, *, session_secret: str | None = None) -> fastapi.FastAPI:
+    """The ASGI app of `loyverse-sync serve` on the process's connector (its owner closes it);
+    None: an app for its OpenAPI document only (`serve --openapi`), nothing behind its routes."""
     from loyverse_sync import __version__
     from loyverse_sync.inbound import receiver as receiver_mod
     from loyverse_sync.web import api, console
 
-    database = Database(conninfo)
+    database = Database(connector) if connector is not None else None
     # Loyverse's webhook deliveries (issue #16): stored as received, in one INSERT, on the
     # receiver's own small async pool, so a slow API request never delays a delivery's answer.
-    receiver = receiver_mod.Receiver(conninfo)
+    receiver = receiver_mod.Receiver(connector) if connector is not None else None
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: fastapi.FastAPI) -> AsyncIterator[None]:
-        database.open()
-        try:
-            async with receiver.lifespan():
-                yield
-        finally:
-            database.close()
+        if database is None or receiver is None:
+            yield
+            return
+        database.wait()
+        async with receiver.lifespan():
+            yield
 
     app = fastapi.FastAPI(
         title="loyverse-sync",
@@ -95,11 +97,12 @@ def create_app(conninfo: str, *, session_secret: str | None = None) -> fastapi.F
     console.install(app, session_secret or os.environ.get("LOYVERSE_SYNC_SESSION_SECRET") or secrets.token_hex(32))
 
     # POST /loyverse/webhooks/{secret}: the URL `account subscribe --url` registers
-    app.router.routes.extend(receiver.routes)
+    if receiver is not None:
+        app.router.routes.extend(receiver.routes)
 
     @app.get("/healthz", include_in_schema=False)
-    def healthz() -> dict[str, str]:
-        database.value(None, "restaurant_exists", {"restaurant_id": None})
+    def healthz(request: fastapi.Request) -> dict[str, str]:
+        request.app.state.db.value(None, "restaurant_exists", {"restaurant_id": None})
         return {"status": "ok"}
 
     @app.get("/", include_in_schema=False)

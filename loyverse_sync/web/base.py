@@ -15,9 +15,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import psycopg
-import psycopg_pool
-from psycopg import conninfo as pg_conninfo
-from psycopg import rows
 
 from loyverse_sync import db, queries
 
@@ -80,35 +77,20 @@ def jsonable(value: Any) -> Any:
 
 
 class Database:
-    """The server's one pool, and the way every route reaches the database."""
+    """The way every route reaches the database: the server's connector (the importer's
+    managers, preview and undo, take it as it is)."""
 
-    def __init__(self, conninfo: str, *, max_size: int = 8):
-        self.conninfo = conninfo
-        # Short queries only: JIT compiling a status query over a large queue cost 210 ms of
-        # its 313 ms (bench/api_latency.py), so the server's own connections go without it.
-        params = pg_conninfo.conninfo_to_dict(conninfo) if conninfo else {}
-        params["options"] = f"{params.get('options') or ''} -c jit=off".strip()
-        self.pool: psycopg_pool.ConnectionPool[psycopg.Connection[dict[str, Any]]] = psycopg_pool.ConnectionPool(
-            pg_conninfo.make_conninfo(**params),  # type: ignore[arg-type]
-            min_size=1,
-            max_size=max_size,
-            kwargs={"autocommit": True, "row_factory": rows.dict_row, "application_name": "loyverse-sync serve"},
-            open=False,
-            connection_class=psycopg.Connection[dict[str, Any]],  # type: ignore[arg-type]
-        )
-        # the same pool for the importer's managers (preview, undo), which take a connector
-        self.connector = db.Connector.over(self.pool, conninfo)
+    def __init__(self, connector: db.Connector):
+        self.connector = connector
 
-    def open(self) -> None:
-        self.pool.open(wait=True, timeout=30)
-
-    def close(self) -> None:
-        self.pool.close()
+    def wait(self) -> None:
+        """Until the pool holds its first connection (the app's start-up)."""
+        self.connector.pool.wait(timeout=30)
 
     @contextlib.contextmanager
     def transaction(self, actor: str | None) -> Iterator[psycopg.Connection[dict[str, Any]]]:
         """One transaction acting as `actor` (None: autocommit reads); SQL API errors become ApiError."""
-        with self.pool.connection() as conn:
+        with self.connector.connection() as conn:
             try:
                 if actor is None:  # reads: each statement on its own (no BEGIN/COMMIT round trips)
                     yield conn

@@ -108,6 +108,14 @@ def restaurant(request: fastapi.Request, key: apikeys.Key, rid: str) -> dict[str
     return row
 
 
+async def posted(request: fastapi.Request, rid: str) -> tuple[dict[str, Any], apikeys.Key, dict[str, Any]]:
+    """A form posted about restaurant ``rid``: the form (its CSRF token checked), the signed-in
+    key, and the restaurant, which that key must reach."""
+    form = await check_csrf(request)
+    key = console_key(request)
+    return form, key, restaurant(request, key, rid)
+
+
 def page(request: fastapi.Request, name: str, key: apikeys.Key | None, http_status: int = 200,
          **ctx: Any) -> responses.Response:
     ctx.update(key=key, csrf=csrf_token(request), steps=STEPS)
@@ -215,18 +223,14 @@ def _product(form: dict[str, Any]) -> str | None:
 
 @router.post("/r/{rid}/trigger")
 async def trigger(request: fastapi.Request, rid: str) -> responses.Response:
-    form = await check_csrf(request)
-    key = console_key(request)
-    restaurant(request, key, rid)
+    form, key, _ = await posted(request, rid)
     due = api.db(request).value(actor(key), "trigger", {"restaurant_id": rid, "full": form.get("full") == "1"})
     return back(f"/console/r/{rid}/", f"Sync triggered: {due} change(s) due now.")
 
 
 @router.post("/r/{rid}/retry")
 async def retry(request: fastapi.Request, rid: str) -> responses.Response:
-    form = await check_csrf(request)
-    key = console_key(request)
-    restaurant(request, key, rid)
+    form, key, _ = await posted(request, rid)
     status = form.get("status") if form.get("status") in ("failed", "dead") else None
     queued = api.db(request).value(actor(key), "retry", {"restaurant_id": rid, "product_id": _product(form),
                                                          "status": status})
@@ -235,9 +239,7 @@ async def retry(request: fastapi.Request, rid: str) -> responses.Response:
 
 @router.post("/r/{rid}/resolve")
 async def resolve(request: fastapi.Request, rid: str) -> responses.Response:
-    form = await check_csrf(request)
-    key = console_key(request)
-    restaurant(request, key, rid)
+    form, key, _ = await posted(request, rid)
     keep = form.get("keep")
     if keep not in ("ours", "theirs"):
         raise base.ApiError(422, "keep", "keep must be ours or theirs", ["ours", "theirs"])
@@ -248,9 +250,7 @@ async def resolve(request: fastapi.Request, rid: str) -> responses.Response:
 @router.post("/r/{rid}/held/{verb}")
 async def held(request: fastapi.Request, rid: str, verb: str) -> responses.Response:
     """Approve (send past the guardrails) or reject (never send) held changes: one product or all."""
-    form = await check_csrf(request)
-    key = console_key(request)
-    restaurant(request, key, rid)
+    form, key, _ = await posted(request, rid)
     if verb not in ("approve", "reject"):
         raise base.ApiError(404, "verb", "approve or reject", ["approve", "reject"])
     database = api.db(request)
@@ -324,9 +324,7 @@ def settings_form(request: fastapi.Request, rid: str, done: str | None = None) -
 
 @router.post("/r/{rid}/settings")
 async def settings_save(request: fastapi.Request, rid: str) -> responses.Response:
-    form = await check_csrf(request)
-    key = console_key(request)
-    r = restaurant(request, key, rid)
+    form, key, r = await posted(request, rid)
     changes: dict[str, Any] = {}
     errors: dict[str, str] = {}
     for field, allowed in CHOICES.items():
@@ -417,9 +415,7 @@ def import_menu(request: fastapi.Request, rid: str, refresh: bool = False) -> re
 @router.post("/r/{rid}/import/select")
 async def import_select(request: fastapi.Request, rid: str) -> responses.Response:
     """Step 2: choose categories and items (by name)."""
-    form = await check_csrf(request)
-    key = console_key(request)
-    r = restaurant(request, key, rid)
+    form, key, r = await posted(request, rid)
     state = _state(form)
     return wizard(request, key, r, 2, state, report=_preview(request, key, rid, {}), error=None)
 
@@ -427,9 +423,7 @@ async def import_select(request: fastapi.Request, rid: str) -> responses.Respons
 @router.post("/r/{rid}/import/conflicts")
 async def import_conflicts(request: fastapi.Request, rid: str) -> responses.Response:
     """Step 3: conflicts side by side, a choice per item."""
-    form = await check_csrf(request)
-    key = console_key(request)
-    r = restaurant(request, key, rid)
+    form, key, r = await posted(request, rid)
     state = _state(form)
     if "category" in form or "item" in form or form.get("from") == "select":
         state["categories"], state["items"] = _list(form, "category"), _list(form, "item")
@@ -443,9 +437,7 @@ async def import_conflicts(request: fastapi.Request, rid: str) -> responses.Resp
 @router.post("/r/{rid}/import/mapping")
 async def import_mapping(request: fastapi.Request, rid: str) -> responses.Response:
     """Step 4: field mapping (Loyverse field -> products column)."""
-    form = await check_csrf(request)
-    key = console_key(request)
-    r = restaurant(request, key, rid)
+    form, key, r = await posted(request, rid)
     state = _state(form)
     if form.get("from") == "conflicts":
         state["conflict"] = form.get("conflict") if form.get("conflict") in runs.DECISION_CHOICES else "skip"
@@ -457,9 +449,7 @@ async def import_mapping(request: fastapi.Request, rid: str) -> responses.Respon
 @router.post("/r/{rid}/import/summary")
 async def import_summary(request: fastapi.Request, rid: str) -> responses.Response:
     """Step 5: what will change, and the fidelity report."""
-    form = await check_csrf(request)
-    key = console_key(request)
-    r = restaurant(request, key, rid)
+    form, key, r = await posted(request, rid)
     state = _state(form)
     if form.get("from") == "mapping":
         mapping = {}
@@ -477,9 +467,7 @@ async def import_summary(request: fastapi.Request, rid: str) -> responses.Respon
 @router.post("/r/{rid}/import/start")
 async def import_start(request: fastapi.Request, rid: str) -> responses.Response:
     """Step 6 begins: the import is requested (a worker job) and its progress shown."""
-    form = await check_csrf(request)
-    key = console_key(request)
-    restaurant(request, key, rid)
+    form, key, _ = await posted(request, rid)
     state = _state(form)
     body = api.ImportRequest(selected_categories=state.get("categories") or [], selected_items=state.get("items") or [],
                              conflict_resolution=state.get("conflict") or "skip", decisions=state.get("decisions") or {},
@@ -509,9 +497,7 @@ def import_run(request: fastapi.Request, rid: str, run_id: int, done: str | None
 
 @router.post("/r/{rid}/import/runs/{run_id}/undo")
 async def import_undo(request: fastapi.Request, rid: str, run_id: int) -> responses.Response:
-    form = await check_csrf(request)
-    key = console_key(request)
-    restaurant(request, key, rid)
+    form, key, _ = await posted(request, rid)
     run = api.visible_run(api.db(request), key, run_id)
     if str(run["restaurant_id"]) != rid:
         raise base.ApiError(404, "run_id", f"no import run {run_id}")

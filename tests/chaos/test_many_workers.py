@@ -153,7 +153,7 @@ def test_a_dead_workers_job_is_recovered_when_its_account_has_a_queued_job(dsn, 
                  " values ('price_sync', 'sync_loyverse_prices', %s, %s, '{\"account_id\": 1}', 'doing', %s)",
                  (lock, lock, worker))
     conn.execute("select loyverse.wake_price_sync(1)")  # a change arrived meanwhile: one job queued
-    app = app_mod.build_app(dsn, max_pool_size=2)
+    app = app_mod.build_app(app_mod.worker_connector(dsn), close_connector=True, max_pool_size=2)
 
     async def recover() -> int:
         async with app.open_async():

@@ -52,7 +52,7 @@ def mappings(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
 
 def run_worker(dsn: str) -> None:
     """A real procrastinate worker, one shot: drains every queued sync job, then returns."""
-    app = app_mod.build_app(dsn)
+    app = app_mod.build_app(app_mod.worker_connector(dsn), close_connector=True)
 
     async def run() -> None:
         async with app.open_async():

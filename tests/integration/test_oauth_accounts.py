@@ -43,12 +43,12 @@ def counters(emu):
     return emu.state.oauth.summary()["counters"]
 
 
-def test_first_use_refreshes_and_stores_the_new_pair_encrypted(conn, dsn, emu, fernet_key):
+def test_first_use_refreshes_and_stores_the_new_pair_encrypted(conn, dsn, connector, emu, fernet_key):
     app = emu.oauth_apps[0]
     account_id = add(conn, emu)
     account = accounts.get_account(conn, account_id)
     assert account.auth_kind == "oauth" and repr(account).count("token") == 0
-    with oauth.client_for(account, dsn) as client:
+    with oauth.client_for(account, connector) as client:
         assert client.get_merchant()["id"] == app["merchant_id"]
     row = stored(conn, account_id)
     assert row["token_refreshes"] == 1 and row["token_valid"] is True
@@ -61,10 +61,10 @@ def test_first_use_refreshes_and_stores_the_new_pair_encrypted(conn, dsn, emu, f
     assert counters(emu)["refreshes"] == 1
 
 
-def test_refreshes_ahead_of_expiry_by_the_clock(conn, dsn, emu, fernet_key):
+def test_refreshes_ahead_of_expiry_by_the_clock(conn, dsn, connector, emu, fernet_key):
     account_id = add(conn, emu)
     now = [0.0]
-    provider = oauth.StoredTokens(dsn, account_id, clock=lambda: now[0])
+    provider = oauth.StoredTokens(connector, account_id, clock=lambda: now[0])
     first = provider.token()  # empty access token: refreshed
     expires = conn.execute("select extract(epoch from token_expires_at)::float8 as e from loyverse.accounts"
                            " where id = %s", (account_id,)).fetchone()["e"]
@@ -75,9 +75,9 @@ def test_refreshes_ahead_of_expiry_by_the_clock(conn, dsn, emu, fernet_key):
     assert stored(conn, account_id)["token_refreshes"] == 2 and counters(emu)["expired_401"] == 0
 
 
-def test_an_expired_token_is_refreshed_on_the_401_and_the_request_sent_again(conn, dsn, emu, fernet_key):
+def test_an_expired_token_is_refreshed_on_the_401_and_the_request_sent_again(conn, dsn, connector, emu, fernet_key):
     account_id = add(conn, emu)
-    with oauth.client_for(accounts.get_account(conn, account_id), dsn) as client:
+    with oauth.client_for(accounts.get_account(conn, account_id), connector) as client:
         client.get_merchant()
         emu.state.oauth.advance(43200)
         assert client.get_merchant()["id"] == emu.oauth_apps[0]["merchant_id"]
@@ -85,9 +85,9 @@ def test_an_expired_token_is_refreshed_on_the_401_and_the_request_sent_again(con
     assert stored(conn, account_id)["token_refreshes"] == 2
 
 
-def test_many_processes_with_an_expired_token_refresh_once(conn, dsn, emu, fernet_key):
+def test_many_processes_with_an_expired_token_refresh_once(conn, dsn, connector, emu, fernet_key):
     account_id = add(conn, emu)
-    providers = [oauth.StoredTokens(dsn, account_id) for _ in range(4)]
+    providers = [oauth.StoredTokens(connector, account_id) for _ in range(4)]
     for p in providers:
         p.token()  # the first refreshes; the others read what it stored
     assert counters(emu)["refreshes"] == 1
@@ -116,9 +116,9 @@ def test_many_processes_with_an_expired_token_refresh_once(conn, dsn, emu, ferne
     assert emu.state.oauth.live(stored_refresh_token(conn, account_id))
 
 
-def test_a_lost_refresh_answer_is_reported_as_a_lockout_not_retried_forever(conn, dsn, emu, fernet_key):
+def test_a_lost_refresh_answer_is_reported_as_a_lockout_not_retried_forever(conn, dsn, connector, emu, fernet_key):
     account_id = add(conn, emu)
-    provider = oauth.StoredTokens(dsn, account_id)
+    provider = oauth.StoredTokens(connector, account_id)
     provider.token()
     emu.state.oauth.configure({"lose_next": 1})
     emu.state.oauth.advance(43200)
@@ -131,26 +131,26 @@ def test_a_lost_refresh_answer_is_reported_as_a_lockout_not_retried_forever(conn
     assert caught.value.code == "REFRESH_REJECTED" and errors.transport_like(caught.value)
     assert stored(conn, account_id)["token_valid"] is False
     assert counters(emu)["rejected"] == 1 and counters(emu)["reused"] == 1
-    checks = {c.name: c for c in health.run_checks(dsn, check_tokens=True, token_ttl_seconds=0)}
+    checks = {c.name: c for c in health.run_checks(connector, check_tokens=True, token_ttl_seconds=0)}
     assert checks["token:cafe"].ok is False and "refresh token was refused" in checks["token:cafe"].detail
 
 
-def test_key_rotation_reencrypts_the_refresh_token_and_client_secret(conn, dsn, emu, fernet_key, monkeypatch):
+def test_key_rotation_reencrypts_the_refresh_token_and_client_secret(conn, dsn, connector, emu, fernet_key, monkeypatch):
     account_id = add(conn, emu)
     new_key = crypto.new_key()
     assert key_rotation.rotate_key(conn, old_keys=crypto.load_keys(), new_key=new_key) == 1
     monkeypatch.setenv("LOYVERSE_SYNC_KEY", new_key.decode())
     assert stored(conn, account_id)["token_key_id"] == crypto.fingerprint(new_key)
-    with oauth.client_for(accounts.get_account(conn, account_id), dsn) as client:
+    with oauth.client_for(accounts.get_account(conn, account_id), connector) as client:
         client.get_merchant()  # the refresh decrypts the secrets with the new key
     assert counters(emu)["refreshes"] == 1
 
 
-def test_personal_accounts_are_unchanged(conn, dsn, emu, fernet_key):
+def test_personal_accounts_are_unchanged(conn, dsn, connector, emu, fernet_key):
     account_id = accounts.add_account(conn, name="plain", token=emu.token, base_url=emu.base_url)
     row = stored(conn, account_id)
     assert row["auth_kind"] == "personal" and row["oauth_ciphertext"] is None
-    with oauth.client_for(accounts.get_account(conn, account_id), dsn) as client:
+    with oauth.client_for(accounts.get_account(conn, account_id), connector) as client:
         client.get_merchant()
     assert counters(emu)["refreshes"] == 0
 
@@ -211,9 +211,9 @@ def test_cli_refused_refresh_token_stores_nothing_and_bad_flags_exit_2(dsn, conn
     assert conn.execute("select count(*) as n from loyverse.accounts").fetchone()["n"] == 0
 
 
-def test_a_refused_token_that_was_only_reencrypted_is_refreshed_at_once(conn, dsn, emu, fernet_key, monkeypatch):
+def test_a_refused_token_that_was_only_reencrypted_is_refreshed_at_once(conn, dsn, connector, emu, fernet_key, monkeypatch):
     account_id = add(conn, emu)
-    with oauth.client_for(accounts.get_account(conn, account_id), dsn) as client:
+    with oauth.client_for(accounts.get_account(conn, account_id), connector) as client:
         client.get_merchant()
         new_key = crypto.new_key()
         key_rotation.rotate_key(conn, old_keys=crypto.load_keys(), new_key=new_key)  # a new ciphertext, same token

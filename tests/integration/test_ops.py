@@ -132,25 +132,25 @@ def test_api_latency_view_gives_p50_and_p95(conn, restaurant):
 
 
 def test_health_fails_with_a_reason_when_no_worker_runs_and_passes_with_a_heartbeat(
-    conn, dsn, restaurant
+    conn, connector, restaurant
 ):
-    checks = {c.name: c for c in health.run_checks(dsn)}
+    checks = {c.name: c for c in health.run_checks(connector)}
     assert not checks["worker"].ok and "worker" in checks["worker"].detail
     assert checks["token:acct"].ok
     conn.execute("insert into public.procrastinate_workers default values")
-    checks = {c.name: c for c in health.run_checks(dsn)}
+    checks = {c.name: c for c in health.run_checks(connector)}
     assert checks["worker"].ok
     conn.execute(
         "update public.procrastinate_workers set last_heartbeat = now() - interval '5 minutes'"
     )
-    checks = {c.name: c for c in health.run_checks(dsn)}
+    checks = {c.name: c for c in health.run_checks(connector)}
     assert not checks["worker"].ok and "300 s ago" in checks["worker"].detail
 
 
-def test_health_notices_a_revoked_token(conn, dsn, restaurant, emulator):
+def test_health_notices_a_revoked_token(conn, connector, restaurant, emulator):
     with emu_admin.AdminClient(emulator.admin_url) as adm:
         adm.revoke_token(emulator.merchants[0]["tokens"][0])
-    checks = {c.name: c for c in health.run_checks(dsn, token_ttl_seconds=0)}
+    checks = {c.name: c for c in health.run_checks(connector, token_ttl_seconds=0)}
     assert not checks["token:acct"].ok and "401" in checks["token:acct"].detail
     assert (
         conn.execute("select token_valid from loyverse.accounts").fetchone()["token_valid"] is False
@@ -164,6 +164,20 @@ def test_health_command_exits_1_with_reasons(dsn, restaurant, monkeypatch):
     result = CliRunner().invoke(main.cli, ["health", "--no-token-check"])
     assert result.exit_code == 1
     assert "FAIL  worker" in result.output and "UNHEALTHY" in result.output
+
+
+def test_health_command_reports_a_database_that_does_not_answer(monkeypatch):
+    import socket
+
+    from loyverse_sync.cli import main
+
+    with socket.socket() as sock:  # a port nothing listens on once it is closed
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setenv("DATABASE_URL", f"postgresql://127.0.0.1:{port}/nowhere")
+    result = CliRunner().invoke(main.cli, ["health"])
+    assert result.exit_code == 1
+    assert "FAIL  database: unreachable: " in result.output and "UNHEALTHY" in result.output
 
 
 def test_an_alert_is_sent_once_per_breach_and_once_on_recovery(conn, restaurant):
@@ -217,7 +231,7 @@ def test_dashboard_for_an_unknown_restaurant_is_exit_2(dsn, monkeypatch):
     assert result.exit_code == 2 and "no restaurant" in result.output
 
 
-def test_api_calls_kept_while_the_database_was_away_reach_it_through_flush_unsent(conn, dsn, connector, restaurant):
+def test_api_calls_kept_while_the_database_was_away_reach_it_through_flush_unsent(conn, connector, restaurant):
     """A drain whose recorder could not write keeps its calls; the worker's flusher sends them
     even when no later drain of that account runs in the process (the restart chaos test's gap)."""
     account_id = restaurant["account_id"]
@@ -230,7 +244,8 @@ def test_api_calls_kept_while_the_database_was_away_reach_it_through_flush_unsen
             recorder(type("Record", (), {"method": "POST", "endpoint": "/items", "status": status, "elapsed": 0.1})())
         recorder.close()  # fails: the three calls are kept for (away, account)
         assert apicalls.flush_unsent(gone) == 3  # still away: still kept, nothing lost
-    apicalls._UNSENT[(dsn, account_id)] = apicalls._UNSENT.pop((away, account_id))  # the database is back
+        kept = apicalls._UNSENT.pop((gone.database, account_id))
+    apicalls._UNSENT[(connector.database, account_id)] = kept  # the database is back
     assert apicalls.flush_unsent(connector) == 0
     after = conn.execute("select coalesce(sum(calls), 0)::int as n from loyverse.loyverse_api_call_stats"
                          " where account_id = %s", (account_id,)).fetchone()["n"]

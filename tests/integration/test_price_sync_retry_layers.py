@@ -65,7 +65,7 @@ def _wait_until_db_time(conn, moment, deadline=60.0):
 
 def _run_worker_once(dsn):
     """A real procrastinate worker that runs what is due now and returns."""
-    app = app_mod.build_app(dsn)
+    app = app_mod.build_app(app_mod.worker_connector(dsn), close_connector=True)
 
     async def run() -> None:
         async with app.open_async():

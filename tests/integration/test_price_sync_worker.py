@@ -39,7 +39,7 @@ def test_many_updates_queue_one_job_and_a_one_shot_worker_syncs_them(conn, dsn, 
     assert job["status"] == "todo" and job["args"] == {"account_id": seed.account_id}
     assert job["queueing_lock"] == job["lock"] == f"loyverse_price_sync:{seed.account_id}"
 
-    app = app_mod.build_app(dsn)
+    app = app_mod.build_app(app_mod.worker_connector(dsn), close_connector=True)
 
     async def run() -> None:
         async with app.open_async():
@@ -64,7 +64,7 @@ def test_manual_restaurants_wait_for_an_explicit_trigger(conn, dsn, emu, seed):
     assert conn.execute("select loyverse.sweep_price_sync() as r").fetchone()["r"]["woken"] == 0
     assert conn.execute("select loyverse.trigger_price_sync(%s) as n", (rid,)).fetchone()["n"] == 1
     assert len(jobs(conn)) == 1
-    app = app_mod.build_app(dsn)
+    app = app_mod.build_app(app_mod.worker_connector(dsn), close_connector=True)
 
     async def run() -> None:
         async with app.open_async():
@@ -76,7 +76,7 @@ def test_manual_restaurants_wait_for_an_explicit_trigger(conn, dsn, emu, seed):
 
 def test_commit_to_loyverse_latency_with_a_running_worker(conn, dsn, emu, seed):
     products = list(seed.products.items())[:5]
-    app = app_mod.build_app(dsn)
+    app = app_mod.build_app(app_mod.worker_connector(dsn), close_connector=True)
     latencies = []
 
     async def run() -> None:

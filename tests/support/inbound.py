@@ -20,7 +20,7 @@ def running_worker(conninfo: str, *, concurrency: int = 2) -> Iterator[None]:
     """A real procrastinate worker (the app of `loyverse-sync worker`) until the block ends."""
     from loyverse_sync.worker import app as app_mod
 
-    app = app_mod.build_app(conninfo)
+    app = app_mod.build_app(app_mod.worker_connector(conninfo, concurrency=concurrency), close_connector=True)
     stop: asyncio.Event | None = None
     loop: asyncio.AbstractEventLoop | None = None
     ready = threading.Event()

@@ -23,7 +23,7 @@ class FakeServer:
         self.sleeps.append(seconds)
         self.now += seconds
 
-    def connect(self, conninfo: str) -> None:
+    def connect(self) -> None:
         self.probes += 1
         if self.now < self.back_at:
             raise OSError("connection refused")
@@ -31,7 +31,7 @@ class FakeServer:
 
 def test_a_thirty_second_restart_is_waited_out():
     srv = FakeServer(back_at=30.0)
-    waited = worker.wait_for_database("dsn", 300.0, clock=srv.clock, sleep=srv.sleep, connect=srv.connect)
+    waited = worker.wait_for_database(srv.connect, 300.0, clock=srv.clock, sleep=srv.sleep)
     assert waited is not None and 30.0 <= waited <= 35.0  # found within one probe interval
     assert max(srv.sleeps) == 5.0 and srv.sleeps[0] == 0.5  # backoff 0.5 s, doubling, capped at 5 s
     assert srv.probes == len(srv.sleeps) + 1
@@ -39,13 +39,13 @@ def test_a_thirty_second_restart_is_waited_out():
 
 def test_a_database_that_stays_away_gives_up_at_the_timeout():
     srv = FakeServer(back_at=float("inf"))
-    assert worker.wait_for_database("dsn", 60.0, clock=srv.clock, sleep=srv.sleep, connect=srv.connect) is None
+    assert worker.wait_for_database(srv.connect, 60.0, clock=srv.clock, sleep=srv.sleep) is None
     assert srv.now == pytest.approx(60.0)
 
 
 def test_an_immediate_answer_costs_no_sleep():
     srv = FakeServer(back_at=0.0)
-    assert worker.wait_for_database("dsn", 60.0, clock=srv.clock, sleep=srv.sleep, connect=srv.connect) == 0.0
+    assert worker.wait_for_database(srv.connect, 60.0, clock=srv.clock, sleep=srv.sleep) == 0.0
     assert srv.sleeps == []
 
 

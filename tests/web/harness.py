@@ -110,6 +110,7 @@ def uvicorn_server(app: Any) -> Iterator[str]:
 
 @contextlib.contextmanager
 def stack(template: str, tmp_home: str, *, menu: int = 10) -> Iterator[Stack]:
+    from loyverse_sync.cli import serve as serve_cmd
     from loyverse_sync.web import app as app_mod
 
     key = crypto.new_key()
@@ -142,8 +143,10 @@ def stack(template: str, tmp_home: str, *, menu: int = 10) -> Iterator[Stack]:
                 env=worker_env, stdout=log, stderr=subprocess.STDOUT,
             )
             try:
-                app = app_mod.create_app(dsn, session_secret="test-secret")
-                with uvicorn_server(app) as base_url:
+                with (
+                    serve_cmd.connector(dsn) as handle,
+                    uvicorn_server(app_mod.create_app(handle, session_secret="test-secret")) as base_url,
+                ):
                     yield Stack(dsn, base_url, emu, merchant["tokens"][0], {"A": rid_a, "B": rid_b}, keys, names,
                                 worker)
             finally:
