@@ -50,7 +50,8 @@ def test_an_immediate_answer_costs_no_sleep():
 
 
 class _Connector:
-    conninfo = "dsn"
+    def probe(self) -> None:
+        raise AssertionError("the supervisor's wait is replaced in these tests")
 
 
 def _supervise_with(monkeypatch: pytest.MonkeyPatch, outcomes: list[BaseException | None]) -> list[str]:
@@ -66,7 +67,7 @@ def _supervise_with(monkeypatch: pytest.MonkeyPatch, outcomes: list[BaseExceptio
         if outcome is not None:
             raise outcome
 
-    def fake_wait(conninfo: str, timeout: float) -> float:
+    def fake_wait(probe: object, timeout: float) -> float:
         happened.append("wait")
         return 0.5
 
