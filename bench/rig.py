@@ -172,7 +172,7 @@ def db_prices(conn: psycopg.Connection[Any], account_id: int) -> dict[tuple[str,
         " loyverse.round_price(p.price, s.price_rounding_rule, a.decimal_places) as price"
         " from loyverse.loyverse_item_mappings m join public.products p on p.id = m.product_id"
         " join loyverse.loyverse_price_sync_settings s on s.restaurant_id = m.restaurant_id"
-        " join loyverse.accounts a on a.id = m.account_id where m.account_id = %s"
+        " join loyverse.loyverse_accounts a on a.id = m.account_id where m.account_id = %s"
         " and m.loyverse_pricing_type = 'FIXED'",
         (account_id,),
     ).fetchall()

@@ -254,7 +254,7 @@ def connection(*, require_schema: bool = True) -> Iterator[psycopg.Connection[di
         conn = stack.enter_context(handle.connection())
         if require_schema:
             row = conn.execute(
-                "select to_regclass('loyverse.accounts') is not null as ok"
+                "select to_regclass('loyverse.loyverse_accounts') is not null as ok"
             ).fetchone()
             if not row or not row["ok"]:
                 raise UsageProblem(

@@ -246,7 +246,7 @@ def _add_oauth(
                     merchant = lv.get_merchant()
             except lv_errors.LoyverseError as exc:
                 refreshed = conn.execute(
-                    "select token_refreshes from loyverse.accounts where id = %s", (account_id,)
+                    "select token_refreshes from loyverse.loyverse_accounts where id = %s", (account_id,)
                 ).fetchone()
                 if refreshed and refreshed["token_refreshes"] > 0:
                     # the refresh token given was spent: the stored successor is the only one left
@@ -265,7 +265,7 @@ def _add_oauth(
                 ) from None
             accounts.update_merchant(conn, account_id, merchant)
         expiry = conn.execute(
-            "select token_expires_at from loyverse.accounts where id = %s", (account_id,)
+            "select token_expires_at from loyverse.loyverse_accounts where id = %s", (account_id,)
         ).fetchone()
     what = ""
     if merchant is not None:

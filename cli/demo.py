@@ -193,7 +193,7 @@ def compare_prices(conn: psycopg.Connection[Any], state: dict[str, Any]) -> tupl
                      a.decimal_places) as expected
           from loyverse.loyverse_item_mappings m
           join public.products p on p.id = m.product_id
-          join loyverse.accounts a on a.id = m.account_id
+          join loyverse.loyverse_accounts a on a.id = m.account_id
           join loyverse.loyverse_price_sync_settings s on s.restaurant_id = m.restaurant_id
          where not m.needs_attention
         """

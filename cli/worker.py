@@ -42,6 +42,9 @@ def worker(concurrency: int, graceful_timeout: float, one_shot: bool, no_listen:
     from loyverse_sync import audit
     from loyverse_sync.worker import app as app_mod
 
+    # Until procrastinate installs its graceful handlers (after it registered the worker), a
+    # SIGTERM ends the process with status 0 instead of killing it: nothing runs yet.
+    signal.signal(signal.SIGTERM, _exit_before_running)
     found = _common.database()
     audit.use_for_process(f"worker:{audit.os_user()}")  # the audit trail's actor of the worker's own changes
     connector = app_mod.worker_connector(found.conninfo, concurrency=concurrency)  # the process's one
@@ -50,6 +53,10 @@ def worker(concurrency: int, graceful_timeout: float, one_shot: bool, no_listen:
              metrics_host, reconnect_timeout)
     finally:
         connector.close()
+
+
+def _exit_before_running(signum: int, frame: Any) -> None:
+    raise SystemExit(0)
 
 
 def _run(connector: db.Connector, where: str, concurrency: int, graceful_timeout: float, one_shot: bool,

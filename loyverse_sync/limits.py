@@ -16,9 +16,9 @@ BIGINT_MAX = 9_223_372_036_854_775_807
 INT_MAX = 2_147_483_647
 ID_MIN, ID_MAX = 1, BIGINT_MAX
 
-#: loyverse.accounts.rate_limit_requests: requests per window (Loyverse documents 300).
+#: loyverse.loyverse_accounts.rate_limit_requests: requests per window (Loyverse documents 300).
 RATE_LIMIT_REQUESTS_MIN, RATE_LIMIT_REQUESTS_MAX = 1, 100_000
-#: loyverse.accounts.rate_limit_window_seconds: the window, finite, one second to one day.
+#: loyverse.loyverse_accounts.rate_limit_window_seconds: the window, finite, one second to one day.
 RATE_WINDOW_SECONDS_MIN, RATE_WINDOW_SECONDS_MAX = 1.0, 86_400.0
 
 #: public.products.price: finite, 0 <= price < 1e8, two decimals (CHECK
@@ -28,7 +28,7 @@ PRICE_MIN = decimal.Decimal(0)
 PRICE_MAX_EXCLUSIVE = decimal.Decimal(100_000_000)
 PRICE_DECIMALS = 2
 
-#: Names people give (accounts, restaurants): loyverse.accounts' CHECK allows 100 characters.
+#: Names people give (accounts, restaurants): loyverse.loyverse_accounts' CHECK allows 100 characters.
 NAME_MAX = 100
 
 #: Durations the CLI takes (timeouts, refresh periods, snapshot ages): at most a day, except

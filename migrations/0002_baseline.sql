@@ -210,10 +210,10 @@ create index product_modifier_groups_modifier_group_id_idx on public.product_mod
 
 comment on table public.product_modifier_groups is 'Which modifier groups a product offers.';
 
--- ---- sql/0135_table_accounts.sql ----
+-- ---- sql/0135_table_loyverse_accounts.sql ----
 -- Loyverse merchant accounts: the encrypted token, currency and the rate budget every
 -- process on the account shares. Internal; loyverse.account_overview shows it without tokens.
-create table loyverse.accounts (
+create table loyverse.loyverse_accounts (
     id bigint generated always as identity primary key,
     name text not null
         constraint account_name_is_valid check (btrim(name) <> '' and length(name) <= 100),
@@ -242,7 +242,7 @@ create table loyverse.accounts (
         constraint rate_limit_safety_is_between_half_and_one check (rate_limit_safety > 0.5 and rate_limit_safety <= 1),
     created_at timestamptz not null default now(),
     updated_at timestamptz not null default now(),
-    constraint accounts_name_key unique (name),
+    constraint loyverse_accounts_name_key unique (name),
     -- OAuth accounts (0062): the access token above expires and is refreshed with the
     -- refresh token, kept with the client secret in oauth_ciphertext (loyverse_sync/oauth.py)
     auth_kind text not null default 'personal'
@@ -263,30 +263,30 @@ create table loyverse.accounts (
         end)
 );
 
-comment on table loyverse.accounts is
+comment on table loyverse.loyverse_accounts is
     'Loyverse merchant accounts. The token is encrypted by the application (Fernet); the key never '
     'reaches the database. Internal: query loyverse.account_overview.';
 
-comment on column loyverse.accounts.token_key_id is 'Fingerprint of the key that encrypted the token (not the key).';
+comment on column loyverse.loyverse_accounts.token_key_id is 'Fingerprint of the key that encrypted the token (not the key).';
 
-comment on column loyverse.accounts.rate_limit_safety is
+comment on column loyverse.loyverse_accounts.rate_limit_safety is
     'Share of the documented budget the governor spends (0.97 = 291 of 300 per window).';
 
-comment on column loyverse.accounts.auth_kind is
+comment on column loyverse.loyverse_accounts.auth_kind is
     'personal: a personal access token that does not expire; oauth: an OAuth app''s access token, '
     'refreshed before token_expires_at and on a 401.';
-comment on column loyverse.accounts.oauth_ciphertext is
+comment on column loyverse.loyverse_accounts.oauth_ciphertext is
     'OAuth accounts: the client secret and the refresh token, encrypted with the token''s key (token_key_id).';
-comment on column loyverse.accounts.token_expires_at is
+comment on column loyverse.loyverse_accounts.token_expires_at is
     'OAuth accounts: when the stored access token expires (null: not known; refreshed on first use).';
-comment on column loyverse.accounts.token_refreshes is
+comment on column loyverse.loyverse_accounts.token_refreshes is
     'OAuth accounts: how many times the access token was refreshed.';
 
--- ---- sql/0140_table_account_rate_state.sql ----
+-- ---- sql/0140_table_loyverse_account_rate_state.sql ----
 -- The shared token bucket of each account (rate_governor_take): one row per account, so
 -- every process on it paces its requests against the same budget.
-create table loyverse.account_rate_state (
-    account_id bigint primary key references loyverse.accounts (id) on delete cascade,
+create table loyverse.loyverse_account_rate_state (
+    account_id bigint primary key references loyverse.loyverse_accounts (id) on delete cascade,
     tokens double precision not null,
     refreshed_at timestamptz not null,
     throttled_until timestamptz,
@@ -296,7 +296,7 @@ create table loyverse.account_rate_state (
     last_rate_limited_at timestamptz
 );
 
-comment on table loyverse.account_rate_state is
+comment on table loyverse.loyverse_account_rate_state is
     'The shared token bucket of each account (see rate_governor_take). Negative tokens are '
     'reservations already handed out.';
 
@@ -305,7 +305,7 @@ comment on table loyverse.account_rate_state is
 -- restaurant): the key from a price change to the store whose price it sets.
 create table loyverse.loyverse_restaurant_links (
     restaurant_id uuid primary key references public.restaurants (id) on delete cascade,
-    account_id bigint not null references loyverse.accounts (id) on delete cascade,
+    account_id bigint not null references loyverse.loyverse_accounts (id) on delete cascade,
     store_id text not null
         constraint store_id_is_not_blank check (btrim(store_id) <> ''),
     store_name text,
@@ -325,7 +325,7 @@ create table loyverse.loyverse_item_mappings (
     id bigint generated always as identity primary key,
     product_id uuid not null references public.products (id) on delete cascade,
     restaurant_id uuid not null references public.restaurants (id) on delete cascade,
-    account_id bigint not null references loyverse.accounts (id) on delete cascade,
+    account_id bigint not null references loyverse.loyverse_accounts (id) on delete cascade,
     loyverse_item_id text not null,
     loyverse_variant_id text not null,
     loyverse_store_id text not null,
@@ -616,7 +616,7 @@ comment on column loyverse.loyverse_price_sync_outcome_totals.total is
 create table loyverse.loyverse_sync_logs (
     id bigint generated always as identity primary key,
     restaurant_id uuid references public.restaurants (id) on delete set null,
-    account_id bigint references loyverse.accounts (id) on delete set null,
+    account_id bigint references loyverse.loyverse_accounts (id) on delete set null,
     sync_type text not null
         constraint sync_type_is_valid check (sync_type in ('PRICE_SYNC', 'MENU_IMPORT', 'IMPORT_UNDO', 'MANUAL_TRIGGER', 'RETRY', 'NOTIFICATION',
                                                              'SETTINGS_CHANGE', 'API_KEY', 'APPROVE', 'REJECT', 'MAKE_FIXED')),
@@ -653,7 +653,7 @@ comment on column loyverse.loyverse_sync_logs.db_role is 'The database role (ses
 create table loyverse.loyverse_import_runs (
     id bigint generated always as identity primary key,
     restaurant_id uuid not null references public.restaurants (id) on delete cascade,
-    account_id bigint references loyverse.accounts (id) on delete set null,
+    account_id bigint references loyverse.loyverse_accounts (id) on delete set null,
     snapshot_id bigint,
     status text not null default 'PENDING'
         constraint import_run_status_is_valid check (status in ('PENDING', 'RUNNING', 'SUCCESS', 'PARTIAL', 'FAILED', 'UNDONE')),
@@ -733,7 +733,7 @@ comment on table loyverse.loyverse_notification_outbox is 'Emails waiting to be 
 -- How Loyverse reaches us, per account: the unguessable secret in the webhook URL, the OAuth
 -- app's client secret that signs deliveries (encrypted like tokens), and the polling cursor.
 create table loyverse.loyverse_inbound_settings (
-    account_id bigint primary key references loyverse.accounts (id) on delete cascade,
+    account_id bigint primary key references loyverse.loyverse_accounts (id) on delete cascade,
     -- two v4 UUIDs: 244 random bits, hex
     url_secret text not null default replace(gen_random_uuid()::text || gen_random_uuid()::text, '-', '')
         constraint url_secret_is_long check (length(url_secret) >= 32),
@@ -779,7 +779,7 @@ comment on column loyverse.loyverse_inbound_settings.loyverse_clock_offset_at is
 -- parsed: one INSERT, idempotent on redelivery (same account, same body bytes = one row).
 create table loyverse.loyverse_inbox (
     id bigint generated always as identity primary key,
-    account_id bigint not null references loyverse.accounts (id) on delete cascade,
+    account_id bigint not null references loyverse.loyverse_accounts (id) on delete cascade,
     source text not null
         constraint inbox_source_is_valid check (source in ('webhook', 'poll', 'refresh', 'reconcile')),
     received_at timestamptz not null default now(),
@@ -811,7 +811,7 @@ comment on table loyverse.loyverse_inbox is
 -- The newest version of each Loyverse object we applied, and tombstones: a delivery older
 -- than what we have (reordered, retried for 48 h) or about a deleted object changes nothing.
 create table loyverse.loyverse_inbound_objects (
-    account_id bigint not null references loyverse.accounts (id) on delete cascade,
+    account_id bigint not null references loyverse.loyverse_accounts (id) on delete cascade,
     kind text not null
         constraint inbound_object_kind_is_valid check (kind in ('item', 'variant', 'inventory_level')),
     loyverse_id text not null,
@@ -832,7 +832,7 @@ comment on table loyverse.loyverse_inbound_objects is
 create table loyverse.loyverse_inbound_audit (
     id bigint generated always as identity primary key,
     at timestamptz not null default now(),
-    account_id bigint references loyverse.accounts (id) on delete cascade,
+    account_id bigint references loyverse.loyverse_accounts (id) on delete cascade,
     restaurant_id uuid references public.restaurants (id) on delete set null,
     inbox_id bigint references loyverse.loyverse_inbox (id) on delete set null,
     product_id uuid,
@@ -868,7 +868,7 @@ comment on column loyverse.loyverse_inbound_audit.loyverse_price is 'The store p
 create table loyverse.loyverse_price_drift (
     restaurant_id uuid not null references public.restaurants (id) on delete cascade,
     product_id uuid not null references public.products (id) on delete cascade,
-    account_id bigint not null references loyverse.accounts (id) on delete cascade,
+    account_id bigint not null references loyverse.loyverse_accounts (id) on delete cascade,
     loyverse_item_id text not null,
     loyverse_variant_id text not null,
     kind text not null
@@ -891,7 +891,7 @@ comment on table loyverse.loyverse_price_drift is
 -- preview and run reuse a recent snapshot instead of fetching the whole menu again.
 create table loyverse.loyverse_snapshots (
     id bigint generated always as identity primary key,
-    account_id bigint not null references loyverse.accounts (id) on delete cascade,
+    account_id bigint not null references loyverse.loyverse_accounts (id) on delete cascade,
     restaurant_id uuid references public.restaurants (id) on delete cascade,
     store_id text,
     merchant jsonb not null default '{}',
@@ -1062,7 +1062,7 @@ comment on table loyverse.loyverse_import_issues is
 -- Per-minute statistics of Loyverse API calls (counts and latency histograms), aggregated in
 -- SQL so recording a call is one upsert, not one row per request.
 create table loyverse.loyverse_api_call_stats (
-    account_id bigint not null references loyverse.accounts (id) on delete cascade,
+    account_id bigint not null references loyverse.loyverse_accounts (id) on delete cascade,
     bucket_start timestamptz not null,
     method text not null,
     endpoint text not null,
@@ -1176,7 +1176,7 @@ begin
     end if;
     select a.rate_limit_requests, a.rate_limit_window_seconds, a.rate_limit_safety
       into v_limit, v_window, v_safety
-      from loyverse.accounts a where a.id = p_account_id;
+      from loyverse.loyverse_accounts a where a.id = p_account_id;
     if not found then
         raise exception 'rate_governor_take: no Loyverse account with id %', p_account_id
             using errcode = 'no_data_found';
@@ -1187,7 +1187,7 @@ begin
     for i in 1..2 loop
         -- The row lock serialises takers of one account; it is held for microseconds. The SET
         -- expressions see the row as locked (the latest version), like a SELECT ... FOR UPDATE.
-        update loyverse.account_rate_state s
+        update loyverse.loyverse_account_rate_state s
            set tokens = least(v_burst, s.tokens + extract(epoch from v_now - s.refreshed_at)
                                        -- after a 429 we spend half the budget for one window
                                        * case when s.slow_until > v_now then v_rate / 2 else v_rate end)
@@ -1205,7 +1205,7 @@ begin
         end if;
         -- The account's first take: create its bucket full (unless a concurrent taker just
         -- did), then take from it.
-        insert into loyverse.account_rate_state (account_id, tokens, refreshed_at)
+        insert into loyverse.loyverse_account_rate_state (account_id, tokens, refreshed_at)
         values (p_account_id, v_burst, v_now)
         on conflict (account_id) do nothing;
     end loop;
@@ -1237,7 +1237,7 @@ declare
 begin
     select a.rate_limit_requests, a.rate_limit_window_seconds, a.rate_limit_safety
       into v_limit, v_window, v_safety
-      from loyverse.accounts a where a.id = p_account_id;
+      from loyverse.loyverse_accounts a where a.id = p_account_id;
     if not found then
         raise exception 'rate_governor_penalize: no Loyverse account with id %', p_account_id
             using errcode = 'no_data_found';
@@ -1245,11 +1245,11 @@ begin
     v_rate := v_limit * v_safety / v_window / 2;
     v_pause := greatest(coalesce(p_retry_after, 0), v_window / v_limit * 8);
 
-    insert into loyverse.account_rate_state (account_id, tokens, refreshed_at)
+    insert into loyverse.loyverse_account_rate_state (account_id, tokens, refreshed_at)
     values (p_account_id, 0, v_now)
     on conflict (account_id) do nothing;
 
-    update loyverse.account_rate_state s
+    update loyverse.loyverse_account_rate_state s
        set tokens = least(s.tokens, 0) - v_pause * v_rate,
            refreshed_at = greatest(s.refreshed_at, v_now),
            throttled_until = v_now + make_interval(secs => v_pause),
@@ -1599,7 +1599,7 @@ begin
           join public.products p on p.id = c.product_id
           join loyverse.loyverse_item_mappings m on m.product_id = c.product_id
           join loyverse.loyverse_price_sync_settings s on s.restaurant_id = m.restaurant_id
-          join loyverse.accounts a on a.id = m.account_id
+          join loyverse.loyverse_accounts a on a.id = m.account_id
          where p.price is distinct from c.old_price
            and s.enabled
            and s.sync_direction in ('TO_LOYVERSE', 'BIDIRECTIONAL')
@@ -1707,7 +1707,7 @@ begin
           from public.products p
           join loyverse.loyverse_item_mappings m on m.product_id = p.id
           join loyverse.loyverse_price_sync_settings s on s.restaurant_id = m.restaurant_id
-          join loyverse.accounts a on a.id = m.account_id
+          join loyverse.loyverse_accounts a on a.id = m.account_id
          where p.id = any (p_product_ids)
            and s.enabled
            and s.sync_direction in ('TO_LOYVERSE', 'BIDIRECTIONAL')
@@ -2386,7 +2386,7 @@ as $$
     select coalesce(array_agg(m.product_id order by m.product_id), '{}')
       from loyverse.loyverse_item_mappings m
       join public.products p on p.id = m.product_id
-      join loyverse.accounts a on a.id = m.account_id
+      join loyverse.loyverse_accounts a on a.id = m.account_id
       join loyverse.loyverse_price_sync_settings s on s.restaurant_id = m.restaurant_id
      where m.restaurant_id = p_restaurant_id
        and m.loyverse_pricing_type = 'FIXED'
@@ -2709,7 +2709,7 @@ begin
             update loyverse.loyverse_price_sync_queue q
                set price_to_send = loyverse.price_to_send(q.new_price, v_new.price_rounding_rule, a.decimal_places, m.price_factor),
                    version = q.version + 1, updated_at = now()
-              from loyverse.accounts a, loyverse.loyverse_item_mappings m
+              from loyverse.loyverse_accounts a, loyverse.loyverse_item_mappings m
              where a.id = q.account_id and m.product_id = q.product_id
                and q.restaurant_id = p_restaurant_id and q.status = 'pending';
         end if;
@@ -3321,11 +3321,11 @@ comment on trigger _110_delete_price_sync_rows on public.products is
 -- Deleting an account deletes its queue rows: the queue has no foreign key to accounts (its
 -- check cost every queued change), so this statement trigger is the cascade.
 create trigger _100_delete_price_sync_rows
-    after delete on loyverse.accounts
+    after delete on loyverse.loyverse_accounts
     referencing old table as old_rows
     for each statement
     execute function loyverse.tg_accounts__delete_price_sync_rows();
-comment on trigger _100_delete_price_sync_rows on loyverse.accounts is
+comment on trigger _100_delete_price_sync_rows on loyverse.loyverse_accounts is
     'Deleting an account deletes its price-sync queue rows.';
 
 -- ---- sql/0422_trigger_price_sync_queue_outcome_totals.sql ----
@@ -3471,7 +3471,7 @@ begin
       from loyverse.loyverse_item_mappings m
       join public.products p on p.id = m.product_id
       join loyverse.loyverse_price_sync_settings s on s.restaurant_id = m.restaurant_id
-      join loyverse.accounts a on a.id = m.account_id
+      join loyverse.loyverse_accounts a on a.id = m.account_id
       left join loyverse.loyverse_inbound_settings i on i.account_id = m.account_id
      where m.product_id = p_product_id
        for update of p, m;
@@ -3936,7 +3936,7 @@ begin
     -- Any other lock (a queue row a worker is completing) is waited for 100 ms at most,
     -- then the delivery is retried in a second.
     perform pg_catalog.set_config('lock_timeout', '100ms', true);
-    select a.merchant_id into v_merchant from loyverse.accounts a where a.id = p_account_id;
+    select a.merchant_id into v_merchant from loyverse.loyverse_accounts a where a.id = p_account_id;
     for v_row in
         select i.id, i.body, i.source, i.received_at from loyverse.loyverse_inbox i
          where i.account_id = p_account_id and i.status = 'pending' and i.next_attempt_at <= now()
@@ -4085,7 +4085,7 @@ begin
           from loyverse.loyverse_item_mappings m
           join public.products p on p.id = m.product_id
           join loyverse.loyverse_price_sync_settings s on s.restaurant_id = m.restaurant_id
-          join loyverse.accounts a on a.id = m.account_id
+          join loyverse.loyverse_accounts a on a.id = m.account_id
           left join items it on it.item_id = m.loyverse_item_id
           left join lateral (select v from jsonb_array_elements(it.i->'variants') v
                               where v->>'variant_id' = m.loyverse_variant_id and v->>'deleted_at' is null
@@ -4445,8 +4445,8 @@ select a.id as account_id,
        a.token_expires_at,
        a.token_refreshed_at,
        a.token_refreshes
-  from loyverse.accounts a
-  left join loyverse.account_rate_state s on s.account_id = a.id;
+  from loyverse.loyverse_accounts a
+  left join loyverse.loyverse_account_rate_state s on s.account_id = a.id;
 
 comment on view loyverse.account_overview is 'Loyverse accounts without their tokens: currency, rate budget, 429s, linked restaurants.';
 
@@ -4467,7 +4467,7 @@ select r.id as restaurant_id,
        s.paused
   from public.restaurants r
   left join loyverse.loyverse_restaurant_links l on l.restaurant_id = r.id
-  left join loyverse.accounts a on a.id = l.account_id
+  left join loyverse.loyverse_accounts a on a.id = l.account_id
   left join loyverse.loyverse_price_sync_settings s on s.restaurant_id = r.id;
 
 comment on view loyverse.restaurant_overview is 'Each restaurant with its Loyverse account and store, product counts and sync settings.';
@@ -4515,7 +4515,7 @@ select r.id as restaurant_id,
   from public.restaurants r
   join loyverse.loyverse_price_sync_settings s on s.restaurant_id = r.id
   left join loyverse.loyverse_restaurant_links l on l.restaurant_id = r.id
-  left join loyverse.accounts a on a.id = l.account_id
+  left join loyverse.loyverse_accounts a on a.id = l.account_id
   left join (
       select x.restaurant_id,
              count(*) filter (where x.status = 'pending') as pending,
@@ -4644,8 +4644,8 @@ select a.id as account_id,
          where j.lock = 'loyverse_price_sync:' || a.id and j.status = 'doing') as jobs_running,
        st.throttled_until,
        st.rate_limited_total
-  from loyverse.accounts a
-  left join loyverse.account_rate_state st on st.account_id = a.id
+  from loyverse.loyverse_accounts a
+  left join loyverse.loyverse_account_rate_state st on st.account_id = a.id
   left join lateral (
       select count(*) filter (where x.status = 'pending') as pending,
              count(*) filter (where x.status = 'pending' and x.next_attempt_at <= now()) as due,
@@ -4705,7 +4705,7 @@ select s.account_id,
        loyverse._latency_quantile(loyverse.sum_buckets(s.latency_buckets), 0.95) as p95_seconds,
        max(s.max_seconds) as max_seconds
   from loyverse.loyverse_api_call_stats s
-  join loyverse.accounts a on a.id = s.account_id
+  join loyverse.loyverse_accounts a on a.id = s.account_id
  where s.bucket_start > now() - interval '1 hour'
  group by s.account_id, a.name, s.method, s.endpoint;
 
@@ -5084,7 +5084,7 @@ begin
                     a.decimal_places, 2)
       into v_dp
       from loyverse.loyverse_snapshots s
-      left join loyverse.accounts a on a.id = s.account_id
+      left join loyverse.loyverse_accounts a on a.id = s.account_id
      where s.id = v_run.snapshot_id;
     v_dp := least(greatest(coalesce(v_dp, 2), 0), 2);  -- products.price is numeric(12,2)
     select coalesce((select st.prices_include_tax from loyverse.loyverse_price_sync_settings st
@@ -6828,14 +6828,14 @@ grant select, insert, update, delete on public.restaurants, public.categories, p
 
 -- Named one by one (not "all tables in schema"), so sql/ and migrations/ grant the same
 -- whatever order objects are created in.
-grant select, insert, update, delete on loyverse.accounts, loyverse.account_rate_state,
+grant select, insert, update, delete on loyverse.loyverse_accounts, loyverse.loyverse_account_rate_state,
     loyverse.loyverse_restaurant_links, loyverse.loyverse_item_mappings,
     loyverse.loyverse_price_sync_settings, loyverse.loyverse_price_sync_queue,
     loyverse.loyverse_sync_logs, loyverse.loyverse_import_runs, loyverse.loyverse_import_journal,
     loyverse.loyverse_notification_outbox
     to loyverse_worker;
 grant select on loyverse.procrastinate_migrations to loyverse_worker;
-grant usage, select on sequence loyverse.accounts_id_seq, loyverse.loyverse_item_mappings_id_seq,
+grant usage, select on sequence loyverse.loyverse_accounts_id_seq, loyverse.loyverse_item_mappings_id_seq,
     loyverse.loyverse_price_sync_queue_id_seq, loyverse.loyverse_sync_logs_id_seq,
     loyverse.loyverse_import_runs_id_seq, loyverse.loyverse_import_journal_id_seq,
     loyverse.loyverse_notification_outbox_id_seq
@@ -6845,7 +6845,7 @@ grant execute on function loyverse.rate_governor_take(bigint, integer) to loyver
 
 grant execute on function loyverse.rate_governor_penalize(bigint, double precision) to loyverse_worker;
 
-revoke all on loyverse.accounts from loyverse_app, loyverse_readonly;
+revoke all on loyverse.loyverse_accounts from loyverse_app, loyverse_readonly;
 
 grant select on loyverse.account_overview, loyverse.restaurant_overview to loyverse_readonly, loyverse_worker;
 

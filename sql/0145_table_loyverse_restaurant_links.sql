@@ -2,7 +2,7 @@
 -- restaurant): the key from a price change to the store whose price it sets.
 create table loyverse.loyverse_restaurant_links (
     restaurant_id uuid primary key references public.restaurants (id) on delete cascade,
-    account_id bigint not null references loyverse.accounts (id) on delete cascade,
+    account_id bigint not null references loyverse.loyverse_accounts (id) on delete cascade,
     store_id text not null
         constraint store_id_is_not_blank check (btrim(store_id) <> ''),
     store_name text,

@@ -4,7 +4,7 @@ create table loyverse.loyverse_item_mappings (
     id bigint generated always as identity primary key,
     product_id uuid not null references public.products (id) on delete cascade,
     restaurant_id uuid not null references public.restaurants (id) on delete cascade,
-    account_id bigint not null references loyverse.accounts (id) on delete cascade,
+    account_id bigint not null references loyverse.loyverse_accounts (id) on delete cascade,
     loyverse_item_id text not null,
     loyverse_variant_id text not null,
     loyverse_store_id text not null,

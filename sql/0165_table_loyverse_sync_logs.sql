@@ -2,7 +2,7 @@
 create table loyverse.loyverse_sync_logs (
     id bigint generated always as identity primary key,
     restaurant_id uuid references public.restaurants (id) on delete set null,
-    account_id bigint references loyverse.accounts (id) on delete set null,
+    account_id bigint references loyverse.loyverse_accounts (id) on delete set null,
     sync_type text not null
         constraint sync_type_is_valid check (sync_type in ('PRICE_SYNC', 'MENU_IMPORT', 'IMPORT_UNDO', 'MANUAL_TRIGGER', 'RETRY', 'NOTIFICATION',
                                                              'SETTINGS_CHANGE', 'API_KEY', 'APPROVE', 'REJECT', 'MAKE_FIXED')),

@@ -2,7 +2,7 @@
 create table loyverse.loyverse_import_runs (
     id bigint generated always as identity primary key,
     restaurant_id uuid not null references public.restaurants (id) on delete cascade,
-    account_id bigint references loyverse.accounts (id) on delete set null,
+    account_id bigint references loyverse.loyverse_accounts (id) on delete set null,
     snapshot_id bigint,
     status text not null default 'PENDING'
         constraint import_run_status_is_valid check (status in ('PENDING', 'RUNNING', 'SUCCESS', 'PARTIAL', 'FAILED', 'UNDONE')),

@@ -1,7 +1,7 @@
 -- How Loyverse reaches us, per account: the unguessable secret in the webhook URL, the OAuth
 -- app's client secret that signs deliveries (encrypted like tokens), and the polling cursor.
 create table loyverse.loyverse_inbound_settings (
-    account_id bigint primary key references loyverse.accounts (id) on delete cascade,
+    account_id bigint primary key references loyverse.loyverse_accounts (id) on delete cascade,
     -- two v4 UUIDs: 244 random bits, hex
     url_secret text not null default replace(gen_random_uuid()::text || gen_random_uuid()::text, '-', '')
         constraint url_secret_is_long check (length(url_secret) >= 32),

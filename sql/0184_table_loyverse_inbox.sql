@@ -2,7 +2,7 @@
 -- parsed: one INSERT, idempotent on redelivery (same account, same body bytes = one row).
 create table loyverse.loyverse_inbox (
     id bigint generated always as identity primary key,
-    account_id bigint not null references loyverse.accounts (id) on delete cascade,
+    account_id bigint not null references loyverse.loyverse_accounts (id) on delete cascade,
     source text not null
         constraint inbox_source_is_valid check (source in ('webhook', 'poll', 'refresh', 'reconcile')),
     received_at timestamptz not null default now(),

@@ -1,7 +1,7 @@
 -- The newest version of each Loyverse object we applied, and tombstones: a delivery older
 -- than what we have (reordered, retried for 48 h) or about a deleted object changes nothing.
 create table loyverse.loyverse_inbound_objects (
-    account_id bigint not null references loyverse.accounts (id) on delete cascade,
+    account_id bigint not null references loyverse.loyverse_accounts (id) on delete cascade,
     kind text not null
         constraint inbound_object_kind_is_valid check (kind in ('item', 'variant', 'inventory_level')),
     loyverse_id text not null,

@@ -3,7 +3,7 @@
 create table loyverse.loyverse_inbound_audit (
     id bigint generated always as identity primary key,
     at timestamptz not null default now(),
-    account_id bigint references loyverse.accounts (id) on delete cascade,
+    account_id bigint references loyverse.loyverse_accounts (id) on delete cascade,
     restaurant_id uuid references public.restaurants (id) on delete set null,
     inbox_id bigint references loyverse.loyverse_inbox (id) on delete set null,
     product_id uuid,

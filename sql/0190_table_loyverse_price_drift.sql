@@ -3,7 +3,7 @@
 create table loyverse.loyverse_price_drift (
     restaurant_id uuid not null references public.restaurants (id) on delete cascade,
     product_id uuid not null references public.products (id) on delete cascade,
-    account_id bigint not null references loyverse.accounts (id) on delete cascade,
+    account_id bigint not null references loyverse.loyverse_accounts (id) on delete cascade,
     loyverse_item_id text not null,
     loyverse_variant_id text not null,
     kind text not null

@@ -2,7 +2,7 @@
 -- preview and run reuse a recent snapshot instead of fetching the whole menu again.
 create table loyverse.loyverse_snapshots (
     id bigint generated always as identity primary key,
-    account_id bigint not null references loyverse.accounts (id) on delete cascade,
+    account_id bigint not null references loyverse.loyverse_accounts (id) on delete cascade,
     restaurant_id uuid references public.restaurants (id) on delete cascade,
     store_id text,
     merchant jsonb not null default '{}',

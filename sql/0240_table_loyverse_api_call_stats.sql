@@ -1,7 +1,7 @@
 -- Per-minute statistics of Loyverse API calls (counts and latency histograms), aggregated in
 -- SQL so recording a call is one upsert, not one row per request.
 create table loyverse.loyverse_api_call_stats (
-    account_id bigint not null references loyverse.accounts (id) on delete cascade,
+    account_id bigint not null references loyverse.loyverse_accounts (id) on delete cascade,
     bucket_start timestamptz not null,
     method text not null,
     endpoint text not null,

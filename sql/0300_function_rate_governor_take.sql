@@ -27,7 +27,7 @@ begin
     end if;
     select a.rate_limit_requests, a.rate_limit_window_seconds, a.rate_limit_safety
       into v_limit, v_window, v_safety
-      from loyverse.accounts a where a.id = p_account_id;
+      from loyverse.loyverse_accounts a where a.id = p_account_id;
     if not found then
         raise exception 'rate_governor_take: no Loyverse account with id %', p_account_id
             using errcode = 'no_data_found';
@@ -38,7 +38,7 @@ begin
     for i in 1..2 loop
         -- The row lock serialises takers of one account; it is held for microseconds. The SET
         -- expressions see the row as locked (the latest version), like a SELECT ... FOR UPDATE.
-        update loyverse.account_rate_state s
+        update loyverse.loyverse_account_rate_state s
            set tokens = least(v_burst, s.tokens + extract(epoch from v_now - s.refreshed_at)
                                        -- after a 429 we spend half the budget for one window
                                        * case when s.slow_until > v_now then v_rate / 2 else v_rate end)
@@ -56,7 +56,7 @@ begin
         end if;
         -- The account's first take: create its bucket full (unless a concurrent taker just
         -- did), then take from it.
-        insert into loyverse.account_rate_state (account_id, tokens, refreshed_at)
+        insert into loyverse.loyverse_account_rate_state (account_id, tokens, refreshed_at)
         values (p_account_id, v_burst, v_now)
         on conflict (account_id) do nothing;
     end loop;

@@ -16,7 +16,7 @@ declare
 begin
     select a.rate_limit_requests, a.rate_limit_window_seconds, a.rate_limit_safety
       into v_limit, v_window, v_safety
-      from loyverse.accounts a where a.id = p_account_id;
+      from loyverse.loyverse_accounts a where a.id = p_account_id;
     if not found then
         raise exception 'rate_governor_penalize: no Loyverse account with id %', p_account_id
             using errcode = 'no_data_found';
@@ -24,11 +24,11 @@ begin
     v_rate := v_limit * v_safety / v_window / 2;
     v_pause := greatest(coalesce(p_retry_after, 0), v_window / v_limit * 8);
 
-    insert into loyverse.account_rate_state (account_id, tokens, refreshed_at)
+    insert into loyverse.loyverse_account_rate_state (account_id, tokens, refreshed_at)
     values (p_account_id, 0, v_now)
     on conflict (account_id) do nothing;
 
-    update loyverse.account_rate_state s
+    update loyverse.loyverse_account_rate_state s
        set tokens = least(s.tokens, 0) - v_pause * v_rate,
            refreshed_at = greatest(s.refreshed_at, v_now),
            throttled_until = v_now + make_interval(secs => v_pause),

@@ -61,7 +61,7 @@ begin
           join public.products p on p.id = c.product_id
           join loyverse.loyverse_item_mappings m on m.product_id = c.product_id
           join loyverse.loyverse_price_sync_settings s on s.restaurant_id = m.restaurant_id
-          join loyverse.accounts a on a.id = m.account_id
+          join loyverse.loyverse_accounts a on a.id = m.account_id
          where p.price is distinct from c.old_price
            and s.enabled
            and s.sync_direction in ('TO_LOYVERSE', 'BIDIRECTIONAL')

@@ -29,7 +29,7 @@ begin
           from public.products p
           join loyverse.loyverse_item_mappings m on m.product_id = p.id
           join loyverse.loyverse_price_sync_settings s on s.restaurant_id = m.restaurant_id
-          join loyverse.accounts a on a.id = m.account_id
+          join loyverse.loyverse_accounts a on a.id = m.account_id
          where p.id = any (p_product_ids)
            and s.enabled
            and s.sync_direction in ('TO_LOYVERSE', 'BIDIRECTIONAL')

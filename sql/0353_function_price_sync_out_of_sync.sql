@@ -14,7 +14,7 @@ as $$
     select coalesce(array_agg(m.product_id order by m.product_id), '{}')
       from loyverse.loyverse_item_mappings m
       join public.products p on p.id = m.product_id
-      join loyverse.accounts a on a.id = m.account_id
+      join loyverse.loyverse_accounts a on a.id = m.account_id
       join loyverse.loyverse_price_sync_settings s on s.restaurant_id = m.restaurant_id
      where m.restaurant_id = p_restaurant_id
        and m.loyverse_pricing_type = 'FIXED'

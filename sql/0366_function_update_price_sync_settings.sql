@@ -134,7 +134,7 @@ begin
             update loyverse.loyverse_price_sync_queue q
                set price_to_send = loyverse.price_to_send(q.new_price, v_new.price_rounding_rule, a.decimal_places, m.price_factor),
                    version = q.version + 1, updated_at = now()
-              from loyverse.accounts a, loyverse.loyverse_item_mappings m
+              from loyverse.loyverse_accounts a, loyverse.loyverse_item_mappings m
              where a.id = q.account_id and m.product_id = q.product_id
                and q.restaurant_id = p_restaurant_id and q.status = 'pending';
         end if;

@@ -35,7 +35,7 @@ begin
       from loyverse.loyverse_item_mappings m
       join public.products p on p.id = m.product_id
       join loyverse.loyverse_price_sync_settings s on s.restaurant_id = m.restaurant_id
-      join loyverse.accounts a on a.id = m.account_id
+      join loyverse.loyverse_accounts a on a.id = m.account_id
       left join loyverse.loyverse_inbound_settings i on i.account_id = m.account_id
      where m.product_id = p_product_id
        for update of p, m;

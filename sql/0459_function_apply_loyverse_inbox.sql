@@ -30,7 +30,7 @@ begin
     -- Any other lock (a queue row a worker is completing) is waited for 100 ms at most,
     -- then the delivery is retried in a second.
     perform pg_catalog.set_config('lock_timeout', '100ms', true);
-    select a.merchant_id into v_merchant from loyverse.accounts a where a.id = p_account_id;
+    select a.merchant_id into v_merchant from loyverse.loyverse_accounts a where a.id = p_account_id;
     for v_row in
         select i.id, i.body, i.source, i.received_at from loyverse.loyverse_inbox i
          where i.account_id = p_account_id and i.status = 'pending' and i.next_attempt_at <= now()

@@ -25,7 +25,7 @@ begin
           from loyverse.loyverse_item_mappings m
           join public.products p on p.id = m.product_id
           join loyverse.loyverse_price_sync_settings s on s.restaurant_id = m.restaurant_id
-          join loyverse.accounts a on a.id = m.account_id
+          join loyverse.loyverse_accounts a on a.id = m.account_id
           left join items it on it.item_id = m.loyverse_item_id
           left join lateral (select v from jsonb_array_elements(it.i->'variants') v
                               where v->>'variant_id' = m.loyverse_variant_id and v->>'deleted_at' is null

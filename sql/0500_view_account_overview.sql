@@ -20,7 +20,7 @@ select a.id as account_id,
        a.token_expires_at,
        a.token_refreshed_at,
        a.token_refreshes
-  from loyverse.accounts a
-  left join loyverse.account_rate_state s on s.account_id = a.id;
+  from loyverse.loyverse_accounts a
+  left join loyverse.loyverse_account_rate_state s on s.account_id = a.id;
 
 comment on view loyverse.account_overview is 'Loyverse accounts without their tokens: currency, rate budget, 429s, linked restaurants.';

@@ -14,7 +14,7 @@ select r.id as restaurant_id,
        s.paused
   from public.restaurants r
   left join loyverse.loyverse_restaurant_links l on l.restaurant_id = r.id
-  left join loyverse.accounts a on a.id = l.account_id
+  left join loyverse.loyverse_accounts a on a.id = l.account_id
   left join loyverse.loyverse_price_sync_settings s on s.restaurant_id = r.id;
 
 comment on view loyverse.restaurant_overview is 'Each restaurant with its Loyverse account and store, product counts and sync settings.';

@@ -40,7 +40,7 @@ select r.id as restaurant_id,
   from public.restaurants r
   join loyverse.loyverse_price_sync_settings s on s.restaurant_id = r.id
   left join loyverse.loyverse_restaurant_links l on l.restaurant_id = r.id
-  left join loyverse.accounts a on a.id = l.account_id
+  left join loyverse.loyverse_accounts a on a.id = l.account_id
   left join (
       select x.restaurant_id,
              count(*) filter (where x.status = 'pending') as pending,

@@ -14,8 +14,8 @@ select a.id as account_id,
          where j.lock = 'loyverse_price_sync:' || a.id and j.status = 'doing') as jobs_running,
        st.throttled_until,
        st.rate_limited_total
-  from loyverse.accounts a
-  left join loyverse.account_rate_state st on st.account_id = a.id
+  from loyverse.loyverse_accounts a
+  left join loyverse.loyverse_account_rate_state st on st.account_id = a.id
   left join lateral (
       select count(*) filter (where x.status = 'pending') as pending,
              count(*) filter (where x.status = 'pending' and x.next_attempt_at <= now()) as due,

@@ -13,7 +13,7 @@ select s.account_id,
        loyverse._latency_quantile(loyverse.sum_buckets(s.latency_buckets), 0.95) as p95_seconds,
        max(s.max_seconds) as max_seconds
   from loyverse.loyverse_api_call_stats s
-  join loyverse.accounts a on a.id = s.account_id
+  join loyverse.loyverse_accounts a on a.id = s.account_id
  where s.bucket_start > now() - interval '1 hour'
  group by s.account_id, a.name, s.method, s.endpoint;
 

@@ -62,7 +62,7 @@ begin
                     a.decimal_places, 2)
       into v_dp
       from loyverse.loyverse_snapshots s
-      left join loyverse.accounts a on a.id = s.account_id
+      left join loyverse.loyverse_accounts a on a.id = s.account_id
      where s.id = v_run.snapshot_id;
     v_dp := least(greatest(coalesce(v_dp, 2), 0), 2);  -- products.price is numeric(12,2)
     select coalesce((select st.prices_include_tax from loyverse.loyverse_price_sync_settings st

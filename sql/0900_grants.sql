@@ -8,14 +8,14 @@ grant select, insert, update, delete on public.restaurants, public.categories, p
 
 -- Named one by one (not "all tables in schema"), so sql/ and migrations/ grant the same
 -- whatever order objects are created in.
-grant select, insert, update, delete on loyverse.accounts, loyverse.account_rate_state,
+grant select, insert, update, delete on loyverse.loyverse_accounts, loyverse.loyverse_account_rate_state,
     loyverse.loyverse_restaurant_links, loyverse.loyverse_item_mappings,
     loyverse.loyverse_price_sync_settings, loyverse.loyverse_price_sync_queue,
     loyverse.loyverse_sync_logs, loyverse.loyverse_import_runs, loyverse.loyverse_import_journal,
     loyverse.loyverse_notification_outbox
     to loyverse_worker;
 grant select on loyverse.procrastinate_migrations to loyverse_worker;
-grant usage, select on sequence loyverse.accounts_id_seq, loyverse.loyverse_item_mappings_id_seq,
+grant usage, select on sequence loyverse.loyverse_accounts_id_seq, loyverse.loyverse_item_mappings_id_seq,
     loyverse.loyverse_price_sync_queue_id_seq, loyverse.loyverse_sync_logs_id_seq,
     loyverse.loyverse_import_runs_id_seq, loyverse.loyverse_import_journal_id_seq,
     loyverse.loyverse_notification_outbox_id_seq
@@ -25,7 +25,7 @@ grant execute on function loyverse.rate_governor_take(bigint, integer) to loyver
 
 grant execute on function loyverse.rate_governor_penalize(bigint, double precision) to loyverse_worker;
 
-revoke all on loyverse.accounts from loyverse_app, loyverse_readonly;
+revoke all on loyverse.loyverse_accounts from loyverse_app, loyverse_readonly;
 
 grant select on loyverse.account_overview, loyverse.restaurant_overview to loyverse_readonly, loyverse_worker;
 

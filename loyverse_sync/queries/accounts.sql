@@ -1,7 +1,7 @@
 -- Accounts, restaurants and links (loyverse_sync/accounts.py).
 
 -- name: insert_account
-insert into loyverse.accounts
+insert into loyverse.loyverse_accounts
     (name, merchant_id, business_name, currency_code, decimal_places, base_url,
      token_ciphertext, token_key_id, rate_limit_requests, rate_limit_window_seconds)
 values
@@ -11,7 +11,7 @@ values
 returning id
 
 -- name: resolve_account
-select id from loyverse.accounts
+select id from loyverse.loyverse_accounts
  where name = %(ref)s or id = %(id)s::bigint
  order by (name = %(ref)s) desc
  limit 1
@@ -19,7 +19,7 @@ select id from loyverse.accounts
 -- name: get_account
 select id, name, base_url, merchant_id, currency_code, decimal_places,
        token_ciphertext, token_key_id, auth_kind
-  from loyverse.accounts where id = %(id)s
+  from loyverse.loyverse_accounts where id = %(id)s
 
 -- name: list_accounts
 select account_id, name, merchant_id, business_name, currency_code, decimal_places, base_url,
@@ -28,7 +28,7 @@ select account_id, name, merchant_id, business_name, currency_code, decimal_plac
   from loyverse.account_overview order by account_id
 
 -- name: update_merchant
-update loyverse.accounts
+update loyverse.loyverse_accounts
    set merchant_id = coalesce(%(merchant_id)s, merchant_id),
        business_name = coalesce(%(business_name)s, business_name),
        currency_code = coalesce(%(currency_code)s, currency_code),
@@ -40,10 +40,10 @@ update loyverse.accounts
 
 -- name: all_ciphertexts_for_update
 select id, name, token_ciphertext, token_key_id, oauth_ciphertext
-  from loyverse.accounts order by id for update
+  from loyverse.loyverse_accounts order by id for update
 
 -- name: set_ciphertext
-update loyverse.accounts
+update loyverse.loyverse_accounts
    set token_ciphertext = %(token_ciphertext)s, token_key_id = %(token_key_id)s,
        oauth_ciphertext = %(oauth_ciphertext)s, updated_at = now()
  where id = %(id)s
@@ -52,7 +52,7 @@ update loyverse.accounts
 -- The webhook signing secrets (an OAuth app's client secret), encrypted like tokens.
 select s.account_id, a.name, s.client_secret_ciphertext, s.client_secret_key_id
   from loyverse.loyverse_inbound_settings s
-  join loyverse.accounts a on a.id = s.account_id
+  join loyverse.loyverse_accounts a on a.id = s.account_id
  where s.client_secret_ciphertext is not null
  order by s.account_id
    for update of s
@@ -64,7 +64,7 @@ update loyverse.loyverse_inbound_settings
 
 -- name: insert_oauth_account
 -- token_expires_at null with an empty access token: the first use refreshes.
-insert into loyverse.accounts
+insert into loyverse.loyverse_accounts
     (name, base_url, token_ciphertext, token_key_id, rate_limit_requests,
      rate_limit_window_seconds, auth_kind, oauth_client_id, oauth_token_url, oauth_ciphertext,
      token_expires_at)
@@ -76,7 +76,7 @@ returning id
 
 -- name: connect_oauth
 -- An existing account (personal, or OAuth locked out) connected with an OAuth app's tokens.
-update loyverse.accounts
+update loyverse.loyverse_accounts
    set auth_kind = 'oauth', oauth_client_id = %(client_id)s, oauth_token_url = %(token_url)s,
        oauth_ciphertext = %(oauth_ciphertext)s, token_ciphertext = %(token_ciphertext)s,
        token_key_id = %(token_key_id)s,
@@ -86,14 +86,14 @@ update loyverse.accounts
 returning id
 
 -- name: delete_account
-delete from loyverse.accounts where id = %(id)s
+delete from loyverse.loyverse_accounts where id = %(id)s
 
 -- name: oauth_tokens
 -- The stored access token of an OAuth account, its expiry and lifetime (epoch seconds).
 select id, name, token_ciphertext, token_key_id,
        extract(epoch from token_expires_at)::float8 as expires_at,
        extract(epoch from token_expires_at - token_refreshed_at)::float8 as lifetime
-  from loyverse.accounts where id = %(id)s and auth_kind = 'oauth'
+  from loyverse.loyverse_accounts where id = %(id)s and auth_kind = 'oauth'
 
 -- name: oauth_tokens_for_refresh
 -- Serialises refreshes of one account across processes: the lock is held while the refresh
@@ -103,12 +103,12 @@ select id, name, token_ciphertext, token_key_id, oauth_ciphertext, oauth_client_
        oauth_token_url,
        extract(epoch from token_expires_at)::float8 as expires_at,
        extract(epoch from token_expires_at - token_refreshed_at)::float8 as lifetime
-  from loyverse.accounts where id = %(id)s and auth_kind = 'oauth'
+  from loyverse.loyverse_accounts where id = %(id)s and auth_kind = 'oauth'
    for no key update
 
 -- name: store_refreshed_tokens
 -- now() is the transaction's start, before the token request left: the expiry errs early.
-update loyverse.accounts
+update loyverse.loyverse_accounts
    set token_ciphertext = %(token_ciphertext)s, oauth_ciphertext = %(oauth_ciphertext)s,
        token_key_id = %(token_key_id)s,
        token_expires_at = case when %(expires_in)s::float8 is null then null
@@ -123,7 +123,7 @@ returning extract(epoch from token_expires_at)::float8 as expires_at,
 -- The same, on a fresh connection after the refresh transaction's commit failed: only over
 -- the pair that was spent (never over one another process stored since), or over itself
 -- (the commit did land, only its answer was lost).
-update loyverse.accounts
+update loyverse.loyverse_accounts
    set token_ciphertext = %(token_ciphertext)s, oauth_ciphertext = %(oauth_ciphertext)s,
        token_key_id = %(token_key_id)s,
        token_expires_at = case when %(expires_in)s::float8 is null then null
@@ -136,7 +136,7 @@ returning extract(epoch from token_expires_at)::float8 as expires_at,
           extract(epoch from token_expires_at - token_refreshed_at)::float8 as lifetime
 
 -- name: refresh_rejected
-update loyverse.accounts set token_valid = false, token_checked_at = now(), updated_at = now()
+update loyverse.loyverse_accounts set token_valid = false, token_checked_at = now(), updated_at = now()
  where id = %(id)s
 
 -- name: insert_restaurant

@@ -10,7 +10,7 @@ select h.account_name, h.pending, h.processing, h.retrying, h.rate_limited_total
        coalesce(max(s.requests_per_minute), 0) as requests_per_minute,
        coalesce(max(s.budget_per_minute), round((a.rate_limit_requests * 60 / a.rate_limit_window_seconds)::numeric, 1)) as budget_per_minute
   from loyverse.price_sync_queue_health h
-  join loyverse.accounts a on a.id = h.account_id
+  join loyverse.loyverse_accounts a on a.id = h.account_id
   left join loyverse.price_sync_status s on s.account_id = h.account_id
  where %(restaurant_id)s::uuid is null or s.restaurant_id = %(restaurant_id)s::uuid
  group by h.account_id, h.account_name, h.pending, h.processing, h.retrying, h.rate_limited_total,

@@ -21,7 +21,7 @@ select a.name as account_name, s.method, s.endpoint, s.status,
        sum(s.calls) as calls, sum(s.total_seconds) as total_seconds,
        loyverse.sum_buckets(s.latency_buckets) as latency_buckets
   from loyverse.loyverse_api_call_stats s
-  join loyverse.accounts a on a.id = s.account_id
+  join loyverse.loyverse_accounts a on a.id = s.account_id
  group by a.name, s.method, s.endpoint, s.status
 
 -- name: metrics_accounts
@@ -53,7 +53,7 @@ select st.restaurant_name, st.sync_frequency, st.pending,
 -- name: health_accounts
 select id as account_id, name, token_valid,
        extract(epoch from now() - token_checked_at)::float8 as checked_seconds_ago
-  from loyverse.accounts order by id
+  from loyverse.loyverse_accounts order by id
 
 -- name: record_token_check
-update loyverse.accounts set token_valid = %(valid)s, token_checked_at = now() where id = %(id)s
+update loyverse.loyverse_accounts set token_valid = %(valid)s, token_checked_at = now() where id = %(id)s

@@ -37,7 +37,7 @@ def emu():
 
 
 def refreshes(conn, account_id):
-    return conn.execute("select token_refreshes from loyverse.accounts where id = %s",
+    return conn.execute("select token_refreshes from loyverse.loyverse_accounts where id = %s",
                         (account_id,)).fetchone()["token_refreshes"]
 
 
@@ -98,7 +98,7 @@ def test_oauth_account_syncs_across_three_expiries_with_a_kill_after_a_refresh(d
     assert harness.diverged(conn, emu, seed) == {}
     assert counters["refreshes"] >= 3 and counters["expired_401"] >= 3 and pool.kills == 1
     assert counters["rejected"] == 0 and counters["reused"] == 0 and counters["lost"] == 0
-    row = conn.execute("select * from loyverse.accounts where id = %s", (seed.account_id,)).fetchone()
+    row = conn.execute("select * from loyverse.loyverse_accounts where id = %s", (seed.account_id,)).fetchone()
     assert row["token_refreshes"] == counters["refreshes"]  # every pair Loyverse issued was stored
     assert row["token_valid"] is True
     secrets_doc = json.loads(crypto.decrypt(row["oauth_ciphertext"], row["token_key_id"], crypto.load_keys()))

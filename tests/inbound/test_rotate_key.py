@@ -25,7 +25,7 @@ def cli(dsn: str, *args: str) -> subprocess.CompletedProcess[str]:
 
 def key_ids(conn) -> set[str]:
     """The fingerprints of every stored ciphertext's key."""
-    rows = conn.execute("select token_key_id as k from loyverse.accounts"
+    rows = conn.execute("select token_key_id as k from loyverse.loyverse_accounts"
                         " union all select client_secret_key_id from loyverse.loyverse_inbound_settings"
                         " where client_secret_key_id is not null").fetchall()
     return {r["k"] for r in rows}
@@ -74,6 +74,6 @@ def test_rotate_key_drop_old_keeps_webhooks_verified_and_tokens_readable(conn, d
     with db.connect(dsn) as fresh:
         assert accounts.get_account(fresh, seed.account_id).token == token
         assert accounts.get_account(fresh, oauth_id).token == "the-at"
-        row = fresh.execute("select name, oauth_ciphertext, token_key_id from loyverse.accounts where id = %s",
+        row = fresh.execute("select name, oauth_ciphertext, token_key_id from loyverse.loyverse_accounts where id = %s",
                             (oauth_id,)).fetchone()
         assert oauth._open_secrets(dict(row), crypto.load_keys()) == ("the-cs", "the-rt")

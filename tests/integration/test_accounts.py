@@ -52,17 +52,17 @@ def test_rotating_the_key_re_encrypts_every_token(conn, fernet_key, monkeypatch)
     monkeypatch.setenv("LOYVERSE_SYNC_KEY", new.decode())
     assert [accounts.get_account(conn, i).token for i in ids] == [f"{TOKEN}-{i}" for i in range(3)]
     key_ids = {
-        r["token_key_id"] for r in conn.execute("select token_key_id from loyverse.accounts")
+        r["token_key_id"] for r in conn.execute("select token_key_id from loyverse.loyverse_accounts")
     }
     assert key_ids == {crypto.fingerprint(new)}
 
 
 def test_rotation_with_the_wrong_old_key_changes_nothing(conn, fernet_key):
     accounts.add_account(conn, name="a", token=TOKEN)
-    before = conn.execute("select token_ciphertext from loyverse.accounts").fetchone()
+    before = conn.execute("select token_ciphertext from loyverse.loyverse_accounts").fetchone()
     with pytest.raises(crypto.KeyError_):
         key_rotation.rotate_key(conn, old_keys=[crypto.new_key()], new_key=crypto.new_key())
-    assert conn.execute("select token_ciphertext from loyverse.accounts").fetchone() == before
+    assert conn.execute("select token_ciphertext from loyverse.loyverse_accounts").fetchone() == before
 
 
 def test_restaurants_resolve_by_id_or_name_and_link_with_default_settings(conn, fernet_key):

@@ -382,7 +382,7 @@ def test_the_servers_own_rate_limit_is_ridden_out_with_the_shared_governor(
         def take(self, requests: int = 1) -> float:
             wait = super().take(requests)
             at = self._call("select extract(epoch from refreshed_at)::float8 from"
-                            " loyverse.account_rate_state where account_id = %(account_id)s",
+                            " loyverse.loyverse_account_rate_state where account_id = %(account_id)s",
                             {"account_id": self.account_id})
             sends.append(float(at) + wait)
             return wait

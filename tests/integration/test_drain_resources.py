@@ -81,12 +81,12 @@ def test_account_cache_decrypts_once_and_sees_a_new_token(conn, fernet_key, monk
     monkeypatch.setattr(crypto, "decrypt", lambda *a, **k: decrypts.append(1) or real(*a, **k))
     cache = accounts.AccountCache()
     assert cache.get(conn, account_id).token == "token-one"
-    conn.execute("update loyverse.accounts set name = 'renamed' where id = %s", (account_id,))
+    conn.execute("update loyverse.loyverse_accounts set name = 'renamed' where id = %s", (account_id,))
     again = cache.get(conn, account_id)
     assert (again.token, again.name, len(decrypts)) == ("token-one", "renamed", 1)
 
     ciphertext, key_id = crypto.encrypt("token-two", [fernet_key])
-    conn.execute("update loyverse.accounts set token_ciphertext = %s, token_key_id = %s where id = %s",
+    conn.execute("update loyverse.loyverse_accounts set token_ciphertext = %s, token_key_id = %s where id = %s",
                  (ciphertext, key_id, account_id))
     assert cache.get(conn, account_id).token == "token-two"
     assert len(decrypts) == 2

@@ -51,7 +51,7 @@ RATE = 300 * 0.97 / 300.0
 def _instant(conn: psycopg.Connection[Any], account_id: int, wait: float) -> float:
     """The send instant (database epoch seconds) of the take that just returned ``wait``."""
     row = conn.execute(
-        "select extract(epoch from refreshed_at)::float8 from loyverse.account_rate_state"
+        "select extract(epoch from refreshed_at)::float8 from loyverse.loyverse_account_rate_state"
         " where account_id = %s",
         (account_id,),
     ).fetchone()
@@ -111,7 +111,7 @@ def test_penalize_pauses_everyone_and_halves_the_rate(
         calm = [gov.take() for _ in range(12)]
         gov.penalize(0.5)
         pause = conn.execute(
-            "select extract(epoch from throttled_until)::float8 from loyverse.account_rate_state"
+            "select extract(epoch from throttled_until)::float8 from loyverse.loyverse_account_rate_state"
             " where account_id = %s",
             (account_id,),
         ).fetchone()[0]
@@ -306,7 +306,7 @@ def test_two_processes_on_one_account_stay_within_the_budget(
     assert busiest <= 300
     with psycopg.connect(dsn) as conn:
         row = conn.execute(
-            "select requests_total from loyverse.account_rate_state where account_id = %s",
+            "select requests_total from loyverse.loyverse_account_rate_state where account_id = %s",
             (account_id,),
         ).fetchone()
     assert row == (400,)  # every request of both processes went through the shared bucket
@@ -347,7 +347,7 @@ class _RecordingGovernor(lv_governor.PostgresGovernor):
     def take(self, requests: int = 1) -> float:
         wait = super().take(requests)
         at = self._call(
-            "select extract(epoch from refreshed_at)::float8 from loyverse.account_rate_state"
+            "select extract(epoch from refreshed_at)::float8 from loyverse.loyverse_account_rate_state"
             " where account_id = %(account_id)s",
             {"account_id": self.account_id},
         )
@@ -392,7 +392,7 @@ def test_a_429_penalizes_the_shared_bucket(
         for _ in range(12):
             lv.get_merchant()  # the 429 is retried by the client
         paused_until = conn.execute(
-            "select extract(epoch from throttled_until)::float8 from loyverse.account_rate_state"
+            "select extract(epoch from throttled_until)::float8 from loyverse.loyverse_account_rate_state"
             " where account_id = %s",
             (account_id,),
         ).fetchone()[0]

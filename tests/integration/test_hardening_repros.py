@@ -169,9 +169,9 @@ def test_repro_4_values_that_break_later_are_refused_by_the_database(conn, dsn, 
     before = store_entries(emu)
     for value in ("NaN", "Infinity", "1e308", "0", "-5"):
         with pytest.raises(psycopg.errors.CheckViolation, match="rate_limit_window_is_between_1_and_86400_seconds"):
-            conn.execute("update loyverse.accounts set rate_limit_window_seconds = %s::float8", (value,))
+            conn.execute("update loyverse.loyverse_accounts set rate_limit_window_seconds = %s::float8", (value,))
     with pytest.raises(psycopg.errors.CheckViolation, match="rate_limit_requests_is_at_most_100000"):
-        conn.execute("update loyverse.accounts set rate_limit_requests = 99999999")
+        conn.execute("update loyverse.loyverse_accounts set rate_limit_requests = 99999999")
     with pytest.raises(psycopg.errors.CheckViolation, match="restaurant_name_is_at_most_200_characters"):
         conn.execute("update public.restaurants set name = repeat('x', 1000000)")
     # the governor still works on the stored, sane values

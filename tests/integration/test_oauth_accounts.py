@@ -30,7 +30,7 @@ def add(conn, emu, name="cafe", **kwargs):
 
 
 def stored(conn, account_id):
-    return conn.execute("select * from loyverse.accounts where id = %s", (account_id,)).fetchone()
+    return conn.execute("select * from loyverse.loyverse_accounts where id = %s", (account_id,)).fetchone()
 
 
 def stored_refresh_token(conn, account_id):
@@ -66,7 +66,7 @@ def test_refreshes_ahead_of_expiry_by_the_clock(conn, dsn, connector, emu, ferne
     now = [0.0]
     provider = oauth.StoredTokens(connector, account_id, clock=lambda: now[0])
     first = provider.token()  # empty access token: refreshed
-    expires = conn.execute("select extract(epoch from token_expires_at)::float8 as e from loyverse.accounts"
+    expires = conn.execute("select extract(epoch from token_expires_at)::float8 as e from loyverse.loyverse_accounts"
                            " where id = %s", (account_id,)).fetchone()["e"]
     now[0] = expires - 301  # more than 5 minutes left: no refresh
     assert provider.token() == first and provider.refreshes == 1
@@ -200,7 +200,7 @@ def test_cli_refused_refresh_token_stores_nothing_and_bad_flags_exit_2(dsn, conn
                   "--base-url", emu.base_url, env=env)
     assert refused.returncode == 2
     assert "Error: Loyverse refused the refresh token" in refused.stderr and "nothing was stored" in refused.stderr
-    assert conn.execute("select count(*) as n from loyverse.accounts").fetchone()["n"] == 0
+    assert conn.execute("select count(*) as n from loyverse.loyverse_accounts").fetchone()["n"] == 0
     no_id = cli(dsn, tmp_path, "account", "add", "--name", "x", "--oauth", input="s\nr\n")
     assert no_id.returncode == 2 and "--client-id" in no_id.stderr
     not_oauth = cli(dsn, tmp_path, "account", "add", "--name", "x", "--client-id", "c", input="tok\n")
@@ -208,7 +208,7 @@ def test_cli_refused_refresh_token_stores_nothing_and_bad_flags_exit_2(dsn, conn
     no_secret = cli(dsn, tmp_path, "account", "add", "--name", "x", "--oauth", "--client-id", "c",
                     "--client-secret-env", "UNSET_VAR_H2")
     assert no_secret.returncode == 2 and "UNSET_VAR_H2 is not set" in no_secret.stderr
-    assert conn.execute("select count(*) as n from loyverse.accounts").fetchone()["n"] == 0
+    assert conn.execute("select count(*) as n from loyverse.loyverse_accounts").fetchone()["n"] == 0
 
 
 def test_a_refused_token_that_was_only_reencrypted_is_refreshed_at_once(conn, dsn, connector, emu, fernet_key, monkeypatch):

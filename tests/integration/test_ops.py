@@ -153,7 +153,7 @@ def test_health_notices_a_revoked_token(conn, connector, restaurant, emulator):
     checks = {c.name: c for c in health.run_checks(connector, token_ttl_seconds=0)}
     assert not checks["token:acct"].ok and "401" in checks["token:acct"].detail
     assert (
-        conn.execute("select token_valid from loyverse.accounts").fetchone()["token_valid"] is False
+        conn.execute("select token_valid from loyverse.loyverse_accounts").fetchone()["token_valid"] is False
     )
 
 

@@ -133,7 +133,7 @@ def check(conn: psycopg.Connection[Any], emu: server.EmulatorServer, seed: testi
           from loyverse.loyverse_item_mappings m
           join public.products p on p.id = m.product_id
           join loyverse.loyverse_price_sync_settings s on s.restaurant_id = m.restaurant_id
-          join loyverse.accounts a on a.id = m.account_id
+          join loyverse.loyverse_accounts a on a.id = m.account_id
          where m.account_id = %s and m.loyverse_pricing_type = 'FIXED'
            and s.enabled and not s.paused and s.sync_direction <> 'FROM_LOYVERSE'
            and not exists (select 1 from loyverse.loyverse_price_sync_queue q

@@ -16,23 +16,23 @@ VIOLATIONS = {
     "modifier_group_name_is_not_blank": "update public.modifier_groups set name = ''",
     "modifier_option_name_is_not_blank": "update public.modifier_options set name = ''",
     "modifier_option_price_is_nonnegative": "update public.modifier_options set price = -1",
-    "account_name_is_valid": "update loyverse.accounts set name = repeat('x', 101)",
-    "currency_code_is_iso4217": "update loyverse.accounts set currency_code = 'eur'",
-    "decimal_places_is_between_0_and_3": "update loyverse.accounts set decimal_places = 4",
-    "base_url_is_http": "update loyverse.accounts set base_url = 'ftp://x'",
+    "account_name_is_valid": "update loyverse.loyverse_accounts set name = repeat('x', 101)",
+    "currency_code_is_iso4217": "update loyverse.loyverse_accounts set currency_code = 'eur'",
+    "decimal_places_is_between_0_and_3": "update loyverse.loyverse_accounts set decimal_places = 4",
+    "base_url_is_http": "update loyverse.loyverse_accounts set base_url = 'ftp://x'",
     "api_key_name_is_not_blank": "insert into loyverse.loyverse_api_keys (name, key_hash, is_admin)"
                                  " values (' ', sha256('k'), true)",
     "api_key_hash_is_sha256": "insert into loyverse.loyverse_api_keys (name, key_hash, is_admin)"
                               " values ('k', '\\x00', true)",
     "api_key_is_admin_or_one_restaurant": "insert into loyverse.loyverse_api_keys (name, key_hash, is_admin)"
                                           " values ('k', sha256('k'), false)",
-    "auth_kind_is_valid": "update loyverse.accounts set auth_kind = 'password'",
-    "oauth_token_url_is_http": "update loyverse.accounts set auth_kind = 'oauth', oauth_client_id = 'c',"
+    "auth_kind_is_valid": "update loyverse.loyverse_accounts set auth_kind = 'password'",
+    "oauth_token_url_is_http": "update loyverse.loyverse_accounts set auth_kind = 'oauth', oauth_client_id = 'c',"
                                " oauth_ciphertext = '\\x00', oauth_token_url = 'ftp://x'",
-    "oauth_fields_match_auth_kind": "update loyverse.accounts set auth_kind = 'oauth'",  # no client id, secret
-    "rate_limit_requests_is_positive": "update loyverse.accounts set rate_limit_requests = 0",
-    "rate_limit_window_is_between_1_and_86400_seconds": "update loyverse.accounts set rate_limit_window_seconds = 0",
-    "rate_limit_safety_is_between_half_and_one": "update loyverse.accounts set rate_limit_safety = 1.5",
+    "oauth_fields_match_auth_kind": "update loyverse.loyverse_accounts set auth_kind = 'oauth'",  # no client id, secret
+    "rate_limit_requests_is_positive": "update loyverse.loyverse_accounts set rate_limit_requests = 0",
+    "rate_limit_window_is_between_1_and_86400_seconds": "update loyverse.loyverse_accounts set rate_limit_window_seconds = 0",
+    "rate_limit_safety_is_between_half_and_one": "update loyverse.loyverse_accounts set rate_limit_safety = 1.5",
     "store_id_is_not_blank": "update loyverse.loyverse_restaurant_links set store_id = ''",
     "mapping_direction_is_valid": "update loyverse.loyverse_item_mappings set sync_direction = 'SIDEWAYS'",
     "sync_direction_is_valid": "update loyverse.loyverse_price_sync_settings set sync_direction = 'UP'",
@@ -89,14 +89,14 @@ def rows(conn):
         insert into public.modifier_options (modifier_group_id, name, price) select id, 'Oat', 0.5 from m
     """)
     conn.execute("""
-        insert into loyverse.accounts (name, token_ciphertext, token_key_id) values ('acct', '\\x00', 'k');
+        insert into loyverse.loyverse_accounts (name, token_ciphertext, token_key_id) values ('acct', '\\x00', 'k');
         insert into loyverse.loyverse_restaurant_links (restaurant_id, account_id, store_id)
-            select r.id, a.id, 'store-1' from public.restaurants r, loyverse.accounts a;
+            select r.id, a.id, 'store-1' from public.restaurants r, loyverse.loyverse_accounts a;
         insert into loyverse.loyverse_item_mappings (product_id, restaurant_id, account_id, loyverse_item_id, loyverse_variant_id, loyverse_store_id)
-            select p.id, p.restaurant_id, a.id, 'item-1', 'var-1', 'store-1' from public.products p, loyverse.accounts a;
+            select p.id, p.restaurant_id, a.id, 'item-1', 'var-1', 'store-1' from public.products p, loyverse.loyverse_accounts a;
         insert into loyverse.loyverse_price_sync_settings (restaurant_id) select id from public.restaurants;
         insert into loyverse.loyverse_price_sync_queue (product_id, restaurant_id, account_id, new_price, price_to_send)
-            select p.id, p.restaurant_id, a.id, 4.5, 4.5 from public.products p, loyverse.accounts a;
+            select p.id, p.restaurant_id, a.id, 4.5, 4.5 from public.products p, loyverse.loyverse_accounts a;
         insert into loyverse.loyverse_sync_logs (sync_type) values ('PRICE_SYNC');
         insert into loyverse.loyverse_import_runs (restaurant_id) select id from public.restaurants;
         insert into loyverse.loyverse_import_journal (run_id, table_name, row_key, action)

@@ -16,20 +16,20 @@ HOSTILE = {
     "product_price_is_a_number_below_100000000": (
         "update public.products set price = %s", ["NaN", "100000000", "9999999999", "5000000000.5"]),
     "rate_limit_window_is_between_1_and_86400_seconds": (
-        "update loyverse.accounts set rate_limit_window_seconds = %s",
+        "update loyverse.loyverse_accounts set rate_limit_window_seconds = %s",
         ["NaN", "Infinity", "-Infinity", "1e308", "0", "-1", "0.5", "86401"]),
     "rate_limit_requests_is_at_most_100000": (
-        "update loyverse.accounts set rate_limit_requests = %s", ["100001", "2147483647"]),
+        "update loyverse.loyverse_accounts set rate_limit_requests = %s", ["100001", "2147483647"]),
     "rate_limit_safety_is_between_half_and_one": (
-        "update loyverse.accounts set rate_limit_safety = %s", ["NaN", "Infinity", "1e308"]),
+        "update loyverse.loyverse_accounts set rate_limit_safety = %s", ["NaN", "Infinity", "1e308"]),
     "restaurant_name_is_at_most_200_characters": (
         "update public.restaurants set name = repeat('x', %s::int)", ["201", "1000000"]),
     "merchant_id_is_at_most_200_characters": (
-        "update loyverse.accounts set merchant_id = repeat('m', %s::int)", ["201"]),
+        "update loyverse.loyverse_accounts set merchant_id = repeat('m', %s::int)", ["201"]),
     "business_name_is_at_most_200_characters": (
-        "update loyverse.accounts set business_name = repeat('b', %s::int)", ["201"]),
+        "update loyverse.loyverse_accounts set business_name = repeat('b', %s::int)", ["201"]),
     "base_url_is_at_most_2000_characters": (
-        "update loyverse.accounts set base_url = 'https://' || repeat('u', %s::int)", ["2000"]),
+        "update loyverse.loyverse_accounts set base_url = 'https://' || repeat('u', %s::int)", ["2000"]),
     "notification_email_is_at_most_254_characters": (
         "update loyverse.loyverse_price_sync_settings set notification_email = repeat('a', %s::int) || '@b.example'",
         ["250"]),
@@ -58,19 +58,19 @@ def rows(conn):
     conn.execute("""
         insert into public.restaurants (name) values ('Nord');
         insert into public.products (restaurant_id, name, price) select id, 'Latte', 4.50 from public.restaurants;
-        insert into loyverse.accounts (name, token_ciphertext, token_key_id, merchant_id) values ('acct', '\\x00', 'k', 'm');
+        insert into loyverse.loyverse_accounts (name, token_ciphertext, token_key_id, merchant_id) values ('acct', '\\x00', 'k', 'm');
         insert into loyverse.loyverse_item_mappings (product_id, restaurant_id, account_id, loyverse_item_id,
                                                      loyverse_variant_id, loyverse_store_id)
-            select p.id, p.restaurant_id, a.id, 'item-1', 'var-1', 'store-1' from public.products p, loyverse.accounts a;
+            select p.id, p.restaurant_id, a.id, 'item-1', 'var-1', 'store-1' from public.products p, loyverse.loyverse_accounts a;
         insert into loyverse.loyverse_price_sync_settings (restaurant_id) select id from public.restaurants;
         insert into loyverse.loyverse_price_sync_queue (product_id, restaurant_id, account_id, new_price, price_to_send)
-            select p.id, p.restaurant_id, a.id, 4.5, 4.5 from public.products p, loyverse.accounts a;
+            select p.id, p.restaurant_id, a.id, 4.5, 4.5 from public.products p, loyverse.loyverse_accounts a;
     """)
 
 
 def snapshot(conn):
     return [conn.execute(f"select * from {t} order by 1").fetchall() for t in (
-        "public.restaurants", "public.products", "loyverse.accounts", "loyverse.loyverse_price_sync_settings",
+        "public.restaurants", "public.products", "loyverse.loyverse_accounts", "loyverse.loyverse_price_sync_settings",
         "loyverse.loyverse_item_mappings", "loyverse.loyverse_price_sync_queue")]
 
 
@@ -95,8 +95,8 @@ def test_a_product_price_of_nan_or_out_of_range_is_a_constraint_violation_naming
 
 def test_the_largest_prices_and_sane_limits_are_accepted(conn, rows):
     conn.execute("update public.products set price = 99999999.99")
-    conn.execute("update loyverse.accounts set rate_limit_window_seconds = 1, rate_limit_requests = 100000")
-    conn.execute("update loyverse.accounts set rate_limit_window_seconds = 86400, rate_limit_requests = 1")
+    conn.execute("update loyverse.loyverse_accounts set rate_limit_window_seconds = 1, rate_limit_requests = 100000")
+    conn.execute("update loyverse.loyverse_accounts set rate_limit_window_seconds = 86400, rate_limit_requests = 1")
     conn.execute("update loyverse.loyverse_price_sync_settings set hold_change_percent = null,"
                  " hold_change_amount = 0.01, hold_below_price = 0")
     assert conn.execute("select price from public.products").fetchone()["price"] == decimal.Decimal("99999999.99")
@@ -106,7 +106,7 @@ def test_a_price_whose_tax_factor_raises_it_past_the_old_queue_column_still_queu
     # price / price_factor used to overflow numeric(12, 3) inside the trigger, failing the main
     # app's UPDATE; now the row is queued and the worker fails it alone (PRICE_OUT_OF_RANGE)
     conn.execute("insert into loyverse.loyverse_restaurant_links (restaurant_id, account_id, store_id)"
-                 " select r.id, a.id, 'store-1' from public.restaurants r, loyverse.accounts a")
+                 " select r.id, a.id, 'store-1' from public.restaurants r, loyverse.loyverse_accounts a")
     conn.execute("update loyverse.loyverse_item_mappings set price_factor = 0.05")
     conn.execute("delete from loyverse.loyverse_price_sync_queue")
     conn.execute("update public.products set price = 99999999.99")

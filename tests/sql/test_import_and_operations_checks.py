@@ -32,8 +32,8 @@ def conn(rolled_back):
 def rows(conn):
     conn.execute("""
         insert into public.restaurants (name) values ('Nord');
-        insert into loyverse.accounts (name, token_ciphertext, token_key_id) values ('acct', '\\x00', 'k');
-        insert into loyverse.loyverse_snapshots (account_id) select id from loyverse.accounts;
+        insert into loyverse.loyverse_accounts (name, token_ciphertext, token_key_id) values ('acct', '\\x00', 'k');
+        insert into loyverse.loyverse_snapshots (account_id) select id from loyverse.loyverse_accounts;
         insert into loyverse.loyverse_snapshot_objects (snapshot_id, seq, kind, payload)
             select id, 1, 'item', '{}' from loyverse.loyverse_snapshots;
         insert into loyverse.loyverse_object_mappings (restaurant_id, kind, loyverse_id, local_id)
@@ -45,7 +45,7 @@ def rows(conn):
         insert into loyverse.loyverse_import_issues (run_id, severity, code, message)
             select id, 'fidelity', 'VARIABLE_PRICE', 'm' from loyverse.loyverse_import_runs;
         select loyverse.record_api_calls(id, '[{"method": "GET", "endpoint": "/items", "status": 200, "seconds": 0.1}]')
-            from loyverse.accounts;
+            from loyverse.loyverse_accounts;
         insert into loyverse.loyverse_alert_state (restaurant_id, alert) select id, 'DEAD_LETTERS' from public.restaurants;
     """)
 

@@ -207,7 +207,7 @@ def test_an_unusable_delivery_is_kept_failed_and_audited(conn, world, body, erro
 
 
 def test_a_delivery_for_another_merchant_is_refused(conn, world):
-    conn.execute("update loyverse.accounts set merchant_id = 'm-1'")
+    conn.execute("update loyverse.loyverse_accounts set merchant_id = 'm-1'")
     _, result = deliver(conn, world["account_id"], {**items_update(item("item0", {("v0", "s1"): 1})),
                                                     "merchant_id": "m-2"})
     assert result["failed"] == 1

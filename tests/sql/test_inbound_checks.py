@@ -33,17 +33,17 @@ def rows(conn):
     conn.execute("""
         insert into public.restaurants (name) values ('Nord');
         insert into public.products (restaurant_id, name, price) select id, 'Tea', 3 from public.restaurants;
-        insert into loyverse.accounts (name, token_ciphertext, token_key_id) values ('acct', '\\x00', 'k');
+        insert into loyverse.loyverse_accounts (name, token_ciphertext, token_key_id) values ('acct', '\\x00', 'k');
         insert into loyverse.loyverse_price_sync_settings (restaurant_id) select id from public.restaurants;
-        insert into loyverse.loyverse_inbound_settings (account_id) select id from loyverse.accounts;
-        insert into loyverse.loyverse_inbox (account_id, source, body) select id, 'webhook', '{}' from loyverse.accounts;
+        insert into loyverse.loyverse_inbound_settings (account_id) select id from loyverse.loyverse_accounts;
+        insert into loyverse.loyverse_inbox (account_id, source, body) select id, 'webhook', '{}' from loyverse.loyverse_accounts;
         insert into loyverse.loyverse_inbound_objects (account_id, kind, loyverse_id)
-            select id, 'item', 'i1' from loyverse.accounts;
+            select id, 'item', 'i1' from loyverse.loyverse_accounts;
         insert into loyverse.loyverse_inbound_audit (account_id, decision)
-            select id, 'PRICE_APPLIED' from loyverse.accounts;
+            select id, 'PRICE_APPLIED' from loyverse.loyverse_accounts;
         insert into loyverse.loyverse_price_drift (restaurant_id, product_id, account_id, loyverse_item_id,
                                                    loyverse_variant_id, kind)
-            select p.restaurant_id, p.id, a.id, 'i1', 'v1', 'price' from public.products p, loyverse.accounts a;
+            select p.restaurant_id, p.id, a.id, 'i1', 'v1', 'price' from public.products p, loyverse.loyverse_accounts a;
     """)
 
 

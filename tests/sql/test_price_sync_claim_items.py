@@ -6,9 +6,9 @@ from __future__ import annotations
 def seed(conn):
     conn.execute("""
         insert into public.restaurants (name) values ('Nord');
-        insert into loyverse.accounts (name, token_ciphertext, token_key_id) values ('acct', '\\x00', 'k');
+        insert into loyverse.loyverse_accounts (name, token_ciphertext, token_key_id) values ('acct', '\\x00', 'k');
         insert into loyverse.loyverse_restaurant_links (restaurant_id, account_id, store_id)
-            select r.id, a.id, 's1' from public.restaurants r, loyverse.accounts a;
+            select r.id, a.id, 's1' from public.restaurants r, loyverse.loyverse_accounts a;
         insert into loyverse.loyverse_price_sync_settings (restaurant_id) select id from public.restaurants;
         insert into public.products (restaurant_id, name, price)
             select r.id, n, 5 from public.restaurants r, unnest(array['Latte S', 'Latte L', 'Tea']) n;
@@ -16,9 +16,9 @@ def seed(conn):
                                                      loyverse_variant_id, loyverse_store_id)
             select p.id, p.restaurant_id, a.id, case when p.name like 'Latte%' then 'latte' else 'tea' end,
                    'v-' || p.name, 's1'
-              from public.products p, loyverse.accounts a;
+              from public.products p, loyverse.loyverse_accounts a;
     """)
-    return conn.execute("select id from loyverse.accounts").fetchone()["id"]
+    return conn.execute("select id from loyverse.loyverse_accounts").fetchone()["id"]
 
 
 def claim(conn, account_id, token):

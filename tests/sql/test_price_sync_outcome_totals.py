@@ -84,7 +84,7 @@ def test_totals_never_drop_after_pruning_retrying_or_deleting_rows(conn, world):
                         " where status in ('failed', 'dead')").fetchone()["n"] == 0
     assert metric(conn) == before
 
-    conn.execute("delete from loyverse.accounts where id = %s", (world["account_id"],))
+    conn.execute("delete from loyverse.loyverse_accounts where id = %s", (world["account_id"],))
     assert conn.execute("select count(*) as n from loyverse.loyverse_price_sync_queue").fetchone()["n"] == 0
     assert metric(conn) == before
     assert queue_outcomes(conn) == {}  # what the metric used to fall to

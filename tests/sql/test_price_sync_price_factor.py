@@ -42,13 +42,13 @@ def test_a_price_change_queues_the_price_loyverse_should_hold(conn):
     conn.execute("""
         insert into public.restaurants (name) values ('Nord');
         insert into public.products (restaurant_id, name, price) select id, 'Kombucha', 4.83 from public.restaurants;
-        insert into loyverse.accounts (name, token_ciphertext, token_key_id) values ('acct', '\\x00', 'k');
+        insert into loyverse.loyverse_accounts (name, token_ciphertext, token_key_id) values ('acct', '\\x00', 'k');
         insert into loyverse.loyverse_restaurant_links (restaurant_id, account_id, store_id)
-            select r.id, a.id, 's1' from public.restaurants r, loyverse.accounts a;
+            select r.id, a.id, 's1' from public.restaurants r, loyverse.loyverse_accounts a;
         insert into loyverse.loyverse_price_sync_settings (restaurant_id) select id from public.restaurants;
         insert into loyverse.loyverse_item_mappings (product_id, restaurant_id, account_id, loyverse_item_id,
                                                      loyverse_variant_id, loyverse_store_id, last_synced_price, price_factor)
-            select p.id, p.restaurant_id, a.id, 'i1', 'v1', 's1', 4.60, 1.05 from public.products p, loyverse.accounts a;
+            select p.id, p.restaurant_id, a.id, 'i1', 'v1', 's1', 4.60, 1.05 from public.products p, loyverse.loyverse_accounts a;
     """)
     conn.execute("update public.products set price = 5.25")
     row = conn.execute(

@@ -440,9 +440,9 @@ def test_deleting_an_account_or_a_restaurant_deletes_its_queue_rows(conn, world)
     assert len(queue(conn)) == 6
     conn.execute("delete from public.restaurants where id = %s", (world["restaurants"][1],))
     assert {str(r["restaurant_id"]) for r in queue(conn)} == {str(world["restaurants"][0])}
-    conn.execute("delete from loyverse.accounts where id = %s", (other,))
+    conn.execute("delete from loyverse.loyverse_accounts where id = %s", (other,))
     assert len(queue(conn)) == 3
-    conn.execute("delete from loyverse.accounts where id = %s", (world["account_id"],))
+    conn.execute("delete from loyverse.loyverse_accounts where id = %s", (world["account_id"],))
     assert queue(conn) == []
 
 

@@ -35,7 +35,7 @@ def _take_all(conn: psycopg.Connection) -> list[tuple]:
         for tokens, refreshed, slow, n in STATES:
             with conn.transaction(force_rollback=True):
                 account = conn.execute(
-                    "insert into loyverse.accounts (name, token_ciphertext, token_key_id,"
+                    "insert into loyverse.loyverse_accounts (name, token_ciphertext, token_key_id,"
                     " rate_limit_requests, rate_limit_window_seconds, rate_limit_safety)"
                     " values ('acct', '\\x00', 'k', %s, %s, %s) returning id",
                     (requests, window, safety),
@@ -43,7 +43,7 @@ def _take_all(conn: psycopg.Connection) -> list[tuple]:
                 seeded = None
                 if tokens is not None:
                     seeded = conn.execute(
-                        "insert into loyverse.account_rate_state (account_id, tokens, refreshed_at,"
+                        "insert into loyverse.loyverse_account_rate_state (account_id, tokens, refreshed_at,"
                         " slow_until, throttled_until, requests_total, rate_limited_total)"
                         " values (%s, %s, clock_timestamp() + %s::interval,"
                         " clock_timestamp() + %s::interval, now() - interval '1 h', 41, 2)"
@@ -58,7 +58,7 @@ def _take_all(conn: psycopg.Connection) -> list[tuple]:
                     " coalesce(extract(epoch from refreshed_at - %s::timestamptz), 0)::float8 as elapsed,"
                     " slow_until is not null as slow, throttled_until is not null as throttled,"
                     " requests_total, rate_limited_total"
-                    " from loyverse.account_rate_state where account_id = %s",
+                    " from loyverse.loyverse_account_rate_state where account_id = %s",
                     (seeded, account),
                 ).fetchone()
                 results.append(((requests, window, safety, tokens, refreshed, slow, n), wait, row))

@@ -11,7 +11,7 @@ def seeded(conn):
     conn.execute("""
         insert into public.restaurants (name) values ('Nord');
         insert into public.products (restaurant_id, name, sku, price) select id, 'Latte', 'L1', 4.5 from public.restaurants;
-        insert into loyverse.accounts (name, token_ciphertext, token_key_id) values ('acct', '\\x00', 'k');
+        insert into loyverse.loyverse_accounts (name, token_ciphertext, token_key_id) values ('acct', '\\x00', 'k');
     """)
 
 
@@ -26,8 +26,8 @@ def test_the_app_can_change_prices_but_cannot_read_accounts_or_tokens(conn, seed
     as_role(conn, "loyverse_app", "update public.products set price = price + 1")
     assert conn.execute("select price from public.products").fetchone()["price"] == 5.5
     for sql in (
-        "select token_ciphertext from loyverse.accounts",
-        "select * from loyverse.accounts",
+        "select token_ciphertext from loyverse.loyverse_accounts",
+        "select * from loyverse.loyverse_accounts",
     ):
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             as_role(conn, "loyverse_app", sql)
@@ -43,7 +43,7 @@ def test_readonly_reads_views_and_nothing_else(conn, seeded):
     assert "loyverse.account_overview" in views
     for view in views:
         as_role(conn, "loyverse_readonly", f"select * from {view} limit 1")
-    for table in ("loyverse.accounts", "loyverse.loyverse_price_sync_queue", "public.products"):
+    for table in ("loyverse.loyverse_accounts", "loyverse.loyverse_price_sync_queue", "public.products"):
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             as_role(conn, "loyverse_readonly", f"select * from {table} limit 1")
     with pytest.raises(psycopg.errors.InsufficientPrivilege):
@@ -59,9 +59,9 @@ def test_no_view_shows_a_token_column(conn):
 
 
 def test_the_worker_does_its_job_but_no_ddl(conn, seeded):
-    as_role(conn, "loyverse_worker", "select token_ciphertext from loyverse.accounts")
+    as_role(conn, "loyverse_worker", "select token_ciphertext from loyverse.loyverse_accounts")
     as_role(
-        conn, "loyverse_worker", "select loyverse.rate_governor_take(id, 1) from loyverse.accounts"
+        conn, "loyverse_worker", "select loyverse.rate_governor_take(id, 1) from loyverse.loyverse_accounts"
     )
     as_role(conn, "loyverse_worker", "select count(*) from public.procrastinate_jobs")
     for ddl in (

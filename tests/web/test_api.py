@@ -459,7 +459,7 @@ def test_the_server_receives_loyverse_webhooks_beside_the_api(stack):
     body = json.dumps({"merchant_id": None, "type": "items.update", "created_at": "2030-01-01T00:00:00Z",
                        "items": []}).encode()
     with stack.conn() as conn:
-        account_id = conn.execute("select id from loyverse.accounts").fetchone()["id"]
+        account_id = conn.execute("select id from loyverse.loyverse_accounts").fetchone()["id"]
         secret = conn.execute("select url_secret from loyverse.inbound_settings_row(%s)",
                               (account_id,)).fetchone()["url_secret"]
         before = conn.execute("select count(*) as n from loyverse.loyverse_inbox").fetchone()["n"]

@@ -1,7 +1,7 @@
 -- The shared token bucket of each account (rate_governor_take): one row per account, so
 -- every process on it paces its requests against the same budget.
-create table loyverse.account_rate_state (
-    account_id bigint primary key references loyverse.accounts (id) on delete cascade,
+create table loyverse.loyverse_account_rate_state (
+    account_id bigint primary key references loyverse.loyverse_accounts (id) on delete cascade,
     tokens double precision not null,
     refreshed_at timestamptz not null,
     throttled_until timestamptz,
@@ -11,6 +11,6 @@ create table loyverse.account_rate_state (
     last_rate_limited_at timestamptz
 );
 
-comment on table loyverse.account_rate_state is
+comment on table loyverse.loyverse_account_rate_state is
     'The shared token bucket of each account (see rate_governor_take). Negative tokens are '
     'reservations already handed out.';

@@ -1,6 +1,6 @@
 -- Loyverse merchant accounts: the encrypted token, currency and the rate budget every
 -- process on the account shares. Internal; loyverse.account_overview shows it without tokens.
-create table loyverse.accounts (
+create table loyverse.loyverse_accounts (
     id bigint generated always as identity primary key,
     name text not null
         constraint account_name_is_valid check (btrim(name) <> '' and length(name) <= 100),
@@ -29,7 +29,7 @@ create table loyverse.accounts (
         constraint rate_limit_safety_is_between_half_and_one check (rate_limit_safety > 0.5 and rate_limit_safety <= 1),
     created_at timestamptz not null default now(),
     updated_at timestamptz not null default now(),
-    constraint accounts_name_key unique (name),
+    constraint loyverse_accounts_name_key unique (name),
     -- OAuth accounts (0062): the access token above expires and is refreshed with the
     -- refresh token, kept with the client secret in oauth_ciphertext (loyverse_sync/oauth.py)
     auth_kind text not null default 'personal'
@@ -50,21 +50,21 @@ create table loyverse.accounts (
         end)
 );
 
-comment on table loyverse.accounts is
+comment on table loyverse.loyverse_accounts is
     'Loyverse merchant accounts. The token is encrypted by the application (Fernet); the key never '
     'reaches the database. Internal: query loyverse.account_overview.';
 
-comment on column loyverse.accounts.token_key_id is 'Fingerprint of the key that encrypted the token (not the key).';
+comment on column loyverse.loyverse_accounts.token_key_id is 'Fingerprint of the key that encrypted the token (not the key).';
 
-comment on column loyverse.accounts.rate_limit_safety is
+comment on column loyverse.loyverse_accounts.rate_limit_safety is
     'Share of the documented budget the governor spends (0.97 = 291 of 300 per window).';
 
-comment on column loyverse.accounts.auth_kind is
+comment on column loyverse.loyverse_accounts.auth_kind is
     'personal: a personal access token that does not expire; oauth: an OAuth app''s access token, '
     'refreshed before token_expires_at and on a 401.';
-comment on column loyverse.accounts.oauth_ciphertext is
+comment on column loyverse.loyverse_accounts.oauth_ciphertext is
     'OAuth accounts: the client secret and the refresh token, encrypted with the token''s key (token_key_id).';
-comment on column loyverse.accounts.token_expires_at is
+comment on column loyverse.loyverse_accounts.token_expires_at is
     'OAuth accounts: when the stored access token expires (null: not known; refreshed on first use).';
-comment on column loyverse.accounts.token_refreshes is
+comment on column loyverse.loyverse_accounts.token_refreshes is
     'OAuth accounts: how many times the access token was refreshed.';
