@@ -29,8 +29,9 @@ if TYPE_CHECKING:
 @click.option("--metrics-port", type=_common.PORT, help="Serve Prometheus /metrics on this port.")
 @click.option("--metrics-host", default="127.0.0.1", show_default=True, help="Address for --metrics-port.")
 @click.option("--reconnect-timeout", type=_common.seconds(), default=300.0, show_default=True,
-              help="When the database goes away (a restart, a failover), seconds to keep waiting for it "
-                   "before exiting with status 1; the worker restarts itself once it is back.")
+              help="When the database is away at start or goes away later (a restart, a failover), "
+                   "seconds to keep waiting for it before exiting with status 1; the worker starts "
+                   "(again) once it is back.")
 def worker(concurrency: int, graceful_timeout: float, one_shot: bool, no_listen: bool,
            metrics_port: int | None, metrics_host: str, reconnect_timeout: float) -> None:
     """Run the price-sync worker (procrastinate) until SIGTERM/SIGINT.
@@ -47,7 +48,9 @@ def worker(concurrency: int, graceful_timeout: float, one_shot: bool, no_listen:
     signal.signal(signal.SIGTERM, _exit_before_running)
     found = _common.database()
     audit.use_for_process(f"worker:{audit.os_user()}")  # the audit trail's actor of the worker's own changes
-    connector = app_mod.worker_connector(found.conninfo, concurrency=concurrency)  # the process's one
+    connector = _connector_once_the_database_answers(found, concurrency, reconnect_timeout)
+    if connector is None:
+        return  # SIGTERM/SIGINT while it waited
     try:
         _run(connector, found.describe(), concurrency, graceful_timeout, one_shot, no_listen, metrics_port,
              metrics_host, reconnect_timeout)
@@ -57,6 +60,44 @@ def worker(concurrency: int, graceful_timeout: float, one_shot: bool, no_listen:
 
 def _exit_before_running(signum: int, frame: Any) -> None:
     raise SystemExit(0)
+
+
+def _connector_once_the_database_answers(found: Any, concurrency: int, reconnect_timeout: float) -> db.Connector | None:
+    """The process's one database handle. A database that is down or restarting when the
+    worker starts (compose starting both at once, a restart in progress) is waited for like one
+    lost later (--reconnect-timeout); a refusal that waiting cannot cure (a wrong password, a
+    database that does not exist) fails at once. None: stopped by a signal while waiting."""
+    import psycopg
+
+    from loyverse_sync.worker import app as app_mod
+
+    try:
+        return app_mod.worker_connector(found.conninfo, concurrency=concurrency)
+    except psycopg.OperationalError as exc:
+        if not server_away(exc):
+            raise
+        logging.getLogger("loyverse_sync").warning(
+            "the database does not answer yet (%s); waiting up to %.0f s",
+            " ".join(str(exc).split()), reconnect_timeout)
+
+    def probe() -> None:
+        psycopg.connect(found.conninfo, connect_timeout=10).close()
+
+    waited = wait_for_database(probe, reconnect_timeout)
+    if waited is None:
+        raise click.ClickException(
+            f"the database {found.describe()} did not answer within {reconnect_timeout:.0f} s (--reconnect-timeout)")
+    if waited is _STOPPED:
+        return None
+    return app_mod.worker_connector(found.conninfo, concurrency=concurrency)
+
+
+def server_away(exc: BaseException) -> bool:
+    """Whether a failed connection is the server being away (refused, no socket, shutting down
+    or starting up, out of connections), not a refusal that waiting cannot cure (SQLSTATE 28:
+    authentication; 3D000: no such database)."""
+    state = getattr(exc, "sqlstate", None)
+    return state is None or state[:2] in ("08", "53", "57")
 
 
 def _run(connector: db.Connector, where: str, concurrency: int, graceful_timeout: float, one_shot: bool,

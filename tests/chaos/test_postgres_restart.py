@@ -25,7 +25,9 @@ import contextlib
 import pathlib
 import random
 import shutil
+import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -260,3 +262,37 @@ def run(owned_pg: OwnedPostgres, dsn: str, emu: Any, seeds: Any, products: dict[
           f"{updater.connection_errors}, back after {[round(s, 2) for s in updater.retried_after]} s; "
           f"workers survived the restart: {survived}; deaths {deaths}; faults {harness.fault_counts(emu)}; "
           f"queue {harness.queue_counts(conn)}")
+
+
+def test_a_worker_started_while_postgres_is_down_waits_for_it(owned_pg, fernet_key, tmp_path):
+    """compose starts the worker and PostgreSQL together; a restart may be under way when
+    systemd starts it: the worker waits for the database instead of exiting 2."""
+    admin = harness.connect(owned_pg.conninfo("postgres"))
+    admin.execute("create database lvs_late")
+    admin.close()
+    dsn = owned_pg.conninfo("lvs_late")
+    db.migrate(dsn)
+    owned_pg.stop("fast")
+    log_path = tmp_path / "worker.log"
+    env = {**harness.WorkerPool(dsn, str(tmp_path / "logs")).env}
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "loyverse_sync", "worker", "--reconnect-timeout", "120"],
+                                env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60  # a state, not a duration: the log line, or the test fails
+        while b"does not answer yet" not in log_path.read_bytes():
+            assert proc.poll() is None, log_path.read_text()
+            assert time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.1)
+        owned_pg.start()
+        with harness.connect(dsn) as conn:
+            while conn.execute("select count(*) as n from procrastinate_workers").fetchone()["n"] < 1:
+                assert proc.poll() is None, log_path.read_text()
+                assert time.monotonic() < deadline + 60, log_path.read_text()
+                time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0, log_path.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

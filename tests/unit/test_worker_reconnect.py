@@ -97,3 +97,60 @@ def test_a_fetch_that_meets_the_restart_is_waited_out_like_a_side_task(monkeypat
 def test_an_error_that_is_not_the_database_going_away_still_stops_the_worker(monkeypatch):
     with pytest.raises(ZeroDivisionError):
         _supervise_with(monkeypatch, [ZeroDivisionError("a bug")])
+
+
+class _Found:
+    conninfo = "host=db dbname=shop"
+
+    def describe(self) -> str:
+        return "db/shop"
+
+
+def _start_with(monkeypatch: pytest.MonkeyPatch, failures: list[Exception], waited: float | None) -> list[str]:
+    """Starts the worker's connector over a fake database that fails with each of
+    ``failures`` in turn, then answers; returns what happened, in order."""
+    from loyverse_sync.worker import app as app_mod
+
+    happened: list[str] = []
+
+    def fake_connector(conninfo: str, *, concurrency: int) -> str:
+        happened.append("connect")
+        if failures:
+            raise failures.pop(0)
+        return "connector"
+
+    def fake_wait(probe: object, timeout: float) -> float | None:
+        happened.append("wait")
+        return waited
+
+    monkeypatch.setattr(app_mod, "worker_connector", fake_connector)
+    monkeypatch.setattr(worker, "wait_for_database", fake_wait)
+    happened.append(str(worker._connector_once_the_database_answers(_Found(), 2, 300.0)))
+    return happened
+
+
+def test_a_worker_started_while_the_database_is_away_waits_for_it(monkeypatch):
+    import psycopg
+
+    away = psycopg.OperationalError('connection to server on socket "/run/.s.PGSQL.5432" failed: No such file')
+    shutting_down = psycopg.errors.lookup("57P03")("the database system is shutting down")
+    assert _start_with(monkeypatch, [away], 2.0) == ["connect", "wait", "connect", "connector"]
+    assert _start_with(monkeypatch, [shutting_down], 2.0) == ["connect", "wait", "connect", "connector"]
+
+
+def test_a_refusal_that_waiting_cannot_cure_fails_at_once(monkeypatch):
+    import psycopg
+
+    for state in ("28P01", "3D000"):  # wrong password; no such database
+        refused = psycopg.errors.lookup(state)("refused")
+        with pytest.raises(psycopg.Error) as raised:
+            _start_with(monkeypatch, [refused], 2.0)
+        assert raised.value is refused
+
+
+def test_a_database_that_never_answers_is_one_error_naming_it_and_the_timeout(monkeypatch):
+    import click
+    import psycopg
+
+    with pytest.raises(click.ClickException, match=r"db/shop did not answer within 300 s \(--reconnect-timeout\)"):
+        _start_with(monkeypatch, [psycopg.OperationalError("refused")], None)
