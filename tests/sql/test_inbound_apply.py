@@ -283,3 +283,23 @@ def test_retention_prunes_old_applied_deliveries_and_keeps_the_audit(conn, world
     assert [r["status"] for r in conn.execute("select status from loyverse.loyverse_inbox").fetchall()] == ["pending"]
     (a,) = audit(conn)
     assert a["decision"] == "PRICE_APPLIED" and a["inbox_id"] is None
+
+
+def test_the_late_echo_of_a_write_whose_worker_died_is_ours_not_a_conflict(conn, world):
+    # A worker wrote 12 and was SIGKILLed before recording it; the app changed the price to 13
+    # meanwhile, so when the lease expired the claim was cancelled as superseded. The webhook of
+    # the write that did land (12) is processed only now: under `hold` it must not hold 13.
+    r0, _ = world["restaurants"]
+    settings(conn, r0, sync_direction="BIDIRECTIONAL", conflict_policy="hold", sync_frequency="MANUAL")
+    p0 = world["products"][0]
+    conn.execute("update public.products set price = 12 where id = %s", (p0,))
+    conn.execute("update loyverse.loyverse_price_sync_queue set status = 'processing', claimed_by = 'w:1',"
+                 " lease_until = now() - interval '1 second' where product_id = %s and status = 'pending'", (p0,))
+    conn.execute("update public.products set price = 13 where id = %s", (p0,))
+    assert conn.execute("select loyverse.release_expired_price_sync_leases() as n").fetchone()["n"] == 1
+    assert [q["status"] for q in queue(conn, p0)] == ["cancelled", "pending"]
+    _, result = deliver(conn, world["account_id"], items_update(item("item0", {("v0", "s1"): 12},
+                                                                     updated="2000-01-01T10:00:00Z")))
+    assert [a["decision"] for a in audit(conn)] == ["ECHO_IGNORED"]
+    assert [q["status"] for q in queue(conn, p0)] == ["cancelled", "pending"]  # 13 still goes out
+    assert price(conn, p0) == D("13.00")
