@@ -23,7 +23,8 @@ class AdminError(RuntimeError):
 class AdminClient:
     """Scripts faults, modes, tokens and reads logs/state of a running emulator."""
 
-    def __init__(self, admin_url: str, *, timeout: float = 10.0) -> None:
+    def __init__(self, admin_url: str, *, timeout: float = 60.0) -> None:
+        # generous: the state of a 10,000-item merchant is megabytes of JSON on a loaded box
         self.admin_url = admin_url.rstrip("/")
         self._http = httpx.Client(base_url=self.admin_url, timeout=timeout)
 

@@ -65,7 +65,8 @@ def mid(emu: server.EmulatorServer) -> str:
 
 
 def make_client(emu: server.EmulatorServer, **kwargs: Any) -> lv_client.LoyverseClient:
-    options: dict[str, Any] = {"backoff_base": 0.01, "backoff_max": 0.05, "timeout": 2.0}
+    # a generous timeout: a page of 250 items on a loaded box; the timeout tests set their own
+    options: dict[str, Any] = {"backoff_base": 0.01, "backoff_max": 0.05, "timeout": 30.0}
     options.update(kwargs)
     return lv_client.LoyverseClient(emu.base_url, TOKEN, **options)
 
@@ -487,7 +488,7 @@ def test_on_request_sees_every_attempt_with_a_templated_endpoint(
     assert all(r.elapsed >= 0 for r in records)
 
 
-def _wait_for_log(adm: admin.AdminClient, n: int, timeout: float = 3.0) -> list[dict[str, Any]]:
+def _wait_for_log(adm: admin.AdminClient, n: int, timeout: float = 30.0) -> list[dict[str, Any]]:
     deadline = time.monotonic() + timeout
     while len(log := api_log(adm)) < n and time.monotonic() < deadline:
         time.sleep(0.05)
