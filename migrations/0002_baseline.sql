@@ -1814,6 +1814,13 @@ returns integer
 language plpgsql
 security definer
 set search_path = ''
+-- Never part of a deadlock with the main app's UPDATE: a released row becomes 'pending', and
+-- when an uncommitted UPDATE has just queued a pending row for the same product, the unique
+-- index makes us wait for it while its trigger may be waiting for a pending row this statement
+-- made for another product (found by bench/chaos.py: PostgreSQL chose the app's UPDATE as the
+-- victim). Waiting at most 100 ms, far below deadlock_timeout, we give up first and release
+-- next time (the sweep runs every minute, the claim before every batch).
+set lock_timeout = '100ms'
 as $$
 declare
     v_count integer;
@@ -1850,8 +1857,9 @@ begin
     )
     select count(*) into v_count from released;
     return v_count;
-exception when unique_violation then
-    -- a trigger made a pending row for the same product meanwhile: try again next time
+exception when unique_violation or lock_not_available then
+    -- a trigger made a pending row for the same product meanwhile (committed, or not yet and
+    -- we stopped waiting for it): try again next time
     return 0;
 end;
 $$;

@@ -489,3 +489,20 @@ def test_a_product_deleted_while_its_price_is_being_queued_leaves_no_queue_row(c
         syncer.commit()
         deleting.join(10)
     assert {r["product_id"] for r in queue(conn)} == {c}
+
+
+def test_releasing_expired_leases_never_waits_on_the_apps_uncommitted_update(conn, dsn, world):
+    # The sweep's release and an app UPDATE of overlapping products could deadlock (each
+    # waiting for the other's new pending row), and PostgreSQL could choose the app's UPDATE as
+    # the victim. The release now stops waiting after 100 ms and releases next time.
+    pid = world["products"][0]
+    conn.execute("update public.products set price = 11 where id = %s", (pid,))
+    conn.execute("update loyverse.loyverse_price_sync_queue set status = 'processing', claimed_by = 'w:1',"
+                 " lease_until = now() - interval '1 second' where product_id = %s", (pid,))
+    with psycopg.connect(dsn) as app, psycopg.connect(dsn, autocommit=True) as sweeper:
+        app.execute("update public.products set price = 12 where id = %s", (pid,))  # uncommitted: a pending row
+        sweeper.execute("set statement_timeout = '30s'")  # only a safety net: the release gives up at 100 ms
+        assert sweeper.execute("select loyverse.release_expired_price_sync_leases() as n").fetchone()[0] == 0
+        app.commit()
+        assert sweeper.execute("select loyverse.release_expired_price_sync_leases() as n").fetchone()[0] == 1
+    assert [(r["status"], r["new_price"]) for r in queue(conn)] == [("cancelled", D("11.00")), ("pending", D("12.00"))]
