@@ -1828,8 +1828,13 @@ declare
     -- condition, and the claim runs this first (measured: a scan of every processing row)
     v_now timestamptz := clock_timestamp();
 begin
+    -- The write of an expired claim is in doubt (its worker may have died after Loyverse took
+    -- it): its price goes with the product's pending row as in_doubt_prices, so that Loyverse
+    -- showing it is not taken for an edit at the counter (the claim returns them to the
+    -- planner; _apply_loyverse_price reads them for deliveries). Found by the two-way chaos
+    -- test beside CPU burners: a killed write was held as a conflict with our next price.
     with expired as (
-        select q.id,
+        select q.id, q.product_id, q.price_to_send,
                exists (select 1 from loyverse.loyverse_price_sync_queue p
                         where p.product_id = q.product_id and p.status = 'pending') as superseded
           from loyverse.loyverse_price_sync_queue q
@@ -1837,6 +1842,12 @@ begin
            and q.lease_until < v_now
            and (p_account_id is null or q.account_id = p_account_id)
            for update of q skip locked
+    ), noted as (
+        update loyverse.loyverse_price_sync_queue p
+           set error_details = coalesce(p.error_details, '{}') || jsonb_build_object('in_doubt_prices',
+                   coalesce(p.error_details->'in_doubt_prices', '[]') || to_jsonb(e.price_to_send))
+          from expired e
+         where e.superseded and p.product_id = e.product_id and p.status = 'pending'
     ), released as (
         update loyverse.loyverse_price_sync_queue q
            set status = case when e.superseded then 'cancelled'
@@ -1848,6 +1859,10 @@ begin
                last_error = case when e.superseded then 'lease expired; superseded by a newer change'
                                  else 'lease expired: the worker stopped or lost its connection' end,
                last_error_code = 'LEASE_EXPIRED',
+               error_details = case when e.superseded then q.error_details
+                                    else coalesce(q.error_details, '{}') || jsonb_build_object('in_doubt_prices',
+                                             coalesce(q.error_details->'in_doubt_prices', '[]') || to_jsonb(q.price_to_send))
+                               end,
                next_attempt_at = now(),
                completed_at = case when e.superseded or q.attempts + 1 >= q.max_attempts then now() end,
                updated_at = now()
@@ -1920,7 +1935,8 @@ returns table (
     loyverse_variant_id text,
     loyverse_store_id text,
     last_synced_price numeric,
-    sync_direction text
+    sync_direction text,
+    in_doubt_prices jsonb
 )
 language plpgsql
 security definer
@@ -2074,7 +2090,8 @@ begin
     return query
     select c.id, c.product_id, c.restaurant_id, c.version, c.source, c.attempts, c.max_attempts,
            c.old_price, c.new_price, c.price_to_send, m.loyverse_item_id, m.loyverse_variant_id,
-           m.loyverse_store_id, m.last_synced_price, s.sync_direction
+           m.loyverse_store_id, m.last_synced_price, s.sync_direction,
+           coalesce(c.error_details->'in_doubt_prices', '[]')
       from loyverse.loyverse_price_sync_queue c
       join loyverse.loyverse_item_mappings m on m.product_id = c.product_id
       join loyverse.loyverse_price_sync_settings s on s.restaurant_id = c.restaurant_id
@@ -2089,7 +2106,8 @@ comment on function loyverse.claim_price_sync_batch(bigint, text, integer, doubl
     'sent: rows of VARIABLE prices or of a restaurant no longer syncing to Loyverse are cancelled, changes past '
     'the restaurant''s guardrails (hold_change_percent, hold_change_amount, hold_below_price) become held, '
     'and a paused restaurant''s rows wait. sync_direction is TO_LOYVERSE or BIDIRECTIONAL (a price edited in '
-    'Loyverse is then a conflict, which only the worker can see).';
+    'Loyverse is then a conflict, which only the worker can see); in_doubt_prices lists prices of ours whose '
+    'write may have landed (a claim whose worker died): Loyverse showing one of them is no edit.';
 
 -- ---- sql/0342_function_extend_price_sync_lease.sql ----
 -- A worker still busy with a batch (waiting for the rate budget) keeps its lease alive.
@@ -3509,7 +3527,10 @@ begin
                    where q.product_id = p_product_id and q.price_to_send = v_lp
                      and (q.status = 'done'
                           or (q.status = 'cancelled' and q.last_error_code = 'LEASE_EXPIRED'))
-                     and q.completed_at >= coalesce(v_their_at, '-infinity')) then
+                     and q.completed_at >= coalesce(v_their_at, '-infinity'))
+       or exists (select 1 from loyverse.loyverse_price_sync_queue q
+                   where q.product_id = p_product_id and q.status = 'pending'
+                     and q.error_details->'in_doubt_prices' @> jsonb_build_array(v_lp)) then
         insert into loyverse.loyverse_inbound_audit (account_id, restaurant_id, inbox_id, product_id, loyverse_id,
                                                      decision, our_price, loyverse_price, details)
         values (v.account_id, v.restaurant_id, p_inbox_id, p_product_id, v.loyverse_item_id, 'ECHO_IGNORED',

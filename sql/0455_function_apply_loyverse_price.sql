@@ -65,7 +65,10 @@ begin
                    where q.product_id = p_product_id and q.price_to_send = v_lp
                      and (q.status = 'done'
                           or (q.status = 'cancelled' and q.last_error_code = 'LEASE_EXPIRED'))
-                     and q.completed_at >= coalesce(v_their_at, '-infinity')) then
+                     and q.completed_at >= coalesce(v_their_at, '-infinity'))
+       or exists (select 1 from loyverse.loyverse_price_sync_queue q
+                   where q.product_id = p_product_id and q.status = 'pending'
+                     and q.error_details->'in_doubt_prices' @> jsonb_build_array(v_lp)) then
         insert into loyverse.loyverse_inbound_audit (account_id, restaurant_id, inbox_id, product_id, loyverse_id,
                                                      decision, our_price, loyverse_price, details)
         values (v.account_id, v.restaurant_id, p_inbox_id, p_product_id, v.loyverse_item_id, 'ECHO_IGNORED',

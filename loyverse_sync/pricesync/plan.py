@@ -209,7 +209,10 @@ def plan_item(item_id: str, item: dict[str, Any] | None, rows: list[dict[str, An
             continue
         last = money(row["last_synced_price"])
         note: dict[str, Any] = {}
-        edited = last is not None and current is not None and current != last and current != target
+        # a price of ours whose write is in doubt (a claim whose worker died) is no edit
+        in_doubt = {money(p) for p in row.get("in_doubt_prices") or ()}
+        edited = (last is not None and current is not None and current != last and current != target
+                  and current not in in_doubt)
         if edited and row["source"] != "resolve":
             if row["sync_direction"] == "BIDIRECTIONAL":
                 results.append(result(row, "conflict", loyverse_price=str(current), code="CONFLICT",

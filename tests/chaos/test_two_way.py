@@ -64,6 +64,21 @@ def loyverse_prices_written(emu, merchant_id: str) -> list[dict]:
             if c["source"] == "api" and c["new_price"] is not None and c["new_price"] >= 200]
 
 
+def history(conn, product_id: str) -> str:
+    """What the queue and the inbound audit recorded for one product, in order (for a failure)."""
+    rows = conn.execute(
+        "select 'queue' as what, id, status, source, price_to_send::text as price, last_error_code as code,"
+        "       created_at as at, completed_at, error_details::text as details"
+        "  from loyverse.loyverse_price_sync_queue where product_id = %(p)s"
+        " union all"
+        " select 'audit', a.id, a.decision, i.source, a.loyverse_price::text, a.our_price::text, a.at, null,"
+        "        a.details::text"
+        "  from loyverse.loyverse_inbound_audit a left join loyverse.loyverse_inbox i on i.id = a.inbox_id"
+        " where a.product_id = %(p)s"
+        " order by at, what", {"p": product_id}).fetchall()
+    return "\n".join(str(dict(r)) for r in rows)
+
+
 def item_posts(emu, merchant_id: str) -> int:
     return sum(1 for e in emu.state.requests_since(0, merchant_id)
                if e["method"] == "POST" and e["path"].rstrip("/").endswith("/items"))
@@ -186,7 +201,8 @@ def test_two_way_chaos_converges_or_holds(dsn, connector, conn, fernet_key, tmp_
     else:
         assert held, ("no conflict was held: the run tested nothing", queue_rows, decisions)
         for pid in held:
-            assert edited.get(pid) == {"ours", "theirs"}, f"{pid}: a conflict held without edits on both sides"
+            assert edited.get(pid) == {"ours", "theirs"}, (
+                f"{pid}: a conflict held without edits on both sides; its story:\n" + history(conn, pid))
         for k in only_ours + only_theirs:
             assert seed.products[k] not in held and k not in diverged, f"{k}: edited on one side only"
         missing = [k for k in diverged if seed.products[k] not in held]

@@ -239,7 +239,7 @@ def test_paused_and_from_loyverse_rows_are_never_returned_by_the_claim(conn, wor
     assert sorted(map(str, {r["restaurant_id"] for r in got})) == [str(r1)] and len(got) == 3
     assert set(got[0]) == {"id", "product_id", "restaurant_id", "version", "source", "attempts", "max_attempts",
                            "old_price", "new_price", "price_to_send", "loyverse_item_id", "loyverse_variant_id",
-                           "loyverse_store_id", "last_synced_price", "sync_direction"}
+                           "loyverse_store_id", "last_synced_price", "sync_direction", "in_doubt_prices"}
 
 
 def test_a_newer_price_written_to_loyverse_cancels_an_older_held_conflict(conn, world):

@@ -506,3 +506,19 @@ def test_releasing_expired_leases_never_waits_on_the_apps_uncommitted_update(con
         app.commit()
         assert sweeper.execute("select loyverse.release_expired_price_sync_leases() as n").fetchone()[0] == 1
     assert [(r["status"], r["new_price"]) for r in queue(conn)] == [("cancelled", D("11.00")), ("pending", D("12.00"))]
+
+
+def test_an_expired_claims_price_is_passed_on_as_in_doubt(conn, world):
+    # its worker may have written it before dying: Loyverse showing it is no counter edit
+    p0, p1 = world["products"][0], world["products"][1]
+    conn.execute("update public.products set price = 11 where id in (%s, %s)", (p0, p1))
+    conn.execute("update loyverse.loyverse_price_sync_queue set status = 'processing', claimed_by = 'w:1',"
+                 " lease_until = now() - interval '1 second'")
+    conn.execute("update public.products set price = 12 where id = %s", (p0,))  # p0 superseded, p1 retried
+    assert conn.execute("select loyverse.release_expired_price_sync_leases() as n").fetchone()["n"] == 2
+    claimed = {str(r["product_id"]): r for r in conn.execute(
+        "select * from loyverse.claim_price_sync_batch(%s, 'w:2')", (world["account_id"],)).fetchall()}
+    assert [D(str(p)) for p in claimed[str(p0)]["in_doubt_prices"]] == [D("11")]
+    assert claimed[str(p0)]["price_to_send"] == D("12")
+    assert [D(str(p)) for p in claimed[str(p1)]["in_doubt_prices"]] == [D("11")]
+    assert claimed[str(p1)]["price_to_send"] == D("11")

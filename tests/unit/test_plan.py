@@ -145,6 +145,17 @@ def test_a_counter_edit_is_held_for_bidirectional_and_overwritten_with_a_note_ot
     assert resolved.body is not None and resolved.results == []
 
 
+def test_a_price_of_ours_whose_write_is_in_doubt_is_no_counter_edit() -> None:
+    # Loyverse holds 3.00: a claim of ours sent it and its worker died before recording it
+    # (the release passed it on as in doubt); we last synced 2.80 and now send 3.50
+    row = _row(1, "v1", "a", D("3.50"), sync_direction="BIDIRECTIONAL", last_synced_price=D("2.80"),
+               in_doubt_prices=[3.0])
+    pushed = plan.plan_item("i1", _item(), [row])
+    assert pushed.results == [] and pushed.body is not None
+    (_, target, note) = pushed.planned[("v1", "a")]
+    assert target == D("3.50") and note == {}
+
+
 # -- what the write's answer means ------------------------------------------------------------
 
 
