@@ -41,7 +41,6 @@ def worker(concurrency: int, graceful_timeout: float, one_shot: bool, no_listen:
     LOYVERSE_SYNC_KEY, and optionally LOYVERSE_SYNC_SMTP_* (see systemd/loyverse-sync.env.example).
     """
     from loyverse_sync import audit
-    from loyverse_sync.worker import app as app_mod
 
     # Until procrastinate installs its graceful handlers (after it registered the worker), a
     # SIGTERM ends the process with status 0 instead of killing it: nothing runs yet.

@@ -298,8 +298,7 @@ def test_the_late_echo_of_a_write_whose_worker_died_is_ours_not_a_conflict(conn,
     conn.execute("update public.products set price = 13 where id = %s", (p0,))
     assert conn.execute("select loyverse.release_expired_price_sync_leases() as n").fetchone()["n"] == 1
     assert [q["status"] for q in queue(conn, p0)] == ["cancelled", "pending"]
-    _, result = deliver(conn, world["account_id"], items_update(item("item0", {("v0", "s1"): 12},
-                                                                     updated="2000-01-01T10:00:00Z")))
+    deliver(conn, world["account_id"], items_update(item("item0", {("v0", "s1"): 12}, updated="2000-01-01T10:00:00Z")))
     assert [a["decision"] for a in audit(conn)] == ["ECHO_IGNORED"]
     assert [q["status"] for q in queue(conn, p0)] == ["cancelled", "pending"]  # 13 still goes out
     assert price(conn, p0) == D("13.00")
