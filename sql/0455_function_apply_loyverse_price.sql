@@ -24,6 +24,7 @@ declare
     v_decision text;
     v_origin text;
     v_their_at timestamptz;
+    v_their_at_early timestamptz;
 begin
     -- The product's row lock orders this with the main app's UPDATEs: a change committed
     -- before it is in the queue by now, one after it sees our price and last_synced_price.
@@ -48,6 +49,11 @@ begin
     -- (or older) than ours (loyverse_inbound_settings.loyverse_clock_offset_ms).
     v_their_at := p_loyverse_updated_at
                   - pg_catalog.make_interval(secs => coalesce(v.loyverse_clock_offset_ms, 0) / 1000.0);
+    -- The offset is estimated short by the quickest delivery's transit time, so v_their_at may
+    -- be that much later than the truth (0.27 s seen beside CPU burners: the echo of a write of
+    -- ours then looked newer than its completion and was held as a conflict). The two tests
+    -- below that only decide "ours, or read Loyverse again" allow for it; `latest` does not.
+    v_their_at_early := v_their_at - interval '2 seconds';
     if v_lp is not distinct from v.last_synced_price then
         return 'unchanged';  -- the usual case: an items.update about another field or store, or our own write
     end if;
@@ -65,7 +71,7 @@ begin
                    where q.product_id = p_product_id and q.price_to_send = v_lp
                      and (q.status = 'done'
                           or (q.status = 'cancelled' and q.last_error_code = 'LEASE_EXPIRED'))
-                     and q.completed_at >= coalesce(v_their_at, '-infinity'))
+                     and q.completed_at >= coalesce(v_their_at_early, '-infinity'))
        or exists (select 1 from loyverse.loyverse_price_sync_queue q
                    where q.product_id = p_product_id and q.status = 'pending'
                      and q.error_details->'in_doubt_prices' @> jsonb_build_array(v_lp)) then
@@ -82,7 +88,7 @@ begin
     -- Loyverse's current state can tell: the job reads the item again (source refresh).
     if exists (select 1 from loyverse.loyverse_price_sync_queue q
                 where q.product_id = p_product_id and q.status = 'done'
-                  and q.completed_at >= coalesce(p_read_at, v_their_at, '-infinity')) then
+                  and q.completed_at >= coalesce(p_read_at, v_their_at_early, '-infinity')) then
         return 'refresh';
     end if;
     -- A write in flight: wait for it (its outcome decides what "ours" is); the whole delivery
