@@ -168,8 +168,13 @@ def test_deletions_are_tombstones_and_catalog_changes_apply_only_when_asked(conn
     assert active == {str(p0): False, str(p0_r1): True}
     assert price(conn, p0) == D("10.00") and price(conn, p0_r1) == D("10.00")
     decisions = [(a["decision"], a["applied"]) for a in audit(conn)]
-    assert decisions == [("ITEM_RENAMED", True), ("ITEM_RENAMED", False), ("ITEM_DELETED", True),
-                         ("ITEM_DELETED", False), ("TOMBSTONE_IGNORED", False)]
+    # one delivery audits its restaurants' mappings in no particular order (run 5 of the stress
+    # series saw the deletion's pair reversed): each pair is compared as a set
+    assert [d for d, _ in decisions] == ["ITEM_RENAMED", "ITEM_RENAMED", "ITEM_DELETED", "ITEM_DELETED",
+                                         "TOMBSTONE_IGNORED"]
+    assert sorted(decisions[0:2]) == [("ITEM_RENAMED", False), ("ITEM_RENAMED", True)]
+    assert sorted(decisions[2:4]) == [("ITEM_DELETED", False), ("ITEM_DELETED", True)]
+    assert decisions[4] == ("TOMBSTONE_IGNORED", False)
 
 
 def test_inventory_levels_reach_stock_only_where_enabled(conn, world):
