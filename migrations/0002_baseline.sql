@@ -515,6 +515,12 @@ create table loyverse.loyverse_price_sync_queue (
     loyverse_item_id text,
     approved_at timestamptz,
     approved_by text,
+    -- Prices of ours whose write to Loyverse is in doubt (sent, then no answer: a worker that
+    -- died holding the claim, or a timeout): Loyverse showing one is no edit at the counter.
+    -- Kept on the row whose write it was and on the product's pending row that carries the
+    -- product on (the claim returns them to the planner; apply_loyverse_price reads them).
+    -- NULL when none (no bytes in a bulk UPDATE's rows).
+    in_doubt_prices numeric(15, 3)[],
     -- NaN passes ">= 0": a row that can never be sent is refused here too
     constraint queue_prices_are_numbers check (new_price <> 'NaN' and price_to_send <> 'NaN')
 ) with (fillfactor = 50);  -- room on the page for a new version of every row on it: coalescing
@@ -554,8 +560,13 @@ create index loyverse_price_sync_queue_restaurant_id_status_idx
 create index loyverse_price_sync_queue_product_id_held_idx
     on loyverse.loyverse_price_sync_queue (product_id) where status = 'held';
 
--- Echo suppression (loyverse._apply_loyverse_price): did we write this price of this product,
--- and when did that write complete? Partial: only rows entering done pay for it.
+-- Echo suppression (loyverse._apply_loyverse_price): is this price of this product one of
+-- ours in doubt (rare rows: a tiny index)?
+create index loyverse_price_sync_queue_product_id_in_doubt_idx
+    on loyverse.loyverse_price_sync_queue (product_id) where in_doubt_prices is not null;
+
+-- Echo suppression: did we write this price of this product, and when did that write
+-- complete? Partial: only rows entering done pay for it.
 create index loyverse_price_sync_queue_product_id_done_idx
     on loyverse.loyverse_price_sync_queue (product_id, completed_at) where status = 'done';
 
@@ -1829,12 +1840,13 @@ declare
     v_now timestamptz := clock_timestamp();
 begin
     -- The write of an expired claim is in doubt (its worker may have died after Loyverse took
-    -- it): its price goes with the product's pending row as in_doubt_prices, so that Loyverse
-    -- showing it is not taken for an edit at the counter (the claim returns them to the
-    -- planner; _apply_loyverse_price reads them for deliveries). Found by the two-way chaos
-    -- test beside CPU burners: a killed write was held as a conflict with our next price.
+    -- it): its price becomes one of the row's in_doubt_prices and, when a newer change
+    -- superseded it, of the product's pending row, so that Loyverse showing it is not taken
+    -- for an edit at the counter (the claim returns them to the planner; apply_loyverse_price
+    -- reads them for deliveries). Found by the two-way chaos test beside CPU burners: a killed
+    -- write was held as a conflict with our next price.
     with expired as (
-        select q.id, q.product_id, q.price_to_send,
+        select q.id, q.product_id, q.in_doubt_prices || q.price_to_send as in_doubt_prices,
                exists (select 1 from loyverse.loyverse_price_sync_queue p
                         where p.product_id = q.product_id and p.status = 'pending') as superseded
           from loyverse.loyverse_price_sync_queue q
@@ -1844,8 +1856,7 @@ begin
            for update of q skip locked
     ), noted as (
         update loyverse.loyverse_price_sync_queue p
-           set error_details = coalesce(p.error_details, '{}') || jsonb_build_object('in_doubt_prices',
-                   coalesce(p.error_details->'in_doubt_prices', '[]') || to_jsonb(e.price_to_send))
+           set in_doubt_prices = p.in_doubt_prices || e.in_doubt_prices
           from expired e
          where e.superseded and p.product_id = e.product_id and p.status = 'pending'
     ), released as (
@@ -1859,10 +1870,7 @@ begin
                last_error = case when e.superseded then 'lease expired; superseded by a newer change'
                                  else 'lease expired: the worker stopped or lost its connection' end,
                last_error_code = 'LEASE_EXPIRED',
-               error_details = case when e.superseded then q.error_details
-                                    else coalesce(q.error_details, '{}') || jsonb_build_object('in_doubt_prices',
-                                             coalesce(q.error_details->'in_doubt_prices', '[]') || to_jsonb(q.price_to_send))
-                               end,
+               in_doubt_prices = e.in_doubt_prices,
                next_attempt_at = now(),
                completed_at = case when e.superseded or q.attempts + 1 >= q.max_attempts then now() end,
                updated_at = now()
@@ -1936,7 +1944,7 @@ returns table (
     loyverse_store_id text,
     last_synced_price numeric,
     sync_direction text,
-    in_doubt_prices jsonb
+    in_doubt_prices numeric[]
 )
 language plpgsql
 security definer
@@ -2091,7 +2099,7 @@ begin
     select c.id, c.product_id, c.restaurant_id, c.version, c.source, c.attempts, c.max_attempts,
            c.old_price, c.new_price, c.price_to_send, m.loyverse_item_id, m.loyverse_variant_id,
            m.loyverse_store_id, m.last_synced_price, s.sync_direction,
-           coalesce(c.error_details->'in_doubt_prices', '[]')
+           coalesce(c.in_doubt_prices, '{}')
       from loyverse.loyverse_price_sync_queue c
       join loyverse.loyverse_item_mappings m on m.product_id = c.product_id
       join loyverse.loyverse_price_sync_settings s on s.restaurant_id = c.restaurant_id
@@ -2107,7 +2115,8 @@ comment on function loyverse.claim_price_sync_batch(bigint, text, integer, doubl
     'the restaurant''s guardrails (hold_change_percent, hold_change_amount, hold_below_price) become held, '
     'and a paused restaurant''s rows wait. sync_direction is TO_LOYVERSE or BIDIRECTIONAL (a price edited in '
     'Loyverse is then a conflict, which only the worker can see); in_doubt_prices lists prices of ours whose '
-    'write may have landed (a claim whose worker died): Loyverse showing one of them is no edit.';
+    'write may have landed (a claim whose worker died, a write without an answer): Loyverse showing one of '
+    'them is no edit.';
 
 -- ---- sql/0342_function_extend_price_sync_lease.sql ----
 -- A worker still busy with a batch (waiting for the rate budget) keeps its lease alive.
@@ -2222,6 +2231,16 @@ begin
       join loyverse.loyverse_price_sync_queue q on q.id = r.id
      where r.mine and r.outcome = 'done' and m.product_id = q.product_id;
 
+    -- A write sent without an answer (timeout, dropped connection) may have landed: its price
+    -- becomes one of the row's in_doubt_prices and, when a newer change is pending, of that
+    -- row's too (as for an expired lease), so that Loyverse showing it is no counter edit.
+    update loyverse.loyverse_price_sync_queue p
+       set in_doubt_prices = p.in_doubt_prices || q.in_doubt_prices || q.price_to_send
+      from pg_temp.price_sync_results r
+      join loyverse.loyverse_price_sync_queue q on q.id = r.id
+     where r.mine and r.sent and r.outcome = 'retry' and r.superseded
+       and p.product_id = r.product_id and p.status = 'pending';
+
     -- retry (429, 5xx, timeouts) and release (graceful stop, not an attempt): back to pending,
     -- unless a newer change is pending already, which then carries the price. A retry waits
     -- min(cap, base * 2^attempts) * (0.5..1.0) s, from its restaurant's settings (the
@@ -2243,6 +2262,8 @@ begin
                                  else coalesce(r.error, q.last_error) end,
                last_error_code = coalesce(r.code, q.last_error_code),
                error_details = coalesce(r.details, q.error_details),
+               in_doubt_prices = case when r.sent and r.outcome = 'retry' then q.in_doubt_prices || q.price_to_send
+                                      else q.in_doubt_prices end,
                completed_at = case when r.superseded or (r.outcome = 'retry' and q.attempts + 1 >= q.max_attempts)
                                    then now() end,
                updated_at = now()
@@ -3523,20 +3544,20 @@ begin
     -- Echo of a write of ours: the price a claimed row is writing now, or a price we wrote in a
     -- push that completed after Loyverse's version (a late, retried or reordered delivery of
     -- our own write). Compared by value: an older version of ours never overwrites a newer one.
-    -- A claim whose worker died (lease expired) may have written its price before dying; when
-    -- a newer change superseded it, the row is cancelled, not done, and its write is in doubt:
-    -- it counts as ours too (else its late delivery looks like an edit at the counter and,
-    -- under `hold`, holds our newer change as a conflict no one made).
+    -- A write whose outcome we never learnt (its worker died holding the claim, or it timed
+    -- out) may have landed: its price is in in_doubt_prices (of its own row, and of the pending
+    -- row that superseded it) and counts as ours too while that row is open or completed after
+    -- Loyverse's version (else its late delivery looks like an edit at the counter and, under
+    -- `hold`, holds our newer change as a conflict no one made).
     if exists (select 1 from loyverse.loyverse_price_sync_queue q
                 where q.product_id = p_product_id and q.status = 'processing' and q.price_to_send = v_lp)
        or exists (select 1 from loyverse.loyverse_price_sync_queue q
-                   where q.product_id = p_product_id and q.price_to_send = v_lp
-                     and (q.status = 'done'
-                          or (q.status = 'cancelled' and q.last_error_code = 'LEASE_EXPIRED'))
+                   where q.product_id = p_product_id and q.status = 'done' and q.price_to_send = v_lp
                      and q.completed_at >= coalesce(v_their_at_early, '-infinity'))
        or exists (select 1 from loyverse.loyverse_price_sync_queue q
-                   where q.product_id = p_product_id and q.status = 'pending'
-                     and q.error_details->'in_doubt_prices' @> jsonb_build_array(v_lp)) then
+                   where q.product_id = p_product_id and q.in_doubt_prices is not null
+                     and v_lp = any (q.in_doubt_prices)
+                     and coalesce(q.completed_at, 'infinity') >= coalesce(v_their_at_early, '-infinity')) then
         insert into loyverse.loyverse_inbound_audit (account_id, restaurant_id, inbox_id, product_id, loyverse_id,
                                                      decision, our_price, loyverse_price, details)
         values (v.account_id, v.restaurant_id, p_inbox_id, p_product_id, v.loyverse_item_id, 'ECHO_IGNORED',

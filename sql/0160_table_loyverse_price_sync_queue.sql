@@ -42,6 +42,12 @@ create table loyverse.loyverse_price_sync_queue (
     loyverse_item_id text,
     approved_at timestamptz,
     approved_by text,
+    -- Prices of ours whose write to Loyverse is in doubt (sent, then no answer: a worker that
+    -- died holding the claim, or a timeout): Loyverse showing one is no edit at the counter.
+    -- Kept on the row whose write it was and on the product's pending row that carries the
+    -- product on (the claim returns them to the planner; apply_loyverse_price reads them).
+    -- NULL when none (no bytes in a bulk UPDATE's rows).
+    in_doubt_prices numeric(15, 3)[],
     -- NaN passes ">= 0": a row that can never be sent is refused here too
     constraint queue_prices_are_numbers check (new_price <> 'NaN' and price_to_send <> 'NaN')
 ) with (fillfactor = 50);  -- room on the page for a new version of every row on it: coalescing
@@ -81,8 +87,13 @@ create index loyverse_price_sync_queue_restaurant_id_status_idx
 create index loyverse_price_sync_queue_product_id_held_idx
     on loyverse.loyverse_price_sync_queue (product_id) where status = 'held';
 
--- Echo suppression (loyverse._apply_loyverse_price): did we write this price of this product,
--- and when did that write complete? Partial: only rows entering done pay for it.
+-- Echo suppression (loyverse._apply_loyverse_price): is this price of this product one of
+-- ours in doubt (rare rows: a tiny index)?
+create index loyverse_price_sync_queue_product_id_in_doubt_idx
+    on loyverse.loyverse_price_sync_queue (product_id) where in_doubt_prices is not null;
+
+-- Echo suppression: did we write this price of this product, and when did that write
+-- complete? Partial: only rows entering done pay for it.
 create index loyverse_price_sync_queue_product_id_done_idx
     on loyverse.loyverse_price_sync_queue (product_id, completed_at) where status = 'done';
 

@@ -20,12 +20,13 @@ declare
     v_now timestamptz := clock_timestamp();
 begin
     -- The write of an expired claim is in doubt (its worker may have died after Loyverse took
-    -- it): its price goes with the product's pending row as in_doubt_prices, so that Loyverse
-    -- showing it is not taken for an edit at the counter (the claim returns them to the
-    -- planner; _apply_loyverse_price reads them for deliveries). Found by the two-way chaos
-    -- test beside CPU burners: a killed write was held as a conflict with our next price.
+    -- it): its price becomes one of the row's in_doubt_prices and, when a newer change
+    -- superseded it, of the product's pending row, so that Loyverse showing it is not taken
+    -- for an edit at the counter (the claim returns them to the planner; apply_loyverse_price
+    -- reads them for deliveries). Found by the two-way chaos test beside CPU burners: a killed
+    -- write was held as a conflict with our next price.
     with expired as (
-        select q.id, q.product_id, q.price_to_send,
+        select q.id, q.product_id, q.in_doubt_prices || q.price_to_send as in_doubt_prices,
                exists (select 1 from loyverse.loyverse_price_sync_queue p
                         where p.product_id = q.product_id and p.status = 'pending') as superseded
           from loyverse.loyverse_price_sync_queue q
@@ -35,8 +36,7 @@ begin
            for update of q skip locked
     ), noted as (
         update loyverse.loyverse_price_sync_queue p
-           set error_details = coalesce(p.error_details, '{}') || jsonb_build_object('in_doubt_prices',
-                   coalesce(p.error_details->'in_doubt_prices', '[]') || to_jsonb(e.price_to_send))
+           set in_doubt_prices = p.in_doubt_prices || e.in_doubt_prices
           from expired e
          where e.superseded and p.product_id = e.product_id and p.status = 'pending'
     ), released as (
@@ -50,10 +50,7 @@ begin
                last_error = case when e.superseded then 'lease expired; superseded by a newer change'
                                  else 'lease expired: the worker stopped or lost its connection' end,
                last_error_code = 'LEASE_EXPIRED',
-               error_details = case when e.superseded then q.error_details
-                                    else coalesce(q.error_details, '{}') || jsonb_build_object('in_doubt_prices',
-                                             coalesce(q.error_details->'in_doubt_prices', '[]') || to_jsonb(q.price_to_send))
-                               end,
+               in_doubt_prices = e.in_doubt_prices,
                next_attempt_at = now(),
                completed_at = case when e.superseded or q.attempts + 1 >= q.max_attempts then now() end,
                updated_at = now()

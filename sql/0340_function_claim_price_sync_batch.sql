@@ -30,7 +30,7 @@ returns table (
     loyverse_store_id text,
     last_synced_price numeric,
     sync_direction text,
-    in_doubt_prices jsonb
+    in_doubt_prices numeric[]
 )
 language plpgsql
 security definer
@@ -185,7 +185,7 @@ begin
     select c.id, c.product_id, c.restaurant_id, c.version, c.source, c.attempts, c.max_attempts,
            c.old_price, c.new_price, c.price_to_send, m.loyverse_item_id, m.loyverse_variant_id,
            m.loyverse_store_id, m.last_synced_price, s.sync_direction,
-           coalesce(c.error_details->'in_doubt_prices', '[]')
+           coalesce(c.in_doubt_prices, '{}')
       from loyverse.loyverse_price_sync_queue c
       join loyverse.loyverse_item_mappings m on m.product_id = c.product_id
       join loyverse.loyverse_price_sync_settings s on s.restaurant_id = c.restaurant_id
@@ -201,4 +201,5 @@ comment on function loyverse.claim_price_sync_batch(bigint, text, integer, doubl
     'the restaurant''s guardrails (hold_change_percent, hold_change_amount, hold_below_price) become held, '
     'and a paused restaurant''s rows wait. sync_direction is TO_LOYVERSE or BIDIRECTIONAL (a price edited in '
     'Loyverse is then a conflict, which only the worker can see); in_doubt_prices lists prices of ours whose '
-    'write may have landed (a claim whose worker died): Loyverse showing one of them is no edit.';
+    'write may have landed (a claim whose worker died, a write without an answer): Loyverse showing one of '
+    'them is no edit.';

@@ -91,6 +91,16 @@ begin
       join loyverse.loyverse_price_sync_queue q on q.id = r.id
      where r.mine and r.outcome = 'done' and m.product_id = q.product_id;
 
+    -- A write sent without an answer (timeout, dropped connection) may have landed: its price
+    -- becomes one of the row's in_doubt_prices and, when a newer change is pending, of that
+    -- row's too (as for an expired lease), so that Loyverse showing it is no counter edit.
+    update loyverse.loyverse_price_sync_queue p
+       set in_doubt_prices = p.in_doubt_prices || q.in_doubt_prices || q.price_to_send
+      from pg_temp.price_sync_results r
+      join loyverse.loyverse_price_sync_queue q on q.id = r.id
+     where r.mine and r.sent and r.outcome = 'retry' and r.superseded
+       and p.product_id = r.product_id and p.status = 'pending';
+
     -- retry (429, 5xx, timeouts) and release (graceful stop, not an attempt): back to pending,
     -- unless a newer change is pending already, which then carries the price. A retry waits
     -- min(cap, base * 2^attempts) * (0.5..1.0) s, from its restaurant's settings (the
@@ -112,6 +122,8 @@ begin
                                  else coalesce(r.error, q.last_error) end,
                last_error_code = coalesce(r.code, q.last_error_code),
                error_details = coalesce(r.details, q.error_details),
+               in_doubt_prices = case when r.sent and r.outcome = 'retry' then q.in_doubt_prices || q.price_to_send
+                                      else q.in_doubt_prices end,
                completed_at = case when r.superseded or (r.outcome = 'retry' and q.attempts + 1 >= q.max_attempts)
                                    then now() end,
                updated_at = now()

@@ -61,20 +61,20 @@ begin
     -- Echo of a write of ours: the price a claimed row is writing now, or a price we wrote in a
     -- push that completed after Loyverse's version (a late, retried or reordered delivery of
     -- our own write). Compared by value: an older version of ours never overwrites a newer one.
-    -- A claim whose worker died (lease expired) may have written its price before dying; when
-    -- a newer change superseded it, the row is cancelled, not done, and its write is in doubt:
-    -- it counts as ours too (else its late delivery looks like an edit at the counter and,
-    -- under `hold`, holds our newer change as a conflict no one made).
+    -- A write whose outcome we never learnt (its worker died holding the claim, or it timed
+    -- out) may have landed: its price is in in_doubt_prices (of its own row, and of the pending
+    -- row that superseded it) and counts as ours too while that row is open or completed after
+    -- Loyverse's version (else its late delivery looks like an edit at the counter and, under
+    -- `hold`, holds our newer change as a conflict no one made).
     if exists (select 1 from loyverse.loyverse_price_sync_queue q
                 where q.product_id = p_product_id and q.status = 'processing' and q.price_to_send = v_lp)
        or exists (select 1 from loyverse.loyverse_price_sync_queue q
-                   where q.product_id = p_product_id and q.price_to_send = v_lp
-                     and (q.status = 'done'
-                          or (q.status = 'cancelled' and q.last_error_code = 'LEASE_EXPIRED'))
+                   where q.product_id = p_product_id and q.status = 'done' and q.price_to_send = v_lp
                      and q.completed_at >= coalesce(v_their_at_early, '-infinity'))
        or exists (select 1 from loyverse.loyverse_price_sync_queue q
-                   where q.product_id = p_product_id and q.status = 'pending'
-                     and q.error_details->'in_doubt_prices' @> jsonb_build_array(v_lp)) then
+                   where q.product_id = p_product_id and q.in_doubt_prices is not null
+                     and v_lp = any (q.in_doubt_prices)
+                     and coalesce(q.completed_at, 'infinity') >= coalesce(v_their_at_early, '-infinity')) then
         insert into loyverse.loyverse_inbound_audit (account_id, restaurant_id, inbox_id, product_id, loyverse_id,
                                                      decision, our_price, loyverse_price, details)
         values (v.account_id, v.restaurant_id, p_inbox_id, p_product_id, v.loyverse_item_id, 'ECHO_IGNORED',

@@ -323,3 +323,31 @@ def test_the_echo_of_our_write_stamped_just_before_its_completion_is_ours(conn, 
                                                          updated="2030-01-01T10:00:05.500Z")))
     assert [a["decision"] for a in audit(conn)] == ["ECHO_IGNORED"]
     assert [q["status"] for q in queue(conn, p0)] == ["done", "done", "pending"]
+
+
+def test_the_late_echo_of_a_write_that_timed_out_is_ours_before_and_after_the_next_push(conn, world):
+    # A write of 12 timed out (it landed, the answer was lost) while the app changed the price
+    # to 13: the retry was cancelled as superseded. Its webhook must not be taken for an edit at
+    # the counter, neither while 13 waits nor after 13 failed (before the in-doubt column, the
+    # first was a conflict under `hold`; the second needed a lease expiry to be recognised).
+    r0, _ = world["restaurants"]
+    settings(conn, r0, sync_direction="BIDIRECTIONAL", conflict_policy="hold")
+    p0 = world["products"][0]
+    conn.execute("update public.products set price = 12 where id = %s", (p0,))
+    (claimed,) = conn.execute("select * from loyverse.claim_price_sync_batch(%s, 'w:1')",
+                              (world["account_id"],)).fetchall()
+    conn.execute("update public.products set price = 13 where id = %s", (p0,))
+    conn.execute("select loyverse.complete_price_sync_batch('w:1', %s)", (json.dumps(
+        [{"id": claimed["id"], "outcome": "retry", "sent": True, "code": "TIMEOUT"}]),))
+    assert [q["status"] for q in queue(conn, p0)] == ["cancelled", "pending"]
+    echo = items_update(item("item0", {("v0", "s1"): 12}, updated="2000-01-01T10:00:00Z"))
+    deliver(conn, world["account_id"], echo)
+    (newer,) = conn.execute("select * from loyverse.claim_price_sync_batch(%s, 'w:2')",
+                            (world["account_id"],)).fetchall()
+    conn.execute("select loyverse.complete_price_sync_batch('w:2', %s)", (json.dumps(
+        [{"id": newer["id"], "outcome": "failed", "sent": False, "code": "NOT_FOUND"}]),))
+    # the write's echo again (the same price in a later version: another field was edited)
+    deliver(conn, world["account_id"], items_update(item("item0", {("v0", "s1"): 12}, updated="2000-01-01T10:00:01Z")))
+    assert [a["decision"] for a in audit(conn)] == ["ECHO_IGNORED", "ECHO_IGNORED"]
+    assert [q["status"] for q in queue(conn, p0)] == ["cancelled", "failed"]
+    assert price(conn, p0) == D("13.00")

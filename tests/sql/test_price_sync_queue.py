@@ -522,3 +522,45 @@ def test_an_expired_claims_price_is_passed_on_as_in_doubt(conn, world):
     assert claimed[str(p0)]["price_to_send"] == D("12")
     assert [D(str(p)) for p in claimed[str(p1)]["in_doubt_prices"]] == [D("11")]
     assert claimed[str(p1)]["price_to_send"] == D("11")
+
+
+def in_doubt(conn):
+    return [(r["status"], r["new_price"], [D(str(p)) for p in r["in_doubt_prices"] or ()]) for r in queue(conn)]
+
+
+def test_a_write_without_an_answer_is_in_doubt_on_its_row_and_on_the_change_that_supersedes_it(conn, world):
+    # a timeout after the POST left: Loyverse may hold 11 now, which is no counter edit
+    p0, p1, p2 = world["products"][:3]
+    conn.execute("update public.products set price = 11 where id in (%s, %s, %s)", (p0, p1, p2))
+    claimed = conn.execute("select * from loyverse.claim_price_sync_batch(%s, 'w:1')", (world["account_id"],)).fetchall()
+    ids = {r["product_id"]: r["id"] for r in claimed}
+    assert set(ids) == {p0, p1, p2}
+    conn.execute("update public.products set price = 12 where id = %s", (p0,))  # p0 superseded meanwhile
+    results = [{"id": ids[p0], "outcome": "retry", "sent": True, "code": "TIMEOUT", "details": {"status": None}},
+               {"id": ids[p1], "outcome": "retry", "sent": True, "code": "TIMEOUT", "details": {"status": None}},
+               {"id": ids[p2], "outcome": "retry", "sent": False, "code": "HTTP_503", "details": {"status": 503}}]
+    counts = conn.execute("select loyverse.complete_price_sync_batch('w:1', %s) as c",
+                          (json.dumps(results),)).fetchone()["c"]
+    assert (counts["retried"], counts["cancelled"]) == (2, 1)
+    got = {(r["product_id"], r["status"]): [D(str(p)) for p in r["in_doubt_prices"] or ()] for r in queue(conn)}
+    assert got == {(p0, "cancelled"): [D("11")], (p0, "pending"): [D("11")],
+                   (p1, "pending"): [D("11")],
+                   (p2, "pending"): []}  # a 503 was refused: nothing in doubt
+
+
+def test_a_guardrail_hold_and_its_approval_keep_the_prices_in_doubt(conn, world):
+    # before the column, a hold rewrote error_details and the in-doubt price was lost: approving
+    # the held change then took a killed write of ours in Loyverse for a counter edit
+    pid = world["products"][0]
+    conn.execute("update public.products set price = 11 where id = %s", (pid,))
+    conn.execute("update loyverse.loyverse_price_sync_queue set status = 'processing', claimed_by = 'w:1',"
+                 " lease_until = now() - interval '1 second'")
+    conn.execute("update public.products set price = 1100 where id = %s", (pid,))  # a x100 typo, superseding
+    conn.execute("update loyverse.loyverse_price_sync_settings set hold_change_percent = 100")
+    assert conn.execute("select loyverse.release_expired_price_sync_leases() as n").fetchone()["n"] == 1
+    assert conn.execute("select * from loyverse.claim_price_sync_batch(%s, 'w:2')", (world["account_id"],)).fetchall() == []
+    assert [(s, p) for s, _, p in in_doubt(conn)] == [("cancelled", [D("11")]), ("held", [D("11")])]
+    rid = world["restaurants"][0]
+    assert conn.execute("select loyverse.approve_held_price_changes(%s) as n", (rid,)).fetchone()["n"] == 1
+    (row,) = conn.execute("select * from loyverse.claim_price_sync_batch(%s, 'w:3')", (world["account_id"],)).fetchall()
+    assert (row["price_to_send"], [D(str(p)) for p in row["in_doubt_prices"]]) == (D("1100"), [D("11")])
