@@ -16,9 +16,11 @@ from __future__ import annotations
 import os
 import pathlib
 import re
+import signal
 import socket
 import subprocess
 import sys
+import time
 import warnings
 
 import psycopg
@@ -56,12 +58,39 @@ def saved_port(datadir: pathlib.Path) -> int | None:
     return int(found.group(1)) if found else None
 
 
+def stale_postmaster(datadir: pathlib.Path) -> int | None:
+    """The running server's pid when its binaries are gone (started from a checkout, or a
+    .venv, since removed: it answers, then fails on `$libdir/plpgsql` when a test database
+    is created); None when they are there or it cannot be told."""
+    try:
+        pid = int((datadir / "postmaster.pid").read_text().split()[0])
+        exe = os.readlink(f"/proc/{pid}/exe")
+    except (OSError, ValueError, IndexError):
+        return None
+    return pid if exe.endswith(" (deleted)") or not os.path.exists(exe) else None
+
+
+def stop(pid: int) -> None:
+    os.kill(pid, signal.SIGINT)  # fast shutdown
+    for _ in range(600):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"the stale test PostgreSQL (pid {pid}) did not stop")
+
+
 def main() -> int:
     datadir = pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else f"/tmp/lvs-test-pg-{os.getuid()}")
     port = saved_port(datadir)
     if port is not None and answers(port):
-        print(conninfo(port))
-        return 0
+        stale = stale_postmaster(datadir)
+        if stale is None:
+            print(conninfo(port))
+            return 0
+        print(f"the test PostgreSQL (pid {stale}) runs binaries that are gone: restarting it", file=sys.stderr)
+        stop(stale)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import pgserver
