@@ -2333,6 +2333,14 @@ begin
 
     if v_lost_products is not null then
         perform loyverse.enqueue_current_prices(v_lost_products, 'requeue', 0);
+        -- The lost write went out after its claim ended: Loyverse showing its price is a write
+        -- of ours, not an edit at the counter (found by the two-way chaos test under load: the
+        -- requeue carried a price Loyverse had sent meanwhile, over our late write).
+        update loyverse.loyverse_price_sync_queue p
+           set in_doubt_prices = p.in_doubt_prices || q.price_to_send
+          from pg_temp.price_sync_results r
+          join loyverse.loyverse_price_sync_queue q on q.id = r.id
+         where r.mine is not true and r.sent and p.product_id = q.product_id and p.status = 'pending';
     end if;
 
     select jsonb_build_object(

@@ -351,3 +351,33 @@ def test_the_late_echo_of_a_write_that_timed_out_is_ours_before_and_after_the_ne
     assert [a["decision"] for a in audit(conn)] == ["ECHO_IGNORED", "ECHO_IGNORED"]
     assert [q["status"] for q in queue(conn, p0)] == ["cancelled", "failed"]
     assert price(conn, p0) == D("13.00")
+
+
+def test_a_write_that_lost_its_claim_is_ours_when_loyverse_shows_it_after_the_requeue(conn, world):
+    # A worker claimed 12 and stalled past its lease; the release made the row pending again, a
+    # counter edit (250) then won under `latest` and cancelled it. The worker woke and wrote 12
+    # over 250: its late completion requeues the database's price (250, the counter's, which
+    # Loyverse must get back) and marks 12 as ours, so Loyverse showing 12 is no newer edit.
+    # (Found by the two-way chaos test under load: before, the requeue carried 250 and the
+    # webhook of our stale 12 was taken for the latest edit, keeping it.)
+    r0, _ = world["restaurants"]
+    settings(conn, r0, sync_direction="BIDIRECTIONAL", conflict_policy="latest")
+    p0 = world["products"][0]
+    conn.execute("update public.products set price = 12 where id = %s", (p0,))
+    (claimed,) = conn.execute("select * from loyverse.claim_price_sync_batch(%s, 'w:1')",
+                              (world["account_id"],)).fetchall()
+    conn.execute("update loyverse.loyverse_price_sync_queue set lease_until = now() - interval '1 second'"
+                 " where id = %s", (claimed["id"],))
+    assert conn.execute("select loyverse.release_expired_price_sync_leases() as n").fetchone()["n"] == 1
+    deliver(conn, world["account_id"], items_update(item("item0", {("v0", "s1"): 250}, updated="2030-01-01T10:00:00Z")))
+    assert price(conn, p0) == D("250.00")
+    counts = conn.execute("select loyverse.complete_price_sync_batch('w:1', %s) as c", (json.dumps(
+        [{"id": claimed["id"], "outcome": "done", "sent": True}]),)).fetchone()["c"]
+    assert counts["lost"] == 1
+    (requeued,) = conn.execute("select * from loyverse.loyverse_price_sync_queue where product_id = %s"
+                               " and status = 'pending'", (p0,)).fetchall()
+    assert (requeued["source"], requeued["price_to_send"], requeued["in_doubt_prices"]) == (
+        "requeue", D("250.000"), [D("12.000")])
+    deliver(conn, world["account_id"], items_update(item("item0", {("v0", "s1"): 12}, updated="2030-01-01T10:00:05Z")))
+    assert [a["decision"] for a in audit(conn)] == ["CONFLICT_KEPT_THEIRS", "ECHO_IGNORED"]
+    assert price(conn, p0) == D("250.00")
