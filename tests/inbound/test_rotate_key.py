@@ -66,7 +66,8 @@ def test_rotate_key_drop_old_keeps_webhooks_verified_and_tokens_readable(conn, d
                 itesting.wait_for(lambda: conn.execute("select price from public.products where id = %s",
                                                        (product_id,)).fetchone()["price"] == D("7.77"),
                                   what="the signed delivery applied after the rotation")
-            deliveries = adm.webhook_deliveries()
+            # logged by the emulator once our answer reached it: possibly after the apply
+            deliveries = itesting.wait_for(adm.webhook_deliveries, what="the delivery in the emulator's log")
     assert [(d["signed"], d["status"]) for d in deliveries] == [(True, 200)]
     assert conn.execute("select count(*) as n from loyverse.loyverse_inbound_audit"
                         " where decision = 'DELIVERY_REJECTED'").fetchone()["n"] == 0
