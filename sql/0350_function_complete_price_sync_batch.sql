@@ -91,16 +91,6 @@ begin
       join loyverse.loyverse_price_sync_queue q on q.id = r.id
      where r.mine and r.outcome = 'done' and m.product_id = q.product_id;
 
-    -- A write sent without an answer (timeout, dropped connection) may have landed: its price
-    -- becomes one of the row's in_doubt_prices and, when a newer change is pending, of that
-    -- row's too (as for an expired lease), so that Loyverse showing it is no counter edit.
-    update loyverse.loyverse_price_sync_queue p
-       set in_doubt_prices = p.in_doubt_prices || q.in_doubt_prices || q.price_to_send
-      from pg_temp.price_sync_results r
-      join loyverse.loyverse_price_sync_queue q on q.id = r.id
-     where r.mine and r.sent and r.outcome = 'retry' and r.superseded
-       and p.product_id = r.product_id and p.status = 'pending';
-
     -- retry (429, 5xx, timeouts) and release (graceful stop, not an attempt): back to pending,
     -- unless a newer change is pending already, which then carries the price. A retry waits
     -- min(cap, base * 2^attempts) * (0.5..1.0) s, from its restaurant's settings (the
@@ -193,15 +183,21 @@ begin
 
     if v_lost_products is not null then
         perform loyverse.enqueue_current_prices(v_lost_products, 'requeue', 0);
-        -- The lost write went out after its claim ended: Loyverse showing its price is a write
-        -- of ours, not an edit at the counter (found by the two-way chaos test under load: the
-        -- requeue carried a price Loyverse had sent meanwhile, over our late write).
-        update loyverse.loyverse_price_sync_queue p
-           set in_doubt_prices = p.in_doubt_prices || q.price_to_send
-          from pg_temp.price_sync_results r
-          join loyverse.loyverse_price_sync_queue q on q.id = r.id
-         where r.mine is not true and r.sent and p.product_id = q.product_id and p.status = 'pending';
     end if;
+
+    -- A write that may have landed goes with the product's pending row as in doubt (as for an
+    -- expired lease), so that Loyverse showing it is no edit at the counter: one sent without
+    -- an answer (timeout, dropped connection; retried above, which put it in its own row's
+    -- in_doubt_prices) that a newer change superseded, and one that went out after its claim
+    -- was lost (found by the two-way chaos test under load: the requeue carried a price
+    -- Loyverse had sent meanwhile, over our late write, whose webhook then looked newer).
+    update loyverse.loyverse_price_sync_queue p
+       set in_doubt_prices = p.in_doubt_prices
+                             || case when r.mine then q.in_doubt_prices else array[q.price_to_send] end
+      from pg_temp.price_sync_results r
+      join loyverse.loyverse_price_sync_queue q on q.id = r.id
+     where r.sent and p.product_id = q.product_id and p.status = 'pending' and p.id <> q.id
+       and (r.mine is not true or (r.outcome = 'retry' and r.superseded));
 
     select jsonb_build_object(
                'done', count(*) filter (where r.mine and r.outcome = 'done'),
